@@ -1,0 +1,111 @@
+using ClusterEnv.Spaces;
+
+namespace ClusterEnv.Envs.ClassicControl;
+
+/// <summary>
+/// CartPole-v1 (Barto, Sutton and Anderson), faithful to Gymnasium's <c>CartPoleEnv</c>: explicit Euler at τ = 0.02 s,
+/// float64 state, float32 observations; terminates when |x| &gt; 2.4 or |θ| &gt; 12°; reward +1 per step including
+/// the terminal one (or Sutton–Barto's 0 / −1 with <c>sutton_barto_reward</c>). Action 0 pushes left, 1 right.
+/// </summary>
+public sealed class CartPole : EnvBase
+{
+    private const double Gravity = 9.8;
+    private const double MassCart = 1.0;
+    private const double MassPole = 0.1;
+    private const double TotalMass = MassPole + MassCart;
+    private const double Length = 0.5; // half the pole's length
+    private const double PoleMassLength = MassPole * Length;
+    private const double ForceMag = 10.0;
+    private const double Tau = 0.02;
+    private const double XThreshold = 2.4;
+    private static readonly double ThetaThresholdRadians = 12 * 2 * Math.PI / 360;
+
+    private static readonly Box ObsSpace = new(
+        [(float)-(XThreshold * 2), float.NegativeInfinity, (float)-(ThetaThresholdRadians * 2), float.NegativeInfinity],
+        [(float)(XThreshold * 2), float.PositiveInfinity, (float)(ThetaThresholdRadians * 2), float.PositiveInfinity]);
+
+    private readonly bool _suttonBartoReward;
+    private readonly Discrete _actionSpace = new(2);
+    private double _x, _xDot, _theta, _thetaDot;
+    private int _stepsBeyondTerminated = -1; // -1 = None
+
+    /// <summary>Creates the env; <paramref name="suttonBartoReward"/> selects the 0 / −1 reward.</summary>
+    public CartPole(bool suttonBartoReward = false) => _suttonBartoReward = suttonBartoReward;
+
+    internal static CartPole Create(IReadOnlyDictionary<string, object>? kwargs)
+    {
+        CheckKwargs("CartPole", kwargs, "sutton_barto_reward");
+        return new CartPole(BoolArg(kwargs, "sutton_barto_reward", false));
+    }
+
+    /// <inheritdoc />
+    public override Space ObservationSpace => ObsSpace;
+
+    /// <inheritdoc />
+    public override Space ActionSpace => _actionSpace;
+
+    /// <summary>The float64 physical state (x, ẋ, θ, θ̇).</summary>
+    public (double X, double XDot, double Theta, double ThetaDot) State
+    {
+        get => (_x, _xDot, _theta, _thetaDot);
+        set => (_x, _xDot, _theta, _thetaDot) = value;
+    }
+
+    /// <inheritdoc />
+    protected override EnvInfo ResetCore(Span<float> observation, ResetOptions? options)
+    {
+        var (low, high) = ResetBounds(options, -0.05, 0.05);
+        var rng = NpRandom;
+        _x = rng.Uniform(low, high);
+        _xDot = rng.Uniform(low, high);
+        _theta = rng.Uniform(low, high);
+        _thetaDot = rng.Uniform(low, high);
+        _stepsBeyondTerminated = -1;
+        WriteObservation(observation);
+        return default;
+    }
+
+    /// <inheritdoc />
+    protected override StepResult StepCore(EnvAction action, Span<float> observation)
+    {
+        int a = DiscreteAction(action);
+        double force = a == 1 ? ForceMag : -ForceMag;
+        double costheta = Math.Cos(_theta);
+        double sintheta = Math.Sin(_theta);
+
+        double temp = (force + PoleMassLength * (_thetaDot * _thetaDot) * sintheta) / TotalMass;
+        double thetaacc = (Gravity * sintheta - costheta * temp)
+                          / (Length * (4.0 / 3.0 - MassPole * (costheta * costheta) / TotalMass));
+        double xacc = temp - PoleMassLength * thetaacc * costheta / TotalMass;
+
+        _x = _x + Tau * _xDot;
+        _xDot = _xDot + Tau * xacc;
+        _theta = _theta + Tau * _thetaDot;
+        _thetaDot = _thetaDot + Tau * thetaacc;
+
+        bool terminated = _x < -XThreshold || _x > XThreshold || _theta < -ThetaThresholdRadians || _theta > ThetaThresholdRadians;
+        double reward;
+        if (!terminated) reward = _suttonBartoReward ? 0.0 : 1.0;
+        else if (_stepsBeyondTerminated < 0)
+        {
+            _stepsBeyondTerminated = 0; // the pole just fell
+            reward = _suttonBartoReward ? -1.0 : 1.0;
+        }
+        else
+        {
+            _stepsBeyondTerminated++; // undefined behaviour in Gymnasium too: it warns and pays 0
+            reward = _suttonBartoReward ? -1.0 : 0.0;
+        }
+
+        WriteObservation(observation);
+        return new StepResult(reward, terminated, false, default);
+    }
+
+    private void WriteObservation(Span<float> o)
+    {
+        o[3] = (float)_thetaDot;
+        o[0] = (float)_x;
+        o[1] = (float)_xDot;
+        o[2] = (float)_theta;
+    }
+}

@@ -1,0 +1,104 @@
+using ClusterEnv.Spaces;
+
+namespace ClusterEnv.Envs.ClassicControl;
+
+/// <summary>
+/// Pendulum-v1, faithful to Gymnasium's <c>PendulumEnv</c>: torque clipped to ±2, θ̇ += (3g/(2l)·sin θ + 3/(ml²)·u)·dt
+/// clipped to ±8, θ += θ̇·dt with dt = 0.05; reward −(norm(θ)² + 0.1·θ̇² + 0.001·u²) on the state before the
+/// update. Never terminates (the registry's time limit truncates at 200 steps).
+/// </summary>
+/// <remarks>
+/// The torque is float32 as in Gymnasium; the terms <c>3.0·u</c> and <c>0.001·u²</c> are float32 products under
+/// NumPy 2's promotion rules (NEP 50), which this class reproduces.
+/// </remarks>
+public sealed class Pendulum : EnvBase
+{
+    private const double MaxSpeed = 8;
+    private const float MaxTorque = 2.0f;
+    private const double Dt = 0.05;
+    private const double M = 1.0;
+    private const double L = 1.0;
+    private const double DefaultX = Math.PI;
+    private const double DefaultY = 1.0;
+
+    private static readonly Box ObsSpace = new([-1f, -1f, (float)-MaxSpeed], [1f, 1f, (float)MaxSpeed]);
+    private static readonly Box ActSpace = new(-MaxTorque, MaxTorque, [1]);
+
+    private readonly double _g;
+    private double _theta, _thetaDot;
+
+    /// <summary>Creates the env with gravity <paramref name="g"/> (Gymnasium's default 10.0).</summary>
+    public Pendulum(double g = 10.0) => _g = g;
+
+    internal static Pendulum Create(IReadOnlyDictionary<string, object>? kwargs)
+    {
+        CheckKwargs("Pendulum", kwargs, "g");
+        return new Pendulum(DoubleArg(kwargs, "g", 10.0));
+    }
+
+    /// <inheritdoc />
+    public override Space ObservationSpace => ObsSpace;
+
+    /// <inheritdoc />
+    public override Space ActionSpace => ActSpace;
+
+    /// <summary>The float64 state (θ, θ̇).</summary>
+    public (double Theta, double ThetaDot) State
+    {
+        get => (_theta, _thetaDot);
+        set => (_theta, _thetaDot) = value;
+    }
+
+    /// <inheritdoc />
+    protected override EnvInfo ResetCore(Span<float> observation, ResetOptions? options)
+    {
+        double x = DefaultX, y = DefaultY;
+        if (options is not null)
+        {
+            x = options.GetDouble("x_init", DefaultX);
+            y = options.GetDouble("y_init", DefaultY);
+        }
+        _theta = NpRandom.Uniform(-x, x);
+        _thetaDot = NpRandom.Uniform(-y, y);
+        WriteObservation(observation);
+        return default;
+    }
+
+    /// <inheritdoc />
+    protected override StepResult StepCore(EnvAction action, Span<float> observation)
+    {
+        float u = Math.Clamp(ContinuousAction(action)[0], -MaxTorque, MaxTorque);
+        double th = _theta, thdot = _thetaDot;
+
+        double an = AngleNormalize(th);
+        float uCost = 0.001f * (u * u);
+        double costs = an * an + 0.1 * (thdot * thdot) + uCost;
+
+        float uTerm = 3.0f / (float)(M * (L * L)) * u;
+        double newthdot = thdot + (3 * _g / (2 * L) * Math.Sin(th) + uTerm) * Dt;
+        newthdot = Math.Clamp(newthdot, -MaxSpeed, MaxSpeed);
+        double newth = th + newthdot * Dt;
+
+        _theta = newth;
+        _thetaDot = newthdot;
+        WriteObservation(observation);
+        return new StepResult(-costs, false, false, default);
+    }
+
+    private void WriteObservation(Span<float> o)
+    {
+        o[0] = (float)Math.Cos(_theta);
+        o[1] = (float)Math.Sin(_theta);
+        o[2] = (float)_thetaDot;
+    }
+
+    /// <summary>((x + π) mod 2π) − π with Python's floored modulo, as NumPy's <c>remainder</c> computes it.</summary>
+    internal static double AngleNormalize(double x)
+    {
+        double a = x + Math.PI, b = 2 * Math.PI;
+        double mod = a % b; // C fmod
+        if (mod != 0) { if ((b < 0) != (mod < 0)) mod += b; }
+        else mod = Math.CopySign(0.0, b);
+        return mod - Math.PI;
+    }
+}

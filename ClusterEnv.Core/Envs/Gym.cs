@@ -1,0 +1,101 @@
+using System.Collections.Concurrent;
+using ClusterEnv.Envs.ClassicControl;
+using ClusterEnv.Vector;
+using ClusterEnv.Wrappers;
+
+namespace ClusterEnv.Envs;
+
+/// <summary>
+/// The env registry, as Gymnasium's <c>gym.make</c> / <c>gym.register</c>. The five classic-control envs are
+/// registered with Gymnasium's ids, time limits and reward thresholds; <c>Register</c> adds users' own.
+/// </summary>
+public static class Gym
+{
+    private static readonly ConcurrentDictionary<string, EnvSpec> Registry = new(StringComparer.Ordinal);
+
+    static Gym()
+    {
+        Register("CartPole-v1", CartPole.Create, maxEpisodeSteps: 500, rewardThreshold: 475.0);
+        Register("Acrobot-v1", Acrobot.Create, maxEpisodeSteps: 500, rewardThreshold: -100.0);
+        Register("MountainCar-v0", MountainCar.Create, maxEpisodeSteps: 200, rewardThreshold: -110.0);
+        Register("MountainCarContinuous-v0", MountainCarContinuous.Create, maxEpisodeSteps: 999, rewardThreshold: 90.0);
+        Register("Pendulum-v1", Pendulum.Create, maxEpisodeSteps: 200, rewardThreshold: null);
+    }
+
+    /// <summary>All registered ids, sorted.</summary>
+    public static IReadOnlyList<string> Ids => Registry.Keys.Order(StringComparer.Ordinal).ToArray();
+
+    /// <summary>
+    /// Registers an env under <paramref name="id"/>. <paramref name="factory"/> receives the constructor arguments
+    /// given to <see cref="Make"/> (null when none). Re-registering an id replaces it.
+    /// </summary>
+    public static EnvSpec Register(string id, Func<IReadOnlyDictionary<string, object>?, IEnv> factory, int? maxEpisodeSteps = null, double? rewardThreshold = null)
+    {
+        if (string.IsNullOrWhiteSpace(id)) throw new ArgumentException("An env id must be a non-empty string such as \"MyEnv-v0\".", nameof(id));
+        ArgumentNullException.ThrowIfNull(factory);
+        if (maxEpisodeSteps is <= 0)
+            throw new ArgumentOutOfRangeException(nameof(maxEpisodeSteps), maxEpisodeSteps, $"max_episode_steps of '{id}' must be >= 1 or null for no limit.");
+        var spec = new EnvSpec(id, factory, maxEpisodeSteps, rewardThreshold);
+        Registry[id] = spec;
+        return spec;
+    }
+
+    /// <summary>Registers an env with a parameterless factory.</summary>
+    public static EnvSpec Register(string id, Func<IEnv> factory, int? maxEpisodeSteps = null, double? rewardThreshold = null)
+    {
+        ArgumentNullException.ThrowIfNull(factory);
+        return Register(id, kwargs =>
+        {
+            if (kwargs is { Count: > 0 }) throw new ArgumentException($"Env '{id}' takes no arguments, but got: {string.Join(", ", kwargs.Keys)}.");
+            return factory();
+        }, maxEpisodeSteps, rewardThreshold);
+    }
+
+    /// <summary>The registry entry for <paramref name="id"/>; an unknown id names the registered ones.</summary>
+    public static EnvSpec Spec(string id)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        if (Registry.TryGetValue(id, out var spec)) return spec;
+        var close = Registry.Keys.Where(k => k.StartsWith(id.Split('-')[0], StringComparison.OrdinalIgnoreCase)).Order().ToArray();
+        string hint = close.Length > 0 ? $" Did you mean {string.Join(" or ", close.Select(c => $"'{c}'"))}?" : "";
+        throw new UnknownEnvironmentException(
+            $"No env registered with id '{id}'.{hint} Registered ids: {string.Join(", ", Ids)}. Register your own with Gym.Register(id, factory).");
+    }
+
+    /// <summary>
+    /// Builds the env registered as <paramref name="id"/>, wrapped in <see cref="TimeLimit"/> when the registry
+    /// (or <paramref name="maxEpisodeSteps"/>) gives a limit, as <c>gym.make</c> does.
+    /// </summary>
+    /// <param name="id">A registered id, e.g. <c>"CartPole-v1"</c>.</param>
+    /// <param name="kwargs">Constructor arguments, e.g. <c>{"g": 9.81}</c> for Pendulum.</param>
+    /// <param name="maxEpisodeSteps">Overrides the registered time limit.</param>
+    public static IEnv Make(string id, IReadOnlyDictionary<string, object>? kwargs = null, int? maxEpisodeSteps = null)
+    {
+        var spec = Spec(id);
+        var env = spec.Factory(kwargs) ?? throw new InvalidOperationException($"The factory registered for '{id}' returned null.");
+        var madeSpec = spec with { Kwargs = kwargs, MaxEpisodeSteps = maxEpisodeSteps ?? spec.MaxEpisodeSteps };
+        if (env is EnvBase b) b.Spec = madeSpec;
+        int? limit = madeSpec.MaxEpisodeSteps;
+        if (limit is null) return env;
+        var limited = new TimeLimit(env, limit.Value);
+        limited.Spec = madeSpec;
+        return limited;
+    }
+
+    /// <summary>
+    /// Builds a <see cref="SyncVectorEnv"/> of <paramref name="numEnvs"/> copies of <paramref name="id"/>, each made
+    /// by <see cref="Make"/> and then passed through <paramref name="wrap"/> (e.g. RecordEpisodeStatistics), as
+    /// <c>gym.make_vec(id, num_envs, vectorization_mode="sync", wrappers=...)</c>.
+    /// </summary>
+    public static SyncVectorEnv MakeVec(string id, int numEnvs, AutoresetMode autoresetMode = AutoresetMode.NextStep,
+        Func<IEnv, IEnv>? wrap = null, IReadOnlyDictionary<string, object>? kwargs = null)
+    {
+        Spec(id); // fail fast on an unknown id
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(numEnvs);
+        return new SyncVectorEnv(Enumerable.Range(0, numEnvs).Select(_ => (Func<IEnv>)(() =>
+        {
+            var env = Make(id, kwargs);
+            return wrap is null ? env : wrap(env);
+        })), autoresetMode);
+    }
+}

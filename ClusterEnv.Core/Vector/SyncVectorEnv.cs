@@ -1,0 +1,265 @@
+using ClusterEnv.Envs;
+using ClusterEnv.Spaces;
+
+namespace ClusterEnv.Vector;
+
+/// <summary>
+/// Steps its sub-envs one after another on the calling thread, as Gymnasium's <c>SyncVectorEnv</c>, writing into
+/// contiguous buffers. No heap allocation per <see cref="Step(ReadOnlySpan{int})"/> in steady state.
+/// See <see cref="IVectorEnv"/> for the contract.
+/// </summary>
+public sealed class SyncVectorEnv : IVectorEnv
+{
+    private readonly IEnv[] _envs;
+    private readonly ActionLayout _actions;
+    private readonly float[] _observations;
+    private readonly double[] _rewards;
+    private readonly bool[] _terminated;
+    private readonly bool[] _truncated;
+    private readonly bool[] _autoreset; // episode ended at the previous call
+    private readonly VectorInfo _info;
+    private bool _needsReset = true;
+
+    /// <summary>Creates the sub-envs by calling each factory once.</summary>
+    public SyncVectorEnv(IEnumerable<Func<IEnv>> envFactories, AutoresetMode autoresetMode = AutoresetMode.NextStep)
+        : this(Build(envFactories), autoresetMode) { }
+
+    /// <summary>Takes ownership of <paramref name="envs"/> (closing the vector env disposes them).</summary>
+    public SyncVectorEnv(IReadOnlyList<IEnv> envs, AutoresetMode autoresetMode = AutoresetMode.NextStep)
+    {
+        ArgumentNullException.ThrowIfNull(envs);
+        if (envs.Count == 0) throw new ArgumentException("A vector env needs at least one sub-env.", nameof(envs));
+        if (!Enum.IsDefined(autoresetMode)) throw new ArgumentOutOfRangeException(nameof(autoresetMode), autoresetMode, "Use NextStep, SameStep or Disabled.");
+        _envs = envs.ToArray();
+        SingleObservationSpace = _envs[0].ObservationSpace;
+        SingleActionSpace = _envs[0].ActionSpace;
+        for (int i = 1; i < _envs.Length; i++)
+        {
+            if (!_envs[i].ObservationSpace.Equals(SingleObservationSpace))
+                throw new ArgumentException($"Sub-env {i} has observation space {_envs[i].ObservationSpace}, but sub-env 0 has {SingleObservationSpace}; all sub-envs must have equal spaces to be batched.");
+            if (!_envs[i].ActionSpace.Equals(SingleActionSpace))
+                throw new ArgumentException($"Sub-env {i} has action space {_envs[i].ActionSpace}, but sub-env 0 has {SingleActionSpace}; all sub-envs must have equal spaces to be batched.");
+        }
+        _actions = ActionLayout.For(SingleActionSpace);
+        AutoresetMode = autoresetMode;
+        NumEnvs = _envs.Length;
+        ObservationSize = SingleObservationSpace.EncodedSize;
+        ObservationSpace = SingleObservationSpace.Batch(NumEnvs);
+        ActionSpace = SingleActionSpace.Batch(NumEnvs);
+        _observations = new float[NumEnvs * ObservationSize];
+        _rewards = new double[NumEnvs];
+        _terminated = new bool[NumEnvs];
+        _truncated = new bool[NumEnvs];
+        _autoreset = new bool[NumEnvs];
+        _info = new VectorInfo(NumEnvs, ObservationSize);
+    }
+
+    /// <inheritdoc />
+    public int NumEnvs { get; }
+
+    /// <inheritdoc />
+    public Space SingleObservationSpace { get; }
+
+    /// <inheritdoc />
+    public Space SingleActionSpace { get; }
+
+    /// <inheritdoc />
+    public Space ObservationSpace { get; }
+
+    /// <inheritdoc />
+    public Space ActionSpace { get; }
+
+    /// <inheritdoc />
+    public int ObservationSize { get; }
+
+    /// <inheritdoc />
+    public int ActionSize => _actions.Size;
+
+    /// <inheritdoc />
+    public AutoresetMode AutoresetMode { get; }
+
+    /// <inheritdoc />
+    public EnvSpec? Spec => _envs[0].Spec;
+
+    /// <inheritdoc />
+    public bool IsClosed { get; private set; }
+
+    /// <summary>The sub-envs (for inspection; stepping them directly bypasses the vector env's bookkeeping).</summary>
+    public IReadOnlyList<IEnv> Envs => _envs;
+
+    /// <inheritdoc />
+    public VectorResetResult Reset(int? seed = null, ResetOptions? options = null)
+    {
+        ThrowIfClosed();
+        if (seed is int s && (long)s + NumEnvs - 1 > int.MaxValue)
+            throw new ArgumentOutOfRangeException(nameof(seed), s, $"Seed {s} + {NumEnvs - 1} (sub-env seeds are seed + i) overflows int; use a seed <= {int.MaxValue - (NumEnvs - 1)}.");
+        return ResetCore(i => seed is int b ? b + i : null, options);
+    }
+
+    /// <inheritdoc />
+    public VectorResetResult Reset(IReadOnlyList<int?> seeds, ResetOptions? options = null)
+    {
+        ThrowIfClosed();
+        ArgumentNullException.ThrowIfNull(seeds);
+        if (seeds.Count != NumEnvs)
+            throw new ArgumentException($"Got {seeds.Count} seeds for {NumEnvs} sub-envs; pass one seed (or null) per sub-env, or a single int seed.", nameof(seeds));
+        return ResetCore(i => seeds[i], options);
+    }
+
+    private VectorResetResult ResetCore(Func<int, int?> seedOf, ResetOptions? options)
+    {
+        var mask = options?.ResetMask;
+        if (mask is not null)
+        {
+            if (mask.Length != NumEnvs)
+                throw new ArgumentException($"ResetMask has {mask.Length} entries, but the vector env has {NumEnvs} sub-envs; pass one bool per sub-env.", nameof(options));
+            if (Array.IndexOf(mask, true) < 0)
+                throw new ArgumentException("ResetMask selects no sub-env; set at least one entry to true (or pass no mask to reset all).", nameof(options));
+        }
+
+        _info.Clear();
+        for (int i = 0; i < NumEnvs; i++)
+        {
+            if (mask is not null && !mask[i]) continue;
+            try
+            {
+                var info = _envs[i].Reset(ObservationRow(i), seedOf(i), options);
+                _info.Set(i, info);
+            }
+            catch (Exception e) when (e is not SubEnvException)
+            {
+                _needsReset = true;
+                throw new SubEnvException(i, e);
+            }
+            _terminated[i] = false;
+            _truncated[i] = false;
+            _autoreset[i] = false;
+        }
+        if (mask is null) _needsReset = false;
+        return new VectorResetResult(_observations, _info);
+    }
+
+    /// <inheritdoc />
+    public VectorStepResult Step(ReadOnlySpan<int> actions)
+    {
+        ThrowIfNotSteppable();
+        _actions.Check(actions, NumEnvs);
+        ThrowIfDisabledAndFinished();
+        _info.Clear();
+        int size = _actions.Size;
+        for (int i = 0; i < NumEnvs; i++)
+            StepOne(i, new EnvAction(actions.Slice(i * size, size)));
+        return new VectorStepResult(_observations, _rewards, _terminated, _truncated, _info);
+    }
+
+    /// <inheritdoc />
+    public VectorStepResult Step(ReadOnlySpan<float> actions)
+    {
+        ThrowIfNotSteppable();
+        _actions.Check(actions, NumEnvs);
+        ThrowIfDisabledAndFinished();
+        _info.Clear();
+        int size = _actions.Size;
+        for (int i = 0; i < NumEnvs; i++)
+            StepOne(i, new EnvAction(actions.Slice(i * size, size)));
+        return new VectorStepResult(_observations, _rewards, _terminated, _truncated, _info);
+    }
+
+    private void StepOne(int i, EnvAction action)
+    {
+        var env = _envs[i];
+        var obs = ObservationRow(i);
+        try
+        {
+            if (AutoresetMode == AutoresetMode.NextStep && _autoreset[i])
+            {
+                _info.Set(i, env.Reset(obs));
+                _rewards[i] = 0.0;
+                _terminated[i] = false;
+                _truncated[i] = false;
+            }
+            else
+            {
+                var r = env.Step(action, obs);
+                _rewards[i] = r.Reward;
+                _terminated[i] = r.Terminated;
+                _truncated[i] = r.Truncated;
+                if (AutoresetMode == AutoresetMode.SameStep && (r.Terminated || r.Truncated))
+                {
+                    _info.SetFinal(i, obs, r.Info);
+                    _info.Set(i, env.Reset(obs));
+                }
+                else
+                {
+                    _info.Set(i, r.Info);
+                }
+            }
+        }
+        catch (Exception e)
+        {
+            _needsReset = true;
+            throw new SubEnvException(i, e);
+        }
+        _autoreset[i] = _terminated[i] || _truncated[i];
+    }
+
+    private Span<float> ObservationRow(int i) => _observations.AsSpan(i * ObservationSize, ObservationSize);
+
+    private void ThrowIfClosed()
+    {
+        if (IsClosed) throw new EnvironmentClosedException("This vector env is closed; create a new one to keep going.");
+    }
+
+    private void ThrowIfNotSteppable()
+    {
+        ThrowIfClosed();
+        if (_needsReset)
+            throw new ResetNeededException("Step was called before Reset (or after a sub-env failed); call Reset(...) first.");
+    }
+
+    private void ThrowIfDisabledAndFinished()
+    {
+        if (AutoresetMode != AutoresetMode.Disabled) return;
+        int i = Array.IndexOf(_autoreset, true);
+        if (i >= 0)
+            throw new InvalidOperationException(
+                $"Sub-env {i} finished its episode ({(_terminated[i] ? "terminated" : "truncated")}) and autoreset is Disabled; " +
+                "reset it first with Reset(options: new ResetOptions { ResetMask = mask }) where mask[i] is true.");
+    }
+
+    /// <inheritdoc />
+    public void Close()
+    {
+        if (IsClosed) return;
+        IsClosed = true;
+        List<Exception>? errors = null;
+        foreach (var env in _envs)
+        {
+            try { env.Dispose(); }
+            catch (Exception e) { (errors ??= []).Add(e); }
+        }
+        if (errors is not null) throw new AggregateException("Some sub-envs failed to close.", errors);
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => Close();
+
+    /// <inheritdoc />
+    public override string ToString() => $"SyncVectorEnv({Spec?.Id ?? SingleObservationSpace.ToString()}, num_envs={NumEnvs})";
+
+    private static IReadOnlyList<IEnv> Build(IEnumerable<Func<IEnv>> factories)
+    {
+        ArgumentNullException.ThrowIfNull(factories);
+        var envs = new List<IEnv>();
+        try
+        {
+            foreach (var f in factories) envs.Add(f() ?? throw new InvalidOperationException($"Env factory {envs.Count} returned null."));
+        }
+        catch
+        {
+            foreach (var e in envs) e.Dispose();
+            throw;
+        }
+        return envs;
+    }
+}

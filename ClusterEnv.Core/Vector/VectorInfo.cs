@@ -1,0 +1,92 @@
+using ClusterEnv.Envs;
+
+namespace ClusterEnv.Vector;
+
+/// <summary>
+/// The batched info of a vector env's reset or step: Gymnasium's dict of arrays with <c>_key</c> masks, as typed
+/// arrays owned by the vector env and overwritten by its next call.
+/// </summary>
+public sealed class VectorInfo
+{
+    private readonly IReadOnlyDictionary<string, object>?[] _extras;
+    private bool _anyExtra;
+
+    /// <summary>Creates an empty info for <paramref name="numEnvs"/> sub-envs with observations of <paramref name="observationSize"/> floats.</summary>
+    public VectorInfo(int numEnvs, int observationSize)
+    {
+        NumEnvs = numEnvs;
+        ObservationSize = observationSize;
+        Episode = new EpisodeBatch(numEnvs);
+        FinalEpisode = new EpisodeBatch(numEnvs);
+        HasFinalObservation = new bool[numEnvs];
+        FinalObservations = new float[numEnvs * observationSize];
+        _extras = new IReadOnlyDictionary<string, object>?[numEnvs];
+    }
+
+    /// <summary>Number of sub-envs.</summary>
+    public int NumEnvs { get; }
+
+    /// <summary>Floats per observation.</summary>
+    public int ObservationSize { get; }
+
+    /// <summary>Episode statistics in the sub-envs' current info (<c>info["episode"]</c>).</summary>
+    public EpisodeBatch Episode { get; }
+
+    /// <summary><see cref="AutoresetMode.SameStep"/>: which sub-envs ended and were reset in this call (<c>info["_final_obs"]</c>).</summary>
+    public bool[] HasFinalObservation { get; }
+
+    /// <summary><see cref="AutoresetMode.SameStep"/>: the last observation of each ended episode, row i for sub-env i (<c>info["final_obs"]</c>).</summary>
+    public float[] FinalObservations { get; }
+
+    /// <summary><see cref="AutoresetMode.SameStep"/>: episode statistics in the final step's info (<c>info["final_info"]["episode"]</c>).</summary>
+    public EpisodeBatch FinalEpisode { get; }
+
+    /// <summary>Env-specific extra info of sub-env i (null when it reported none).</summary>
+    public IReadOnlyDictionary<string, object>? Extra(int i) => _extras[i];
+
+    /// <summary>The final observation of sub-env i (meaningful where <see cref="HasFinalObservation"/>[i]).</summary>
+    public ReadOnlySpan<float> FinalObservation(int i) => FinalObservations.AsSpan(i * ObservationSize, ObservationSize);
+
+    /// <summary>
+    /// The statistics of an episode of sub-env i that finished in this call, whatever the autoreset mode
+    /// (NextStep reports them in <see cref="Episode"/>, SameStep in <see cref="FinalEpisode"/>).
+    /// </summary>
+    public bool TryGetEpisode(int i, out EpisodeStatistics statistics)
+    {
+        var b = Episode.Mask[i] ? Episode : FinalEpisode.Mask[i] ? FinalEpisode : null;
+        statistics = b is null ? default : new EpisodeStatistics(b.Return[i], b.Length[i], b.Seconds[i]);
+        return b is not null;
+    }
+
+    /// <summary>Records sub-env i's info (reset or step).</summary>
+    public void Set(int i, in EnvInfo info)
+    {
+        if (info.Episode is { } e) Episode.Set(i, e);
+        if (info.Extra is not null)
+        {
+            _extras[i] = info.Extra;
+            _anyExtra = true;
+        }
+    }
+
+    /// <summary>Records a SameStep autoreset of sub-env i: its final observation and final info.</summary>
+    public void SetFinal(int i, ReadOnlySpan<float> finalObservation, in EnvInfo finalInfo)
+    {
+        HasFinalObservation[i] = true;
+        finalObservation.CopyTo(FinalObservations.AsSpan(i * ObservationSize, ObservationSize));
+        if (finalInfo.Episode is { } e) FinalEpisode.Set(i, e);
+    }
+
+    /// <summary>Clears everything before the next call fills it.</summary>
+    public void Clear()
+    {
+        Episode.Clear();
+        FinalEpisode.Clear();
+        Array.Clear(HasFinalObservation);
+        if (_anyExtra)
+        {
+            Array.Clear(_extras);
+            _anyExtra = false;
+        }
+    }
+}

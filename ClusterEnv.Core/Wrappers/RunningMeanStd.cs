@@ -1,0 +1,55 @@
+namespace ClusterEnv.Wrappers;
+
+/// <summary>
+/// Running mean and variance per element with the parallel (Chan et al.) update, as Gymnasium's
+/// <c>RunningMeanStd(epsilon=1e-4)</c>: starts at mean 0, variance 1, count ε.
+/// </summary>
+public sealed class RunningMeanStd
+{
+    private readonly double[] _mean;
+    private readonly double[] _var;
+
+    /// <summary>Statistics for vectors of <paramref name="size"/> elements (1 for scalars).</summary>
+    public RunningMeanStd(int size, double epsilon = 1e-4)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
+        _mean = new double[size];
+        _var = new double[size];
+        Array.Fill(_var, 1.0);
+        Count = epsilon;
+    }
+
+    /// <summary>Running mean per element.</summary>
+    public ReadOnlySpan<double> Mean => _mean;
+
+    /// <summary>Running (population) variance per element.</summary>
+    public ReadOnlySpan<double> Var => _var;
+
+    /// <summary>Number of samples seen (plus ε).</summary>
+    public double Count { get; private set; }
+
+    /// <summary>Adds one sample (a batch of size 1: batch variance 0).</summary>
+    public void Update(ReadOnlySpan<float> x)
+    {
+        if (x.Length != _mean.Length) throw new ArgumentException($"Sample has {x.Length} elements; expected {_mean.Length}.", nameof(x));
+        double tot = Count + 1;
+        for (int i = 0; i < _mean.Length; i++)
+        {
+            double delta = x[i] - _mean[i];
+            _mean[i] += delta * 1 / tot;
+            double m2 = _var[i] * Count + 0 + delta * delta * Count * 1 / tot;
+            _var[i] = m2 / tot;
+        }
+        Count = tot;
+    }
+
+    /// <summary>Adds one scalar sample.</summary>
+    public void Update(double x)
+    {
+        double tot = Count + 1;
+        double delta = x - _mean[0];
+        _mean[0] += delta * 1 / tot;
+        _var[0] = (_var[0] * Count + delta * delta * Count * 1 / tot) / tot;
+        Count = tot;
+    }
+}

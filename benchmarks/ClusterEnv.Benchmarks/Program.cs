@@ -1,0 +1,21 @@
+// Benchmarks for ClusterEnv. Each command prints one JSON object per line.
+// Usage: dotnet run -c Release --project benchmarks/ClusterEnv.Benchmarks -- <command> [options]
+using ClusterEnv.Benchmarks;
+
+if (args.Length == 0 || args[0] is "-h" or "--help")
+{
+    Console.WriteLine("Commands:");
+    Console.WriteLine("  step-local [--env CartPole-v1] [--envs 1,64,1024] [--seconds 3]   local SyncVectorEnv stepping with random actions");
+    return args.Length == 0 ? 2 : 0;
+}
+
+var options = BenchOptions.Parse(args.AsSpan(1));
+switch (args[0])
+{
+    case "step-local":
+        StepLocal.Run(options);
+        return 0;
+    default:
+        Console.Error.WriteLine($"Unknown command '{args[0]}'. Run with --help for the list.");
+        return 2;
+}

@@ -1,0 +1,73 @@
+using System.Diagnostics;
+using System.Text.Json;
+using ClusterEnv.Common;
+using ClusterEnv.Envs;
+using ClusterEnv.Spaces;
+using ClusterEnv.Vector;
+using ClusterEnv.Wrappers;
+
+namespace ClusterEnv.Benchmarks;
+
+/// <summary>
+/// Local <see cref="SyncVectorEnv"/> stepping on one thread with uniformly random actions (drawn inside the timed
+/// loop): env-steps/s and bytes allocated per vector step, for the registry env alone (TimeLimit) and with
+/// RecordEpisodeStatistics on every sub-env.
+/// </summary>
+public static class StepLocal
+{
+    public static void Run(BenchOptions o)
+    {
+        string envId = o.Get("env", "CartPole-v1");
+        double seconds = o.Get("seconds", 3.0);
+        foreach (bool stats in new[] { false, true })
+        foreach (int n in o.GetInts("envs", "1,64,1024"))
+            Measure(envId, n, stats, seconds);
+    }
+
+    private static void Measure(string envId, int numEnvs, bool withStats, double seconds)
+    {
+        using var envs = Gym.MakeVec(envId, numEnvs, wrap: withStats ? e => new RecordEpisodeStatistics(e) : null);
+        var d = envs.SingleActionSpace as Discrete ?? throw new NotSupportedException("step-local drives Discrete action spaces.");
+        var rng = new Rng(0);
+        var actions = new int[numEnvs];
+        envs.Reset(seed: 0);
+
+        // Warm up (JIT tiers, caches), then time batches until the budget is spent.
+        RunSteps(envs, rng, actions, d.N, Math.Max(20_000 / numEnvs, 200));
+        long stepsPerBatch = Math.Max(1_000_000 / numEnvs, 100);
+        long vectorSteps = 0;
+        long allocBefore = GC.GetAllocatedBytesForCurrentThread();
+        int gcBefore = GC.CollectionCount(0);
+        var sw = Stopwatch.StartNew();
+        while (sw.Elapsed.TotalSeconds < seconds)
+        {
+            RunSteps(envs, rng, actions, d.N, stepsPerBatch);
+            vectorSteps += stepsPerBatch;
+        }
+        sw.Stop();
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - allocBefore;
+        Console.WriteLine(JsonSerializer.Serialize(new
+        {
+            bench = "step-local",
+            env = envId,
+            num_envs = numEnvs,
+            wrappers = withStats ? "TimeLimit+RecordEpisodeStatistics" : "TimeLimit",
+            env_steps_per_sec = Math.Round(vectorSteps * numEnvs / sw.Elapsed.TotalSeconds),
+            ns_per_env_step = Math.Round(sw.Elapsed.TotalNanoseconds / (vectorSteps * numEnvs), 2),
+            bytes_per_step = (double)allocated / vectorSteps,
+            bytes_allocated_total = allocated,
+            gen0_collections = GC.CollectionCount(0) - gcBefore,
+            vector_steps = vectorSteps,
+            seconds = Math.Round(sw.Elapsed.TotalSeconds, 3),
+        }));
+    }
+
+    private static void RunSteps(IVectorEnv envs, Rng rng, int[] actions, int n, long count)
+    {
+        for (long t = 0; t < count; t++)
+        {
+            for (int i = 0; i < actions.Length; i++) actions[i] = rng.NextInt(n);
+            envs.Step(actions);
+        }
+    }
+}
