@@ -120,27 +120,30 @@ public sealed class Acrobot : EnvBase
         for (int i = 0; i < 4; i++) y[i] = y[i] + dt / 6.0 * (k1[i] + 2 * k2[i] + 2 * k3[i] + k4[i]);
     }
 
-    // The book's equations of motion, in Gymnasium's order of operations.
+    // The book's equations of motion, in Gymnasium's order of operations. Its `x**2` on NumPy float64 scalars
+    // calls C pow(), which is not always x*x to the last bit, so Sq uses Math.Pow (libm pow) as well.
     private static void Dsdt(ReadOnlySpan<double> s, double a, Span<double> ds)
     {
         const double m1 = LinkMass1, m2 = LinkMass2, l1 = LinkLength1, lc1 = LinkComPos1, lc2 = LinkComPos2;
         const double I1 = LinkMoi, I2 = LinkMoi, g = 9.8;
         double theta1 = s[0], theta2 = s[1], dtheta1 = s[2], dtheta2 = s[3];
-        double d1 = m1 * (lc1 * lc1) + m2 * (l1 * l1 + lc2 * lc2 + 2 * l1 * lc2 * Math.Cos(theta2)) + I1 + I2;
-        double d2 = m2 * (lc2 * lc2 + l1 * lc2 * Math.Cos(theta2)) + I2;
+        double d1 = m1 * Sq(lc1) + m2 * (Sq(l1) + Sq(lc2) + 2 * l1 * lc2 * Math.Cos(theta2)) + I1 + I2;
+        double d2 = m2 * (Sq(lc2) + l1 * lc2 * Math.Cos(theta2)) + I2;
         double phi2 = m2 * lc2 * g * Math.Cos(theta1 + theta2 - Math.PI / 2.0);
-        double phi1 = -m2 * l1 * lc2 * (dtheta2 * dtheta2) * Math.Sin(theta2)
+        double phi1 = -m2 * l1 * lc2 * Sq(dtheta2) * Math.Sin(theta2)
                       - 2 * m2 * l1 * lc2 * dtheta2 * dtheta1 * Math.Sin(theta2)
                       + (m1 * lc1 + m2 * l1) * g * Math.Cos(theta1 - Math.PI / 2)
                       + phi2;
-        double ddtheta2 = (a + d2 / d1 * phi1 - m2 * l1 * lc2 * (dtheta1 * dtheta1) * Math.Sin(theta2) - phi2)
-                          / (m2 * (lc2 * lc2) + I2 - (d2 * d2) / d1);
+        double ddtheta2 = (a + d2 / d1 * phi1 - m2 * l1 * lc2 * Sq(dtheta1) * Math.Sin(theta2) - phi2)
+                          / (m2 * Sq(lc2) + I2 - Sq(d2) / d1);
         double ddtheta1 = -(d2 * ddtheta2 + phi1) / d1;
         ds[0] = dtheta1;
         ds[1] = dtheta2;
         ds[2] = ddtheta1;
         ds[3] = ddtheta2;
     }
+
+    private static double Sq(double x) => Math.Pow(x, 2);
 
     private static double Wrap(double x, double m, double M)
     {

@@ -70,11 +70,11 @@ public sealed class Pendulum : EnvBase
         float u = Math.Clamp(ContinuousAction(action)[0], -MaxTorque, MaxTorque);
         double th = _theta, thdot = _thetaDot;
 
-        double an = AngleNormalize(th);
-        float uCost = 0.001f * (u * u);
-        double costs = an * an + 0.1 * (thdot * thdot) + uCost;
+        // `x**2` on NumPy scalars calls C pow (powf for float32), so square with Pow to match to the last bit.
+        float uCost = 0.001f * MathF.Pow(u, 2);
+        double costs = Math.Pow(AngleNormalize(th), 2) + 0.1 * Math.Pow(thdot, 2) + uCost;
 
-        float uTerm = 3.0f / (float)(M * (L * L)) * u;
+        float uTerm = 3.0f / (float)(M * Math.Pow(L, 2)) * u;
         double newthdot = thdot + (3 * _g / (2 * L) * Math.Sin(th) + uTerm) * Dt;
         newthdot = Math.Clamp(newthdot, -MaxSpeed, MaxSpeed);
         double newth = th + newthdot * Dt;
