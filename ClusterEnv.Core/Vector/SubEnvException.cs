@@ -8,7 +8,7 @@ public sealed class SubEnvException : Exception
 {
     /// <summary>Wraps an exception thrown by a local sub-env.</summary>
     public SubEnvException(int envIndex, Exception inner)
-        : base($"Sub-env {envIndex} threw {inner.GetType().FullName}: {inner.Message}. Reset the vector env before stepping it again.", inner)
+        : base($"Sub-env {envIndex} threw {inner.GetType().FullName}: {inner.Message.TrimEnd('.')}. Reset the vector env before stepping it again.", inner)
     {
         EnvIndex = envIndex;
         ErrorType = inner.GetType().FullName ?? inner.GetType().Name;
@@ -18,7 +18,7 @@ public sealed class SubEnvException : Exception
 
     /// <summary>Describes an exception thrown by a sub-env in another process.</summary>
     public SubEnvException(int envIndex, string? workerId, string errorType, string errorMessage, string? errorStackTrace)
-        : base($"Sub-env {envIndex}{(workerId is null ? "" : $" on worker '{workerId}'")} threw {errorType}: {errorMessage}. Reset the vector env before stepping it again." +
+        : base($"Sub-env {envIndex}{(workerId is null ? "" : $" on worker '{workerId}'")} threw {errorType}: {errorMessage.TrimEnd('.')}. Reset the vector env before stepping it again." +
                (errorStackTrace is null ? "" : $"{Environment.NewLine}--- remote stack trace ---{Environment.NewLine}{errorStackTrace}"))
     {
         EnvIndex = envIndex;
