@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using ClusterEnv.Envs;
 using ClusterEnv.Spaces;
 
@@ -144,12 +145,7 @@ public sealed class SyncVectorEnv : IVectorEnv
     {
         ThrowIfNotSteppable();
         _actions.Check(actions, NumEnvs);
-        ThrowIfDisabledAndFinished();
-        _info.Clear();
-        int size = _actions.Size;
-        for (int i = 0; i < NumEnvs; i++)
-            StepOne(i, new EnvAction(actions.Slice(i * size, size)));
-        return new VectorStepResult(_observations, _rewards, _terminated, _truncated, _info);
+        return StepAll(actions);
     }
 
     /// <inheritdoc />
@@ -157,11 +153,22 @@ public sealed class SyncVectorEnv : IVectorEnv
     {
         ThrowIfNotSteppable();
         _actions.Check(actions, NumEnvs);
+        return StepAll(actions);
+    }
+
+    // T is int or float; the JIT specialises each instantiation, so the type test costs nothing.
+    private VectorStepResult StepAll<T>(ReadOnlySpan<T> actions) where T : unmanaged
+    {
         ThrowIfDisabledAndFinished();
         _info.Clear();
         int size = _actions.Size;
         for (int i = 0; i < NumEnvs; i++)
-            StepOne(i, new EnvAction(actions.Slice(i * size, size)));
+        {
+            var slice = actions.Slice(i * size, size);
+            StepOne(i, typeof(T) == typeof(int)
+                ? new EnvAction(MemoryMarshal.Cast<T, int>(slice))
+                : new EnvAction(MemoryMarshal.Cast<T, float>(slice)));
+        }
         return new VectorStepResult(_observations, _rewards, _terminated, _truncated, _info);
     }
 

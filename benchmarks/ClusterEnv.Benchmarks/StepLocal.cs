@@ -36,9 +36,10 @@ public static class StepLocal
         RunSteps(envs, rng, actions, d.N, Math.Max(20_000 / numEnvs, 200));
         long stepsPerBatch = Math.Max(1_000_000 / numEnvs, 100);
         long vectorSteps = 0;
+        var sw = new Stopwatch(); // created before the allocation snapshot so that it is not counted
         long allocBefore = GC.GetAllocatedBytesForCurrentThread();
         int gcBefore = GC.CollectionCount(0);
-        var sw = Stopwatch.StartNew();
+        sw.Start();
         while (sw.Elapsed.TotalSeconds < seconds)
         {
             RunSteps(envs, rng, actions, d.N, stepsPerBatch);
