@@ -8,8 +8,8 @@ namespace ClusterEnv.Vector;
 /// </summary>
 public sealed class ActionLayout
 {
-    private readonly long[] _low = [];
-    private readonly long[] _high = [];
+    private readonly long[] _low;
+    private readonly long[] _high;
     private readonly Space _space;
 
     private ActionLayout(Space space, bool continuous, int size, long[] low, long[] high)

@@ -33,7 +33,7 @@ public sealed class ClipAction : EnvWrapper
         var low = _inner.Low;
         var high = _inner.High;
         for (int i = 0; i < a.Length; i++)
-            _clipped[i] = float.IsNaN(a[i]) ? a[i] : Math.Clamp(a[i], low[i], high[i]);
+            _clipped[i] = Math.Clamp(a[i], low[i], high[i]); // NaN passes through and fails the env's check
         return Env.Step(new EnvAction((ReadOnlySpan<float>)_clipped), observation);
     }
 }

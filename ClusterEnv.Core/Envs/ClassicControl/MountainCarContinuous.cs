@@ -81,7 +81,6 @@ public sealed class MountainCarContinuous : EnvBase
             // First step after reset: position and velocity are float64.
             double cosTerm = 0.0025 * Math.Cos(3 * _position);
             double dv = forceIsFloat32 ? (float)((float)force * (float)Power) - (float)cosTerm : force * Power - cosTerm;
-            if (forceIsFloat32) dv = (float)dv;
             double v = _velocity + dv;
             if (v > MaxSpeed) v = MaxSpeed;
             if (v < -MaxSpeed) v = -MaxSpeed;
