@@ -1,4 +1,39 @@
-// The worker process that hosts environments for a ClusterVecEnv arrives with the DETACH issue;
-// for now it only states that and exits non-zero so a launcher cannot mistake it for a working worker.
-Console.Error.WriteLine("ClusterEnv.Worker: not implemented yet (see the DETACH issue).");
-return 2;
+// ClusterEnv.Worker: hosts envs for a ClusterVecEnv. Dials the learner's hub, registers, answers commands, exits
+// when the hub closes the stream (0), when the hub refuses it or the connection fails (1), on bad arguments (2),
+// or when the learner it was started by is gone (3).
+using ClusterEnv.Transport;
+using ClusterEnv.Worker;
+
+WorkerOptions options;
+try
+{
+    options = WorkerOptions.Parse(args);
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine($"ClusterEnv.Worker: {e.Message}");
+    return 2;
+}
+
+using var stop = new CancellationTokenSource();
+Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
+try
+{
+    await using var worker = new WorkerService(options);
+    await worker.RunAsync(stop.Token);
+    return 0;
+}
+catch (OperationCanceledException)
+{
+    return 3;
+}
+catch (GrpcException e)
+{
+    Console.Error.WriteLine($"ClusterEnv.Worker '{options.WorkerId}': the hub ended the stream with {e.Status}: {e.Detail}");
+    return 1;
+}
+catch (Exception e) when (e is IOException or HttpRequestException or ArgumentException or FileNotFoundException or InvalidOperationException)
+{
+    Console.Error.WriteLine($"ClusterEnv.Worker '{options.WorkerId}': {e.Message}");
+    return 1;
+}

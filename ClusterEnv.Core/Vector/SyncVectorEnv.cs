@@ -92,8 +92,7 @@ public sealed class SyncVectorEnv : IVectorEnv
     public VectorResetResult Reset(int? seed = null, ResetOptions? options = null)
     {
         ThrowIfClosed();
-        if (seed is int s && (long)s + NumEnvs - 1 > int.MaxValue)
-            throw new ArgumentOutOfRangeException(nameof(seed), s, $"Seed {s} + {NumEnvs - 1} (sub-env seeds are seed + i) overflows int; use a seed <= {int.MaxValue - (NumEnvs - 1)}.");
+        VectorArgs.CheckSeed(seed, NumEnvs);
         return ResetCore(i => seed is int b ? b + i : null, options);
     }
 
@@ -101,22 +100,13 @@ public sealed class SyncVectorEnv : IVectorEnv
     public VectorResetResult Reset(IReadOnlyList<int?> seeds, ResetOptions? options = null)
     {
         ThrowIfClosed();
-        ArgumentNullException.ThrowIfNull(seeds);
-        if (seeds.Count != NumEnvs)
-            throw new ArgumentException($"Got {seeds.Count} seeds for {NumEnvs} sub-envs; pass one seed (or null) per sub-env, or a single int seed.", nameof(seeds));
+        VectorArgs.CheckSeeds(seeds, NumEnvs);
         return ResetCore(i => seeds[i], options);
     }
 
     private VectorResetResult ResetCore(Func<int, int?> seedOf, ResetOptions? options)
     {
-        var mask = options?.ResetMask;
-        if (mask is not null)
-        {
-            if (mask.Length != NumEnvs)
-                throw new ArgumentException($"ResetMask has {mask.Length} entries, but the vector env has {NumEnvs} sub-envs; pass one bool per sub-env.", nameof(options));
-            if (Array.IndexOf(mask, true) < 0)
-                throw new ArgumentException("ResetMask selects no sub-env; set at least one entry to true (or pass no mask to reset all).", nameof(options));
-        }
+        var mask = VectorArgs.CheckMask(options, NumEnvs);
 
         _info.Clear();
         for (int i = 0; i < NumEnvs; i++)
@@ -159,7 +149,7 @@ public sealed class SyncVectorEnv : IVectorEnv
     // T is int or float; the JIT specialises each instantiation, so the type test costs nothing.
     private VectorStepResult StepAll<T>(ReadOnlySpan<T> actions) where T : unmanaged
     {
-        ThrowIfDisabledAndFinished();
+        VectorArgs.CheckNotFinished(AutoresetMode, _autoreset, _terminated);
         _info.Clear();
         int size = _actions.Size;
         for (int i = 0; i < NumEnvs; i++)
@@ -214,24 +204,13 @@ public sealed class SyncVectorEnv : IVectorEnv
 
     private void ThrowIfClosed()
     {
-        if (IsClosed) throw new EnvironmentClosedException("This vector env is closed; create a new one to keep going.");
+        if (IsClosed) throw VectorArgs.Closed();
     }
 
     private void ThrowIfNotSteppable()
     {
         ThrowIfClosed();
-        if (_needsReset)
-            throw new ResetNeededException("Step was called before Reset (or after a sub-env failed); call Reset(...) first.");
-    }
-
-    private void ThrowIfDisabledAndFinished()
-    {
-        if (AutoresetMode != AutoresetMode.Disabled) return;
-        int i = Array.IndexOf(_autoreset, true);
-        if (i >= 0)
-            throw new InvalidOperationException(
-                $"Sub-env {i} finished its episode ({(_terminated[i] ? "terminated" : "truncated")}) and autoreset is Disabled; " +
-                "reset it first with Reset(options: new ResetOptions { ResetMask = mask }) where mask[i] is true.");
+        if (_needsReset) throw VectorArgs.ResetNeeded();
     }
 
     /// <inheritdoc />

@@ -1,6 +1,8 @@
-// A random-policy rollout through a vector env, printing episode statistics.
-// Usage: dotnet run -c Release --project examples/Rollout -- [--env CartPole-v1] [--num-envs 8] [--steps 20000] [--seed 0]
+// A random-policy rollout through a vector env, printing episode statistics. By default the envs run in a local
+// pool of worker processes behind a ClusterVecEnv; --local runs the same loop on an in-process SyncVectorEnv.
+// Usage: dotnet run -c Release --project examples/Rollout -- [--env CartPole-v1] [--num-envs 8] [--workers 2] [--steps 20000] [--seed 0] [--local]
 using System.Diagnostics;
+using ClusterEnv.Cluster;
 using ClusterEnv.Common;
 using ClusterEnv.Envs;
 using ClusterEnv.Spaces;
@@ -8,7 +10,8 @@ using ClusterEnv.Vector;
 using ClusterEnv.Wrappers;
 
 string envId = "CartPole-v1";
-int numEnvs = 8, totalSteps = 20_000, seed = 0;
+int numEnvs = 8, totalSteps = 20_000, seed = 0, workers = 0;
+bool local = false;
 for (int i = 0; i < args.Length; i++)
 {
     string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Flag {args[i]} needs a value.");
@@ -18,17 +21,22 @@ for (int i = 0; i < args.Length; i++)
         case "--num-envs": numEnvs = int.Parse(Next()); break;
         case "--steps": totalSteps = int.Parse(Next()); break;
         case "--seed": seed = int.Parse(Next()); break;
+        case "--workers": workers = int.Parse(Next()); break;
+        case "--local": local = true; break;
         case "-h" or "--help":
-            Console.WriteLine("Usage: Rollout [--env ID] [--num-envs N] [--steps N] [--seed N]");
+            Console.WriteLine("Usage: Rollout [--env ID] [--num-envs N] [--workers N] [--steps N] [--seed N] [--local]");
             Console.WriteLine("Registered envs: " + string.Join(", ", Gym.Ids));
             return 0;
         default:
-            Console.Error.WriteLine($"Unknown flag '{args[i]}'. Use --env, --num-envs, --steps, --seed or --help.");
+            Console.Error.WriteLine($"Unknown flag '{args[i]}'. Use --env, --num-envs, --workers, --steps, --seed, --local or --help.");
             return 2;
     }
 }
 
-using IVectorEnv envs = Gym.MakeVec(envId, numEnvs, wrap: e => new RecordEpisodeStatistics(e));
+// The one line that differs between a local vector env and a cluster of worker processes:
+using IVectorEnv envs = local
+    ? Gym.MakeVec(envId, numEnvs, wrap: e => new RecordEpisodeStatistics(e))
+    : new ClusterVecEnv(new ClusterOptions { EnvId = envId, NumEnvs = numEnvs, NumWorkers = workers });
 Console.WriteLine($"Rollout: {envs} | obs {envs.SingleObservationSpace} | actions {envs.SingleActionSpace} | random policy");
 
 var rng = new Rng(seed);

@@ -1,0 +1,285 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using ClusterEnv.Transport;
+using ClusterEnv.Transport.Protos;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
+using Google.Protobuf;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace ClusterEnv.Cluster;
+
+/// <summary>
+/// The learner-side endpoint that workers dial: a Kestrel HTTP/2 server speaking the gRPC wire protocol for one
+/// method, <c>/clusterenv.v1.WorkerHub/Connect</c>. It checks each worker's Register (protocol version, token, spaces)
+/// and hands accepted streams to its owner (a <see cref="ClusterVecEnv"/>). A bad stream — wrong path or content type,
+/// malformed frame, oversized message, wrong version or token — is closed with a gRPC status; the hub and every other
+/// stream carry on.
+/// </summary>
+public sealed class ClusterHub : IAsyncDisposable, IDisposable
+{
+    /// <summary>The protocol version this hub speaks (<c>Register.protocol_version</c>).</summary>
+    public const uint ProtocolVersion = 1;
+
+    /// <summary>The gRPC method path workers call.</summary>
+    public const string ConnectPath = "/clusterenv.v1.WorkerHub/Connect";
+
+    private readonly WebApplication _app;
+    private readonly HubOptions _options;
+    private readonly byte[]? _token;
+    private readonly CancellationTokenSource _stopping = new();
+    private Func<WorkerConnection, string?>? _admit;
+    private int _activeStreams;
+    private bool _disposed;
+
+    private ClusterHub(WebApplication app, HubOptions options)
+    {
+        _app = app;
+        _options = options;
+        _token = string.IsNullOrEmpty(options.Token) ? null : Encoding.UTF8.GetBytes(options.Token);
+    }
+
+    /// <summary>The URL workers dial, e.g. <c>http://127.0.0.1:5555</c>.</summary>
+    public Uri Url { get; private set; } = null!;
+
+    /// <summary>Number of worker streams currently open (registered or not).</summary>
+    public int ActiveStreams => Volatile.Read(ref _activeStreams);
+
+    /// <summary>Starts a hub on <see cref="HubOptions.Host"/>:<see cref="HubOptions.Port"/> (port 0 picks a free one).</summary>
+    public static async Task<ClusterHub> StartAsync(HubOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
+        builder.Logging.AddFilter(_ => false);
+        builder.WebHost.UseKestrelCore().ConfigureKestrel(k =>
+        {
+            k.AddServerHeader = false;
+            k.Limits.MaxRequestBodySize = null; // the stream is long-lived; the limit is per message instead
+            k.Limits.MinRequestBodyDataRate = null;
+            k.Limits.MinResponseDataRate = null;
+            k.Limits.Http2.InitialConnectionWindowSize = 4 * 1024 * 1024;
+            k.Limits.Http2.InitialStreamWindowSize = 2 * 1024 * 1024;
+            k.Limits.Http2.MaxStreamsPerConnection = 1024;
+            k.Limits.Http2.KeepAlivePingDelay = options.HeartbeatInterval;
+            k.Limits.Http2.KeepAlivePingTimeout = options.HeartbeatTimeout;
+            var address = options.Host is "localhost" ? IPAddress.Loopback
+                : options.Host is "*" or "0.0.0.0" ? IPAddress.Any
+                : IPAddress.TryParse(options.Host, out var ip) ? ip
+                : throw new ArgumentException($"Hub host '{options.Host}' is not an IP address; use 127.0.0.1, 0.0.0.0 (all interfaces) or a literal address.");
+            k.Listen(address, options.Port, l =>
+            {
+                l.Protocols = HttpProtocols.Http2;
+                if (options.CertificatePath is { } cert)
+                    l.UseHttps(X509CertificateLoader.LoadPkcs12FromFile(cert, options.CertificatePassword));
+            });
+        });
+        var app = builder.Build();
+        var hub = new ClusterHub(app, options);
+        app.Run(hub.HandleAsync);
+        try
+        {
+            await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (IOException e)
+        {
+            await app.DisposeAsync().ConfigureAwait(false);
+            throw new IOException($"The hub could not listen on {options.Host}:{options.Port} ({e.Message}); pick another port, or 0 for a free one.", e);
+        }
+        var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var uri = new Uri(bound);
+        string host = options.Host is "*" or "0.0.0.0" ? Dns.GetHostName() : uri.Host;
+        hub.Url = new UriBuilder(uri.Scheme, host, uri.Port).Uri;
+        return hub;
+    }
+
+    /// <summary>
+    /// Sets who decides on registered workers: returns null to accept one (it then belongs to the caller) or a
+    /// reason to refuse it, which the worker receives as FAILED_PRECONDITION. Without a decider, workers are refused.
+    /// </summary>
+    internal void SetAdmission(Func<WorkerConnection, string?> admit) => _admit = admit;
+
+    private async Task HandleAsync(HttpContext context)
+    {
+        Interlocked.Increment(ref _activeStreams);
+        try
+        {
+            await HandleCoreAsync(context).ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _activeStreams);
+        }
+    }
+
+    private async Task HandleCoreAsync(HttpContext context)
+    {
+        var request = context.Request;
+        var response = context.Response;
+        if (!HttpMethods.IsPost(request.Method))
+        {
+            response.StatusCode = StatusCodes.Status405MethodNotAllowed;
+            return;
+        }
+        if (!GrpcHeaders.IsGrpcContentType(request.ContentType))
+        {
+            response.StatusCode = StatusCodes.Status415UnsupportedMediaType;
+            return;
+        }
+        if (request.Path != ConnectPath)
+        {
+            TrailersOnly(context, GrpcStatusCode.Unimplemented, $"Method '{request.Path}' is not implemented; this hub serves {ConnectPath}.");
+            return;
+        }
+        string encoding = request.Headers[GrpcHeaders.Encoding].ToString();
+        if (encoding.Length > 0 && encoding is not ("identity" or "gzip" or "deflate"))
+        {
+            response.Headers[GrpcHeaders.AcceptEncoding] = GrpcFraming.AcceptEncoding;
+            TrailersOnly(context, GrpcStatusCode.Unimplemented, $"Message encoding '{encoding}' is not supported; supported: {GrpcFraming.AcceptEncoding}.");
+            return;
+        }
+        context.Features.Get<IHttpMinRequestBodyDataRateFeature>()?.MinDataRate = null;
+
+        // The Register comes first, before any response headers, so that a refusal is a proper trailers-only response.
+        Register registration;
+        Spaces.Space obsSpace, actSpace;
+        using (var registerDeadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, _stopping.Token))
+        {
+            registerDeadline.CancelAfter(_options.RegisterTimeout);
+            try
+            {
+                registration = await ReadRegisterAsync(request, encoding, registerDeadline.Token).ConfigureAwait(false);
+                string? refusal = CheckRegistration(registration, out obsSpace, out actSpace);
+                if (refusal is not null)
+                {
+                    TrailersOnly(context, refusal.StartsWith("token", StringComparison.Ordinal) ? GrpcStatusCode.Unauthenticated : GrpcStatusCode.FailedPrecondition, refusal[(refusal.IndexOf(':') + 2)..]);
+                    return;
+                }
+            }
+            catch (GrpcException e)
+            {
+                TrailersOnly(context, e.Status, e.Detail);
+                return;
+            }
+            catch (InvalidDataException e)
+            {
+                TrailersOnly(context, GrpcStatusCode.Internal, $"Malformed Register message: {e.Message}");
+                return;
+            }
+            catch (InvalidProtocolBufferException e)
+            {
+                TrailersOnly(context, GrpcStatusCode.Internal, $"Malformed Register message: {e.Message}");
+                return;
+            }
+            catch (OperationCanceledException) when (!context.RequestAborted.IsCancellationRequested)
+            {
+                TrailersOnly(context, _stopping.IsCancellationRequested ? GrpcStatusCode.Unavailable : GrpcStatusCode.DeadlineExceeded,
+                    _stopping.IsCancellationRequested ? "The hub is shutting down." : $"No Register message within {_options.RegisterTimeout.TotalSeconds:0.#} s; a worker's first message must be Register.");
+                return;
+            }
+            catch (OperationCanceledException)
+            {
+                return; // the client went away before registering
+            }
+        }
+
+        var worker = new WorkerConnection(context, registration, obsSpace, actSpace, _options.MaxMessageSize);
+        string? reason = _admit is { } admit ? admit(worker) : "this hub has no vector env accepting workers";
+        if (reason is not null)
+        {
+            TrailersOnly(context, GrpcStatusCode.FailedPrecondition, reason);
+            return;
+        }
+
+        response.StatusCode = StatusCodes.Status200OK;
+        response.ContentType = GrpcHeaders.ContentType;
+        response.Headers[GrpcHeaders.AcceptEncoding] = GrpcFraming.AcceptEncoding;
+        await response.StartAsync().ConfigureAwait(false);
+        var (status, message) = await worker.RunAsync(_stopping.Token).ConfigureAwait(false);
+        if (context.RequestAborted.IsCancellationRequested) return; // reset: nobody to send trailers to
+        response.AppendTrailer(GrpcHeaders.Status, ((int)status).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        if (!string.IsNullOrEmpty(message)) response.AppendTrailer(GrpcHeaders.Message, GrpcHeaders.EncodeMessage(message));
+    }
+
+    private async Task<Register> ReadRegisterAsync(HttpRequest request, string encoding, CancellationToken ct)
+    {
+        var reader = request.BodyReader;
+        while (true)
+        {
+            var read = await reader.ReadAsync(ct).ConfigureAwait(false);
+            var buffer = read.Buffer;
+            if (GrpcFraming.TryReadMessage(ref buffer, _options.MaxMessageSize, out var payload, out bool compressed))
+            {
+                var bytes = compressed ? GrpcFraming.Decompress(payload, encoding, _options.MaxMessageSize) : System.Buffers.BuffersExtensions.ToArray(payload);
+                reader.AdvanceTo(buffer.Start);
+                var message = WorkerMessage.Parser.ParseFrom(bytes);
+                if (message.BodyCase != WorkerMessage.BodyOneofCase.Register)
+                    throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"The first message on a stream must be Register; got {message.BodyCase}.");
+                return message.Register;
+            }
+            reader.AdvanceTo(buffer.Start, buffer.End);
+            if (read.IsCompleted)
+                throw new GrpcException(GrpcStatusCode.Internal, buffer.IsEmpty ? "The stream ended before a Register message." : "The stream ended inside the Register message.");
+        }
+    }
+
+    // Returns null when acceptable, else "token: ..." or "other: ..." (the prefix picks the status).
+    private string? CheckRegistration(Register r, out Spaces.Space obs, out Spaces.Space act)
+    {
+        obs = act = null!;
+        if (r.ProtocolVersion != ProtocolVersion)
+            return $"other: Protocol version {r.ProtocolVersion} is not supported; this hub speaks version {ProtocolVersion}. Use a worker built from the same ClusterEnv release.";
+        if (_token is not null)
+        {
+            var given = Encoding.UTF8.GetBytes(r.Token ?? "");
+            if (!CryptographicOperations.FixedTimeEquals(given, _token))
+                return r.Token is null or "" ? "token: The hub requires a token and the worker sent none; pass --token-file (or set CLUSTERENV_TOKEN)."
+                                             : "token: The worker's token does not match the hub's; pass the hub's token with --token-file (or CLUSTERENV_TOKEN).";
+        }
+        if (string.IsNullOrWhiteSpace(r.WorkerId)) return "other: Register has an empty worker_id; give every worker a unique id.";
+        if (r.NumEnvs == 0) return $"other: Worker '{r.WorkerId}' registered with num_envs 0; host at least one env.";
+        try
+        {
+            obs = SpaceCodec.FromProto(r.ObservationSpace);
+            act = SpaceCodec.FromProto(r.ActionSpace);
+        }
+        catch (InvalidDataException e)
+        {
+            return $"other: Worker '{r.WorkerId}' sent an invalid space: {e.Message}";
+        }
+        return null;
+    }
+
+    private static void TrailersOnly(HttpContext context, GrpcStatusCode status, string message)
+    {
+        var response = context.Response;
+        response.StatusCode = StatusCodes.Status200OK;
+        response.ContentType = GrpcHeaders.ContentType;
+        response.Headers[GrpcHeaders.Status] = ((int)status).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        response.Headers[GrpcHeaders.Message] = GrpcHeaders.EncodeMessage(message);
+    }
+
+    /// <summary>Stops accepting workers and ends every open stream (status UNAVAILABLE).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _stopping.Cancel();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        try { await _app.StopAsync(timeout.Token).ConfigureAwait(false); }
+        catch (OperationCanceledException) { }
+        await _app.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
+}

@@ -1,0 +1,68 @@
+using ClusterEnv.Vector;
+
+namespace ClusterEnv.Cluster;
+
+/// <summary>
+/// Everything a <see cref="ClusterVecEnv"/> needs, with defaults that run a local worker pool on this machine.
+/// Validated once when the vector env is created.
+/// </summary>
+public sealed record ClusterOptions
+{
+    /// <summary>Registry id of the env every worker hosts (e.g. "CartPole-v1"); workers hosting another id are refused.</summary>
+    public required string EnvId { get; init; }
+
+    /// <summary>Total sub-envs. A local pool splits them over its workers; with external workers, 0 accepts whatever they bring, any other value is checked.</summary>
+    public int NumEnvs { get; init; }
+
+    /// <summary>Workers to wait for. 0 picks min(processor count, NumEnvs) for a local pool, 1 for external workers.</summary>
+    public int NumWorkers { get; init; }
+
+    /// <summary>Start the workers as local processes (<see cref="LocalWorkerPool"/>). False waits for workers started elsewhere (scripts/launch-workers.sh, Slurm).</summary>
+    public bool LocalWorkers { get; init; } = true;
+
+    /// <summary>Gymnasium's autoreset mode, applied by every worker.</summary>
+    public AutoresetMode AutoresetMode { get; init; } = AutoresetMode.NextStep;
+
+    /// <summary>Wrap each sub-env in RecordEpisodeStatistics, so episode returns and lengths reach the learner.</summary>
+    public bool RecordEpisodeStatistics { get; init; } = true;
+
+    /// <summary>Where the hub listens, its token and limits. A local pool gets a fresh random token when none is set.</summary>
+    public HubOptions Hub { get; init; } = new();
+
+    /// <summary>How long to wait for all workers to register.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Deadline of one Reset or Step round trip; a worker that misses it is reported by name.</summary>
+    public TimeSpan StepTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>How long Close waits for workers to acknowledge before it ends their streams.</summary>
+    public TimeSpan CloseTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Local pool: assemblies that register the user's own envs (each worker loads them).</summary>
+    public IReadOnlyList<string> WorkerAssemblies { get; init; } = [];
+
+    /// <summary>Local pool: constructor arguments for the env (<c>Gym.Make(EnvId, kwargs)</c>), as strings.</summary>
+    public IReadOnlyDictionary<string, string> EnvArgs { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>Local pool: path of ClusterEnv.Worker (.dll or executable); by default found next to this application or in CLUSTERENV_WORKER.</summary>
+    public string? WorkerPath { get; init; }
+
+    /// <summary>Number of workers after defaults.</summary>
+    public int EffectiveNumWorkers => NumWorkers > 0 ? NumWorkers : LocalWorkers ? Math.Max(1, Math.Min(Environment.ProcessorCount, NumEnvs)) : 1;
+
+    /// <summary>Throws naming the first invalid setting and how to fix it.</summary>
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(EnvId)) throw new ArgumentException("ClusterOptions.EnvId is empty; name a registered env such as \"CartPole-v1\".");
+        if (NumEnvs < 0) throw new ArgumentOutOfRangeException(nameof(NumEnvs), NumEnvs, "NumEnvs must be positive (or 0 with external workers to accept what they bring).");
+        if (NumWorkers < 0) throw new ArgumentOutOfRangeException(nameof(NumWorkers), NumWorkers, "NumWorkers must be positive, or 0 for the default.");
+        if (LocalWorkers && NumEnvs == 0) throw new ArgumentException("A local worker pool needs NumEnvs > 0 (the total number of sub-envs to split over the workers).");
+        if (LocalWorkers && EffectiveNumWorkers > NumEnvs)
+            throw new ArgumentException($"NumWorkers ({EffectiveNumWorkers}) is larger than NumEnvs ({NumEnvs}); every worker needs at least one env.");
+        if (!Enum.IsDefined(AutoresetMode)) throw new ArgumentOutOfRangeException(nameof(AutoresetMode), AutoresetMode, "Use NextStep, SameStep or Disabled.");
+        if (ConnectTimeout <= TimeSpan.Zero || StepTimeout <= TimeSpan.Zero || CloseTimeout <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(StepTimeout), "ConnectTimeout, StepTimeout and CloseTimeout must be positive.");
+        ArgumentNullException.ThrowIfNull(Hub);
+        Hub.Validate();
+    }
+}

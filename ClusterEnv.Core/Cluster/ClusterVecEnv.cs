@@ -1,0 +1,575 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using ClusterEnv.Envs;
+using ClusterEnv.Spaces;
+using ClusterEnv.Transport;
+using ClusterEnv.Transport.Protos;
+using ClusterEnv.Vector;
+using Google.Protobuf;
+using AutoresetMode = ClusterEnv.Vector.AutoresetMode;
+using Space = ClusterEnv.Spaces.Space;
+
+namespace ClusterEnv.Cluster;
+
+/// <summary>
+/// A vector env whose sub-envs live in worker processes: <see cref="Reset(int?, ResetOptions?)"/> and
+/// <see cref="Step(ReadOnlySpan{int})"/> are shipped to the workers over one gRPC stream each and the replies are
+/// gathered into the same contiguous buffers as <see cref="SyncVectorEnv"/>. Sub-envs are ordered worker by worker
+/// (workers sorted by id), and autoreset behaves exactly as in <see cref="SyncVectorEnv"/> because each worker runs
+/// one. See <see cref="IVectorEnv"/> for the contract.
+/// </summary>
+/// <remarks>
+/// <para>With no configuration beyond the env id and count, it starts a hub on a free loopback port and a
+/// <see cref="LocalWorkerPool"/>; with <see cref="ClusterOptions.LocalWorkers"/> false it waits for workers started
+/// elsewhere. <see cref="StepAsync(ReadOnlySpan{int})"/> / <see cref="StepWait"/> let a learner overlap work with a step.</para>
+/// <para><b>Failures.</b> A sub-env that throws on its worker surfaces as <see cref="SubEnvException"/> (with the
+/// worker id and remote stack trace), after which a reset is needed. A lost worker gives <see cref="WorkerLostException"/>
+/// and a missed deadline <see cref="WorkerTimeoutException"/>; after either the vector env is unusable and must be closed.</para>
+/// </remarks>
+/// <example>
+/// <code>
+/// // was: using var envs = Gym.MakeVec("CartPole-v1", numEnvs: 8);
+/// using var envs = new ClusterVecEnv("CartPole-v1", numEnvs: 8);
+/// </code>
+/// </example>
+public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
+{
+    private enum State { Idle, Pending, Broken, Closed }
+
+    private sealed class Slot(WorkerConnection connection)
+    {
+        public readonly WorkerConnection Connection = connection;
+        public int Offset;
+        public int Count;
+        public ulong Seq;
+        public int Expected;  // WorkerMessage body field awaited, 0 when none
+        public bool Lost;
+    }
+
+    private readonly ClusterOptions _options;
+    private readonly ClusterHub _hub;
+    private readonly LocalWorkerPool? _pool;
+    private readonly Lock _lock = new();
+    private readonly List<WorkerConnection> _joined = [];
+    private readonly Slot[] _slots;
+    private readonly ActionLayout _actions;
+    private readonly int[] _actionShape;
+    private readonly float[] _observations;
+    private readonly double[] _rewards;
+    private readonly bool[] _terminated;
+    private readonly bool[] _truncated;
+    private readonly bool[] _autoreset;
+    private readonly VectorInfo _info;
+    private readonly ManualResetEventSlim _replied = new(false, spinCount: 50);
+    private readonly ManualResetEventSlim _allJoined = new(false);
+    private int _pending;
+    private ulong _seq;
+    private State _state = State.Idle;
+    private bool _needsReset = true;
+    private bool _closing;
+    private bool _stepPending;
+    private string? _brokenBecause;
+    private Exception? _fatal;              // set by the read loops: the first lost worker
+    private SubEnvException? _subEnvError;  // set by the read loops: the first sub-env error of this call
+    private Exception? _workerError;
+
+    /// <summary>Starts a hub and a local pool of workers hosting <paramref name="numEnvs"/> sub-envs of <paramref name="envId"/> in total.</summary>
+    public ClusterVecEnv(string envId, int numEnvs, int numWorkers = 0, AutoresetMode autoresetMode = AutoresetMode.NextStep)
+        : this(new ClusterOptions { EnvId = envId, NumEnvs = numEnvs, NumWorkers = numWorkers, AutoresetMode = autoresetMode }) { }
+
+    /// <summary>Starts a hub, starts or waits for the workers, and blocks until all of them have registered.</summary>
+    public ClusterVecEnv(ClusterOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        int numWorkers = options.EffectiveNumWorkers;
+        if (options.LocalWorkers && string.IsNullOrEmpty(options.Hub.Token))
+            options = options with { Hub = options.Hub with { Token = Convert.ToHexString(RandomNumberGenerator.GetBytes(16)) } };
+        _options = options;
+        _hub = ClusterHub.StartAsync(options.Hub).GetAwaiter().GetResult();
+        _hub.SetAdmission(Admit);
+        try
+        {
+            if (options.LocalWorkers)
+            {
+                var counts = Enumerable.Range(0, numWorkers).Select(w => options.NumEnvs / numWorkers + (w < options.NumEnvs % numWorkers ? 1 : 0)).ToArray();
+                _pool = LocalWorkerPool.Start(_hub.Url, options.EnvId, counts, options.Hub.Token, options.WorkerAssemblies, options.EnvArgs, options.WorkerPath);
+            }
+            _slots = WaitForWorkers(numWorkers);
+        }
+        catch
+        {
+            _pool?.Dispose();
+            _hub.Dispose();
+            throw;
+        }
+
+        int offset = 0;
+        foreach (var s in _slots)
+        {
+            s.Offset = offset;
+            s.Count = s.Connection.NumEnvs;
+            offset += s.Count;
+        }
+        NumEnvs = offset;
+        if (options.NumEnvs > 0 && NumEnvs != options.NumEnvs)
+        {
+            Dispose();
+            throw new InvalidOperationException($"The workers host {NumEnvs} envs in total ({Describe(_slots)}) but ClusterOptions.NumEnvs is {options.NumEnvs}; start workers with matching --num-envs or set NumEnvs = 0.");
+        }
+        SingleObservationSpace = _slots[0].Connection.ObservationSpace;
+        SingleActionSpace = _slots[0].Connection.ActionSpace;
+        _actions = ActionLayout.For(SingleActionSpace);
+        _actionShape = [.. new[] { 0 }, .. SingleActionSpace.Shape];
+        ObservationSize = SingleObservationSpace.EncodedSize;
+        ObservationSpace = SingleObservationSpace.Batch(NumEnvs);
+        ActionSpace = SingleActionSpace.Batch(NumEnvs);
+        _observations = new float[NumEnvs * ObservationSize];
+        _rewards = new double[NumEnvs];
+        _terminated = new bool[NumEnvs];
+        _truncated = new bool[NumEnvs];
+        _autoreset = new bool[NumEnvs];
+        _info = new VectorInfo(NumEnvs, ObservationSize);
+        Spec = Gym.Ids.Contains(options.EnvId) ? Gym.Spec(options.EnvId) : null;
+
+        for (int i = 0; i < _slots.Length; i++)
+        {
+            _slots[i].Connection.Attach(this);
+            var welcome = new HubMessage
+            {
+                Welcome = new Welcome
+                {
+                    ProtocolVersion = ClusterHub.ProtocolVersion,
+                    AutoresetMode = (Autoreset)(int)options.AutoresetMode,
+                    RecordEpisodeStatistics = options.RecordEpisodeStatistics,
+                    EnvOffset = (uint)_slots[i].Offset,
+                },
+            };
+            if (!_slots[i].Connection.Send(welcome))
+            {
+                var lost = new WorkerLostException(_slots[i].Connection.Id, "its stream ended before it was welcomed", _pool?.Describe(_slots[i].Connection.Id));
+                Dispose();
+                throw lost;
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public int NumEnvs { get; }
+
+    /// <inheritdoc />
+    public Space SingleObservationSpace { get; }
+
+    /// <inheritdoc />
+    public Space SingleActionSpace { get; }
+
+    /// <inheritdoc />
+    public Space ObservationSpace { get; }
+
+    /// <inheritdoc />
+    public Space ActionSpace { get; }
+
+    /// <inheritdoc />
+    public int ObservationSize { get; }
+
+    /// <inheritdoc />
+    public int ActionSize => _actions.Size;
+
+    /// <inheritdoc />
+    public AutoresetMode AutoresetMode => _options.AutoresetMode;
+
+    /// <inheritdoc />
+    public EnvSpec? Spec { get; }
+
+    /// <inheritdoc />
+    public bool IsClosed => _state == State.Closed;
+
+    /// <summary>The hub the workers are connected to (its URL is what external workers dial).</summary>
+    public ClusterHub Hub => _hub;
+
+    /// <summary>The local worker pool, when this vector env started one.</summary>
+    public LocalWorkerPool? Pool => _pool;
+
+    /// <summary>The workers in sub-env order, with the index of each one's first sub-env.</summary>
+    public IReadOnlyList<(string WorkerId, int EnvOffset, int NumEnvs)> Workers =>
+        _slots.Select(s => (s.Connection.Id, s.Offset, s.Count)).ToArray();
+
+    // ---------------- registration ----------------
+
+    private string? Admit(WorkerConnection w)
+    {
+        lock (_lock)
+        {
+            if (_allJoined.IsSet || _closing)
+                return $"This vector env already has its {_joined.Count} workers ({string.Join(", ", _joined.Select(j => j.Id))}); worker '{w.Id}' is not needed.";
+            if (w.Registration.EnvId != _options.EnvId)
+                return $"Worker '{w.Id}' hosts '{w.Registration.EnvId}' but this vector env runs '{_options.EnvId}'; start the worker with --env {_options.EnvId}.";
+            _joined.RemoveAll(j => j.IsCompleted);
+            if (_joined.Any(j => j.Id == w.Id))
+                return $"A worker with id '{w.Id}' is already registered; give every worker a unique --worker-id.";
+            if (_joined.Count > 0)
+            {
+                var first = _joined[0];
+                if (!w.ObservationSpace.Equals(first.ObservationSpace))
+                    return $"Worker '{w.Id}' has observation space {w.ObservationSpace} but '{first.Id}' has {first.ObservationSpace}; all workers must host the same env.";
+                if (!w.ActionSpace.Equals(first.ActionSpace))
+                    return $"Worker '{w.Id}' has action space {w.ActionSpace} but '{first.Id}' has {first.ActionSpace}; all workers must host the same env.";
+            }
+            else
+            {
+                try { ActionLayout.For(w.ActionSpace); }
+                catch (NotSupportedException e) { return e.Message; }
+            }
+            _joined.Add(w);
+            if (_joined.Count == _options.EffectiveNumWorkers) _allJoined.Set();
+            return null;
+        }
+    }
+
+    private Slot[] WaitForWorkers(int numWorkers)
+    {
+        var sw = Stopwatch.StartNew();
+        while (!_allJoined.Wait(TimeSpan.FromMilliseconds(100)))
+        {
+            _pool?.ThrowIfAnyExited();
+            if (sw.Elapsed < _options.ConnectTimeout) continue;
+            lock (_lock)
+            {
+                _closing = true;
+                var have = _joined.Select(j => j.Id).ToArray();
+                var missing = _pool is null ? [] : _pool.WorkerIds.Except(have).ToArray();
+                throw new WorkerTimeoutException(
+                    $"Only {have.Length} of {numWorkers} workers registered within {_options.ConnectTimeout.TotalSeconds:0.#} s " +
+                    $"(registered: {(have.Length == 0 ? "none" : string.Join(", ", have))}" +
+                    (missing.Length > 0 ? $"; missing: {string.Join(", ", missing)}" : "") +
+                    $"). Workers must dial {_hub.Url} with --env {_options.EnvId}" + (string.IsNullOrEmpty(_options.Hub.Token) ? "" : " and the hub's token") + ".",
+                    missing);
+            }
+        }
+        lock (_lock)
+            return _joined.OrderBy(j => j.Id, StringComparer.Ordinal).Select(j => new Slot(j)).ToArray();
+    }
+
+    // ---------------- reset ----------------
+
+    /// <inheritdoc />
+    public VectorResetResult Reset(int? seed = null, ResetOptions? options = null)
+    {
+        ThrowIfUnusable();
+        VectorArgs.CheckSeed(seed, NumEnvs);
+        return ResetCore(seed is int s ? i => s + i : _ => null, options);
+    }
+
+    /// <inheritdoc />
+    public VectorResetResult Reset(IReadOnlyList<int?> seeds, ResetOptions? options = null)
+    {
+        ThrowIfUnusable();
+        VectorArgs.CheckSeeds(seeds, NumEnvs);
+        return ResetCore(i => seeds[i], options);
+    }
+
+    private VectorResetResult ResetCore(Func<int, int?> seedOf, ResetOptions? options)
+    {
+        var mask = VectorArgs.CheckMask(options, NumEnvs);
+        var commands = new HubMessage?[_slots.Length];
+        for (int w = 0; w < _slots.Length; w++)
+        {
+            var s = _slots[w];
+            if (mask is not null && Array.IndexOf(mask, true, s.Offset, s.Count) < 0) continue;
+            var reset = new ResetCommand();
+            for (int i = 0; i < s.Count; i++)
+            {
+                int? seed = seedOf(s.Offset + i);
+                reset.HasSeed.Add(seed.HasValue);
+                reset.Seeds.Add(seed ?? 0);
+                if (mask is not null) reset.Mask.Add(mask[s.Offset + i]);
+            }
+            if (options is not null)
+            {
+                foreach (var (key, value) in options.Values)
+                {
+                    switch (value)
+                    {
+                        case string str: reset.Strings[key] = str; break;
+                        case double or float or int or long or short or byte or decimal: reset.Numbers[key] = Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture); break;
+                        case bool b: reset.Numbers[key] = b ? 1 : 0; break;
+                        default:
+                            throw new ArgumentException($"Reset option '{key}' has type {value?.GetType().Name ?? "null"}, which cannot be sent to a worker; use a number or a string.", nameof(options));
+                    }
+                }
+            }
+            commands[w] = new HubMessage { Reset = reset };
+        }
+
+        _info.Clear();
+        Begin();
+        for (int w = 0; w < _slots.Length; w++)
+        {
+            if (commands[w] is not { } cmd) continue;
+            var s = _slots[w];
+            cmd.Seq = Expect(s, WorkerMessage.ResetFieldNumber);
+            if (!s.Connection.Send(cmd)) OnLost(s.Connection, "its stream had ended when the command was sent");
+        }
+        End(isStep: false);
+        for (int i = 0; i < NumEnvs; i++)
+        {
+            if (mask is not null && !mask[i]) continue;
+            _terminated[i] = _truncated[i] = _autoreset[i] = false;
+        }
+        if (mask is null) _needsReset = false;
+        return new VectorResetResult(_observations, _info);
+    }
+
+    // ---------------- step ----------------
+
+    /// <inheritdoc />
+    public VectorStepResult Step(ReadOnlySpan<int> actions)
+    {
+        StepAsync(actions);
+        return StepWait();
+    }
+
+    /// <inheritdoc />
+    public VectorStepResult Step(ReadOnlySpan<float> actions)
+    {
+        StepAsync(actions);
+        return StepWait();
+    }
+
+    /// <summary>Sends a step with integer actions and returns at once; collect the result with <see cref="StepWait"/>.</summary>
+    public void StepAsync(ReadOnlySpan<int> actions)
+    {
+        ThrowIfNotSteppable();
+        _actions.Check(actions, NumEnvs);
+        VectorArgs.CheckNotFinished(AutoresetMode, _autoreset, _terminated);
+        SendSteps(actions, default);
+    }
+
+    /// <summary>Sends a step with continuous actions and returns at once; collect the result with <see cref="StepWait"/>.</summary>
+    public void StepAsync(ReadOnlySpan<float> actions)
+    {
+        ThrowIfNotSteppable();
+        _actions.Check(actions, NumEnvs);
+        VectorArgs.CheckNotFinished(AutoresetMode, _autoreset, _terminated);
+        SendSteps(default, actions);
+    }
+
+    private readonly ref struct StepState(ulong seq, ReadOnlySpan<int> shape, ReadOnlySpan<int> ints, ReadOnlySpan<float> floats)
+    {
+        public readonly ulong Seq = seq;
+        public readonly ReadOnlySpan<int> Shape = shape;
+        public readonly ReadOnlySpan<int> Ints = ints;
+        public readonly ReadOnlySpan<float> Floats = floats;
+    }
+
+    private static int WriteStep(Span<byte> dest, StepState st) => st.Floats.IsEmpty
+        ? StepCodec.WriteStepCommand(dest, st.Seq, st.Shape, st.Ints)
+        : StepCodec.WriteStepCommand(dest, st.Seq, st.Shape, st.Floats);
+
+    private void SendSteps(ReadOnlySpan<int> ints, ReadOnlySpan<float> floats)
+    {
+        _info.Clear();
+        Begin();
+        _stepPending = true;
+        int size = _actions.Size;
+        bool continuous = !floats.IsEmpty;
+        foreach (var s in _slots)
+        {
+            _actionShape[0] = s.Count;
+            ulong seq = Expect(s, WorkerMessage.StepFieldNumber);
+            var st = continuous
+                ? new StepState(seq, _actionShape, default, floats.Slice(s.Offset * size, s.Count * size))
+                : new StepState(seq, _actionShape, ints.Slice(s.Offset * size, s.Count * size), default);
+            int bytes = StepCodec.StepCommandSize(seq, _actionShape, s.Count * size, continuous);
+            if (!s.Connection.Send(bytes, st, WriteStep)) OnLost(s.Connection, "its stream had ended when the step was sent");
+        }
+    }
+
+    /// <summary>Waits for the step sent by <c>StepAsync</c> and returns its result (buffers owned by this vector env).</summary>
+    public VectorStepResult StepWait()
+    {
+        if (_state == State.Closed) throw VectorArgs.Closed();
+        if (!_stepPending) throw new NoAsyncCallException("StepWait was called with no step pending; call StepAsync(actions) first.");
+        _stepPending = false;
+        End(isStep: true);
+        for (int i = 0; i < NumEnvs; i++) _autoreset[i] = _terminated[i] || _truncated[i];
+        return new VectorStepResult(_observations, _rewards, _terminated, _truncated, _info);
+    }
+
+    // ---------------- the gather ----------------
+
+    private void Begin()
+    {
+        _subEnvError = null;
+        _workerError = null;
+        _replied.Reset();
+        Volatile.Write(ref _pending, 1); // a guard released by End, so replies racing the sends cannot finish early
+        _state = State.Pending;
+    }
+
+    private ulong Expect(Slot s, int field)
+    {
+        Interlocked.Increment(ref _pending);
+        s.Seq = ++_seq;
+        Volatile.Write(ref s.Expected, field);
+        return s.Seq;
+    }
+
+    private void End(bool isStep)
+    {
+        if (Interlocked.Decrement(ref _pending) == 0) _replied.Set();
+        bool done = _replied.Wait(_options.StepTimeout);
+        if (Volatile.Read(ref _fatal) is { } fatal)
+        {
+            Break(fatal.Message);
+            throw fatal;
+        }
+        if (!done)
+        {
+            var late = _slots.Where(s => Volatile.Read(ref s.Expected) != 0).Select(s => s.Connection.Id).ToArray();
+            string message = $"{(isStep ? "Step" : "Reset")} got no reply from {string.Join(", ", late.Select(l => $"worker '{l}'"))} within " +
+                             $"{_options.StepTimeout.TotalSeconds:0.###} s (ClusterOptions.StepTimeout). The worker may be hung in its env; the vector env is unusable now, close it and create a new one.";
+            foreach (var s in _slots) if (Volatile.Read(ref s.Expected) != 0) s.Connection.Close(GrpcStatusCode.DeadlineExceeded, $"No reply within {_options.StepTimeout.TotalSeconds:0.###} s.");
+            Break(message);
+            throw new WorkerTimeoutException(message, late);
+        }
+        _state = State.Idle;
+        if (_workerError is { } we)
+        {
+            _needsReset = true;
+            throw we;
+        }
+        if (_subEnvError is { } se)
+        {
+            _needsReset = true;
+            throw se;
+        }
+    }
+
+    private void Break(string reason)
+    {
+        _state = State.Broken;
+        _brokenBecause = reason;
+    }
+
+    private void Done(Slot s)
+    {
+        Volatile.Write(ref s.Expected, 0);
+        if (Interlocked.Decrement(ref _pending) == 0) _replied.Set();
+    }
+
+    private Slot SlotOf(WorkerConnection w)
+    {
+        foreach (var s in _slots) if (ReferenceEquals(s.Connection, w)) return s;
+        throw new InvalidOperationException($"Unknown {w}.");
+    }
+
+    void IWorkerReplySink.OnReply(WorkerConnection worker, ulong seq, int bodyField, ReadOnlySpan<byte> body)
+    {
+        if (Volatile.Read(ref _closing)) return;
+        var s = SlotOf(worker);
+        int expected = Volatile.Read(ref s.Expected);
+        if (expected == 0 || seq != s.Seq)
+            throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Reply with seq {seq} (field {bodyField}) does not answer the pending command (seq {s.Seq}); answer each command once, in order.");
+        switch (bodyField)
+        {
+            case WorkerMessage.StepFieldNumber when expected == WorkerMessage.StepFieldNumber:
+                StepCodec.ReadStepResult(body, new StepCodec.StepTarget(_observations, _rewards, _terminated, _truncated, _info, s.Offset, s.Count, ObservationSize));
+                break;
+            case WorkerMessage.ResetFieldNumber when expected == WorkerMessage.ResetFieldNumber:
+                ReadReset(s, ResetResult.Parser.ParseFrom(body));
+                break;
+            case WorkerMessage.ErrorFieldNumber:
+                var e = WorkerError.Parser.ParseFrom(body);
+                if (e.EnvIndex >= 0 && e.EnvIndex < s.Count)
+                    Interlocked.CompareExchange(ref _subEnvError, new SubEnvException(s.Offset + e.EnvIndex, worker.Id, e.Type, e.Message, NullIfEmpty(e.StackTrace)), null);
+                else
+                    Interlocked.CompareExchange(ref _workerError, new WorkerException(worker.Id, e.Type, e.Message, NullIfEmpty(e.StackTrace)), null);
+                break;
+            default:
+                throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Reply field {bodyField} does not answer the pending command (expects field {expected}).");
+        }
+        Done(s);
+    }
+
+    private static string? NullIfEmpty(string s) => s.Length == 0 ? null : s;
+
+    private void ReadReset(Slot s, ResetResult r)
+    {
+        var t = r.Observations ?? throw new InvalidDataException("ResetResult has no observations.");
+        int n = s.Count * ObservationSize;
+        if (t.Dtype != Transport.Protos.DType.Float32 || t.Data.Length != n * 4)
+            throw new InvalidDataException($"ResetResult observations are {t.Dtype} with {t.Data.Length} bytes; expected FLOAT32 with {n * 4}.");
+        MemoryMarshal.Cast<byte, float>(t.Data.Span).CopyTo(_observations.AsSpan(s.Offset * ObservationSize, n));
+        if (r.Episode is { } ep) StepCodec.ReadEpisodeStats(ep.ToByteArray(), _info.Episode, s.Offset, s.Count);
+    }
+
+    /// <inheritdoc cref="IWorkerReplySink.OnLost" />
+    public void OnLost(WorkerConnection worker, string reason)
+    {
+        if (Volatile.Read(ref _closing)) return;
+        Slot s;
+        try { s = SlotOf(worker); }
+        catch (InvalidOperationException) { return; }
+        lock (_lock)
+        {
+            if (s.Lost) return;
+            s.Lost = true;
+        }
+        var lost = new WorkerLostException(worker.Id, reason, _pool?.Describe(worker.Id));
+        Interlocked.CompareExchange(ref _fatal, lost, null);
+        _replied.Set(); // wake the learner at once; the other workers' replies no longer matter
+    }
+
+    // ---------------- state checks and close ----------------
+
+    private void ThrowIfUnusable()
+    {
+        switch (_state)
+        {
+            case State.Closed: throw VectorArgs.Closed();
+            case State.Pending: throw new AlreadyPendingCallException("A step is pending; call StepWait() before calling Reset or Step again.");
+            case State.Broken: throw new InvalidOperationException($"This vector env is unusable after an earlier failure ({_brokenBecause}); close it and create a new one.");
+        }
+        if (Volatile.Read(ref _fatal) is { } fatal)
+        {
+            Break(fatal.Message);
+            throw fatal;
+        }
+    }
+
+    private void ThrowIfNotSteppable()
+    {
+        ThrowIfUnusable();
+        if (_needsReset) throw VectorArgs.ResetNeeded();
+    }
+
+    /// <inheritdoc />
+    public void Close()
+    {
+        if (_state == State.Closed) return;
+        if (_state == State.Pending)
+        {
+            try { _replied.Wait(_options.CloseTimeout); } catch (ObjectDisposedException) { }
+        }
+        _state = State.Closed;
+        Volatile.Write(ref _closing, true);
+        var slots = _slots ?? [];
+        foreach (var s in slots) s.Connection.Send(new HubMessage { Seq = ++_seq, Close = new CloseCommand() });
+        var sw = Stopwatch.StartNew();
+        while (slots.Any(s => !s.Connection.IsCompleted) && sw.Elapsed < _options.CloseTimeout) Thread.Sleep(5);
+        foreach (var s in slots) s.Connection.Close(GrpcStatusCode.OK, null);
+        _hub.Dispose();
+        _pool?.Stop(_options.CloseTimeout);
+        _pool?.Dispose();
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => Close();
+
+    /// <inheritdoc />
+    public override string ToString() => $"ClusterVecEnv({_options.EnvId}, num_envs={NumEnvs}, workers={_slots.Length}, hub={_hub.Url})";
+
+    private static string Describe(Slot[] slots) => string.Join(", ", slots.Select(s => $"{s.Connection.Id}: {s.Connection.NumEnvs}"));
+}

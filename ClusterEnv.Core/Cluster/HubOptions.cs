@@ -1,0 +1,45 @@
+namespace ClusterEnv.Cluster;
+
+/// <summary>Where and how the hub listens. Validated once by <see cref="Validate"/>.</summary>
+public sealed record HubOptions
+{
+    /// <summary>Address to listen on: 127.0.0.1 (default, this machine only), 0.0.0.0 (all interfaces) or a literal IP.</summary>
+    public string Host { get; init; } = "127.0.0.1";
+
+    /// <summary>TCP port; 0 picks a free one (see <see cref="ClusterHub.Url"/>).</summary>
+    public int Port { get; init; }
+
+    /// <summary>Shared secret every worker must present in its Register; null or empty accepts any worker.</summary>
+    public string? Token { get; init; }
+
+    /// <summary>Largest message accepted from a worker, in bytes (gRPC's RESOURCE_EXHAUSTED beyond it).</summary>
+    public int MaxMessageSize { get; init; } = 64 * 1024 * 1024;
+
+    /// <summary>How long a new stream may take to send its Register.</summary>
+    public TimeSpan RegisterTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>HTTP/2 PING interval on idle connections (detects workers whose host vanished without closing the socket).</summary>
+    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>A connection whose PING is not answered within this time is closed and its worker reported lost.</summary>
+    public TimeSpan HeartbeatTimeout { get; init; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>A PKCS#12 certificate file: when set the hub serves TLS (https) instead of cleartext HTTP/2.</summary>
+    public string? CertificatePath { get; init; }
+
+    /// <summary>Password of <see cref="CertificatePath"/>.</summary>
+    public string? CertificatePassword { get; init; }
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting.</summary>
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(Host)) throw new ArgumentException("HubOptions.Host is empty; use 127.0.0.1 or 0.0.0.0.");
+        if (Port is < 0 or > 65535) throw new ArgumentOutOfRangeException(nameof(Port), Port, "HubOptions.Port must be 0 (any free port) or 1-65535.");
+        if (MaxMessageSize < 1024) throw new ArgumentOutOfRangeException(nameof(MaxMessageSize), MaxMessageSize, "HubOptions.MaxMessageSize must be at least 1024 bytes.");
+        if (RegisterTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(RegisterTimeout), RegisterTimeout, "RegisterTimeout must be positive.");
+        if (HeartbeatInterval <= TimeSpan.Zero || HeartbeatTimeout <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(HeartbeatInterval), "HeartbeatInterval and HeartbeatTimeout must be positive.");
+        if (CertificatePath is not null && !File.Exists(CertificatePath))
+            throw new FileNotFoundException($"HubOptions.CertificatePath '{CertificatePath}' does not exist; give a PKCS#12 (.pfx) file or leave it null for cleartext.", CertificatePath);
+    }
+}

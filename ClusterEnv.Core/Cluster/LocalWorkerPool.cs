@@ -1,0 +1,159 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace ClusterEnv.Cluster;
+
+/// <summary>
+/// Starts ClusterEnv.Worker processes on this machine, pointed at a hub, and owns their lifetime: disposing the pool
+/// waits for them to exit and kills any that do not. Each worker also watches this process and exits if it dies, so
+/// no worker outlives its learner. The last lines a worker wrote to stderr are kept for error messages.
+/// </summary>
+public sealed class LocalWorkerPool : IDisposable
+{
+    /// <summary>Environment variable naming the worker (.dll or executable) when it is not next to the application.</summary>
+    public const string WorkerPathVariable = "CLUSTERENV_WORKER";
+
+    private readonly List<(string Id, Process Process, Queue<string> Stderr)> _workers = [];
+
+    private LocalWorkerPool() { }
+
+    /// <summary>The ids of the workers, in start order.</summary>
+    public IReadOnlyList<string> WorkerIds => _workers.Select(w => w.Id).ToArray();
+
+    /// <summary>
+    /// Starts one worker per entry of <paramref name="envsPerWorker"/> (ids <c>worker-000</c>, <c>worker-001</c>, ...).
+    /// The token travels in the worker's environment (CLUSTERENV_TOKEN), not on its command line.
+    /// </summary>
+    public static LocalWorkerPool Start(Uri hubUrl, string envId, IReadOnlyList<int> envsPerWorker, string? token,
+        IReadOnlyList<string>? assemblies = null, IReadOnlyDictionary<string, string>? envArgs = null, string? workerPath = null)
+    {
+        ArgumentNullException.ThrowIfNull(hubUrl);
+        ArgumentNullException.ThrowIfNull(envsPerWorker);
+        var (fileName, prefixArgs) = LocateWorker(workerPath);
+        var pool = new LocalWorkerPool();
+        try
+        {
+            for (int w = 0; w < envsPerWorker.Count; w++)
+            {
+                string id = $"worker-{w:D3}";
+                var psi = new ProcessStartInfo(fileName)
+                {
+                    UseShellExecute = false,
+                    RedirectStandardError = true,
+                    RedirectStandardOutput = true,
+                };
+                foreach (var a in prefixArgs) psi.ArgumentList.Add(a);
+                AddArgs(psi, "--hub", hubUrl.ToString().TrimEnd('/'), "--env", envId, "--num-envs", envsPerWorker[w].ToString(CultureInfo.InvariantCulture),
+                    "--worker-id", id, "--parent-pid", Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
+                foreach (var asm in assemblies ?? []) AddArgs(psi, "--assembly", Path.GetFullPath(asm));
+                foreach (var (k, v) in envArgs ?? new Dictionary<string, string>()) AddArgs(psi, "--env-arg", $"{k}={v}");
+                if (!string.IsNullOrEmpty(token)) psi.Environment["CLUSTERENV_TOKEN"] = token;
+                psi.Environment["DOTNET_TieredPGO"] = "1";
+                var stderr = new Queue<string>();
+                var process = new Process { StartInfo = psi, EnableRaisingEvents = true };
+                process.ErrorDataReceived += (_, e) =>
+                {
+                    if (e.Data is null) return;
+                    lock (stderr)
+                    {
+                        stderr.Enqueue(e.Data);
+                        if (stderr.Count > 40) stderr.Dequeue();
+                    }
+                };
+                process.OutputDataReceived += (_, _) => { };
+                if (!process.Start()) throw new InvalidOperationException($"Could not start worker process '{fileName}'.");
+                process.BeginErrorReadLine();
+                process.BeginOutputReadLine();
+                pool._workers.Add((id, process, stderr));
+            }
+        }
+        catch
+        {
+            pool.Dispose();
+            throw;
+        }
+        return pool;
+    }
+
+    private static void AddArgs(ProcessStartInfo psi, params string[] args)
+    {
+        foreach (var a in args) psi.ArgumentList.Add(a);
+    }
+
+    /// <summary>Throws <see cref="WorkerLostException"/> if a worker process has exited (with its last stderr lines).</summary>
+    public void ThrowIfAnyExited()
+    {
+        foreach (var (id, p, _) in _workers)
+            if (p.HasExited)
+                throw new WorkerLostException(id, $"the worker process exited with code {p.ExitCode} before registering", Describe(id));
+    }
+
+    /// <summary>The last lines worker <paramref name="workerId"/> wrote to stderr, or null.</summary>
+    public string? Describe(string workerId)
+    {
+        foreach (var (id, _, stderr) in _workers)
+        {
+            if (id != workerId) continue;
+            lock (stderr)
+                return stderr.Count == 0 ? null : "worker stderr (last lines):" + Environment.NewLine + "  " + string.Join(Environment.NewLine + "  ", stderr);
+        }
+        return null;
+    }
+
+    /// <summary>The process of worker <paramref name="workerId"/> (for tests and diagnostics).</summary>
+    public Process? ProcessOf(string workerId) => _workers.FirstOrDefault(w => w.Id == workerId).Process;
+
+    /// <summary>Waits up to <paramref name="timeout"/> for the workers to exit on their own, then kills the rest.</summary>
+    public void Stop(TimeSpan timeout)
+    {
+        var deadline = Stopwatch.StartNew();
+        foreach (var (_, p, _) in _workers)
+        {
+            try
+            {
+                var left = timeout - deadline.Elapsed;
+                if (left < TimeSpan.Zero || !p.WaitForExit(left)) p.Kill(entireProcessTree: true);
+                p.WaitForExit(2000);
+            }
+            catch (InvalidOperationException) { } // never started or already reaped
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        Stop(TimeSpan.FromSeconds(5));
+        foreach (var (_, p, _) in _workers) p.Dispose();
+        _workers.Clear();
+    }
+
+    /// <summary>Finds the worker: an explicit path, CLUSTERENV_WORKER, or ClusterEnv.Worker next to this application.</summary>
+    internal static (string FileName, string[] PrefixArgs) LocateWorker(string? workerPath)
+    {
+        string? path = workerPath ?? Environment.GetEnvironmentVariable(WorkerPathVariable);
+        if (string.IsNullOrEmpty(path))
+        {
+            string dll = Path.Combine(AppContext.BaseDirectory, "ClusterEnv.Worker.dll");
+            if (!File.Exists(dll))
+                throw new FileNotFoundException(
+                    $"ClusterEnv.Worker was not found next to this application ({dll}). Reference the ClusterEnv.Worker project from yours " +
+                    $"(so its build output is copied here), set {WorkerPathVariable} to its .dll, or set ClusterOptions.WorkerPath.", dll);
+            path = dll;
+        }
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"The worker '{path}' does not exist; point ClusterOptions.WorkerPath or {WorkerPathVariable} at ClusterEnv.Worker.dll.", path);
+        if (!path.EndsWith(".dll", StringComparison.OrdinalIgnoreCase)) return (path, []);
+        return (DotnetHost(), [path]);
+    }
+
+    private static string DotnetHost()
+    {
+        var self = Environment.ProcessPath;
+        if (self is not null && Path.GetFileNameWithoutExtension(self) == "dotnet") return self;
+        var fromSdk = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
+        if (!string.IsNullOrEmpty(fromSdk) && File.Exists(fromSdk)) return fromSdk;
+        var root = Environment.GetEnvironmentVariable("DOTNET_ROOT");
+        if (!string.IsNullOrEmpty(root) && File.Exists(Path.Combine(root, "dotnet"))) return Path.Combine(root, "dotnet");
+        return "dotnet";
+    }
+}

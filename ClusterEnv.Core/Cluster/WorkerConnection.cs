@@ -1,0 +1,219 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using ClusterEnv.Transport;
+using ClusterEnv.Transport.Protos;
+using Google.Protobuf;
+using Microsoft.AspNetCore.Http;
+
+namespace ClusterEnv.Cluster;
+
+/// <summary>Receives what one worker sends after registering. Called on the connection's read loop, one message at a time.</summary>
+internal interface IWorkerReplySink
+{
+    /// <summary>A reply: its seq, the <c>WorkerMessage</c> body field number and the body bytes (valid only during the call).</summary>
+    void OnReply(WorkerConnection worker, ulong seq, int bodyField, ReadOnlySpan<byte> body);
+
+    /// <summary>The stream ended or failed; no more replies will come.</summary>
+    void OnLost(WorkerConnection worker, string reason);
+}
+
+/// <summary>
+/// One registered worker's duplex stream on the hub: commands go out on the response body, replies come in on the
+/// request body. Writes come from the learner thread (serialised by a lock against the stream's completion); reads run
+/// on the request's own loop and are handed to the <see cref="IWorkerReplySink"/>.
+/// </summary>
+public sealed class WorkerConnection
+{
+    private readonly HttpContext _context;
+    private readonly PipeWriter _output;
+    private readonly PipeReader _input;
+    private readonly int _maxMessageSize;
+    private readonly string? _encoding;
+    private readonly Lock _writeLock = new();
+    private readonly CancellationTokenSource _abort = new();
+    private byte[] _scratch = new byte[4096];
+    private IWorkerReplySink? _sink;
+    private bool _completed;
+    private string? _closeReason;
+    private GrpcStatusCode _closeStatus = GrpcStatusCode.OK;
+
+    internal WorkerConnection(HttpContext context, Register registration, Spaces.Space observationSpace, Spaces.Space actionSpace, int maxMessageSize)
+    {
+        _context = context;
+        _output = context.Response.BodyWriter;
+        _input = context.Request.BodyReader;
+        _maxMessageSize = maxMessageSize;
+        _encoding = context.Request.Headers[GrpcHeaders.Encoding].ToString() is { Length: > 0 } e ? e : null;
+        Registration = registration;
+        ObservationSpace = observationSpace;
+        ActionSpace = actionSpace;
+        RemoteEndPoint = $"{context.Connection.RemoteIpAddress}:{context.Connection.RemotePort}";
+    }
+
+    /// <summary>The worker's id from its Register message.</summary>
+    public string Id => Registration.WorkerId;
+
+    /// <summary>The Register message the worker sent.</summary>
+    public Register Registration { get; }
+
+    /// <summary>Number of sub-envs the worker hosts.</summary>
+    public int NumEnvs => (int)Registration.NumEnvs;
+
+    /// <summary>The worker's single observation space.</summary>
+    public Spaces.Space ObservationSpace { get; }
+
+    /// <summary>The worker's single action space.</summary>
+    public Spaces.Space ActionSpace { get; }
+
+    /// <summary>The worker's address as the hub sees it.</summary>
+    public string RemoteEndPoint { get; }
+
+    /// <summary>True once the stream has ended (the worker left, failed or was closed).</summary>
+    public bool IsCompleted
+    {
+        get { lock (_writeLock) return _completed; }
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => $"worker '{Id}' ({Registration.Host}, pid {Registration.Pid}, {RemoteEndPoint})";
+
+    internal void Attach(IWorkerReplySink sink) => _sink = sink;
+
+    /// <summary>Writes one generated message as a gRPC frame and flushes. False when the stream has already ended.</summary>
+    internal bool Send(IMessage message)
+    {
+        int size = message.CalculateSize();
+        lock (_writeLock)
+        {
+            if (_completed) return false;
+            var span = _output.GetSpan(GrpcFraming.HeaderSize + size);
+            GrpcFraming.WriteHeader(span, size);
+            message.WriteTo(span.Slice(GrpcFraming.HeaderSize, size));
+            _output.Advance(GrpcFraming.HeaderSize + size);
+            return Flush();
+        }
+    }
+
+    /// <summary>Writes one hand-encoded message of <paramref name="size"/> bytes and flushes. False when the stream has ended.</summary>
+    internal bool Send<TState>(int size, TState state, SpanWriter<TState> write) where TState : allows ref struct
+    {
+        lock (_writeLock)
+        {
+            if (_completed) return false;
+            var span = _output.GetSpan(GrpcFraming.HeaderSize + size);
+            GrpcFraming.WriteHeader(span, size);
+            int written = write(span.Slice(GrpcFraming.HeaderSize, size), state);
+            if (written != size) throw new InvalidOperationException($"Encoder wrote {written} bytes but announced {size}.");
+            _output.Advance(GrpcFraming.HeaderSize + size);
+            return Flush();
+        }
+    }
+
+    internal delegate int SpanWriter<TState>(Span<byte> destination, TState state) where TState : allows ref struct;
+
+    private bool Flush()
+    {
+        try
+        {
+            var flush = _output.FlushAsync();
+            var result = flush.IsCompletedSuccessfully ? flush.Result : flush.AsTask().GetAwaiter().GetResult();
+            return !result.IsCanceled && !result.IsCompleted;
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Ends the stream from the hub's side with a status; the worker sees it in the trailers.</summary>
+    internal void Close(GrpcStatusCode status, string? reason)
+    {
+        lock (_writeLock)
+        {
+            if (_completed) return;
+            _closeStatus = status;
+            _closeReason = reason;
+        }
+        _abort.Cancel();
+    }
+
+    /// <summary>Reads replies until the stream ends; returns the status to put in the trailers.</summary>
+    internal async Task<(GrpcStatusCode Status, string? Message)> RunAsync(CancellationToken hubStopping)
+    {
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(hubStopping, _abort.Token, _context.RequestAborted);
+        string lostReason = "the worker closed its stream";
+        GrpcStatusCode status = GrpcStatusCode.OK;
+        string? message = null;
+        try
+        {
+            while (true)
+            {
+                var read = await _input.ReadAsync(linked.Token).ConfigureAwait(false);
+                var buffer = read.Buffer;
+                try
+                {
+                    while (GrpcFraming.TryReadMessage(ref buffer, _maxMessageSize, out var payload, out bool compressed))
+                        Dispatch(payload, compressed);
+                }
+                finally
+                {
+                    _input.AdvanceTo(buffer.Start, buffer.End);
+                }
+                if (read.IsCompleted)
+                {
+                    if (!buffer.IsEmpty)
+                    {
+                        (status, message) = (GrpcStatusCode.Internal, $"The stream ended inside a message ({buffer.Length} bytes of a frame).");
+                        lostReason = message;
+                    }
+                    break;
+                }
+            }
+        }
+        catch (GrpcException e)
+        {
+            (status, message, lostReason) = (e.Status, e.Detail, $"protocol error: {e.Detail}");
+        }
+        catch (InvalidDataException e)
+        {
+            (status, message, lostReason) = (GrpcStatusCode.Internal, $"Malformed message: {e.Message}", $"protocol error: malformed message ({e.Message})");
+        }
+        catch (OperationCanceledException)
+        {
+            if (_context.RequestAborted.IsCancellationRequested) lostReason = "the connection was reset (the worker process died or the network failed)";
+            else if (hubStopping.IsCancellationRequested) (status, message, lostReason) = (GrpcStatusCode.Unavailable, "The hub is shutting down.", "the hub is shutting down");
+            else
+            {
+                status = _closeStatus;
+                message = _closeReason;
+                lostReason = _closeReason ?? "the hub closed the stream";
+            }
+        }
+        catch (Exception e) when (e is IOException or Microsoft.AspNetCore.Connections.ConnectionResetException or BadHttpRequestException)
+        {
+            lostReason = $"the connection failed ({e.Message})";
+        }
+        lock (_writeLock) _completed = true;
+        _sink?.OnLost(this, lostReason);
+        return (status, message);
+    }
+
+    private void Dispatch(ReadOnlySequence<byte> payload, bool compressed)
+    {
+        ReadOnlySpan<byte> span;
+        if (compressed) span = GrpcFraming.Decompress(payload, _encoding, _maxMessageSize);
+        else if (payload.IsSingleSegment) span = payload.FirstSpan;
+        else
+        {
+            if (_scratch.Length < payload.Length) _scratch = new byte[Math.Max((int)payload.Length, _scratch.Length * 2)];
+            payload.CopyTo(_scratch);
+            span = _scratch.AsSpan(0, (int)payload.Length);
+        }
+        StepCodec.ReadEnvelope(span, out ulong seq, out int field, out var body);
+        if (field == WorkerMessage.RegisterFieldNumber)
+            throw new GrpcException(GrpcStatusCode.FailedPrecondition, "The worker sent a second Register on the same stream; register once per stream.");
+        if (_sink is null)
+            throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"The worker sent a reply (field {field}, seq {seq}) before any command.");
+        _sink.OnReply(this, seq, field, body);
+    }
+}

@@ -1,0 +1,305 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Globalization;
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using System.Reflection;
+using System.Runtime.InteropServices;
+using ClusterEnv.Envs;
+using ClusterEnv.Transport;
+using ClusterEnv.Transport.Protos;
+using ClusterEnv.Vector;
+using ClusterEnv.Wrappers;
+using Google.Protobuf;
+
+namespace ClusterEnv.Worker;
+
+/// <summary>
+/// The worker's service loop: dial the hub, register, then answer each command with one reply, in order, until the
+/// hub closes the stream. Commands are a closed set (<c>HubMessage.command</c>) with one handler each.
+/// </summary>
+public sealed class WorkerService : IAsyncDisposable
+{
+    private readonly WorkerOptions _options;
+    private readonly List<IEnv> _envs;
+    private readonly HttpClient _client;
+    private GrpcDuplexCall? _call;
+    private SyncVectorEnv? _vec;
+    private int[] _intActions = [];
+    private float[] _floatActions = [];
+    private byte[] _out = new byte[64 * 1024];
+    private int _outLength;
+    private bool _closeRequested;
+
+    /// <summary>Creates the envs (so their spaces can be registered) without connecting yet.</summary>
+    public WorkerService(WorkerOptions options)
+    {
+        _options = options;
+        foreach (var path in options.Assemblies) LoadEnvAssembly(path);
+        var kwargs = options.EnvArgs.ToDictionary(kv => kv.Key, kv => ParseArg(kv.Value));
+        _envs = [];
+        try
+        {
+            for (int i = 0; i < options.NumEnvs; i++) _envs.Add(Gym.Make(options.EnvId, kwargs.Count == 0 ? null : kwargs));
+        }
+        catch
+        {
+            foreach (var e in _envs) e.Dispose();
+            throw;
+        }
+        _client = GrpcDuplexCall.CreateClient(acceptAnyCertificate: options.Insecure);
+    }
+
+    /// <summary>Runs until the hub closes the stream (returns normally) or fails (throws). Cancelling ends the stream.</summary>
+    public async Task RunAsync(CancellationToken cancellationToken = default)
+    {
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        if (_options.ParentPid is int parent) _ = WatchParentAsync(parent, cts);
+        _call = await DialAsync(cts.Token).ConfigureAwait(false);
+        var reader = _call.Responses;
+        while (true)
+        {
+            ReadResult read;
+            try
+            {
+                read = await reader.ReadAsync(cts.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or HttpRequestException && !cts.IsCancellationRequested)
+            {
+                throw new IOException($"Lost the hub at {_options.Hub}: {e.Message}", e);
+            }
+            var buffer = read.Buffer;
+            try
+            {
+                while (GrpcFraming.TryReadMessage(ref buffer, _options.MaxMessageSize, out var payload, out bool compressed))
+                    Handle(compressed ? GrpcFraming.Decompress(payload, _call.ResponseEncoding, _options.MaxMessageSize) : Contiguous(payload));
+            }
+            finally
+            {
+                reader.AdvanceTo(buffer.Start, buffer.End);
+            }
+            if (_outLength > 0) await FlushRepliesAsync(cts.Token).ConfigureAwait(false);
+            if (_closeRequested) _call.CompleteRequests();
+            if (read.IsCompleted)
+            {
+                if (_call.GetStatus() is { } error)
+                {
+                    if (_closeRequested && error.Status == GrpcStatusCode.OK) return;
+                    throw error;
+                }
+                return;
+            }
+        }
+    }
+
+    private byte[] _in = new byte[4096];
+
+    private ReadOnlySpan<byte> Contiguous(ReadOnlySequence<byte> payload)
+    {
+        if (payload.IsSingleSegment) return payload.FirstSpan;
+        if (_in.Length < payload.Length) _in = new byte[Math.Max((int)payload.Length, _in.Length * 2)];
+        payload.CopyTo(_in);
+        return _in.AsSpan(0, (int)payload.Length);
+    }
+
+    private async Task<GrpcDuplexCall> DialAsync(CancellationToken ct)
+    {
+        var register = new WorkerMessage
+        {
+            Register = new Register
+            {
+                ProtocolVersion = 1,
+                WorkerId = _options.WorkerId,
+                Token = _options.Token ?? "",
+                EnvId = _options.EnvId,
+                NumEnvs = (uint)_options.NumEnvs,
+                ObservationSpace = SpaceCodec.ToProto(_envs[0].ObservationSpace),
+                ActionSpace = SpaceCodec.ToProto(_envs[0].ActionSpace),
+                Host = Environment.MachineName,
+                Pid = Environment.ProcessId,
+                Runtime = $".NET {Environment.Version}",
+            },
+        };
+        var bytes = register.ToByteArray();
+        var sw = Stopwatch.StartNew();
+        while (true)
+        {
+            GrpcDuplexCall? call = null;
+            try
+            {
+                call = await GrpcDuplexCall.StartAsync(_client, _options.Hub, "/clusterenv.v1.WorkerHub/Connect", cancellationToken: ct).ConfigureAwait(false);
+                await call.WriteAsync(bytes, ct).ConfigureAwait(false);
+                await call.ReadHeadersAsync().ConfigureAwait(false);
+                return call;
+            }
+            catch (HttpRequestException e) when (e.InnerException is SocketException && sw.Elapsed < _options.ConnectTimeout)
+            {
+                if (call is not null) await call.DisposeAsync().ConfigureAwait(false);
+                await Task.Delay(200, ct).ConfigureAwait(false);
+            }
+            catch (HttpRequestException e) when (e.InnerException is SocketException)
+            {
+                throw new IOException($"Could not reach the hub at {_options.Hub} within {_options.ConnectTimeout.TotalSeconds:0.#} s ({e.InnerException.Message}). Is the learner running, and is the URL right?", e);
+            }
+        }
+    }
+
+    // ---------------- one handler per command ----------------
+
+    private void Handle(ReadOnlySpan<byte> message)
+    {
+        StepCodec.ReadEnvelope(message, out ulong seq, out int command, out var body);
+        try
+        {
+            switch (command)
+            {
+                case HubMessage.StepFieldNumber: OnStep(seq, body); break;
+                case HubMessage.ResetFieldNumber: OnReset(seq, ResetCommand.Parser.ParseFrom(body)); break;
+                case HubMessage.WelcomeFieldNumber: OnWelcome(Welcome.Parser.ParseFrom(body)); break;
+                case HubMessage.CloseFieldNumber: OnClose(seq); break;
+                default:
+                    throw new InvalidDataException($"Unknown command field {command}; this worker handles welcome (2), reset (3), step (4) and close (5). Is the hub a newer protocol version?");
+            }
+        }
+        catch (SubEnvException e)
+        {
+            Reply(seq, new WorkerMessage { Error = new WorkerError { EnvIndex = e.EnvIndex, Type = e.ErrorType, Message = e.ErrorMessage, StackTrace = e.ErrorStackTrace ?? "" } });
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            Reply(seq, new WorkerMessage { Error = new WorkerError { EnvIndex = -1, Type = e.GetType().FullName ?? e.GetType().Name, Message = e.Message, StackTrace = e.StackTrace ?? "" } });
+        }
+    }
+
+    private void OnWelcome(Welcome welcome)
+    {
+        if (_vec is not null) throw new InvalidDataException("The hub sent a second Welcome.");
+        var envs = welcome.RecordEpisodeStatistics ? _envs.Select(e => (IEnv)new RecordEpisodeStatistics(e)).ToList() : _envs;
+        _vec = new SyncVectorEnv(envs, (AutoresetMode)(int)welcome.AutoresetMode);
+        var layout = ActionLayout.For(_vec.SingleActionSpace);
+        if (layout.IsContinuous) _floatActions = new float[_vec.NumEnvs * layout.Size];
+        else _intActions = new int[_vec.NumEnvs * layout.Size];
+    }
+
+    private void OnReset(ulong seq, ResetCommand cmd)
+    {
+        var vec = Welcomed();
+        var seeds = new int?[vec.NumEnvs];
+        for (int i = 0; i < seeds.Length && i < cmd.HasSeed.Count; i++) seeds[i] = cmd.HasSeed[i] ? checked((int)cmd.Seeds[i]) : null;
+        ResetOptions? options = null;
+        if (cmd.Mask.Count > 0 || cmd.Numbers.Count > 0 || cmd.Strings.Count > 0)
+        {
+            options = new ResetOptions();
+            foreach (var (k, v) in cmd.Numbers) options[k] = v;
+            foreach (var (k, v) in cmd.Strings) options[k] = v;
+            if (cmd.Mask.Count > 0) options.ResetMask = cmd.Mask.ToArray();
+        }
+        var r = vec.Reset(seeds, options);
+        var result = new ResetResult { Observations = Tensor(Transport.Protos.DType.Float32, [vec.NumEnvs, vec.ObservationSize], MemoryMarshal.AsBytes(r.Observations.AsSpan())) };
+        if (r.Info.Episode.Any) result.Episode = Stats(r.Info.Episode);
+        Reply(seq, new WorkerMessage { Reset = result });
+    }
+
+    private void OnStep(ulong seq, ReadOnlySpan<byte> body)
+    {
+        var vec = Welcomed();
+        StepCodec.ReadStepCommand(body, _intActions, _floatActions);
+        var r = _floatActions.Length > 0 ? vec.Step(_floatActions) : vec.Step(_intActions);
+        int size = StepCodec.StepResultSize(seq, r, vec.ObservationSize);
+        var dest = Reserve(size);
+        int written = StepCodec.WriteStepResult(dest, seq, r, vec.ObservationSize);
+        Debug.Assert(written == size);
+    }
+
+    private void OnClose(ulong seq)
+    {
+        _vec?.Close();
+        Reply(seq, new WorkerMessage { Closed = new Closed() });
+        _closeRequested = true;
+    }
+
+    private SyncVectorEnv Welcomed() => _vec ?? throw new InvalidDataException("The hub sent a command before Welcome.");
+
+    // ---------------- replies ----------------
+
+    private Span<byte> Reserve(int payloadSize)
+    {
+        int need = _outLength + GrpcFraming.HeaderSize + payloadSize;
+        if (need > _out.Length) Array.Resize(ref _out, Math.Max(need, _out.Length * 2));
+        GrpcFraming.WriteHeader(_out.AsSpan(_outLength), payloadSize);
+        var span = _out.AsSpan(_outLength + GrpcFraming.HeaderSize, payloadSize);
+        _outLength = need;
+        return span;
+    }
+
+    private void Reply(ulong seq, WorkerMessage message)
+    {
+        message.Seq = seq;
+        message.WriteTo(Reserve(message.CalculateSize()));
+    }
+
+    private async ValueTask FlushRepliesAsync(CancellationToken ct)
+    {
+        await _call!.RequestStream.WriteAsync(_out.AsMemory(0, _outLength), ct).ConfigureAwait(false);
+        await _call.RequestStream.FlushAsync(ct).ConfigureAwait(false);
+        _outLength = 0;
+    }
+
+    private static Transport.Protos.Tensor Tensor(Transport.Protos.DType dtype, long[] shape, ReadOnlySpan<byte> data)
+    {
+        var t = new Transport.Protos.Tensor { Dtype = dtype, Data = ByteString.CopyFrom(data) };
+        t.Shape.AddRange(shape);
+        return t;
+    }
+
+    private static EpisodeStats Stats(EpisodeBatch b) => new()
+    {
+        Mask = Tensor(Transport.Protos.DType.Bool, [b.Mask.Length], MemoryMarshal.AsBytes(b.Mask.AsSpan())),
+        Returns = Tensor(Transport.Protos.DType.Float64, [b.Mask.Length], MemoryMarshal.AsBytes(b.Return.AsSpan())),
+        Lengths = Tensor(Transport.Protos.DType.Int64, [b.Mask.Length], MemoryMarshal.AsBytes(b.Length.Select(l => (long)l).ToArray().AsSpan())),
+        Seconds = Tensor(Transport.Protos.DType.Float64, [b.Mask.Length], MemoryMarshal.AsBytes(b.Seconds.AsSpan())),
+    };
+
+    // ---------------- plumbing ----------------
+
+    private static async Task WatchParentAsync(int pid, CancellationTokenSource cts)
+    {
+        while (!cts.IsCancellationRequested)
+        {
+            try
+            {
+                using var p = Process.GetProcessById(pid);
+                if (p.HasExited) break;
+            }
+            catch (ArgumentException) { break; } // no such process
+            try { await Task.Delay(500, cts.Token).ConfigureAwait(false); }
+            catch (OperationCanceledException) { return; }
+        }
+        await Console.Error.WriteLineAsync($"ClusterEnv.Worker: the learner (pid {pid}) is gone; exiting.").ConfigureAwait(false);
+        cts.Cancel();
+    }
+
+    private static void LoadEnvAssembly(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"--assembly '{path}' does not exist.", path);
+        var asm = Assembly.LoadFrom(Path.GetFullPath(path));
+        var registrars = asm.GetExportedTypes().Where(t => typeof(IEnvRegistrar).IsAssignableFrom(t) && t is { IsAbstract: false, IsInterface: false }).ToArray();
+        if (registrars.Length == 0)
+            throw new ArgumentException($"Assembly '{path}' has no public class implementing ClusterEnv.Envs.IEnvRegistrar; add one whose Register() calls Gym.Register.");
+        foreach (var t in registrars) ((IEnvRegistrar)Activator.CreateInstance(t)!).Register();
+    }
+
+    private static object ParseArg(string value) =>
+        bool.TryParse(value, out bool b) ? b
+        : double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double d) ? d
+        : value;
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        if (_call is not null) await _call.DisposeAsync().ConfigureAwait(false);
+        _client.Dispose();
+        if (_vec is not null) _vec.Close();
+        else foreach (var e in _envs) e.Dispose();
+    }
+}
