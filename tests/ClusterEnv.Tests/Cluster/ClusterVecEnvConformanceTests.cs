@@ -1,0 +1,26 @@
+using ClusterEnv.Cluster;
+using ClusterEnv.Vector;
+
+namespace ClusterEnv.Tests.Cluster;
+
+/// <summary>The conformance suite against <see cref="ClusterVecEnv"/> with workers running in this process.</summary>
+public class ClusterVecEnvInProcessConformanceTests : Vector.VectorEnvConformanceTests
+{
+    protected override IVectorEnv Create(string envId, int numEnvs, AutoresetMode mode, bool recordStatistics = true) =>
+        TestCluster.InProcess(envId, TestCluster.Split(numEnvs), mode, recordStatistics).Env;
+}
+
+/// <summary>The conformance suite against <see cref="ClusterVecEnv"/> with a local pool of worker processes.</summary>
+public class ClusterVecEnvProcessConformanceTests : Vector.VectorEnvConformanceTests
+{
+    protected override IVectorEnv Create(string envId, int numEnvs, AutoresetMode mode, bool recordStatistics = true) =>
+        new ClusterVecEnv(new ClusterOptions
+        {
+            EnvId = envId,
+            NumEnvs = numEnvs,
+            NumWorkers = Math.Min(2, numEnvs),
+            AutoresetMode = mode,
+            RecordEpisodeStatistics = recordStatistics,
+            ConnectTimeout = TimeSpan.FromSeconds(60),
+        });
+}

@@ -1,0 +1,51 @@
+using System.Net;
+using System.Net.Sockets;
+using ClusterEnv.Cluster;
+using ClusterEnv.Vector;
+using ClusterEnv.Worker;
+
+namespace ClusterEnv.Tests.Cluster;
+
+/// <summary>Starts a <see cref="ClusterVecEnv"/> whose workers run in this process (as tasks), for fast, debuggable tests.</summary>
+internal static class TestCluster
+{
+    public static int FreePort()
+    {
+        using var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        return ((IPEndPoint)l.LocalEndpoint).Port;
+    }
+
+    /// <summary>Splits <paramref name="numEnvs"/> over up to two workers.</summary>
+    public static int[] Split(int numEnvs, int maxWorkers = 2)
+    {
+        int w = Math.Min(maxWorkers, numEnvs);
+        return Enumerable.Range(0, w).Select(i => numEnvs / w + (i < numEnvs % w ? 1 : 0)).ToArray();
+    }
+
+    /// <summary>A vector env over in-process workers, plus the worker tasks (which end when it closes).</summary>
+    public static (ClusterVecEnv Env, Task[] Workers) InProcess(string envId, int[] envsPerWorker, AutoresetMode mode = AutoresetMode.NextStep,
+        bool recordStatistics = true, TimeSpan? stepTimeout = null, string? token = "test-token", CancellationToken workerCancel = default)
+    {
+        int port = FreePort();
+        var hub = new Uri($"http://127.0.0.1:{port}");
+        var workers = envsPerWorker.Select((n, i) => Task.Run(async () =>
+        {
+            await using var w = new WorkerService(new WorkerOptions { Hub = hub, EnvId = envId, NumEnvs = n, WorkerId = $"w{i}", Token = token, ConnectTimeout = TimeSpan.FromSeconds(20) });
+            await w.RunAsync(workerCancel);
+        })).ToArray();
+        var env = new ClusterVecEnv(new ClusterOptions
+        {
+            EnvId = envId,
+            NumEnvs = envsPerWorker.Sum(),
+            NumWorkers = envsPerWorker.Length,
+            LocalWorkers = false,
+            AutoresetMode = mode,
+            RecordEpisodeStatistics = recordStatistics,
+            Hub = new HubOptions { Port = port, Token = token },
+            ConnectTimeout = TimeSpan.FromSeconds(20),
+            StepTimeout = stepTimeout ?? TimeSpan.FromSeconds(20),
+        });
+        return (env, workers);
+    }
+}
