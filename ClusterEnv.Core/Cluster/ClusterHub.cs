@@ -204,6 +204,7 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
         response.ContentType = GrpcHeaders.ContentType;
         response.Headers[GrpcHeaders.AcceptEncoding] = GrpcFraming.AcceptEncoding;
         await response.StartAsync().ConfigureAwait(false);
+        await response.BodyWriter.FlushAsync().ConfigureAwait(false); // put the headers on the wire now, so the worker's call completes
         var (status, message) = await worker.RunAsync(_stopping.Token).ConfigureAwait(false);
         if (context.RequestAborted.IsCancellationRequested) return; // reset: nobody to send trailers to
         response.AppendTrailer(GrpcHeaders.Status, ((int)status).ToString(System.Globalization.CultureInfo.InvariantCulture));

@@ -25,25 +25,26 @@ internal static class TestCluster
 
     /// <summary>A vector env over in-process workers, plus the worker tasks (which end when it closes).</summary>
     public static (ClusterVecEnv Env, Task[] Workers) InProcess(string envId, int[] envsPerWorker, AutoresetMode mode = AutoresetMode.NextStep,
-        bool recordStatistics = true, TimeSpan? stepTimeout = null, string? token = "test-token", CancellationToken workerCancel = default)
+        bool recordStatistics = true, TimeSpan? stepTimeout = null, string? token = "test-token", CancellationToken workerCancel = default,
+        Func<int, Dictionary<string, string>>? envArgs = null, int? expectWorkers = null, TimeSpan? connectTimeout = null)
     {
         int port = FreePort();
         var hub = new Uri($"http://127.0.0.1:{port}");
         var workers = envsPerWorker.Select((n, i) => Task.Run(async () =>
         {
-            await using var w = new WorkerService(new WorkerOptions { Hub = hub, EnvId = envId, NumEnvs = n, WorkerId = $"w{i}", Token = token, ConnectTimeout = TimeSpan.FromSeconds(20) });
+            await using var w = new WorkerService(new WorkerOptions { Hub = hub, EnvId = envId, NumEnvs = n, WorkerId = $"w{i}", Token = token, ConnectTimeout = TimeSpan.FromSeconds(20), EnvArgs = envArgs?.Invoke(i) ?? [] });
             await w.RunAsync(workerCancel);
         })).ToArray();
         var env = new ClusterVecEnv(new ClusterOptions
         {
             EnvId = envId,
-            NumEnvs = envsPerWorker.Sum(),
-            NumWorkers = envsPerWorker.Length,
+            NumEnvs = expectWorkers is null ? envsPerWorker.Sum() : 0,
+            NumWorkers = expectWorkers ?? envsPerWorker.Length,
             LocalWorkers = false,
             AutoresetMode = mode,
             RecordEpisodeStatistics = recordStatistics,
             Hub = new HubOptions { Port = port, Token = token },
-            ConnectTimeout = TimeSpan.FromSeconds(20),
+            ConnectTimeout = connectTimeout ?? TimeSpan.FromSeconds(20),
             StepTimeout = stepTimeout ?? TimeSpan.FromSeconds(20),
         });
         return (env, workers);
