@@ -61,6 +61,9 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
         options.Validate();
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
         builder.Logging.AddFilter(_ => false);
+        // Replies are decoded straight into the vector env's buffers in the socket's completion: run it inline rather
+        // than hop to the thread pool, which costs tens of µs per step when the workers share the learner's cores.
+        builder.WebHost.UseSockets(s => s.UnsafePreferInlineScheduling = options.InlineCompletions);
         builder.WebHost.UseKestrelCore().ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;

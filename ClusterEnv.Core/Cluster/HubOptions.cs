@@ -30,6 +30,9 @@ public sealed record HubOptions
     /// <summary>Password of <see cref="CertificatePath"/>.</summary>
     public string? CertificatePassword { get; init; }
 
+    /// <summary>Run socket completions inline on the I/O thread (lower step latency; leave on unless a custom sink blocks).</summary>
+    public bool InlineCompletions { get; init; } = true;
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting.</summary>
     public void Validate()
     {

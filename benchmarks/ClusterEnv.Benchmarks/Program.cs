@@ -6,6 +6,8 @@ if (args.Length == 0 || args[0] is "-h" or "--help")
 {
     Console.WriteLine("Commands:");
     Console.WriteLine("  step-local [--env CartPole-v1] [--envs 1,64,1024] [--seconds 3]   local SyncVectorEnv stepping with random actions");
+    Console.WriteLine("  step-remote [--env CartPole-v1] [--workers 1,2,4] [--envs 1,16,64,256] [--seconds 2]");
+    Console.WriteLine("      ClusterVecEnv.Step through local worker processes vs SyncVectorEnv and a raw TCP ping-pong");
     return args.Length == 0 ? 2 : 0;
 }
 
@@ -14,6 +16,9 @@ switch (args[0])
 {
     case "step-local":
         StepLocal.Run(options);
+        return 0;
+    case "step-remote":
+        StepRemote.Run(options);
         return 0;
     default:
         Console.Error.WriteLine($"Unknown command '{args[0]}'. Run with --help for the list.");

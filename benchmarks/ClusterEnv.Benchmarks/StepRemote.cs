@@ -1,0 +1,170 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using ClusterEnv.Cluster;
+using ClusterEnv.Common;
+using ClusterEnv.Envs;
+using ClusterEnv.Transport;
+using ClusterEnv.Vector;
+
+namespace ClusterEnv.Benchmarks;
+
+/// <summary>
+/// <see cref="ClusterVecEnv.Step(ReadOnlySpan{int})"/> through local worker processes with random actions, against,
+/// in the same run, the local <see cref="SyncVectorEnv"/> over the same total envs and a raw loopback TCP ping-pong
+/// carrying the same request and reply sizes with the same 5-byte framing (the floor: no HTTP/2, no env).
+/// Per configuration: env-steps/s, round-trip µs (p50, p99), gRPC message bytes per step, learner-process bytes
+/// allocated per step (all threads: learner, hub, Kestrel).
+/// </summary>
+public static class StepRemote
+{
+    public static void Run(BenchOptions o)
+    {
+        string envId = o.Get("env", "CartPole-v1");
+        double seconds = o.Get("seconds", 2.0);
+        bool inline = o.Get("inline", "1") == "1";
+        foreach (int workers in o.GetInts("workers", "1,2,4"))
+        foreach (int perWorker in o.GetInts("envs", "1,16,64,256"))
+            Measure(envId, workers, perWorker, seconds, inline);
+    }
+
+    private static void Measure(string envId, int workers, int perWorker, double seconds, bool inline)
+    {
+        int n = workers * perWorker;
+        using var envs = new ClusterVecEnv(new ClusterOptions { EnvId = envId, NumEnvs = n, NumWorkers = workers, Hub = new HubOptions { InlineCompletions = inline } });
+        var d = (ClusterEnv.Spaces.Discrete)envs.SingleActionSpace;
+        var rng = new Rng(0);
+        var actions = new int[n];
+        envs.Reset(seed: 0);
+        var remote = Time(envs, rng, actions, d.N, seconds, out long allocated);
+
+        // Message sizes of one step: what one worker is sent and sends back (no episode ends; +5 framing each).
+        int request = StepCodec.StepCommandSize(1000, [perWorker], perWorker, continuous: false) + GrpcFraming.HeaderSize;
+        int reply = ReplySize(perWorker, envs.ObservationSize) + GrpcFraming.HeaderSize;
+
+        using var local = Gym.MakeVec(envId, n, wrap: e => new ClusterEnv.Wrappers.RecordEpisodeStatistics(e));
+        local.Reset(seed: 0);
+        var sync = Time(local, rng, actions, d.N, Math.Min(seconds, 1), out _);
+        var tcp = workers == 1 ? RawTcp(request, reply, seconds) : default;
+
+        Console.WriteLine(JsonSerializer.Serialize(new
+        {
+            bench = "step-remote",
+            env = envId,
+            workers,
+            envs_per_worker = perWorker,
+            num_envs = n,
+            hub_inline_completions = inline,
+            env_steps_per_sec = Math.Round(remote.Steps * n / remote.Seconds),
+            rtt_us_p50 = remote.P50,
+            rtt_us_p99 = remote.P99,
+            local_env_steps_per_sec = Math.Round(sync.Steps * n / sync.Seconds),
+            raw_tcp_rtt_us_p50 = workers == 1 ? tcp.P50 : (double?)null,
+            raw_tcp_rtt_us_p99 = workers == 1 ? tcp.P99 : (double?)null,
+            p50_over_raw_tcp = workers == 1 ? Math.Round(remote.P50 / tcp.P50, 2) : (double?)null,
+            wire_bytes_per_step = (request + reply) * workers,
+            learner_bytes_allocated_per_step = Math.Round((double)allocated / remote.Steps, 1),
+            vector_steps = remote.Steps,
+        }));
+    }
+
+    private static int ReplySize(int n, int obsSize)
+    {
+        var r = new VectorStepResult(new float[n * obsSize], new double[n], new bool[n], new bool[n], new VectorInfo(n, obsSize));
+        return StepCodec.StepResultSize(1000, r, obsSize);
+    }
+
+    private readonly record struct Timing(long Steps, double Seconds, double P50, double P99);
+
+    private static Timing Time(IVectorEnv envs, Rng rng, int[] actions, int k, double seconds, out long allocated)
+    {
+        for (int t = 0; t < 2000; t++) StepRandom(envs, rng, actions, k); // warm up: JIT tiers, connection windows
+        var samples = new long[4_000_000];
+        long steps = 0;
+        var sw = new Stopwatch();
+        long before = GC.GetTotalAllocatedBytes(precise: true);
+        sw.Start();
+        while (sw.Elapsed.TotalSeconds < seconds && steps < samples.Length)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            StepRandom(envs, rng, actions, k);
+            samples[steps++] = Stopwatch.GetTimestamp() - t0;
+        }
+        sw.Stop();
+        allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
+        return Summarise(samples, steps, sw.Elapsed.TotalSeconds);
+    }
+
+    private static void StepRandom(IVectorEnv envs, Rng rng, int[] actions, int k)
+    {
+        for (int i = 0; i < actions.Length; i++) actions[i] = rng.NextInt(k);
+        envs.Step(actions);
+    }
+
+    private static Timing Summarise(long[] samples, long count, double seconds)
+    {
+        var s = samples.AsSpan(0, (int)count);
+        s.Sort();
+        double us(long ticks) => Math.Round(ticks * 1e6 / Stopwatch.Frequency, 1);
+        return new Timing(count, seconds, us(s[(int)(count * 0.50)]), us(s[Math.Min((int)(count * 0.99), (int)count - 1)]));
+    }
+
+    /// <summary>Blocking-socket ping-pong on loopback: a request of <paramref name="request"/> bytes, a reply of <paramref name="reply"/>.</summary>
+    private static Timing RawTcp(int request, int reply, double seconds)
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(1);
+        var server = new Thread(() =>
+        {
+            using var s = listener.Accept();
+            s.NoDelay = true;
+            var inBuf = new byte[request];
+            var outBuf = new byte[reply];
+            BinaryPrimitives.WriteUInt32BigEndian(outBuf.AsSpan(1), (uint)(reply - 5));
+            try
+            {
+                while (true)
+                {
+                    if (!ReadExactly(s, inBuf)) return;
+                    s.Send(outBuf);
+                }
+            }
+            catch (SocketException) { }
+        }) { IsBackground = true };
+        server.Start();
+        using var c = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        c.Connect(listener.LocalEndPoint!);
+        var req = new byte[request];
+        BinaryPrimitives.WriteUInt32BigEndian(req.AsSpan(1), (uint)(request - 5));
+        var rep = new byte[reply];
+        for (int i = 0; i < 3000; i++) { c.Send(req); ReadExactly(c, rep); }
+        var samples = new long[4_000_000];
+        long count = 0;
+        var sw = Stopwatch.StartNew();
+        while (sw.Elapsed.TotalSeconds < seconds && count < samples.Length)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            c.Send(req);
+            ReadExactly(c, rep);
+            samples[count++] = Stopwatch.GetTimestamp() - t0;
+        }
+        double secs = sw.Elapsed.TotalSeconds;
+        c.Shutdown(SocketShutdown.Both);
+        return Summarise(samples, count, secs);
+    }
+
+    private static bool ReadExactly(Socket s, byte[] buffer)
+    {
+        int got = 0;
+        while (got < buffer.Length)
+        {
+            int n = s.Receive(buffer, got, buffer.Length - got, SocketFlags.None);
+            if (n == 0) return false;
+            got += n;
+        }
+        return true;
+    }
+}
