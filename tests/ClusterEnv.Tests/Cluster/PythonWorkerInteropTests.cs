@@ -1,0 +1,148 @@
+using System.Diagnostics;
+using ClusterEnv.Cluster;
+using ClusterEnv.Common;
+using ClusterEnv.Vector;
+
+namespace ClusterEnv.Tests.Cluster;
+
+/// <summary>
+/// A worker written in Python with stock grpcio (examples/python-worker) serves envs to the C# hub. Needs Debian's
+/// python3-grpcio, python3-grpc-tools and python3-numpy (.ci/run installs them); skipped where they are missing.
+/// </summary>
+[NonParallelizable]
+public class PythonWorkerInteropTests
+{
+    private static string RepoRoot
+    {
+        get
+        {
+            var dir = new DirectoryInfo(AppContext.BaseDirectory);
+            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "ClusterEnv.sln"))) dir = dir.Parent;
+            return dir?.FullName ?? throw new DirectoryNotFoundException("ClusterEnv.sln not found above the test directory.");
+        }
+    }
+
+    private static string Python()
+    {
+        string python = Environment.GetEnvironmentVariable("CLUSTERENV_PYTHON") ?? (File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3");
+        try
+        {
+            using var p = Process.Start(new ProcessStartInfo(python, ["-c", "import grpc, grpc_tools, numpy"]) { RedirectStandardError = true })!;
+            p.WaitForExit(30_000);
+            if (p.ExitCode == 0) return python;
+        }
+        catch (System.ComponentModel.Win32Exception) { }
+        Assert.Ignore($"{python} lacks grpcio/grpc_tools/numpy; install python3-grpcio python3-grpc-tools python3-numpy (apt) to run the interop tests.");
+        return null!;
+    }
+
+    private static (ClusterVecEnv Env, Process Worker) Start(int numEnvs, AutoresetMode mode, params string[] extra)
+    {
+        string python = Python();
+        int port = TestCluster.FreePort();
+        var psi = new ProcessStartInfo(python) { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var a in new[] { Path.Combine(RepoRoot, "examples", "python-worker", "worker.py"), "--hub", $"http://127.0.0.1:{port}",
+                     "--env", "CartPole-v1", "--num-envs", numEnvs.ToString(), "--worker-id", "py0" }.Concat(extra))
+            psi.ArgumentList.Add(a);
+        psi.Environment["CLUSTERENV_TOKEN"] = "py-token";
+        var worker = Process.Start(psi)!;
+        try
+        {
+            var env = new ClusterVecEnv(new ClusterOptions
+            {
+                EnvId = "CartPole-v1", NumEnvs = numEnvs, NumWorkers = 1, LocalWorkers = false, AutoresetMode = mode,
+                Hub = new HubOptions { Port = port, Token = "py-token" }, ConnectTimeout = TimeSpan.FromSeconds(60), StepTimeout = TimeSpan.FromSeconds(30),
+            });
+            return (env, worker);
+        }
+        catch (Exception e)
+        {
+            worker.Kill();
+            throw new AssertionException($"The Python worker did not register: {e.Message}\n{worker.StandardError.ReadToEnd()}");
+        }
+    }
+
+    [Test]
+    public void PythonWorker_ServesCartPole_WithGymnasiumSemantics_ToTheCSharpLearner()
+    {
+        var (env, worker) = Start(4, AutoresetMode.NextStep);
+        using (env)
+        {
+            Assert.That(env.SingleObservationSpace, Is.EqualTo(ClusterEnv.Envs.Gym.Make("CartPole-v1").ObservationSpace));
+            var obs = env.Reset(seed: 0).Observations.ToArray();
+            Assert.That(obs, Has.All.InRange(-0.05f, 0.05f));
+            var rng = new Rng(1);
+            var actions = new int[4];
+            var pending = new bool[4];
+            int episodes = 0;
+            for (int t = 0; t < 400; t++)
+            {
+                for (int i = 0; i < 4; i++) actions[i] = rng.NextInt(2);
+                var r = env.Step(actions);
+                for (int i = 0; i < 4; i++)
+                {
+                    var row = r.Observations.AsSpan(i * 4, 4);
+                    if (pending[i])
+                    {
+                        Assert.That(r.Rewards[i], Is.Zero, "the autoreset step reports reward 0");
+                        Assert.That(row.ToArray(), Has.All.InRange(-0.05f, 0.05f), "the autoreset step returns a fresh start");
+                    }
+                    else
+                    {
+                        Assert.That(r.Rewards[i], Is.EqualTo(1.0));
+                        // The Python physics matches ours: one step from the previous observation lands within float32 rounding.
+                        var expected = CartPoleStep(obs.AsSpan(i * 4, 4), actions[i]);
+                        for (int k = 0; k < 4; k++) Assert.That(row[k], Is.EqualTo(expected[k]).Within(2e-4), $"t={t} env={i} component {k}");
+                        if (r.Terminated[i])
+                            Assert.That(Math.Abs(row[0]) > 2.4f || Math.Abs(row[2]) > 0.2094395f, Is.True, "terminated only past a threshold");
+                    }
+                    if (r.Info.TryGetEpisode(i, out var ep))
+                    {
+                        episodes++;
+                        Assert.That(ep.Return, Is.EqualTo(ep.Length), "CartPole's return equals its length");
+                    }
+                    pending[i] = r.Terminated[i] || r.Truncated[i];
+                }
+                obs = r.Observations.ToArray();
+            }
+            Assert.That(episodes, Is.GreaterThan(10));
+        }
+        Assert.That(worker.WaitForExit(10_000), Is.True, "the Python worker exits when the hub closes");
+        Assert.That(worker.ExitCode, Is.Zero, worker.StandardError.ReadToEnd());
+    }
+
+    [Test]
+    public void PythonException_ReachesTheLearner_AsSubEnvException_WithTheTraceback()
+    {
+        var (env, worker) = Start(2, AutoresetMode.NextStep, "--raise-after", "3");
+        using (env)
+        {
+            env.Reset(seed: 0);
+            env.Step(new int[2]);
+            env.Step(new int[2]);
+            var ex = Assert.Throws<SubEnvException>(() => env.Step(new int[2]))!;
+            Assert.Multiple(() =>
+            {
+                Assert.That(ex.WorkerId, Is.EqualTo("py0"));
+                Assert.That(ex.EnvIndex, Is.EqualTo(0));
+                Assert.That(ex.ErrorType, Is.EqualTo("RuntimeError"));
+                Assert.That(ex.ErrorMessage, Does.Contain("failed at step 3"));
+                Assert.That(ex.ErrorStackTrace, Does.Contain("worker.py").And.Contain("Traceback"));
+            });
+            env.Reset(seed: 1);
+            Assert.DoesNotThrow(() => env.Step(new int[2]));
+        }
+        worker.WaitForExit(10_000);
+    }
+
+    // CartPole-v1's equations in float64 from a float32 observation.
+    private static float[] CartPoleStep(ReadOnlySpan<float> o, int action)
+    {
+        double x = o[0], xDot = o[1], theta = o[2], thetaDot = o[3];
+        double force = action == 1 ? 10.0 : -10.0, cos = Math.Cos(theta), sin = Math.Sin(theta);
+        double temp = (force + 0.05 * thetaDot * thetaDot * sin) / 1.1;
+        double thetaAcc = (9.8 * sin - cos * temp) / (0.5 * (4.0 / 3.0 - 0.1 * cos * cos / 1.1));
+        double xAcc = temp - 0.05 * thetaAcc * cos / 1.1;
+        return [(float)(x + 0.02 * xDot), (float)(xDot + 0.02 * xAcc), (float)(theta + 0.02 * thetaDot), (float)(thetaDot + 0.02 * thetaAcc)];
+    }
+}
