@@ -1,0 +1,95 @@
+using ClusterEnv.Cluster;
+using ClusterEnv.Common;
+using ClusterEnv.Envs;
+using ClusterEnv.Vector;
+
+namespace ClusterEnv.Tests.Cluster;
+
+/// <summary>What is specific to the cluster proxy: async stepping, layout, allocation, options.</summary>
+public class ClusterVecEnvTests
+{
+    [Test]
+    public void StepAsyncThenStepWait_GivesWhatStepGives_AndMisuseIsNamed()
+    {
+        var (a, _) = TestCluster.InProcess("CartPole-v1", [2, 3]);
+        var (b, _) = TestCluster.InProcess("CartPole-v1", [2, 3]);
+        using (a)
+        using (b)
+        {
+            Assert.Throws<NoAsyncCallException>(() => a.StepWait());
+            a.Reset(seed: 5);
+            b.Reset(seed: 5);
+            var actions = new int[5];
+            var rng = new Rng(3);
+            for (int t = 0; t < 50; t++)
+            {
+                for (int i = 0; i < 5; i++) actions[i] = rng.NextInt(2);
+                a.StepAsync(actions);
+                Assert.Throws<AlreadyPendingCallException>(() => a.StepAsync(actions));
+                Assert.Throws<AlreadyPendingCallException>(() => a.Reset());
+                var ra = a.StepWait();
+                var rb = b.Step(actions);
+                Assert.That(ra.Observations, Is.EqualTo(rb.Observations));
+                Assert.That(ra.Terminated, Is.EqualTo(rb.Terminated));
+            }
+        }
+    }
+
+    [Test]
+    public void SubEnvs_AreOrderedWorkerByWorker_ByWorkerId()
+    {
+        var (env, _) = TestCluster.InProcess("CartPole-v1", [3, 1, 2]);
+        using (env)
+        {
+            Assert.That(env.Workers, Is.EqualTo(new[] { ("w0", 0, 3), ("w1", 3, 1), ("w2", 4, 2) }));
+            Assert.That(env.NumEnvs, Is.EqualTo(6));
+            // Seeds follow the global index: sub-env 4 (worker w2's first) starts like a single env seeded 10 + 4.
+            var obs = env.Reset(seed: 10).Observations;
+            var single = Gym.Make("CartPole-v1").Reset(seed: 14).Observation;
+            Assert.That(obs.AsSpan(4 * 4, 4).ToArray(), Is.EqualTo(single));
+        }
+    }
+
+    [Test]
+    public void Step_OnTheLearnerThread_AllocatesNothingInSteadyState()
+    {
+        var (env, _) = TestCluster.InProcess("CartPole-v1", [32, 32]);
+        using (env)
+        {
+            env.Reset(seed: 0);
+            var actions = new int[64];
+            var rng = new Rng(0);
+            void Run(int steps)
+            {
+                for (int t = 0; t < steps; t++)
+                {
+                    for (int i = 0; i < actions.Length; i++) actions[i] = rng.NextInt(2);
+                    env.Step(actions);
+                }
+            }
+            Run(1500);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            Run(2000);
+            Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.Zero);
+        }
+    }
+
+    [Test]
+    public void Options_AreValidatedWithTheFix()
+    {
+        Assert.That(() => new ClusterVecEnv(new ClusterOptions { EnvId = "CartPole-v1" }), Throws.ArgumentException.With.Message.Contains("NumEnvs"));
+        Assert.That(() => new ClusterVecEnv(new ClusterOptions { EnvId = "CartPole-v1", NumEnvs = 2, NumWorkers = 3 }), Throws.ArgumentException.With.Message.Contains("larger than NumEnvs"));
+        Assert.That(() => new ClusterVecEnv(new ClusterOptions { EnvId = "CartPole-v1", NumEnvs = 1, Hub = new HubOptions { Port = 70000 } }), Throws.InstanceOf<ArgumentOutOfRangeException>());
+        Assert.That(() => new ClusterVecEnv(new ClusterOptions { EnvId = "CartPole-v1", NumEnvs = 1, WorkerPath = "/nonexistent/ClusterEnv.Worker.dll" }),
+            Throws.InstanceOf<FileNotFoundException>().With.Message.Contains("WorkerPath"));
+    }
+
+    [Test]
+    public void LocalPool_WorkerThatCannotStart_FailsFastWithItsStderr()
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var ex = Assert.Throws<WorkerLostException>(() => new ClusterVecEnv(new ClusterOptions { EnvId = "NoSuchEnv-v0", NumEnvs = 1 }))!;
+        Assert.That(sw.Elapsed, Is.LessThan(TimeSpan.FromSeconds(30)));
+        Assert.That(ex.Message, Does.Contain("NoSuchEnv-v0").And.Contain("exited with code"));
+    }
+}
