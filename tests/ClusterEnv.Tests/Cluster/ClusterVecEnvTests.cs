@@ -93,3 +93,37 @@ public class ClusterVecEnvTests
         Assert.That(ex.Message, Does.Contain("NoSuchEnv-v0").And.Contain("exited with code"));
     }
 }
+
+/// <summary>scripts/launch-workers.sh starts a manual pool that a ClusterVecEnv with external workers accepts.</summary>
+[NonParallelizable]
+public class LaunchScriptTests
+{
+    [Test]
+    public void LaunchWorkersScript_StartsAPool_ThatExitsCleanlyWhenTheLearnerCloses()
+    {
+        var root = new DirectoryInfo(AppContext.BaseDirectory);
+        while (!File.Exists(Path.Combine(root.FullName, "ClusterEnv.sln"))) root = root.Parent!;
+        int port = TestCluster.FreePort();
+        var token = Path.GetTempFileName();
+        File.WriteAllText(token, "script-token\n");
+        var psi = new System.Diagnostics.ProcessStartInfo("bash") { RedirectStandardError = true };
+        foreach (var a in new[] { Path.Combine(root.FullName, "scripts", "launch-workers.sh"), "--hub", $"http://127.0.0.1:{port}", "--count", "2",
+                     "--env", "Acrobot-v1", "--envs-per-worker", "3", "--token-file", token, "--prefix", "node7",
+                     "--worker", Path.Combine(AppContext.BaseDirectory, "ClusterEnv.Worker.dll") })
+            psi.ArgumentList.Add(a);
+        using var script = System.Diagnostics.Process.Start(psi)!;
+        using (var envs = new ClusterVecEnv(new ClusterOptions
+               {
+                   EnvId = "Acrobot-v1", NumEnvs = 6, NumWorkers = 2, LocalWorkers = false,
+                   Hub = new HubOptions { Port = port, Token = "script-token" }, ConnectTimeout = TimeSpan.FromSeconds(60),
+               }))
+        {
+            Assert.That(envs.Workers.Select(w => w.WorkerId), Is.EqualTo(new[] { "node7-000", "node7-001" }));
+            envs.Reset(seed: 0);
+            Assert.DoesNotThrow(() => envs.Step(new int[6]));
+        }
+        Assert.That(script.WaitForExit(20_000), Is.True, "the script ends when its workers do");
+        Assert.That(script.ExitCode, Is.Zero, script.StandardError.ReadToEnd());
+        File.Delete(token);
+    }
+}
