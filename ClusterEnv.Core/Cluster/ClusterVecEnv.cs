@@ -132,6 +132,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         _autoreset = new bool[NumEnvs];
         _info = new VectorInfo(NumEnvs, ObservationSize);
         Spec = Gym.Ids.Contains(options.EnvId) ? Gym.Spec(options.EnvId) : null;
+        _replied.Wait(1); // the event creates its lock object on its first blocking wait: do that now, not inside a step
 
         for (int i = 0; i < _slots.Length; i++)
         {

@@ -70,7 +70,9 @@ public class ClusterVecEnvTests
             Run(1500);
             long before = GC.GetAllocatedBytesForCurrentThread();
             Run(2000);
-            Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.Zero);
+            // Any per-step allocation would be at least 24 B x 2000 steps; a lazily created pool segment is not per step.
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            Assert.That(allocated, Is.LessThan(2000), $"{allocated} bytes over 2000 steps");
         }
     }
 
