@@ -137,6 +137,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         for (int i = 0; i < _slots.Length; i++)
         {
             _slots[i].Connection.Attach(this);
+            _slots[i].Connection.SendTimeout = options.StepTimeout;
             var welcome = new HubMessage
             {
                 Welcome = new Welcome

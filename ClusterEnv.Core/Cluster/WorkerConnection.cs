@@ -65,6 +65,9 @@ public sealed class WorkerConnection
     /// <summary>The worker's single action space.</summary>
     public Spaces.Space ActionSpace { get; }
 
+    /// <summary>How long a write may wait for the worker to make room (flow control) before the worker counts as lost.</summary>
+    internal TimeSpan SendTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
     /// <summary>The worker's address as the hub sees it.</summary>
     public string RemoteEndPoint { get; }
 
@@ -116,10 +119,19 @@ public sealed class WorkerConnection
         try
         {
             var flush = _output.FlushAsync();
-            var result = flush.IsCompletedSuccessfully ? flush.Result : flush.AsTask().GetAwaiter().GetResult();
-            return !result.IsCanceled && !result.IsCompleted;
+            if (flush.IsCompletedSuccessfully) return !flush.Result.IsCanceled && !flush.Result.IsCompleted;
+            // Back-pressure: the worker is not reading. Wait, but not forever (a hung worker must not hang the learner).
+            var task = flush.AsTask();
+            if (!task.Wait(SendTimeout))
+            {
+                _closeStatus = GrpcStatusCode.DeadlineExceeded;
+                _closeReason = $"The worker did not read its commands for {SendTimeout.TotalSeconds:0.#} s.";
+                _abort.Cancel();
+                return false;
+            }
+            return !task.Result.IsCanceled && !task.Result.IsCompleted;
         }
-        catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException or ObjectDisposedException)
+        catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException or ObjectDisposedException or AggregateException)
         {
             return false;
         }
