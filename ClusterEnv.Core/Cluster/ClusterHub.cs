@@ -38,7 +38,6 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
     private readonly byte[]? _token;
     private readonly CancellationTokenSource _stopping = new();
     private Func<WorkerConnection, string?>? _admit;
-    private int _activeStreams;
     private bool _disposed;
 
     private ClusterHub(WebApplication app, HubOptions options)
@@ -50,9 +49,6 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
 
     /// <summary>The URL workers dial, e.g. <c>http://127.0.0.1:5555</c>.</summary>
     public Uri Url { get; private set; } = null!;
-
-    /// <summary>Number of worker streams currently open (registered or not).</summary>
-    public int ActiveStreams => Volatile.Read(ref _activeStreams);
 
     /// <summary>Starts a hub on <see cref="HubOptions.Host"/>:<see cref="HubOptions.Port"/> (port 0 picks a free one).</summary>
     public static async Task<ClusterHub> StartAsync(HubOptions options, CancellationToken cancellationToken = default)
@@ -112,19 +108,6 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
     internal void SetAdmission(Func<WorkerConnection, string?> admit) => _admit = admit;
 
     private async Task HandleAsync(HttpContext context)
-    {
-        Interlocked.Increment(ref _activeStreams);
-        try
-        {
-            await HandleCoreAsync(context).ConfigureAwait(false);
-        }
-        finally
-        {
-            Interlocked.Decrement(ref _activeStreams);
-        }
-    }
-
-    private async Task HandleCoreAsync(HttpContext context)
     {
         var request = context.Request;
         var response = context.Response;

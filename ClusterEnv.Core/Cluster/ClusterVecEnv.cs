@@ -68,7 +68,6 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     private State _state = State.Idle;
     private bool _needsReset = true;
     private bool _closing;
-    private bool _stepPending;
     private string? _brokenBecause;
     private Exception? _fatal;              // set by the read loops: the first lost worker
     private SubEnvException? _subEnvError;  // set by the read loops: the first sub-env error of this call
@@ -373,7 +372,6 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     {
         _info.Clear();
         Begin();
-        _stepPending = true;
         int size = _actions.Size;
         bool continuous = !floats.IsEmpty;
         foreach (var s in _slots)
@@ -392,8 +390,8 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     public VectorStepResult StepWait()
     {
         if (_state == State.Closed) throw VectorArgs.Closed();
-        if (!_stepPending) throw new NoAsyncCallException("StepWait was called with no step pending; call StepAsync(actions) first.");
-        _stepPending = false;
+        // Reset and Step finish their own gathers, so a pending state between calls is always a StepAsync.
+        if (_state != State.Pending) throw new NoAsyncCallException("StepWait was called with no step pending; call StepAsync(actions) first.");
         End(isStep: true);
         for (int i = 0; i < NumEnvs; i++) _autoreset[i] = _terminated[i] || _truncated[i];
         return new VectorStepResult(_observations, _rewards, _terminated, _truncated, _info);

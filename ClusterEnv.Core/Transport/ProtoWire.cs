@@ -1,6 +1,3 @@
-using System.Buffers.Binary;
-using System.Runtime.InteropServices;
-
 namespace ClusterEnv.Transport;
 
 /// <summary>
@@ -136,17 +133,4 @@ internal ref struct ProtoWriter(Span<byte> dest)
         Position += length;
         return s;
     }
-}
-
-/// <summary>Little-endian element copies for tensor payloads (this runtime is little-endian on every supported CPU).</summary>
-internal static class TensorBytes
-{
-    public static void CheckLittleEndian()
-    {
-        if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("ClusterEnv's wire format needs a little-endian CPU.");
-    }
-
-    public static ReadOnlySpan<byte> AsBytes<T>(ReadOnlySpan<T> values) where T : unmanaged => MemoryMarshal.AsBytes(values);
-
-    public static long ReadInt64(ReadOnlySpan<byte> b, int i) => BinaryPrimitives.ReadInt64LittleEndian(b[(i * 8)..]);
 }

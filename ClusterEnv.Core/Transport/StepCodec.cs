@@ -8,7 +8,8 @@ namespace ClusterEnv.Transport;
 /// <summary>
 /// Hand-written protobuf encoding of the per-step messages (<c>HubMessage.step</c> and <c>WorkerMessage.step</c>),
 /// byte-identical to Google.Protobuf's generated code but writing straight from and into the vector env's buffers,
-/// so a step allocates nothing. Everything else on the wire uses the generated classes.
+/// so a step allocates nothing. Everything else on the wire uses the generated classes. Tensor bytes are copied
+/// with <c>MemoryMarshal</c> casts, which assumes a little-endian host, as the wire format is.
 /// </summary>
 internal static class StepCodec
 {
