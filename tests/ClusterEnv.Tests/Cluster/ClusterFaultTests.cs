@@ -274,3 +274,71 @@ public class ClusterFaultTests
         }
     }
 }
+
+/// <summary>Transport options that are not on the default path: TLS and compressed messages.</summary>
+[NonParallelizable]
+public class HubTransportTests
+{
+    [Test]
+    public void Tls_WithACertificate_WorkersConnectOverHttps()
+    {
+        using var rsa = System.Security.Cryptography.RSA.Create(2048);
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=localhost", rsa,
+            System.Security.Cryptography.HashAlgorithmName.SHA256, System.Security.Cryptography.RSASignaturePadding.Pkcs1);
+        using var cert = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        var pfx = Path.GetTempFileName();
+        File.WriteAllBytes(pfx, cert.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pfx, "pw"));
+        try
+        {
+            int port = TestCluster.FreePort();
+            var worker = Task.Run(async () =>
+            {
+                await using var w = new WorkerService(new WorkerOptions
+                {
+                    Hub = new Uri($"https://127.0.0.1:{port}"), EnvId = "CartPole-v1", NumEnvs = 2, WorkerId = "tls0", Token = "t", Insecure = true,
+                });
+                await w.RunAsync();
+            });
+            using (var envs = new ClusterVecEnv(new ClusterOptions
+                   {
+                       EnvId = "CartPole-v1", NumEnvs = 2, NumWorkers = 1, LocalWorkers = false, ConnectTimeout = TimeSpan.FromSeconds(30),
+                       Hub = new HubOptions { Port = port, Token = "t", CertificatePath = pfx, CertificatePassword = "pw" },
+                   }))
+            {
+                Assert.That(envs.Hub.Url.Scheme, Is.EqualTo("https"));
+                envs.Reset(seed: 0);
+                Assert.That(envs.Step(new int[2]).Rewards, Is.EqualTo(new[] { 1.0, 1.0 }));
+            }
+            Assert.That(worker.Wait(TimeSpan.FromSeconds(10)), Is.True, "the worker ends when the hub closes");
+        }
+        finally
+        {
+            File.Delete(pfx);
+        }
+    }
+
+    [TestCase("gzip")]
+    [TestCase("deflate")]
+    public async Task CompressedRegister_FromAPeerThatCompresses_IsAccepted(string encoding)
+    {
+        await using var hub = await ClusterHub.StartAsync(new HubOptions());
+        Register? seen = null;
+        hub.SetAdmission(w => { seen = w.Registration; return null; });
+        using var client = GrpcDuplexCall.CreateClient();
+        var call = await GrpcDuplexCall.StartAsync(client, hub.Url, ClusterHub.ConnectPath, [new("grpc-encoding", encoding)]);
+        var body = new WorkerMessage { Register = ClusterFaultTests.Register("zipped", 3) }.ToByteArray();
+        var packed = new MemoryStream();
+        using (Stream z = encoding == "gzip" ? new System.IO.Compression.GZipStream(packed, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true)
+                                             : new System.IO.Compression.ZLibStream(packed, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true))
+            z.Write(body);
+        var frame = new byte[5 + packed.Length];
+        GrpcFraming.WriteHeader(frame, (int)packed.Length, compressed: true);
+        packed.ToArray().CopyTo(frame, 5);
+        await call.RequestStream.WriteAsync(frame);
+        await call.RequestStream.FlushAsync();
+        await call.ReadHeadersAsync();
+        Assert.That(seen?.WorkerId, Is.EqualTo("zipped"));
+        Assert.That(seen!.NumEnvs, Is.EqualTo(3));
+        await call.DisposeAsync();
+    }
+}
