@@ -8,6 +8,7 @@ if (args.Length == 0 || args[0] is "-h" or "--help")
     Console.WriteLine("  step-local [--env CartPole-v1] [--envs 1,64,1024] [--seconds 3]   local SyncVectorEnv stepping with random actions");
     Console.WriteLine("  step-remote [--env CartPole-v1] [--workers 1,2,4] [--envs 1,16,64,256] [--seconds 2]");
     Console.WriteLine("      ClusterVecEnv.Step through local worker processes vs SyncVectorEnv and a raw TCP ping-pong");
+    Console.WriteLine("  gemm [--seconds 1]   single-thread GFLOP/s of the matrix product at MLP shapes and 1024^3");
     return args.Length == 0 ? 2 : 0;
 }
 
@@ -16,6 +17,9 @@ switch (args[0])
 {
     case "step-local":
         StepLocal.Run(options);
+        return 0;
+    case "gemm":
+        GemmBench.Run(options);
         return 0;
     case "step-remote":
         StepRemote.Run(options);
