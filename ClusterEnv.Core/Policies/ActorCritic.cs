@@ -1,0 +1,163 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+using ClusterEnv.Common;
+using ClusterEnv.Nn;
+
+namespace ClusterEnv.Policies;
+
+/// <summary>
+/// CleanRL's agent: separate actor and critic MLPs (orthogonal init, gain √2 in hidden layers, 0.01 on the actor head,
+/// 1 on the critic head, zero biases) and, for continuous actions, a state-independent log-std (initialised to 0).
+/// All parameters are one flat buffer (<see cref="Parameters"/>), in this order: actor, critic, log-std.
+/// </summary>
+public sealed class ActorCritic
+{
+    private readonly int _logStd = -1;
+    private float[] _values1 = [];
+
+    /// <summary>Builds the networks for <paramref name="spec"/> with CleanRL's initialisation from <paramref name="seed"/>.</summary>
+    public ActorCritic(PolicySpec spec, int seed = 0)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        Spec = spec;
+        Store = new ParameterStore();
+        Actor = new Mlp(Store, "actor", [spec.ObservationSize, .. spec.Hidden, spec.ActionSize], spec.Activation);
+        Critic = new Mlp(Store, "critic", [spec.ObservationSize, .. spec.Hidden, 1], spec.Activation);
+        if (spec.Continuous) _logStd = Store.Declare("actor_logstd", spec.ActionSize);
+        Store.Build();
+        var rng = new Rng(seed);
+        Actor.Initialize(rng, Math.Sqrt(2), 0.01);
+        Critic.Initialize(rng, Math.Sqrt(2), 1.0);
+    }
+
+    /// <summary>The architecture.</summary>
+    public PolicySpec Spec { get; }
+
+    /// <summary>The parameters and gradients.</summary>
+    public ParameterStore Store { get; }
+
+    /// <summary>The policy network: observations → logits (discrete) or action means (continuous).</summary>
+    public Mlp Actor { get; }
+
+    /// <summary>The value network: observations → V(s).</summary>
+    public Mlp Critic { get; }
+
+    /// <summary>All parameters, flat (what is shipped to workers).</summary>
+    public float[] Parameters => Store.Values;
+
+    /// <summary>The log standard deviations (continuous policies; empty otherwise).</summary>
+    public Span<float> LogStd => _logStd < 0 ? Span<float>.Empty : Store[_logStd].Values;
+
+    /// <summary>Gradient of the log standard deviations.</summary>
+    public Span<float> LogStdGrad => _logStd < 0 ? Span<float>.Empty : Store[_logStd].Grad;
+
+    /// <summary>
+    /// Samples actions for a batch of observations (batch × ObservationSize) and writes their log-probabilities and
+    /// the critic's values. Discrete: <paramref name="discreteActions"/> (batch); continuous: <paramref name="continuousActions"/>
+    /// (batch × ActionSize), unclipped. No allocation once warm.
+    /// </summary>
+    public void Act(ReadOnlySpan<float> observations, int batch, Rng rng, Span<int> discreteActions, Span<float> continuousActions,
+        Span<float> logProbs, Span<float> values, bool deterministic = false)
+    {
+        var head = Actor.Forward(observations, batch);
+        int k = Spec.ActionSize;
+        for (int i = 0; i < batch; i++)
+        {
+            var row = head.Slice(i * k, k);
+            if (!Spec.Continuous)
+            {
+                int a = deterministic ? Categorical.Mode(row) : Categorical.Sample(row, rng, out _);
+                discreteActions[i] = a;
+                logProbs[i] = Categorical.LogProb(row, a);
+            }
+            else
+            {
+                var act = continuousActions.Slice(i * k, k);
+                if (deterministic)
+                {
+                    row.CopyTo(act);
+                    logProbs[i] = DiagGaussian.LogProb(row, LogStd, act);
+                }
+                else logProbs[i] = DiagGaussian.Sample(row, LogStd, rng, act);
+            }
+        }
+        Value(observations, batch, values);
+    }
+
+    /// <summary>The critic's values for a batch of observations.</summary>
+    public void Value(ReadOnlySpan<float> observations, int batch, Span<float> values) => Critic.Forward(observations, batch)[..batch].CopyTo(values);
+
+    /// <summary>The value of one observation.</summary>
+    public float Value(ReadOnlySpan<float> observation)
+    {
+        if (_values1.Length == 0) _values1 = new float[1];
+        Value(observation, 1, _values1);
+        return _values1[0];
+    }
+
+    /// <summary>Copies flat parameters in (a snapshot from a learner).</summary>
+    public void LoadParameters(ReadOnlySpan<float> parameters)
+    {
+        if (parameters.Length != Store.Count)
+            throw new ArgumentException($"Got {parameters.Length} parameters; a policy of spec {Spec.ToJson()} has {Store.Count}.", nameof(parameters));
+        parameters.CopyTo(Store.Values);
+    }
+
+    // ---------------- checkpoints ----------------
+
+    /// <summary>Magic bytes at the start of a checkpoint file.</summary>
+    public const string CheckpointMagic = "CEPOLICY";
+
+    /// <summary>The checkpoint format version this code writes.</summary>
+    public const int CheckpointVersion = 1;
+
+    /// <summary>
+    /// Writes a checkpoint. Format (version 1, little-endian): 8 bytes "CEPOLICY"; int32 version; int32 length of the
+    /// UTF-8 JSON header, then the header (<c>{"spec": PolicySpec, "metadata": {...}}</c>); int32 parameter count, then
+    /// that many float32; 32 bytes SHA-256 of everything before it.
+    /// </summary>
+    public void Save(string path, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var header = Encoding.UTF8.GetBytes($"{{\"spec\":{Spec.ToJson()},\"metadata\":{System.Text.Json.JsonSerializer.Serialize(metadata ?? new Dictionary<string, string>())}}}");
+        using var ms = new MemoryStream();
+        ms.Write(Encoding.ASCII.GetBytes(CheckpointMagic));
+        WriteInt(ms, CheckpointVersion);
+        WriteInt(ms, header.Length);
+        ms.Write(header);
+        WriteInt(ms, Store.Count);
+        ms.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(Store.Values.AsSpan()));
+        ms.Write(SHA256.HashData(ms.ToArray()));
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
+        File.WriteAllBytes(path, ms.ToArray());
+    }
+
+    /// <summary>Reads a checkpoint written by <see cref="Save"/>; throws <see cref="InvalidDataException"/> naming what is wrong.</summary>
+    public static ActorCritic Load(string path, out IReadOnlyDictionary<string, string> metadata)
+    {
+        var bytes = File.ReadAllBytes(path);
+        if (bytes.Length < 8 + 4 + 4 + 4 + 32 || Encoding.ASCII.GetString(bytes, 0, 8) != CheckpointMagic)
+            throw new InvalidDataException($"'{path}' is not a ClusterEnv policy checkpoint (no '{CheckpointMagic}' header).");
+        if (!SHA256.HashData(bytes.AsSpan(0, bytes.Length - 32)).AsSpan().SequenceEqual(bytes.AsSpan(bytes.Length - 32)))
+            throw new InvalidDataException($"Checkpoint '{path}' is corrupt (checksum mismatch); it was truncated or modified.");
+        int version = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(8));
+        if (version != CheckpointVersion)
+            throw new InvalidDataException($"Checkpoint '{path}' has format version {version}; this build reads version {CheckpointVersion}.");
+        int headerLength = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(12));
+        using var doc = System.Text.Json.JsonDocument.Parse(bytes.AsMemory(16, headerLength));
+        var spec = PolicySpec.FromJson(doc.RootElement.GetProperty("spec").GetRawText());
+        metadata = doc.RootElement.GetProperty("metadata").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString() ?? "");
+        int count = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(16 + headerLength));
+        var policy = new ActorCritic(spec);
+        policy.LoadParameters(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes.AsSpan(20 + headerLength, count * 4)));
+        return policy;
+    }
+
+    private static void WriteInt(Stream s, int v)
+    {
+        Span<byte> b = stackalloc byte[4];
+        BinaryPrimitives.WriteInt32LittleEndian(b, v);
+        s.Write(b);
+    }
+}

@@ -1,0 +1,345 @@
+using System.Diagnostics;
+using ClusterEnv.Common;
+using ClusterEnv.Learners.Math;
+using ClusterEnv.Nn;
+using ClusterEnv.Policies;
+using ClusterEnv.Spaces;
+using ClusterEnv.Vector;
+using ClusterEnv.Wrappers;
+
+namespace ClusterEnv.Learners.Ppo;
+
+/// <summary>What a PPO run produced.</summary>
+public sealed record PpoResult(ActorCritic Policy, IReadOnlyList<PpoMetrics> History, long? StepsToThreshold, double? SecondsToThreshold,
+    double FinalMeanReturn20, RunningMeanStd? ObservationStatistics);
+
+/// <summary>
+/// Proximal Policy Optimization with CleanRL's implementation details, over any <see cref="IVectorEnv"/>
+/// (a local <see cref="SyncVectorEnv"/> or a <c>ClusterVecEnv</c>). Reads top to bottom: rollout → advantages →
+/// minibatch epochs → metrics. Two fixes over CleanRL: a truncated episode bootstraps from the value of its final
+/// observation, and the autoreset step of NextStep mode (whose action is ignored) is masked out of the update.
+/// </summary>
+public static class Ppo
+{
+    /// <summary>Trains a new actor-critic on <paramref name="envs"/>; <paramref name="onIteration"/> sees each iteration's metrics.</summary>
+    public static PpoResult Train(IVectorEnv envs, PpoOptions options, Action<PpoMetrics>? onIteration = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(envs);
+        ArgumentNullException.ThrowIfNull(options);
+        var o = options;
+        int n = envs.NumEnvs, T = o.NumSteps;
+        o.Validate(n);
+        if (envs.AutoresetMode == AutoresetMode.Disabled)
+            throw new ArgumentException("PPO needs an autoresetting vector env; create it with AutoresetMode.NextStep (the default) or SameStep.", nameof(envs));
+
+        // ---- setup: policy, optimizer, rollout storage ----
+        var spec = PolicySpec.For(envs.SingleObservationSpace, envs.SingleActionSpace, o.Hidden);
+        var policy = new ActorCritic(spec, o.Seed);
+        var adam = new Adam(policy.Store.Count, o.LearningRate, eps: o.AdamEps);
+        var rng = new Rng(o.Seed);
+        int obsSize = spec.ObservationSize, k = spec.ActionSize, actSize = envs.ActionSize;
+        bool continuous = spec.Continuous;
+        var (low, high) = continuous ? Bounds((Box)envs.SingleActionSpace) : ([], []);
+        double threshold = o.RewardThreshold ?? envs.Spec?.RewardThreshold ?? double.PositiveInfinity;
+
+        var obs = new float[T * n * obsSize];
+        var discreteActions = new int[T * n];
+        var continuousActions = new float[T * n * k];
+        var logProbs = new float[T * n];
+        var values = new float[T * n];
+        var nextValues = new float[T * n];
+        var rewards = new float[T * n];
+        var terminated = new bool[T * n];
+        var done = new bool[T * n];
+        var valid = new bool[T * n];
+        var advantages = new float[T * n];
+        var returns = new float[T * n];
+        var stepInts = new int[n * actSize];
+        var stepFloats = new float[n * actSize];
+        var nextObs = new float[n * obsSize];
+        var pendingReset = new bool[n];                 // NextStep: the sub-env's next step is its autoreset step
+        var finalObs = new float[obsSize];
+        var lastValues = new float[n];
+
+        var obsRms = o.NormalizeObservations ? new RunningMeanStd(obsSize) : null;
+        var returnRms = o.NormalizeRewards ? new RunningMeanStd(1) : null;
+        var discountedReturn = new double[n];
+
+        var recent = new Queue<double>();
+        var history = new List<PpoMetrics>();
+        long? stepsToThreshold = null;
+        double? secondsToThreshold = null;
+        long globalStep = 0;
+        var clock = Stopwatch.StartNew();
+
+        var first = envs.Reset(seed: o.Seed);
+        Observe(first.Observations, nextObs, obsRms, o.ObservationClip);
+
+        int iterations = o.NumIterations(n);
+        for (int iteration = 1; iteration <= iterations; iteration++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (o.AnnealLearningRate) adam.LearningRate = (1.0 - (iteration - 1.0) / iterations) * o.LearningRate;
+            int episodes = 0;
+            double episodeReturnSum = 0, episodeLengthSum = 0;
+
+            // ---- rollout: T steps of every env with the current policy ----
+            for (int t = 0; t < T; t++)
+            {
+                int row = t * n;
+                nextObs.CopyTo(obs.AsSpan(row * obsSize, n * obsSize));
+                for (int i = 0; i < n; i++) valid[row + i] = !pendingReset[i];
+                policy.Act(obs.AsSpan(row * obsSize, n * obsSize), n, rng, discreteActions.AsSpan(row, n), continuousActions.AsSpan(row * k, n * k),
+                    logProbs.AsSpan(row, n), values.AsSpan(row, n));
+
+                VectorStepResult r;
+                if (continuous)
+                {
+                    // The env gets the action clipped to its bounds; the buffer keeps the sampled one (CleanRL's ClipAction).
+                    var a = continuousActions.AsSpan(row * k, n * k);
+                    for (int j = 0; j < a.Length; j++) stepFloats[j] = System.Math.Clamp(a[j], low[j % k], high[j % k]);
+                    r = envs.Step(stepFloats);
+                }
+                else
+                {
+                    discreteActions.AsSpan(row, n).CopyTo(stepInts);
+                    r = envs.Step(stepInts);
+                }
+                globalStep += n;
+
+                for (int i = 0; i < n; i++)
+                {
+                    int idx = row + i;
+                    bool term = r.Terminated[i], trunc = r.Truncated[i];
+                    terminated[idx] = term || (trunc && o.TruncationAsTermination);
+                    done[idx] = term || trunc;
+                    rewards[idx] = (float)ScaleReward(r.Rewards[i], i, valid[idx], done[idx], discountedReturn, returnRms, o);
+                    if (r.Info.TryGetEpisode(i, out var ep))
+                    {
+                        episodes++;
+                        episodeReturnSum += ep.Return;
+                        episodeLengthSum += ep.Length;
+                        recent.Enqueue(ep.Return);
+                        if (recent.Count > 20) recent.Dequeue();
+                        if (stepsToThreshold is null && recent.Count == 20 && recent.Average() >= threshold)
+                        {
+                            stepsToThreshold = globalStep;
+                            secondsToThreshold = clock.Elapsed.TotalSeconds;
+                        }
+                    }
+                    // SameStep: the final observation of a truncated episode is in the info; bootstrap from its value.
+                    nextValues[idx] = float.NaN;
+                    if (trunc && r.Info.HasFinalObservation[i] && !o.TruncationAsTermination)
+                    {
+                        NormalizeInto(r.Info.FinalObservation(i), finalObs, obsRms, o.ObservationClip);
+                        nextValues[idx] = policy.Value(finalObs);
+                    }
+                    if (envs.AutoresetMode == AutoresetMode.NextStep) pendingReset[i] = done[idx];
+                }
+                Observe(r.Observations, nextObs, obsRms, o.ObservationClip);
+            }
+
+            // ---- advantages: V'_t is the value of the observation after step t (NextStep: the final one at episode ends) ----
+            policy.Value(nextObs, n, lastValues);
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < n; i++)
+                {
+                    int idx = t * n + i;
+                    if (float.IsNaN(nextValues[idx])) nextValues[idx] = t + 1 < T ? values[idx + n] : lastValues[i];
+                }
+            Gae.Compute(rewards, values, nextValues, terminated, done, T, n, o.Gamma, o.GaeLambda, advantages, returns);
+
+            // ---- update: epochs of shuffled minibatches over the valid transitions ----
+            var indices = Enumerable.Range(0, T * n).Where(j => valid[j]).ToArray();
+            var stats = Update(policy, adam, o, indices, rng, obs, obsSize, discreteActions, continuousActions, logProbs, values, advantages, returns);
+
+            double seconds = clock.Elapsed.TotalSeconds;
+            var metrics = stats with
+            {
+                Iteration = iteration,
+                GlobalStep = globalStep,
+                Seconds = seconds,
+                Sps = globalStep / seconds,
+                LearningRate = adam.LearningRate,
+                Episodes = episodes,
+                EpisodicReturn = episodes > 0 ? episodeReturnSum / episodes : double.NaN,
+                EpisodicLength = episodes > 0 ? episodeLengthSum / episodes : double.NaN,
+                MeanReturn20 = recent.Count > 0 ? recent.Average() : double.NaN,
+                ExplainedVariance = ExplainedVariance(values, returns, valid),
+            };
+            history.Add(metrics);
+            onIteration?.Invoke(metrics);
+        }
+        return new PpoResult(policy, history, stepsToThreshold, secondsToThreshold, recent.Count > 0 ? recent.Average() : double.NaN, obsRms);
+    }
+
+    // One PPO update over the rollout. Returns the loss statistics (other fields are filled by the caller).
+    private static PpoMetrics Update(ActorCritic policy, Adam adam, PpoOptions o, int[] indices, Rng rng, float[] obs, int obsSize,
+        int[] discreteActions, float[] continuousActions, float[] oldLogProbs, float[] oldValues, float[] advantages, float[] returns)
+    {
+        var spec = policy.Spec;
+        int k = spec.ActionSize, count = indices.Length;
+        int maxMb = (count + o.NumMinibatches - 1) / o.NumMinibatches;
+        var mbObs = new float[maxMb * obsSize];
+        var mbAdv = new float[maxMb];
+        var dHead = new float[maxMb * k];
+        var dValue = new float[maxMb];
+        double pgLoss = 0, vLoss = 0, entropy = 0, oldKl = 0, kl = 0, clipped = 0, clipCount = 0;
+        for (int epoch = 0; epoch < o.UpdateEpochs; epoch++)
+        {
+            Shuffle(indices, rng);
+            for (int m = 0; m < o.NumMinibatches; m++)
+            {
+                int start = (int)((long)m * count / o.NumMinibatches), end = (int)((long)(m + 1) * count / o.NumMinibatches), B = end - start;
+                if (B == 0) continue;
+                for (int b = 0; b < B; b++)
+                {
+                    int j = indices[start + b];
+                    obs.AsSpan(j * obsSize, obsSize).CopyTo(mbObs.AsSpan(b * obsSize, obsSize));
+                    mbAdv[b] = advantages[j];
+                }
+                if (o.NormalizeAdvantages) NormalizeUnbiased(mbAdv.AsSpan(0, B));
+
+                var head = policy.Actor.Forward(mbObs.AsSpan(0, B * obsSize), B);
+                var newValues = policy.Critic.Forward(mbObs.AsSpan(0, B * obsSize), B);
+                policy.Store.ZeroGrad();
+                Array.Clear(dHead);
+                pgLoss = vLoss = entropy = oldKl = kl = 0;
+                for (int b = 0; b < B; b++)
+                {
+                    int j = indices[start + b];
+                    var row = head.Slice(b * k, k);
+                    float newLogProb = spec.Continuous ? DiagGaussian.LogProb(row, policy.LogStd, continuousActions.AsSpan(j * k, k)) : Categorical.LogProb(row, discreteActions[j]);
+                    double ent = spec.Continuous ? DiagGaussian.Entropy(policy.LogStd) : Categorical.Entropy(row);
+                    double logRatio = newLogProb - oldLogProbs[j], ratio = System.Math.Exp(logRatio);
+                    oldKl += -logRatio;
+                    kl += (ratio - 1) - logRatio;
+                    bool isClipped = System.Math.Abs(ratio - 1) > o.ClipCoef;
+                    if (isClipped) clipped++;
+
+                    // Clipped surrogate: max(−A·r, −A·clip(r)); its gradient flows through r only where the unclipped term is the max.
+                    double adv = mbAdv[b], clippedRatio = System.Math.Clamp(ratio, 1 - o.ClipCoef, 1 + o.ClipCoef);
+                    double l1 = -adv * ratio, l2 = -adv * clippedRatio;
+                    pgLoss += System.Math.Max(l1, l2);
+                    double dLogProb = (l1 >= l2 ? -adv * ratio : (isClipped ? 0 : -adv * ratio)) / B;
+                    double dEntropy = -o.EntCoef / B;
+                    entropy += ent;
+                    if (spec.Continuous)
+                        DiagGaussian.Backward(row, policy.LogStd, continuousActions.AsSpan(j * k, k), (float)dLogProb, (float)dEntropy, dHead.AsSpan(b * k, k), policy.LogStdGrad);
+                    else
+                        Categorical.Backward(row, discreteActions[j], (float)dLogProb, (float)dEntropy, dHead.AsSpan(b * k, k));
+
+                    // Value loss: 0.5·max((V − R)², (V_old + clip(V − V_old, ±ε) − R)²), or 0.5·(V − R)².
+                    double v = newValues[b], ret = returns[j], vOld = oldValues[j];
+                    double e1 = v - ret;
+                    if (o.ClipValueLoss)
+                    {
+                        double vClipped = vOld + System.Math.Clamp(v - vOld, -o.ClipCoef, o.ClipCoef), e2 = vClipped - ret;
+                        bool first = e1 * e1 >= e2 * e2;
+                        vLoss += 0.5 * System.Math.Max(e1 * e1, e2 * e2);
+                        bool inside = System.Math.Abs(v - vOld) < o.ClipCoef;
+                        dValue[b] = (float)(o.VfCoef * (first ? e1 : (inside ? e2 : 0)) / B);
+                    }
+                    else
+                    {
+                        vLoss += 0.5 * e1 * e1;
+                        dValue[b] = (float)(o.VfCoef * e1 / B);
+                    }
+                }
+                policy.Actor.Backward(dHead.AsSpan(0, B * k));
+                policy.Critic.Backward(dValue.AsSpan(0, B));
+                Adam.ClipGradNorm(policy.Store.Grads, o.MaxGradNorm);
+                adam.Step(policy.Store.Values, policy.Store.Grads);
+                pgLoss /= B; vLoss /= B; entropy /= B; oldKl /= B; kl /= B;
+                clipCount += B;
+            }
+            if (o.TargetKl is double target && kl > target) break;
+        }
+        return new PpoMetrics
+        {
+            PolicyLoss = pgLoss, ValueLoss = vLoss, Entropy = entropy, OldApproxKl = oldKl, ApproxKl = kl,
+            ClipFraction = clipCount > 0 ? clipped / clipCount : 0,
+        };
+    }
+
+    // ---- helpers ----
+
+    private static (float[] Low, float[] High) Bounds(Box box) => (box.Low.ToArray(), box.High.ToArray());
+
+    private static void Observe(ReadOnlySpan<float> raw, Span<float> dest, RunningMeanStd? rms, double clip)
+    {
+        if (rms is null)
+        {
+            raw.CopyTo(dest);
+            return;
+        }
+        int size = rms.Mean.Length;
+        for (int i = 0; i < raw.Length / size; i++) rms.Update(raw.Slice(i * size, size));
+        NormalizeInto(raw, dest, rms, clip);
+    }
+
+    private static void NormalizeInto(ReadOnlySpan<float> raw, Span<float> dest, RunningMeanStd? rms, double clip)
+    {
+        if (rms is null)
+        {
+            raw.CopyTo(dest);
+            return;
+        }
+        int size = rms.Mean.Length;
+        for (int j = 0; j < raw.Length; j++)
+        {
+            int c = j % size;
+            dest[j] = (float)System.Math.Clamp((raw[j] - rms.Mean[c]) / System.Math.Sqrt(rms.Var[c] + 1e-8), -clip, clip);
+        }
+    }
+
+    // Gymnasium's NormalizeReward: scale by the std of a running discounted return (reset at episode ends), then clip.
+    private static double ScaleReward(double reward, int env, bool valid, bool done, double[] discounted, RunningMeanStd? rms, PpoOptions o)
+    {
+        if (rms is null || !valid) return reward;
+        discounted[env] = discounted[env] * o.Gamma + reward;
+        rms.Update(discounted[env]);
+        if (done) discounted[env] = 0;
+        return System.Math.Clamp(reward / System.Math.Sqrt(rms.Var[0] + 1e-8), -o.RewardClip, o.RewardClip);
+    }
+
+    private static void NormalizeUnbiased(Span<float> x)
+    {
+        if (x.Length < 2) return;
+        double mean = 0;
+        foreach (float v in x) mean += v;
+        mean /= x.Length;
+        double var = 0;
+        foreach (float v in x) var += (v - mean) * (v - mean);
+        double std = System.Math.Sqrt(var / (x.Length - 1));
+        for (int i = 0; i < x.Length; i++) x[i] = (float)((x[i] - mean) / (std + 1e-8));
+    }
+
+    private static void Shuffle(int[] a, Rng rng)
+    {
+        for (int i = a.Length - 1; i > 0; i--)
+        {
+            int j = rng.NextInt(i + 1);
+            (a[i], a[j]) = (a[j], a[i]);
+        }
+    }
+
+    private static double ExplainedVariance(float[] values, float[] returns, bool[] valid)
+    {
+        double mr = 0, cnt = 0;
+        for (int i = 0; i < values.Length; i++) if (valid[i]) { mr += returns[i]; cnt++; }
+        if (cnt < 2) return double.NaN;
+        mr /= cnt;
+        double varY = 0, varD = 0, md = 0;
+        for (int i = 0; i < values.Length; i++) if (valid[i]) md += returns[i] - values[i];
+        md /= cnt;
+        for (int i = 0; i < values.Length; i++)
+        {
+            if (!valid[i]) continue;
+            varY += (returns[i] - mr) * (returns[i] - mr);
+            double d = returns[i] - values[i] - md;
+            varD += d * d;
+        }
+        return varY == 0 ? double.NaN : 1 - varD / varY;
+    }
+}

@@ -1,0 +1,112 @@
+namespace ClusterEnv.Learners.Ppo;
+
+/// <summary>
+/// PPO hyperparameters, CleanRL's <c>ppo.py</c> defaults (CartPole). <see cref="ContinuousDefaults"/> gives
+/// <c>ppo_continuous_action.py</c>'s. Validated once by <see cref="Validate"/>.
+/// </summary>
+public sealed record PpoOptions
+{
+    /// <summary>Seed of the policy's initialisation, action sampling and minibatch shuffling; envs are reset with it.</summary>
+    public int Seed { get; init; } = 1;
+
+    /// <summary>Total env steps to train for (all envs together).</summary>
+    public long TotalTimesteps { get; init; } = 500_000;
+
+    /// <summary>Adam's learning rate at the start.</summary>
+    public double LearningRate { get; init; } = 2.5e-4;
+
+    /// <summary>Anneal the learning rate linearly to 0 over the iterations.</summary>
+    public bool AnnealLearningRate { get; init; } = true;
+
+    /// <summary>Steps per env per rollout.</summary>
+    public int NumSteps { get; init; } = 128;
+
+    /// <summary>Discount γ.</summary>
+    public double Gamma { get; init; } = 0.99;
+
+    /// <summary>GAE λ.</summary>
+    public double GaeLambda { get; init; } = 0.95;
+
+    /// <summary>Minibatches per epoch.</summary>
+    public int NumMinibatches { get; init; } = 4;
+
+    /// <summary>Epochs over each rollout.</summary>
+    public int UpdateEpochs { get; init; } = 4;
+
+    /// <summary>Normalise advantages per minibatch.</summary>
+    public bool NormalizeAdvantages { get; init; } = true;
+
+    /// <summary>Surrogate clipping ε (also the value clipping range).</summary>
+    public double ClipCoef { get; init; } = 0.2;
+
+    /// <summary>Clip the value loss around the old values.</summary>
+    public bool ClipValueLoss { get; init; } = true;
+
+    /// <summary>Entropy bonus coefficient.</summary>
+    public double EntCoef { get; init; } = 0.01;
+
+    /// <summary>Value loss coefficient.</summary>
+    public double VfCoef { get; init; } = 0.5;
+
+    /// <summary>Global gradient-norm clip.</summary>
+    public double MaxGradNorm { get; init; } = 0.5;
+
+    /// <summary>Stop an update's epochs early once approx-KL exceeds this (null: never).</summary>
+    public double? TargetKl { get; init; }
+
+    /// <summary>Adam's epsilon (CleanRL: 1e-5).</summary>
+    public double AdamEps { get; init; } = 1e-5;
+
+    /// <summary>Hidden layer widths of the actor and of the critic.</summary>
+    public int[] Hidden { get; init; } = [64, 64];
+
+    /// <summary>Normalise observations with running statistics and clip them to ±<see cref="ObservationClip"/> (continuous defaults).</summary>
+    public bool NormalizeObservations { get; init; }
+
+    /// <summary>Clip of normalised observations.</summary>
+    public double ObservationClip { get; init; } = 10;
+
+    /// <summary>Scale rewards by the running std of the discounted return and clip them to ±<see cref="RewardClip"/> (continuous defaults).</summary>
+    public bool NormalizeRewards { get; init; }
+
+    /// <summary>Clip of scaled rewards.</summary>
+    public double RewardClip { get; init; } = 10;
+
+    /// <summary>
+    /// Treat truncation as termination (no bootstrap from the final observation), reproducing CleanRL exactly. Off by
+    /// default: a time limit is not a terminal state.
+    /// </summary>
+    public bool TruncationAsTermination { get; init; }
+
+    /// <summary>Mean return over the last 20 episodes to report first reaching (default: the env's registry threshold).</summary>
+    public double? RewardThreshold { get; init; }
+
+    /// <summary>CleanRL's <c>ppo_continuous_action.py</c> defaults.</summary>
+    public static PpoOptions ContinuousDefaults => new()
+    {
+        TotalTimesteps = 1_000_000, LearningRate = 3e-4, NumSteps = 2048, NumMinibatches = 32, UpdateEpochs = 10, EntCoef = 0.0,
+        NormalizeObservations = true, NormalizeRewards = true,
+    };
+
+    /// <summary>Throws naming the first invalid setting.</summary>
+    public void Validate(int numEnvs)
+    {
+        if (TotalTimesteps <= 0) throw new ArgumentOutOfRangeException(nameof(TotalTimesteps), TotalTimesteps, "TotalTimesteps must be positive.");
+        if (NumSteps <= 0) throw new ArgumentOutOfRangeException(nameof(NumSteps), NumSteps, "NumSteps must be positive.");
+        if (NumMinibatches <= 0 || NumMinibatches > NumSteps * numEnvs)
+            throw new ArgumentOutOfRangeException(nameof(NumMinibatches), NumMinibatches, $"NumMinibatches must be in 1..{NumSteps * numEnvs} (the batch size).");
+        if (UpdateEpochs <= 0) throw new ArgumentOutOfRangeException(nameof(UpdateEpochs), UpdateEpochs, "UpdateEpochs must be positive.");
+        if (LearningRate <= 0) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "LearningRate must be positive.");
+        if (Gamma is <= 0 or > 1) throw new ArgumentOutOfRangeException(nameof(Gamma), Gamma, "Gamma must be in (0, 1].");
+        if (GaeLambda is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(GaeLambda), GaeLambda, "GaeLambda must be in [0, 1].");
+        if (ClipCoef <= 0) throw new ArgumentOutOfRangeException(nameof(ClipCoef), ClipCoef, "ClipCoef must be positive.");
+        if (MaxGradNorm <= 0) throw new ArgumentOutOfRangeException(nameof(MaxGradNorm), MaxGradNorm, "MaxGradNorm must be positive.");
+        if (Hidden is null || Hidden.Length == 0 || Hidden.Any(h => h <= 0)) throw new ArgumentException("Hidden needs at least one positive layer width, e.g. [64, 64].");
+    }
+
+    /// <summary>Rollout size per iteration.</summary>
+    public int BatchSize(int numEnvs) => NumSteps * numEnvs;
+
+    /// <summary>Number of iterations.</summary>
+    public int NumIterations(int numEnvs) => (int)(TotalTimesteps / BatchSize(numEnvs));
+}

@@ -1,0 +1,77 @@
+// PPO (CleanRL's details) on a vector env. By default the envs run in a local pool of worker processes behind a
+// ClusterVecEnv; --local runs the same training on an in-process SyncVectorEnv. Writes a metrics CSV and a checkpoint.
+// Usage: dotnet run -c Release --project examples/Train -- [--env CartPole-v1] [--seed 1] [--num-envs 4] [--workers 2]
+//        [--total-steps 500000] [--local] [--out runs/NAME]
+using System.Globalization;
+using ClusterEnv.Cluster;
+using ClusterEnv.Envs;
+using ClusterEnv.Learners.Ppo;
+using ClusterEnv.Spaces;
+using ClusterEnv.Vector;
+using ClusterEnv.Wrappers;
+
+string envId = "CartPole-v1";
+int seed = 1, numEnvs = 4, workers = 2;
+long? totalSteps = null;
+bool local = false;
+string? outDir = null;
+for (int i = 0; i < args.Length; i++)
+{
+    string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Flag {args[i]} needs a value.");
+    switch (args[i])
+    {
+        case "--env": envId = Next(); break;
+        case "--seed": seed = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+        case "--num-envs": numEnvs = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+        case "--workers": workers = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+        case "--total-steps": totalSteps = long.Parse(Next(), CultureInfo.InvariantCulture); break;
+        case "--local": local = true; break;
+        case "--out": outDir = Next(); break;
+        case "-h" or "--help":
+            Console.WriteLine("Usage: Train [--env ID] [--seed N] [--num-envs N] [--workers N] [--total-steps N] [--local] [--out DIR]");
+            Console.WriteLine("Registered envs: " + string.Join(", ", Gym.Ids));
+            return 0;
+        default:
+            Console.Error.WriteLine($"Unknown flag '{args[i]}'. Use --env, --seed, --num-envs, --workers, --total-steps, --local, --out or --help.");
+            return 2;
+    }
+}
+if (!Gym.Ids.Contains(envId))
+{
+    Console.Error.WriteLine($"Unknown env '{envId}'. Registered: {string.Join(", ", Gym.Ids)}.");
+    return 2;
+}
+
+bool continuous = Gym.Make(envId).ActionSpace is Box;
+var options = (continuous ? PpoOptions.ContinuousDefaults : new PpoOptions()) with { Seed = seed };
+if (continuous && numEnvs == 4 && !args.Contains("--num-envs")) numEnvs = 1; // CleanRL's continuous default: 1 env × 2048 steps
+if (totalSteps is long ts) options = options with { TotalTimesteps = ts };
+outDir ??= Path.Combine("runs", $"ppo-{envId}-seed{seed}-{(local ? "local" : "cluster")}");
+Directory.CreateDirectory(outDir);
+
+// The one line that differs between a local vector env and a cluster of worker processes:
+using IVectorEnv envs = local
+    ? Gym.MakeVec(envId, numEnvs, wrap: e => new RecordEpisodeStatistics(e))
+    : new ClusterVecEnv(new ClusterOptions { EnvId = envId, NumEnvs = numEnvs, NumWorkers = Math.Min(workers, numEnvs) });
+
+Console.WriteLine($"PPO on {envs} | {options.TotalTimesteps:N0} steps | {numEnvs} envs × {options.NumSteps} steps per rollout | seed {seed}");
+using var csv = new StreamWriter(Path.Combine(outDir, "metrics.csv"));
+csv.WriteLine(PpoMetrics.CsvHeader);
+var result = Ppo.Train(envs, options, m =>
+{
+    csv.WriteLine(m.ToCsv());
+    if (m.Iteration % 10 == 0 || m.GlobalStep >= options.TotalTimesteps - options.BatchSize(numEnvs))
+        Console.WriteLine($"  step {m.GlobalStep,9:N0}  SPS {m.Sps,8:N0}  mean return (last 20) {m.MeanReturn20,8:F1}  " +
+                          $"policy loss {m.PolicyLoss,7:F3}  value loss {m.ValueLoss,8:F3}  entropy {m.Entropy,5:F3}  approx-KL {m.ApproxKl,7:F4}");
+});
+
+string checkpoint = Path.Combine(outDir, "policy.cepolicy");
+result.Policy.Save(checkpoint, new Dictionary<string, string> { ["env"] = envId, ["seed"] = seed.ToString(CultureInfo.InvariantCulture), ["algorithm"] = "ppo" });
+var last = result.History[^1];
+Console.WriteLine();
+Console.WriteLine($"Done: {last.GlobalStep:N0} env steps in {last.Seconds:F1} s ({last.Sps:N0} SPS). Mean return of the last 20 episodes: {result.FinalMeanReturn20:F1}.");
+Console.WriteLine(result.StepsToThreshold is long s
+    ? $"Reached the {envId} threshold ({envs.Spec?.RewardThreshold}) after {s:N0} steps, {result.SecondsToThreshold:F1} s."
+    : $"Did not reach the {envId} threshold ({envs.Spec?.RewardThreshold?.ToString() ?? "none"}).");
+Console.WriteLine($"Metrics: {Path.Combine(outDir, "metrics.csv")}   Checkpoint: {checkpoint}");
+return 0;
