@@ -9,6 +9,8 @@ if (args.Length == 0 || args[0] is "-h" or "--help")
     Console.WriteLine("  step-remote [--env CartPole-v1] [--workers 1,2,4] [--envs 1,16,64,256] [--seconds 2]");
     Console.WriteLine("      ClusterVecEnv.Step through local worker processes vs SyncVectorEnv and a raw TCP ping-pong");
     Console.WriteLine("  gemm [--seconds 1]   single-thread GFLOP/s of the matrix product at MLP shapes and 1024^3");
+    Console.WriteLine("  train [--env CartPole-v1] [--seeds 1,2,3,4,5] [--mode local|cluster|both] [--workers 2] [--total-steps N] [--num-envs N]");
+    Console.WriteLine("      PPO with CleanRL's defaults: steps and seconds to the registry threshold, final mean-20 return, SPS");
     return args.Length == 0 ? 2 : 0;
 }
 
@@ -17,6 +19,9 @@ switch (args[0])
 {
     case "step-local":
         StepLocal.Run(options);
+        return 0;
+    case "train":
+        TrainBench.Run(options);
         return 0;
     case "gemm":
         GemmBench.Run(options);
