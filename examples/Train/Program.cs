@@ -66,7 +66,14 @@ var result = Ppo.Train(envs, options, m =>
 });
 
 string checkpoint = Path.Combine(outDir, "policy.cepolicy");
-result.Policy.Save(checkpoint, new Dictionary<string, string> { ["env"] = envId, ["seed"] = seed.ToString(CultureInfo.InvariantCulture), ["algorithm"] = "ppo" });
+var metadata = new Dictionary<string, string> { ["env"] = envId, ["seed"] = seed.ToString(CultureInfo.InvariantCulture), ["algorithm"] = "ppo" };
+if (result.ObservationStatistics is { } rms) // the policy expects observations normalised with these statistics
+{
+    metadata["obs_mean"] = string.Join(",", rms.Mean.ToArray().Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
+    metadata["obs_var"] = string.Join(",", rms.Var.ToArray().Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
+    metadata["obs_clip"] = options.ObservationClip.ToString(CultureInfo.InvariantCulture);
+}
+result.Policy.Save(checkpoint, metadata);
 var last = result.History[^1];
 Console.WriteLine();
 Console.WriteLine($"Done: {last.GlobalStep:N0} env steps in {last.Seconds:F1} s ({last.Sps:N0} SPS). Mean return of the last 20 episodes: {result.FinalMeanReturn20:F1}.");
