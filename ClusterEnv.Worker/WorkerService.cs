@@ -5,7 +5,9 @@ using System.IO.Pipelines;
 using System.Net.Sockets;
 using System.Reflection;
 using System.Runtime.InteropServices;
+using ClusterEnv.Common;
 using ClusterEnv.Envs;
+using ClusterEnv.Policies;
 using ClusterEnv.Transport;
 using ClusterEnv.Transport.Protos;
 using ClusterEnv.Vector;
@@ -157,8 +159,10 @@ public sealed class WorkerService : IAsyncDisposable
                 case HubMessage.ResetFieldNumber: OnReset(seq, ResetCommand.Parser.ParseFrom(body)); break;
                 case HubMessage.WelcomeFieldNumber: OnWelcome(Welcome.Parser.ParseFrom(body)); break;
                 case HubMessage.CloseFieldNumber: OnClose(seq); break;
+                case HubMessage.PolicyFieldNumber: OnPolicy(seq, PolicyUpdate.Parser.ParseFrom(body)); break;
+                case HubMessage.RolloutFieldNumber: OnRollout(seq, CollectRollout.Parser.ParseFrom(body)); break;
                 default:
-                    throw new InvalidDataException($"Unknown command field {command}; this worker handles welcome (2), reset (3), step (4) and close (5). Is the hub a newer protocol version?");
+                    throw new InvalidDataException($"Unknown command field {command}; this worker handles welcome (2), reset (3), step (4), close (5), policy (6) and rollout (7). Is the hub a newer protocol version?");
             }
         }
         catch (SubEnvException e)
@@ -195,6 +199,7 @@ public sealed class WorkerService : IAsyncDisposable
             if (cmd.Mask.Count > 0) options.ResetMask = cmd.Mask.ToArray();
         }
         var r = vec.Reset(seeds, options);
+        _lastObservations = r.Observations;
         var result = new ResetResult { Observations = Tensor(Transport.Protos.DType.Float32, [vec.NumEnvs, vec.ObservationSize], MemoryMarshal.AsBytes(r.Observations.AsSpan())) };
         if (r.Info.Episode.Any) result.Episode = Stats(r.Info.Episode);
         Reply(seq, new WorkerMessage { Reset = result });
@@ -205,6 +210,7 @@ public sealed class WorkerService : IAsyncDisposable
         var vec = Welcomed();
         StepCodec.ReadStepCommand(body, _intActions, _floatActions);
         var r = _floatActions.Length > 0 ? vec.Step(_floatActions) : vec.Step(_intActions);
+        _lastObservations = r.Observations;
         int size = StepCodec.StepResultSize(seq, r, vec.ObservationSize);
         var dest = Reserve(size);
         int written = StepCodec.WriteStepResult(dest, seq, r, vec.ObservationSize);
@@ -216,6 +222,117 @@ public sealed class WorkerService : IAsyncDisposable
         _vec?.Close();
         Reply(seq, new WorkerMessage { Closed = new Closed() });
         _closeRequested = true;
+    }
+
+    // ---- worker-side acting ----
+
+    private ActorCritic? _policy;
+    private ulong _policyVersion;
+    private Rng? _actRng;
+    private float[] _lastObservations = [];
+
+    // Weights are applied between commands, so a rollout never changes policy half-way. A bad push is refused and
+    // the old policy stays.
+    private void OnPolicy(ulong seq, PolicyUpdate update)
+    {
+        var vec = Welcomed();
+        string? error = null;
+        try
+        {
+            var spec = PolicySpec.FromJson(update.SpecJson);
+            var expected = PolicySpec.For(vec.SingleObservationSpace, vec.SingleActionSpace, spec.Hidden, spec.Activation);
+            if (!spec.Equals(expected))
+                error = $"The policy spec {update.SpecJson} does not fit this worker's envs ({expected.ToJson()}).";
+            else
+            {
+                var next = _policy is not null && _policy.Spec.Equals(spec) ? _policy : new ActorCritic(spec);
+                if (update.Weights is null || update.Weights.Dtype != Transport.Protos.DType.Float32 || update.Weights.Data.Length != next.Store.Count * 4)
+                    error = $"The push carries {(update.Weights?.Data.Length ?? 0) / 4} float32 weights; the spec needs {next.Store.Count}.";
+                else if (update.Version <= _policyVersion)
+                    error = $"Version {update.Version} is not newer than the active version {_policyVersion}; versions must increase.";
+                else
+                {
+                    next.LoadParameters(MemoryMarshal.Cast<byte, float>(update.Weights.Data.Span));
+                    _policy = next;
+                    _policyVersion = update.Version;
+                }
+            }
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException or ArgumentException or NotSupportedException)
+        {
+            error = $"The policy spec could not be read: {e.Message}";
+        }
+        Reply(seq, new WorkerMessage { PolicyAck = new PolicyAck { ActiveVersion = _policyVersion, Error = error ?? "" } });
+    }
+
+    private void OnRollout(ulong seq, CollectRollout cmd)
+    {
+        var vec = Welcomed();
+        var policy = _policy ?? throw new InvalidOperationException("No policy has been pushed to this worker; push one (ClusterVecEnv.PushPolicy) before collecting rollouts.");
+        if (_lastObservations.Length == 0) throw new ResetNeededException("Reset the vector env before collecting rollouts.");
+        _actRng ??= new Rng(cmd.Seed != 0 ? (long)cmd.Seed : _options.WorkerId.Aggregate(17L, (h, c) => h * 31 + c));
+        int T = (int)cmd.Steps, n = vec.NumEnvs, m = vec.ObservationSize, k = policy.Spec.ActionSize;
+        bool continuous = policy.Spec.Continuous;
+        var obs = new float[(T + 1) * n * m];
+        var ints = continuous ? [] : new int[T * n];
+        var floats = continuous ? new float[T * n * k] : [];
+        var logProbs = new float[T * n];
+        var values = new float[T * n];
+        var dist = new float[T * n * k];
+        var rewards = new double[T * n];
+        var terminated = new byte[T * n];
+        var truncated = new byte[T * n];
+        byte[]? finalMask = null;
+        float[]? finalObs = null;
+        var result = new RolloutResult { PolicyVersion = _policyVersion, Steps = (uint)T };
+        var box = vec.SingleActionSpace as Spaces.Box;
+        var clipped = continuous ? new float[n * k] : [];
+        for (int t = 0; t < T; t++)
+        {
+            _lastObservations.AsSpan(0, n * m).CopyTo(obs.AsSpan(t * n * m));
+            policy.Act(obs.AsSpan(t * n * m, n * m), n, _actRng, continuous ? default : ints.AsSpan(t * n, n), continuous ? floats.AsSpan(t * n * k, n * k) : default,
+                logProbs.AsSpan(t * n, n), values.AsSpan(t * n, n), distributionParameters: dist.AsSpan(t * n * k, n * k));
+            VectorStepResult r;
+            if (continuous)
+            {
+                for (int j = 0; j < clipped.Length; j++) clipped[j] = Math.Clamp(floats[t * n * k + j], box!.Low[j % k], box.High[j % k]);
+                r = vec.Step(clipped);
+            }
+            else r = vec.Step(ints.AsSpan(t * n, n));
+            for (int i = 0; i < n; i++)
+            {
+                rewards[t * n + i] = r.Rewards[i];
+                terminated[t * n + i] = r.Terminated[i] ? (byte)1 : (byte)0;
+                truncated[t * n + i] = r.Truncated[i] ? (byte)1 : (byte)0;
+                if (r.Info.TryGetEpisode(i, out var ep))
+                    result.Episodes.Add(new EpisodeRecord { Step = (uint)t, Env = (uint)i, Return = ep.Return, Length = ep.Length, Seconds = ep.Seconds });
+                if (r.Info.HasFinalObservation[i])
+                {
+                    finalMask ??= new byte[T * n];
+                    finalObs ??= new float[T * n * m];
+                    finalMask[t * n + i] = 1;
+                    r.Info.FinalObservation(i).CopyTo(finalObs.AsSpan((t * n + i) * m, m));
+                }
+            }
+            _lastObservations = r.Observations;
+        }
+        _lastObservations.AsSpan(0, n * m).CopyTo(obs.AsSpan(T * n * m));
+        result.Observations = Tensor(Transport.Protos.DType.Float32, [T + 1, n, m], MemoryMarshal.AsBytes(obs.AsSpan()));
+        result.Actions = continuous ? Tensor(Transport.Protos.DType.Float32, [T, n, k], MemoryMarshal.AsBytes(floats.AsSpan()))
+                                    : Tensor(Transport.Protos.DType.Int64, [T, n], MemoryMarshal.AsBytes(ints.Select(a => (long)a).ToArray().AsSpan()));
+        result.Rewards = Tensor(Transport.Protos.DType.Float64, [T, n], MemoryMarshal.AsBytes(rewards.AsSpan()));
+        result.Terminated = Tensor(Transport.Protos.DType.Bool, [T, n], terminated);
+        result.Truncated = Tensor(Transport.Protos.DType.Bool, [T, n], truncated);
+        result.LogProbs = Tensor(Transport.Protos.DType.Float32, [T, n], MemoryMarshal.AsBytes(logProbs.AsSpan()));
+        result.Values = Tensor(Transport.Protos.DType.Float32, [T, n], MemoryMarshal.AsBytes(values.AsSpan()));
+        result.DistParams = Tensor(Transport.Protos.DType.Float32, [T, n, k], MemoryMarshal.AsBytes(dist.AsSpan()));
+        if (continuous) result.DistLogStd = Tensor(Transport.Protos.DType.Float32, [k], MemoryMarshal.AsBytes(policy.LogStd));
+        if (finalMask is not null)
+        {
+            result.FinalMask = Tensor(Transport.Protos.DType.Bool, [T, n], finalMask);
+            result.FinalObservations = Tensor(Transport.Protos.DType.Float32, [T, n, m], MemoryMarshal.AsBytes(finalObs.AsSpan()));
+        }
+        Reply(seq, new WorkerMessage { Rollout = result });
     }
 
     private SyncVectorEnv Welcomed() => _vec ?? throw new InvalidDataException("The hub sent a command before Welcome.");

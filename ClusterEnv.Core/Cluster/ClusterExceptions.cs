@@ -46,3 +46,6 @@ public sealed class AlreadyPendingCallException(string message) : InvalidOperati
 
 /// <summary><c>StepWait</c> was called with no step pending (Gymnasium's <c>NoAsyncCallError</c>).</summary>
 public sealed class NoAsyncCallException(string message) : InvalidOperationException(message);
+
+/// <summary>A worker refused a policy push (wrong size, spec mismatch); it keeps acting with its previous version.</summary>
+public sealed class PolicyRejectedException(string message) : InvalidOperationException(message);

@@ -42,9 +42,12 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         public readonly WorkerConnection Connection = connection;
         public int Offset;
         public int Count;
-        public ulong Seq;
-        public int Expected;  // WorkerMessage body field awaited, 0 when none
         public bool Lost;
+        // Commands sent and not yet answered, oldest first (workers answer in order). Guarded by itself: the learner
+        // enqueues, the connection's read loop dequeues.
+        public readonly Queue<(ulong Seq, int Field, long SentAt)> Outstanding = new(4);
+        public int Gathering;                 // outstanding commands that the current gather waits for
+        public readonly WorkerPolicyState Policy = new();
     }
 
     private readonly ClusterOptions _options;
@@ -72,6 +75,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     private Exception? _fatal;              // set by the read loops: the first lost worker
     private SubEnvException? _subEnvError;  // set by the read loops: the first sub-env error of this call
     private Exception? _workerError;
+    private Rollouts.RolloutBatch? _rollouts;   // the target of the rollouts being collected
 
     /// <summary>Starts a hub and a local pool of workers hosting <paramref name="numEnvs"/> sub-envs of <paramref name="envId"/> in total.</summary>
     public ClusterVecEnv(string envId, int numEnvs, int numWorkers = 0, AutoresetMode autoresetMode = AutoresetMode.NextStep)
@@ -312,7 +316,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             cmd.Seq = Expect(s, WorkerMessage.ResetFieldNumber);
             if (!s.Connection.Send(cmd)) OnLost(s.Connection, "its stream had ended when the command was sent");
         }
-        End(isStep: false);
+        End("Reset");
         for (int i = 0; i < NumEnvs; i++)
         {
             if (mask is not null && !mask[i]) continue;
@@ -392,9 +396,101 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         if (_state == State.Closed) throw VectorArgs.Closed();
         // Reset and Step finish their own gathers, so a pending state between calls is always a StepAsync.
         if (_state != State.Pending) throw new NoAsyncCallException("StepWait was called with no step pending; call StepAsync(actions) first.");
-        End(isStep: true);
+        End("Step");
         for (int i = 0; i < NumEnvs; i++) _autoreset[i] = _terminated[i] || _truncated[i];
         return new VectorStepResult(_observations, _rewards, _terminated, _truncated, _info);
+    }
+
+    // ---------------- worker-side acting (DETACH rollouts) and policy pushes ----------------
+
+    /// <summary>Per worker, in sub-env order: the policy versions it was sent and acts with, pushes, bytes and latency.</summary>
+    public IReadOnlyList<WorkerPolicyState> PolicyStates => _slots.Select(s => s.Policy).ToArray();
+
+    /// <summary>
+    /// Sends policy weights to worker <paramref name="workerIndex"/> (in <see cref="Workers"/> order) without waiting:
+    /// the worker applies them between commands, so a rollout in progress finishes with the old version. Returns the
+    /// bytes sent. The acknowledgement updates <see cref="PolicyStates"/>; <see cref="WaitForPolicyAcks"/> waits for it.
+    /// </summary>
+    public long PushPolicy(int workerIndex, ulong version, Policies.PolicySpec spec, ReadOnlySpan<float> weights)
+    {
+        ThrowIfUnusable(allowPending: true);
+        ArgumentOutOfRangeException.ThrowIfNegative(workerIndex);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(workerIndex, _slots.Length);
+        ArgumentNullException.ThrowIfNull(spec);
+        if (version == 0) throw new ArgumentOutOfRangeException(nameof(version), version, "Policy versions start at 1 (0 means 'no policy').");
+        var s = _slots[workerIndex];
+        var update = new PolicyUpdate
+        {
+            Version = version,
+            SpecJson = spec.ToJson(),
+            Weights = new Tensor { Dtype = Transport.Protos.DType.Float32, Shape = { weights.Length }, Data = ByteString.CopyFrom(MemoryMarshal.AsBytes(weights)) },
+        };
+        var message = new HubMessage { Policy = update };
+        message.Seq = Expect(s, WorkerMessage.PolicyAckFieldNumber, gather: false);
+        long bytes = message.CalculateSize() + GrpcFraming.HeaderSize;
+        s.Policy.Sent(version, bytes);
+        if (!s.Connection.Send(message)) OnLost(s.Connection, "its stream had ended when a policy was pushed");
+        return bytes;
+    }
+
+    /// <summary>Waits until every push has been acknowledged; throws <see cref="PolicyRejectedException"/> naming workers that refused one.</summary>
+    public void WaitForPolicyAcks(TimeSpan? timeout = null)
+    {
+        var deadline = System.Diagnostics.Stopwatch.StartNew();
+        var limit = timeout ?? _options.StepTimeout;
+        while (_slots.Any(s => s.Policy.Unacknowledged > 0))
+        {
+            if (Volatile.Read(ref _fatal) is { } fatal) throw fatal;
+            if (deadline.Elapsed > limit)
+                throw new WorkerTimeoutException($"Policy pushes were not acknowledged within {limit.TotalSeconds:0.#} s by " +
+                    string.Join(", ", _slots.Where(s => s.Policy.Unacknowledged > 0).Select(s => $"worker '{s.Connection.Id}'")) + ".",
+                    _slots.Where(s => s.Policy.Unacknowledged > 0).Select(s => s.Connection.Id).ToArray());
+            Thread.Sleep(1);
+        }
+        var refused = _slots.Where(s => s.Policy.LastError is not null).ToArray();
+        if (refused.Length > 0)
+            throw new PolicyRejectedException(string.Join("; ", refused.Select(s => $"worker '{s.Connection.Id}' refused the push and keeps acting with version {s.Policy.ActiveVersion}: {s.Policy.LastError}")));
+    }
+
+    private void OnPolicyAck(Slot s, long sentAt, int bodyField, ReadOnlySpan<byte> body)
+    {
+        double latencyMs = (System.Diagnostics.Stopwatch.GetTimestamp() - sentAt) * 1000.0 / System.Diagnostics.Stopwatch.Frequency;
+        if (bodyField == WorkerMessage.PolicyAckFieldNumber)
+        {
+            var ack = PolicyAck.Parser.ParseFrom(body);
+            s.Policy.Acknowledged(ack.ActiveVersion, ack.Error, latencyMs);
+        }
+        else if (bodyField == WorkerMessage.ErrorFieldNumber)
+        {
+            var e = WorkerError.Parser.ParseFrom(body);
+            s.Policy.Acknowledged(s.Policy.ActiveVersion, $"{e.Type}: {e.Message}", latencyMs);
+        }
+        else throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Reply field {bodyField} does not answer a policy push (expects policy_ack).");
+    }
+
+    /// <summary>
+    /// Has every worker act with its local policy for <paramref name="steps"/> steps of each of its sub-envs and
+    /// gathers the rollouts, one round trip per worker. Each worker must have acknowledged a policy push first. The
+    /// returned batch is reused by the next call with the same <paramref name="steps"/>.
+    /// </summary>
+    public Rollouts.RolloutBatch CollectRollouts(int steps, ulong seed = 0)
+    {
+        ThrowIfNotSteppable();
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(steps);
+        var layout = ActionLayout.For(SingleActionSpace);
+        int dist = SingleActionSpace is Spaces.Discrete d ? d.N : layout.Size;
+        if (_rollouts is null || _rollouts.Steps != steps)
+            _rollouts = new Rollouts.RolloutBatch(steps, NumEnvs, ObservationSize, layout.IsContinuous, layout.Size, dist);
+        _rollouts.Episodes.Clear();
+        Begin();
+        foreach (var s in _slots)
+        {
+            var cmd = new HubMessage { Rollout = new CollectRollout { Steps = (uint)steps, Seed = seed } };
+            cmd.Seq = Expect(s, WorkerMessage.RolloutFieldNumber);
+            if (!s.Connection.Send(cmd)) OnLost(s.Connection, "its stream had ended when the rollout was requested");
+        }
+        End("CollectRollouts");
+        return _rollouts;
     }
 
     // ---------------- the gather ----------------
@@ -408,15 +504,20 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         _state = State.Pending;
     }
 
-    private ulong Expect(Slot s, int field)
+    // Registers a command before it is sent (its reply may race the send). Gathered commands hold the learner's wait.
+    private ulong Expect(Slot s, int field, bool gather = true)
     {
-        Interlocked.Increment(ref _pending);
-        s.Seq = ++_seq;
-        Volatile.Write(ref s.Expected, field);
-        return s.Seq;
+        ulong seq = ++_seq;
+        if (gather)
+        {
+            Interlocked.Increment(ref _pending);
+            Interlocked.Increment(ref s.Gathering);
+        }
+        lock (s.Outstanding) s.Outstanding.Enqueue((seq, field, System.Diagnostics.Stopwatch.GetTimestamp()));
+        return seq;
     }
 
-    private void End(bool isStep)
+    private void End(string operation)
     {
         if (Interlocked.Decrement(ref _pending) == 0) _replied.Set();
         bool done = _replied.Wait(_options.StepTimeout);
@@ -427,10 +528,10 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         }
         if (!done)
         {
-            var late = _slots.Where(s => Volatile.Read(ref s.Expected) != 0).Select(s => s.Connection.Id).ToArray();
-            string message = $"{(isStep ? "Step" : "Reset")} got no reply from {string.Join(", ", late.Select(l => $"worker '{l}'"))} within " +
+            var late = _slots.Where(s => Volatile.Read(ref s.Gathering) > 0).Select(s => s.Connection.Id).ToArray();
+            string message = $"{operation} got no reply from {string.Join(", ", late.Select(l => $"worker '{l}'"))} within " +
                              $"{_options.StepTimeout.TotalSeconds:0.###} s (ClusterOptions.StepTimeout). The worker may be hung in its env; the vector env is unusable now, close it and create a new one.";
-            foreach (var s in _slots) if (Volatile.Read(ref s.Expected) != 0) s.Connection.Close(GrpcStatusCode.DeadlineExceeded, $"No reply within {_options.StepTimeout.TotalSeconds:0.###} s.");
+            foreach (var s in _slots) if (Volatile.Read(ref s.Gathering) > 0) s.Connection.Close(GrpcStatusCode.DeadlineExceeded, $"No reply within {_options.StepTimeout.TotalSeconds:0.###} s.");
             Break(message);
             throw new WorkerTimeoutException(message, late);
         }
@@ -455,7 +556,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
 
     private void Done(Slot s)
     {
-        Volatile.Write(ref s.Expected, 0);
+        Interlocked.Decrement(ref s.Gathering);
         if (Interlocked.Decrement(ref _pending) == 0) _replied.Set();
     }
 
@@ -469,16 +570,28 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     {
         if (Volatile.Read(ref _closing)) return;
         var s = SlotOf(worker);
-        int expected = Volatile.Read(ref s.Expected);
-        if (expected == 0 || seq != s.Seq)
-            throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Reply with seq {seq} (field {bodyField}) does not answer the pending command (seq {s.Seq}); answer each command once, in order.");
+        (ulong Seq, int Field, long SentAt) head;
+        lock (s.Outstanding)
+        {
+            if (!s.Outstanding.TryDequeue(out head) || head.Seq != seq)
+                throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Reply with seq {seq} (field {bodyField}) does not answer the oldest pending command" +
+                    (s.Outstanding.Count == 0 && head.Seq == 0 ? " (none is pending)" : $" (seq {head.Seq})") + "; answer each command once, in order.");
+        }
+        if (head.Field == WorkerMessage.PolicyAckFieldNumber)
+        {
+            OnPolicyAck(s, head.SentAt, bodyField, body);
+            return;
+        }
         switch (bodyField)
         {
-            case WorkerMessage.StepFieldNumber when expected == WorkerMessage.StepFieldNumber:
+            case WorkerMessage.StepFieldNumber when head.Field == WorkerMessage.StepFieldNumber:
                 StepCodec.ReadStepResult(body, new StepCodec.StepTarget(_observations, _rewards, _terminated, _truncated, _info, s.Offset, s.Count, ObservationSize));
                 break;
-            case WorkerMessage.ResetFieldNumber when expected == WorkerMessage.ResetFieldNumber:
+            case WorkerMessage.ResetFieldNumber when head.Field == WorkerMessage.ResetFieldNumber:
                 ReadReset(s, ResetResult.Parser.ParseFrom(body));
+                break;
+            case WorkerMessage.RolloutFieldNumber when head.Field == WorkerMessage.RolloutFieldNumber:
+                _rollouts!.Fill(RolloutResult.Parser.ParseFrom(body), s.Offset, s.Count);
                 break;
             case WorkerMessage.ErrorFieldNumber:
                 var e = WorkerError.Parser.ParseFrom(body);
@@ -488,7 +601,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
                     Interlocked.CompareExchange(ref _workerError, new WorkerException(worker.Id, e.Type, e.Message, NullIfEmpty(e.StackTrace)), null);
                 break;
             default:
-                throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Reply field {bodyField} does not answer the pending command (expects field {expected}).");
+                throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Reply field {bodyField} does not answer the pending command (expects field {head.Field}).");
         }
         Done(s);
     }
@@ -524,12 +637,12 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
 
     // ---------------- state checks and close ----------------
 
-    private void ThrowIfUnusable()
+    private void ThrowIfUnusable(bool allowPending = false)
     {
         switch (_state)
         {
             case State.Closed: throw VectorArgs.Closed();
-            case State.Pending: throw new AlreadyPendingCallException("A step is pending; call StepWait() before calling Reset or Step again.");
+            case State.Pending when !allowPending: throw new AlreadyPendingCallException("A step is pending; call StepWait() before calling Reset or Step again.");
             case State.Broken: throw new InvalidOperationException($"This vector env is unusable after an earlier failure ({_brokenBecause}); close it and create a new one.");
         }
         if (Volatile.Read(ref _fatal) is { } fatal)

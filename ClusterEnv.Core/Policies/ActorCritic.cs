@@ -55,13 +55,15 @@ public sealed class ActorCritic
     /// <summary>
     /// Samples actions for a batch of observations (batch × ObservationSize) and writes their log-probabilities and
     /// the critic's values. Discrete: <paramref name="discreteActions"/> (batch); continuous: <paramref name="continuousActions"/>
-    /// (batch × ActionSize), unclipped. No allocation once warm.
+    /// (batch × ActionSize), unclipped. When <paramref name="distributionParameters"/> is given it receives the
+    /// logits or means (batch × ActionSize). No allocation once warm.
     /// </summary>
     public void Act(ReadOnlySpan<float> observations, int batch, Rng rng, Span<int> discreteActions, Span<float> continuousActions,
-        Span<float> logProbs, Span<float> values, bool deterministic = false)
+        Span<float> logProbs, Span<float> values, bool deterministic = false, Span<float> distributionParameters = default)
     {
         var head = Actor.Forward(observations, batch);
         int k = Spec.ActionSize;
+        if (!distributionParameters.IsEmpty) head[..(batch * k)].CopyTo(distributionParameters);
         for (int i = 0; i < batch; i++)
         {
             var row = head.Slice(i * k, k);

@@ -19,7 +19,7 @@ public sealed record PpoResult(ActorCritic Policy, IReadOnlyList<PpoMetrics> His
 /// minibatch epochs → metrics. Two fixes over CleanRL: a truncated episode bootstraps from the value of its final
 /// observation, and the autoreset step of NextStep mode (whose action is ignored) is masked out of the update.
 /// </summary>
-public static class Ppo
+public static partial class Ppo
 {
     /// <summary>Trains a new actor-critic on <paramref name="envs"/>; <paramref name="onIteration"/> sees each iteration's metrics.</summary>
     public static PpoResult Train(IVectorEnv envs, PpoOptions options, Action<PpoMetrics>? onIteration = null, CancellationToken cancellationToken = default)

@@ -1,0 +1,148 @@
+using System.Runtime.InteropServices;
+using ClusterEnv.Envs;
+using ClusterEnv.Transport.Protos;
+using DType = ClusterEnv.Transport.Protos.DType;
+
+namespace ClusterEnv.Rollouts;
+
+/// <summary>
+/// T steps of N sub-envs acted by worker-side policies, in the vector env's sub-env order: what
+/// <c>ClusterVecEnv.CollectRollouts</c> returns and what PPO (or V-trace) consumes. Arrays are row-major (T, N, ...);
+/// <see cref="Observations"/> has T + 1 rows (the last is the observation after the last step). Every sub-env records the
+/// policy version that acted, so staleness is visible.
+/// </summary>
+public sealed class RolloutBatch
+{
+    /// <summary>Creates empty storage.</summary>
+    public RolloutBatch(int steps, int numEnvs, int observationSize, bool continuous, int actionSize, int distributionSize)
+    {
+        Steps = steps;
+        NumEnvs = numEnvs;
+        ObservationSize = observationSize;
+        Continuous = continuous;
+        ActionSize = actionSize;
+        DistributionSize = distributionSize;
+        int tn = steps * numEnvs;
+        Observations = new float[(steps + 1) * numEnvs * observationSize];
+        DiscreteActions = continuous ? [] : new int[tn];
+        ContinuousActions = continuous ? new float[tn * actionSize] : [];
+        Rewards = new double[tn];
+        Terminated = new bool[tn];
+        Truncated = new bool[tn];
+        LogProbs = new float[tn];
+        DistributionParameters = new float[tn * distributionSize];
+        LogStd = continuous ? new float[numEnvs * distributionSize] : [];
+        Values = new float[tn];
+        HasFinalObservation = new bool[tn];
+        FinalObservations = new float[tn * observationSize];
+        PolicyVersion = new ulong[numEnvs];
+    }
+
+    /// <summary>T.</summary>
+    public int Steps { get; }
+    /// <summary>N.</summary>
+    public int NumEnvs { get; }
+    /// <summary>Floats per observation.</summary>
+    public int ObservationSize { get; }
+    /// <summary>Box actions (floats) rather than discrete ones.</summary>
+    public bool Continuous { get; }
+    /// <summary>Action slots per sub-env.</summary>
+    public int ActionSize { get; }
+    /// <summary>Distribution parameters per sample: logits (discrete) or means (continuous).</summary>
+    public int DistributionSize { get; }
+    /// <summary>(T + 1, N, obs).</summary>
+    public float[] Observations { get; }
+    /// <summary>(T, N) discrete actions.</summary>
+    public int[] DiscreteActions { get; }
+    /// <summary>(T, N, act) continuous actions as sampled (before clipping to the bounds).</summary>
+    public float[] ContinuousActions { get; }
+    /// <summary>(T, N).</summary>
+    public double[] Rewards { get; }
+    /// <summary>(T, N).</summary>
+    public bool[] Terminated { get; }
+    /// <summary>(T, N).</summary>
+    public bool[] Truncated { get; }
+    /// <summary>(T, N) behaviour log-probabilities.</summary>
+    public float[] LogProbs { get; }
+    /// <summary>(T, N, k) behaviour logits or means.</summary>
+    public float[] DistributionParameters { get; }
+    /// <summary>(N, k) behaviour log-std of each sub-env's policy (continuous).</summary>
+    public float[] LogStd { get; }
+    /// <summary>(T, N) the behaviour critic's values.</summary>
+    public float[] Values { get; }
+    /// <summary>(T, N) SameStep: an episode ended at this step and its final observation is in <see cref="FinalObservations"/>.</summary>
+    public bool[] HasFinalObservation { get; }
+    /// <summary>(T, N, obs).</summary>
+    public float[] FinalObservations { get; }
+    /// <summary>(N) the policy version that acted for each sub-env.</summary>
+    public ulong[] PolicyVersion { get; }
+    /// <summary>Episodes that finished during the rollout: the step, the sub-env and its statistics.</summary>
+    public List<(int Step, int Env, EpisodeStatistics Statistics)> Episodes { get; } = [];
+
+    /// <summary>Copies a worker's rollout into the rows of sub-envs offset..offset+count. Throws <see cref="InvalidDataException"/> on a shape mismatch.</summary>
+    internal void Fill(RolloutResult r, int offset, int count)
+    {
+        if (r.Steps != Steps) throw new InvalidDataException($"Rollout has {r.Steps} steps; {Steps} were asked for.");
+        int T = Steps, N = NumEnvs, m = ObservationSize;
+        Rows(r.Observations, "observations", DType.Float32, T + 1, count, m, offset, Observations);
+        if (Continuous) Rows(r.Actions, "actions", DType.Float32, T, count, ActionSize, offset, ContinuousActions);
+        else
+        {
+            var longs = Check(r.Actions, "actions", DType.Int64, T * count, 8);
+            var a = MemoryMarshal.Cast<byte, long>(longs);
+            for (int t = 0; t < T; t++) for (int i = 0; i < count; i++) DiscreteActions[t * N + offset + i] = (int)a[t * count + i];
+        }
+        var rew = MemoryMarshal.Cast<byte, double>(Check(r.Rewards, "rewards", DType.Float64, T * count, 8));
+        var term = Check(r.Terminated, "terminated", DType.Bool, T * count, 1);
+        var trunc = Check(r.Truncated, "truncated", DType.Bool, T * count, 1);
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < count; i++)
+            {
+                int src = t * count + i, dst = t * N + offset + i;
+                Rewards[dst] = rew[src];
+                Terminated[dst] = term[src] != 0;
+                Truncated[dst] = trunc[src] != 0;
+                HasFinalObservation[dst] = false;
+            }
+        Rows(r.LogProbs, "log_probs", DType.Float32, T, count, 1, offset, LogProbs);
+        Rows(r.Values, "values", DType.Float32, T, count, 1, offset, Values);
+        Rows(r.DistParams, "dist_params", DType.Float32, T, count, DistributionSize, offset, DistributionParameters);
+        if (Continuous)
+        {
+            var ls = MemoryMarshal.Cast<byte, float>(Check(r.DistLogStd, "dist_log_std", DType.Float32, DistributionSize, 4));
+            for (int i = 0; i < count; i++) ls.CopyTo(LogStd.AsSpan((offset + i) * DistributionSize, DistributionSize));
+        }
+        if (r.FinalMask is { } fm)
+        {
+            var mask = Check(fm, "final_mask", DType.Bool, T * count, 1);
+            var fo = MemoryMarshal.Cast<byte, float>(Check(r.FinalObservations, "final_observations", DType.Float32, T * count * m, 4));
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < count; i++)
+                {
+                    if (mask[t * count + i] == 0) continue;
+                    int dst = t * N + offset + i;
+                    HasFinalObservation[dst] = true;
+                    fo.Slice((t * count + i) * m, m).CopyTo(FinalObservations.AsSpan(dst * m, m));
+                }
+        }
+        for (int i = 0; i < count; i++) PolicyVersion[offset + i] = r.PolicyVersion;
+        foreach (var e in r.Episodes)
+            Episodes.Add(((int)e.Step, offset + (int)e.Env, new EpisodeStatistics(e.Return, (int)e.Length, e.Seconds)));
+    }
+
+    private static ReadOnlySpan<byte> Check(Tensor? t, string name, DType dtype, int count, int size)
+    {
+        if (t is null) throw new InvalidDataException($"Rollout is missing '{name}'.");
+        if (t.Dtype != dtype) throw new InvalidDataException($"Rollout '{name}' has dtype {t.Dtype}; expected {dtype}.");
+        if (t.Data.Length != count * size) throw new InvalidDataException($"Rollout '{name}' has {t.Data.Length} bytes; expected {count * size} ({count} elements).");
+        return t.Data.Span;
+    }
+
+    // (rows, count, width) from the worker → rows of (rows, N, width) at column offset.
+    private void Rows(Tensor? t, string name, DType dtype, int rows, int count, int width, int offset, float[] dest)
+    {
+        var src = MemoryMarshal.Cast<byte, float>(Check(t, name, dtype, rows * count * width, 4));
+        for (int r = 0; r < rows; r++)
+            src.Slice(r * count * width, count * width).CopyTo(dest.AsSpan((r * NumEnvs + offset) * width, count * width));
+    }
+}

@@ -1,0 +1,66 @@
+namespace ClusterEnv.Sync;
+
+/// <summary>When the APS gate sends a worker new weights. The first deployment always happens, whatever the strategy.</summary>
+public sealed record SyncStrategy
+{
+    private SyncStrategy(SyncKind kind, int every, double tau)
+    {
+        Kind = kind;
+        Every = every;
+        Tau = tau;
+    }
+
+    /// <summary>The rule.</summary>
+    public SyncKind Kind { get; }
+
+    /// <summary><see cref="SyncKind.EveryN"/>: push every this many updates.</summary>
+    public int Every { get; }
+
+    /// <summary><see cref="SyncKind.KlThreshold"/>: push when KL(deployed ‖ current) exceeds this.</summary>
+    public double Tau { get; }
+
+    /// <summary>Push after every update (no bandwidth saved; the baseline).</summary>
+    public static SyncStrategy Always { get; } = new(SyncKind.Always, 1, 0);
+
+    /// <summary>Never push after the first deployment (workers act with the initial policy forever).</summary>
+    public static SyncStrategy Never { get; } = new(SyncKind.Never, 0, 0);
+
+    /// <summary>Push every <paramref name="n"/> updates.</summary>
+    public static SyncStrategy EveryN(int n) => n > 0 ? new(SyncKind.EveryN, n, 0) : throw new ArgumentOutOfRangeException(nameof(n), n, "EveryN needs n >= 1.");
+
+    /// <summary>Adaptive Policy Synchronization: push when the mean KL(deployed ‖ current) over the worker's recent states exceeds <paramref name="tau"/>.</summary>
+    public static SyncStrategy KlThreshold(double tau) => tau >= 0 && double.IsFinite(tau)
+        ? new(SyncKind.KlThreshold, 0, tau) : throw new ArgumentOutOfRangeException(nameof(tau), tau, "The KL threshold must be a finite number >= 0.");
+
+    /// <summary>Parses "always", "never", "every:N" or a number τ.</summary>
+    public static SyncStrategy Parse(string text) => text.Trim().ToLowerInvariant() switch
+    {
+        "always" => Always,
+        "never" => Never,
+        var s when s.StartsWith("every:", StringComparison.Ordinal) && int.TryParse(s[6..], out int n) => EveryN(n),
+        var s when double.TryParse(s, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double tau) => KlThreshold(tau),
+        _ => throw new FormatException($"'{text}' is not a sync strategy; use always, never, every:N or a KL threshold such as 0.01."),
+    };
+
+    /// <inheritdoc />
+    public override string ToString() => Kind switch
+    {
+        SyncKind.Always => "always",
+        SyncKind.Never => "never",
+        SyncKind.EveryN => $"every:{Every}",
+        _ => Tau.ToString("G", System.Globalization.CultureInfo.InvariantCulture),
+    };
+}
+
+/// <summary>The kinds of <see cref="SyncStrategy"/>.</summary>
+public enum SyncKind
+{
+    /// <summary>Every update.</summary>
+    Always,
+    /// <summary>Every N updates.</summary>
+    EveryN,
+    /// <summary>When KL exceeds τ.</summary>
+    KlThreshold,
+    /// <summary>Only the first deployment.</summary>
+    Never,
+}

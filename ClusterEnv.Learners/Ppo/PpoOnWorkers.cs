@@ -1,0 +1,186 @@
+using System.Diagnostics;
+using ClusterEnv.Cluster;
+using ClusterEnv.Learners.Math;
+using ClusterEnv.Nn;
+using ClusterEnv.Policies;
+using ClusterEnv.Sync;
+using ClusterEnv.Vector;
+using ClusterEnv.Wrappers;
+
+namespace ClusterEnv.Learners.Ppo;
+
+public static partial class Ppo
+{
+    /// <summary>
+    /// PPO where the workers act (DETACH rollouts): each iteration every worker runs its local copy of the policy for
+    /// <see cref="PpoOptions.NumSteps"/> steps and ships the rollout in one message; the learner updates, and the
+    /// <see cref="ApsGate"/> decides per worker whether the new weights are worth sending.
+    /// </summary>
+    /// <remarks>
+    /// <para>The behaviour log-probabilities recorded by the worker are the "old" log-probabilities of the ratio
+    /// r = π_θ(a|s) / μ(a|s). With an up-to-date worker μ is the pre-update policy, as in ordinary PPO. With a stale
+    /// worker (policy lag &gt; 0) μ is older: r starts away from 1 before the first gradient step, so more samples fall
+    /// outside [1 − ε, 1 + ε] and contribute no gradient — the clipped objective discards what staleness made
+    /// off-policy. The metrics show it: clip fraction and approx-KL rise with <see cref="PpoMetrics.MeanPolicyLag"/>.
+    /// Values and advantages are recomputed with the learner's current critic.</para>
+    /// <para>Observations reach the policy raw (no learner-side normalisation), since workers act on them.</para>
+    /// </remarks>
+    public static PpoResult TrainOnWorkers(ClusterVecEnv envs, PpoOptions options, SyncStrategy strategy, Action<PpoMetrics>? onIteration = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(envs);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(strategy);
+        var o = options;
+        int n = envs.NumEnvs, T = o.NumSteps;
+        o.Validate(n);
+        if (o.NormalizeObservations)
+            throw new ArgumentException("NormalizeObservations is not supported with worker-side acting (workers act on raw observations); turn it off.", nameof(options));
+        if (envs.AutoresetMode == AutoresetMode.Disabled)
+            throw new ArgumentException("PPO needs an autoresetting vector env; create it with AutoresetMode.NextStep (the default) or SameStep.", nameof(envs));
+
+        // ---- setup: policy, optimizer, APS gate, storage ----
+        var spec = PolicySpec.For(envs.SingleObservationSpace, envs.SingleActionSpace, o.Hidden);
+        var policy = new ActorCritic(spec, o.Seed);
+        var adam = new Adam(policy.Store.Count, o.LearningRate, eps: o.AdamEps);
+        var rng = new Common.Rng(o.Seed);
+        var workers = envs.Workers;
+        var gate = new ApsGate(spec, workers.Count, strategy);
+        int m = spec.ObservationSize, k = spec.ActionSize;
+        double threshold = o.RewardThreshold ?? envs.Spec?.RewardThreshold ?? double.PositiveInfinity;
+
+        var obs = new float[T * n * m];
+        var values = new float[T * n];
+        var nextValues = new float[T * n];
+        var rewards = new float[T * n];
+        var terminated = new bool[T * n];
+        var done = new bool[T * n];
+        var valid = new bool[T * n];
+        var advantages = new float[T * n];
+        var returns = new float[T * n];
+        var lastValues = new float[n];
+        var pendingReset = new bool[n];
+        var returnRms = o.NormalizeRewards ? new RunningMeanStd(1) : null;
+        var discountedReturn = new double[n];
+        var workerStates = new float[T * n * m];
+        var recent = new Queue<double>();
+        var history = new List<PpoMetrics>();
+        long? stepsToThreshold = null;
+        double? secondsToThreshold = null;
+        long globalStep = 0, bytesPushed = 0;
+        int totalPushes = 0;
+        ulong version = 1;
+        var clock = Stopwatch.StartNew();
+
+        envs.Reset(seed: o.Seed);
+        for (int w = 0; w < workers.Count; w++) bytesPushed += Push(envs, gate, w, version, policy);
+        totalPushes = workers.Count;
+
+        int iterations = o.NumIterations(n);
+        for (int iteration = 1; iteration <= iterations; iteration++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (o.AnnealLearningRate) adam.LearningRate = (1.0 - (iteration - 1.0) / iterations) * o.LearningRate;
+
+            // ---- rollout: one round trip per worker ----
+            var batch = envs.CollectRollouts(T, (ulong)o.Seed);
+            globalStep += (long)T * n;
+            double lag = 0;
+            for (int i = 0; i < n; i++) lag += version - batch.PolicyVersion[i];
+            lag /= n;
+            Array.Copy(batch.Observations, obs, T * n * m);
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < n; i++)
+                {
+                    int idx = t * n + i;
+                    valid[idx] = !pendingReset[i];
+                    bool term = batch.Terminated[idx], trunc = batch.Truncated[idx];
+                    terminated[idx] = term || (trunc && o.TruncationAsTermination);
+                    done[idx] = term || trunc;
+                    rewards[idx] = (float)ScaleReward(batch.Rewards[idx], i, valid[idx], done[idx], discountedReturn, returnRms, o);
+                    if (envs.AutoresetMode == AutoresetMode.NextStep) pendingReset[i] = done[idx];
+                }
+            int episodes = 0;
+            double episodeReturnSum = 0, episodeLengthSum = 0;
+            foreach (var (step, _, ep) in batch.Episodes.OrderBy(e => e.Step))
+            {
+                episodes++;
+                episodeReturnSum += ep.Return;
+                episodeLengthSum += ep.Length;
+                recent.Enqueue(ep.Return);
+                if (recent.Count > 20) recent.Dequeue();
+                if (stepsToThreshold is null && recent.Count == 20 && recent.Average() >= threshold)
+                {
+                    stepsToThreshold = globalStep - (long)(T - 1 - step) * n;
+                    secondsToThreshold = clock.Elapsed.TotalSeconds;
+                }
+            }
+
+            // ---- advantages with the learner's current critic ----
+            policy.Value(obs, T * n, values);
+            policy.Value(batch.Observations.AsSpan(T * n * m, n * m), n, lastValues);
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < n; i++)
+                {
+                    int idx = t * n + i;
+                    nextValues[idx] = batch.HasFinalObservation[idx] && !o.TruncationAsTermination
+                        ? policy.Value(batch.FinalObservations.AsSpan(idx * m, m))
+                        : t + 1 < T ? values[idx + n] : lastValues[i];
+                }
+            Gae.Compute(rewards, values, nextValues, terminated, done, T, n, o.Gamma, o.GaeLambda, advantages, returns);
+
+            // ---- update: the behaviour log-probabilities are the old ones ----
+            var indices = Enumerable.Range(0, T * n).Where(j => valid[j]).ToArray();
+            var stats = Update(policy, adam, o, indices, rng, obs, m, batch.DiscreteActions, batch.ContinuousActions, batch.LogProbs, values, advantages, returns);
+            version++;
+
+            // ---- APS: per worker, push only when the gate says so ----
+            int pushes = 0;
+            double klSum = 0;
+            int klCount = 0;
+            for (int w = 0; w < workers.Count; w++)
+            {
+                var (_, offset, count) = workers[w];
+                for (int t = 0; t < T; t++) obs.AsSpan((t * n + offset) * m, count * m).CopyTo(workerStates.AsSpan(t * count * m, count * m));
+                var decision = gate.Decide(w, policy, version, workerStates.AsSpan(0, T * count * m), T * count);
+                if (double.IsFinite(decision.Kl)) { klSum += decision.Kl; klCount++; }
+                if (!decision.Push) continue;
+                bytesPushed += Push(envs, gate, w, version, policy);
+                pushes++;
+            }
+            totalPushes += pushes;
+
+            double seconds = clock.Elapsed.TotalSeconds;
+            var metrics = stats with
+            {
+                Iteration = iteration,
+                GlobalStep = globalStep,
+                Seconds = seconds,
+                Sps = globalStep / seconds,
+                LearningRate = adam.LearningRate,
+                Episodes = episodes,
+                EpisodicReturn = episodes > 0 ? episodeReturnSum / episodes : double.NaN,
+                EpisodicLength = episodes > 0 ? episodeLengthSum / episodes : double.NaN,
+                MeanReturn20 = recent.Count > 0 ? recent.Average() : double.NaN,
+                ExplainedVariance = ExplainedVariance(values, returns, valid),
+                PolicyVersion = version,
+                Pushes = pushes,
+                TotalPushes = totalPushes,
+                BytesPushed = bytesPushed,
+                MeanKl = klCount > 0 ? klSum / klCount : double.NaN,
+                MeanPolicyLag = lag,
+            };
+            history.Add(metrics);
+            onIteration?.Invoke(metrics);
+        }
+        envs.WaitForPolicyAcks();
+        return new PpoResult(policy, history, stepsToThreshold, secondsToThreshold, recent.Count > 0 ? recent.Average() : double.NaN, null);
+    }
+
+    private static long Push(ClusterVecEnv envs, ApsGate gate, int worker, ulong version, ActorCritic policy)
+    {
+        long bytes = envs.PushPolicy(worker, version, policy.Spec, policy.Parameters);
+        gate.Deployed(worker, version, policy.Parameters);
+        return bytes;
+    }
+}
