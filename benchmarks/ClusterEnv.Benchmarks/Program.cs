@@ -11,6 +11,8 @@ if (args.Length == 0 || args[0] is "-h" or "--help")
     Console.WriteLine("  gemm [--seconds 1]   single-thread GFLOP/s of the matrix product at MLP shapes and 1024^3");
     Console.WriteLine("  train [--env CartPole-v1] [--seeds 1,2,3,4,5] [--mode local|cluster|both] [--workers 2] [--total-steps N] [--num-envs N]");
     Console.WriteLine("      PPO with CleanRL's defaults: steps and seconds to the registry threshold, final mean-20 return, SPS");
+    Console.WriteLine("  aps-sweep [--envs CartPole-v1,Acrobot-v1] [--taus always,0.001,0.01,0.05,0.1,never] [--seeds 1,2,3] [--workers 2] [--num-envs 4] [--total-steps 500000] [--out runs/aps-sweep]");
+    Console.WriteLine("      PPO on worker rollouts per APS strategy: runs.csv, curves.csv, table.md and SVG plots");
     return args.Length == 0 ? 2 : 0;
 }
 
@@ -19,6 +21,9 @@ switch (args[0])
 {
     case "step-local":
         StepLocal.Run(options);
+        return 0;
+    case "aps-sweep":
+        ApsSweep.Run(options);
         return 0;
     case "train":
         TrainBench.Run(options);

@@ -1,0 +1,95 @@
+using System.Globalization;
+using System.Text;
+using ClusterEnv.Cluster;
+using ClusterEnv.Learners.Ppo;
+using ClusterEnv.Sync;
+
+namespace ClusterEnv.Benchmarks;
+
+/// <summary>
+/// The APS threshold sweep: PPO on worker rollouts for every (env, strategy, seed), through a local worker pool.
+/// Writes runs.csv (one row per run), curves.csv (mean-20 return per iteration), a table on the console, and SVG plots:
+/// return vs env steps per strategy (one per env) and pushes per strategy.
+/// </summary>
+public static class ApsSweep
+{
+    private sealed record RunRecord(string Env, string Strategy, int Seed, int Pushes, long Bytes, double Final, long? StepsToThreshold, double Sps, double MeanLag,
+        List<(long Step, double Mean20)> Curve);
+
+    public static void Run(BenchOptions o)
+    {
+        var envIds = o.Get("envs", "CartPole-v1,Acrobot-v1").Split(',');
+        var strategies = o.Get("taus", "always,0.001,0.01,0.05,0.1,never").Split(',').Select(SyncStrategy.Parse).ToArray();
+        var seeds = o.GetInts("seeds", "1,2,3");
+        int workers = (int)o.Get("workers", 2), numEnvs = (int)o.Get("num-envs", 4);
+        long totalSteps = long.Parse(o.Get("total-steps", "500000"), CultureInfo.InvariantCulture);
+        string outDir = o.Get("out", Path.Combine("runs", "aps-sweep"));
+        Directory.CreateDirectory(outDir);
+
+        var runs = new List<RunRecord>();
+        foreach (var envId in envIds)
+        foreach (var strategy in strategies)
+        foreach (int seed in seeds)
+        {
+            using var envs = new ClusterVecEnv(new ClusterOptions { EnvId = envId, NumEnvs = numEnvs, NumWorkers = workers });
+            var curve = new List<(long, double)>();
+            var r = Ppo.TrainOnWorkers(envs, new PpoOptions { Seed = seed, TotalTimesteps = totalSteps }, strategy, m => curve.Add((m.GlobalStep, m.MeanReturn20)));
+            var last = r.History[^1];
+            var run = new RunRecord(envId, strategy.ToString(), seed, last.TotalPushes, last.BytesPushed, r.FinalMeanReturn20, r.StepsToThreshold, last.Sps,
+                r.History.Average(h => h.MeanPolicyLag), curve);
+            runs.Add(run);
+            Console.Error.WriteLine($"  {envId} {strategy} seed {seed}: pushes {run.Pushes}, {run.Bytes / 1e6:F2} MB, final {run.Final:F1}, to threshold {run.StepsToThreshold?.ToString(CultureInfo.InvariantCulture) ?? "-"}, {run.Sps:F0} SPS");
+        }
+
+        File.WriteAllLines(Path.Combine(outDir, "runs.csv"), ["env,strategy,seed,pushes,bytes_pushed,final_mean_return_20,steps_to_threshold,sps,mean_policy_lag",
+            .. runs.Select(r => string.Join(",", r.Env, r.Strategy, r.Seed, r.Pushes, r.Bytes, F(r.Final), r.StepsToThreshold?.ToString(CultureInfo.InvariantCulture) ?? "", F(r.Sps), F(r.MeanLag)))]);
+        File.WriteAllLines(Path.Combine(outDir, "curves.csv"), ["env,strategy,seed,global_step,mean_return_20",
+            .. runs.SelectMany(r => r.Curve.Select(c => $"{r.Env},{r.Strategy},{r.Seed},{c.Step},{F(c.Mean20)}"))]);
+
+        // The table: per env and strategy, means over seeds (median for steps to threshold, over the seeds that got there).
+        var table = new StringBuilder();
+        table.AppendLine("| env | strategy | pushes | MB pushed | pushes vs always | final mean-20 | steps to threshold (median) | reached | mean policy lag |");
+        table.AppendLine("|---|---|---|---|---|---|---|---|---|");
+        foreach (var envId in envIds)
+        {
+            double alwaysPushes = runs.Where(r => r.Env == envId && r.Strategy == "always").Select(r => (double)r.Pushes).DefaultIfEmpty(double.NaN).Average();
+            foreach (var s in strategies.Select(x => x.ToString()))
+            {
+                var g = runs.Where(r => r.Env == envId && r.Strategy == s).ToArray();
+                var reached = g.Where(r => r.StepsToThreshold is not null).Select(r => (double)r.StepsToThreshold!.Value).Order().ToArray();
+                double pushes = g.Average(r => r.Pushes);
+                table.AppendLine(CultureInfo.InvariantCulture, $"| {envId} | {s} | {pushes:F0} | {g.Average(r => r.Bytes) / 1e6:F2} | {(double.IsNaN(alwaysPushes) || s == "always" ? "-" : $"{alwaysPushes / pushes:F1}× fewer")} | " +
+                    $"{g.Average(r => r.Final):F1} (min {g.Min(r => r.Final):F1}) | {(reached.Length > 0 ? reached[reached.Length / 2].ToString("N0", CultureInfo.InvariantCulture) : "-")} | {reached.Length}/{g.Length} | {g.Average(r => r.MeanLag):F1} |");
+            }
+        }
+        Console.WriteLine(table);
+        File.WriteAllText(Path.Combine(outDir, "table.md"), table.ToString());
+
+        foreach (var envId in envIds)
+        {
+            var series = strategies.Select(s => s.ToString()).Select(s => (Name: s == "always" || s == "never" ? s : $"τ = {s}",
+                Points: (IReadOnlyList<(double X, double Y)>)MeanCurve(runs.Where(r => r.Env == envId && r.Strategy == s).ToArray()))).ToArray();
+            File.WriteAllText(Path.Combine(outDir, $"return-vs-steps-{envId}.svg"),
+                SvgChart.Lines($"PPO on worker rollouts, {envId}: mean return of the last 20 episodes ({seeds.Length} seed{(seeds.Length == 1 ? "" : "s")})", "env steps", "mean return (last 20)", series));
+        }
+        var cats = strategies.Select(s => s.ToString()).ToArray();
+        File.WriteAllText(Path.Combine(outDir, "pushes-vs-strategy.svg"), SvgChart.Bars("Weight pushes per run (mean over seeds, log scale)", "sync strategy (τ)", "pushes",
+            cats, envIds.Select(e => (e, (IReadOnlyList<double>)cats.Select(c => runs.Where(r => r.Env == e && r.Strategy == c).Average(r => (double)r.Pushes)).ToArray())).ToArray(), logY: true));
+        Console.WriteLine($"Wrote {Path.Combine(outDir, "runs.csv")}, curves.csv, table.md and the SVG plots in {outDir}.");
+    }
+
+    private static string F(double v) => v.ToString("0.####", CultureInfo.InvariantCulture);
+
+    // Mean over seeds of mean-20 at each iteration (iterations line up: same batch size).
+    private static List<(double X, double Y)> MeanCurve(RunRecord[] runs)
+    {
+        int len = runs.Min(r => r.Curve.Count);
+        var pts = new List<(double, double)>();
+        for (int i = 0; i < len; i++)
+        {
+            var ys = runs.Select(r => r.Curve[i].Mean20).Where(double.IsFinite).ToArray();
+            if (ys.Length > 0) pts.Add((runs[0].Curve[i].Step, ys.Average()));
+        }
+        return pts;
+    }
+}
