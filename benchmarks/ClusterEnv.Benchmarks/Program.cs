@@ -13,6 +13,8 @@ if (args.Length == 0 || args[0] is "-h" or "--help")
     Console.WriteLine("      PPO with CleanRL's defaults: steps and seconds to the registry threshold, final mean-20 return, SPS");
     Console.WriteLine("  aps-sweep [--envs CartPole-v1,Acrobot-v1] [--taus always,0.001,0.01,0.05,0.1,never] [--seeds 1,2,3] [--workers 2] [--num-envs 4] [--total-steps 500000] [--out runs/aps-sweep]");
     Console.WriteLine("      PPO on worker rollouts per APS strategy: runs.csv, curves.csv, table.md and SVG plots");
+    Console.WriteLine("  rollout-throughput [--workers 2] [--envs 64] [--steps 128] [--rtt-ms 0,0.5] [--seconds 3]");
+    Console.WriteLine("      worker-side rollouts vs central inference stepping, with an added round-trip delay; push bytes and latency");
     return args.Length == 0 ? 2 : 0;
 }
 
@@ -21,6 +23,9 @@ switch (args[0])
 {
     case "step-local":
         StepLocal.Run(options);
+        return 0;
+    case "rollout-throughput":
+        RolloutThroughput.Run(options);
         return 0;
     case "aps-sweep":
         ApsSweep.Run(options);
