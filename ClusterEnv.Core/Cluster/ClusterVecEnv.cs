@@ -46,6 +46,9 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         // Commands sent and not yet answered, oldest first (workers answer in order). Guarded by itself: the learner
         // enqueues, the connection's read loop dequeues.
         public readonly Queue<(ulong Seq, int Field, long SentAt)> Outstanding = new(4);
+        // Held while a command is registered and written, so the wire order is the queue's order even when a push is
+        // sent from another thread while a rollout is being collected. The read loop never takes it.
+        public readonly Lock SendLock = new();
         public int Gathering;                 // outstanding commands that the current gather waits for
         public readonly WorkerPolicyState Policy = new();
     }
@@ -313,8 +316,13 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         {
             if (commands[w] is not { } cmd) continue;
             var s = _slots[w];
-            cmd.Seq = Expect(s, WorkerMessage.ResetFieldNumber);
-            if (!s.Connection.Send(cmd)) OnLost(s.Connection, "its stream had ended when the command was sent");
+            bool sent;
+            lock (s.SendLock)
+            {
+                cmd.Seq = Expect(s, WorkerMessage.ResetFieldNumber);
+                sent = s.Connection.Send(cmd);
+            }
+            if (!sent) OnLost(s.Connection, "its stream had ended when the command was sent");
         }
         End("Reset");
         for (int i = 0; i < NumEnvs; i++)
@@ -381,12 +389,17 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         foreach (var s in _slots)
         {
             _actionShape[0] = s.Count;
-            ulong seq = Expect(s, WorkerMessage.StepFieldNumber);
-            var st = continuous
-                ? new StepState(seq, _actionShape, default, floats.Slice(s.Offset * size, s.Count * size))
-                : new StepState(seq, _actionShape, ints.Slice(s.Offset * size, s.Count * size), default);
-            int bytes = StepCodec.StepCommandSize(seq, _actionShape, s.Count * size, continuous);
-            if (!s.Connection.Send(bytes, st, WriteStep)) OnLost(s.Connection, "its stream had ended when the step was sent");
+            bool sent;
+            lock (s.SendLock)
+            {
+                ulong seq = Expect(s, WorkerMessage.StepFieldNumber);
+                var st = continuous
+                    ? new StepState(seq, _actionShape, default, floats.Slice(s.Offset * size, s.Count * size))
+                    : new StepState(seq, _actionShape, ints.Slice(s.Offset * size, s.Count * size), default);
+                int bytes = StepCodec.StepCommandSize(seq, _actionShape, s.Count * size, continuous);
+                sent = s.Connection.Send(bytes, st, WriteStep);
+            }
+            if (!sent) OnLost(s.Connection, "its stream had ended when the step was sent");
         }
     }
 
@@ -426,10 +439,16 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             Weights = new Tensor { Dtype = Transport.Protos.DType.Float32, Shape = { weights.Length }, Data = ByteString.CopyFrom(MemoryMarshal.AsBytes(weights)) },
         };
         var message = new HubMessage { Policy = update };
-        message.Seq = Expect(s, WorkerMessage.PolicyAckFieldNumber, gather: false);
-        long bytes = message.CalculateSize() + GrpcFraming.HeaderSize;
-        s.Policy.Sent(version, bytes);
-        if (!s.Connection.Send(message)) OnLost(s.Connection, "its stream had ended when a policy was pushed");
+        long bytes;
+        bool sent;
+        lock (s.SendLock)
+        {
+            message.Seq = Expect(s, WorkerMessage.PolicyAckFieldNumber, gather: false);
+            bytes = message.CalculateSize() + GrpcFraming.HeaderSize;
+            s.Policy.Sent(version, bytes);
+            sent = s.Connection.Send(message);
+        }
+        if (!sent) OnLost(s.Connection, "its stream had ended when a policy was pushed");
         return bytes;
     }
 
@@ -486,8 +505,13 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         foreach (var s in _slots)
         {
             var cmd = new HubMessage { Rollout = new CollectRollout { Steps = (uint)steps, Seed = seed } };
-            cmd.Seq = Expect(s, WorkerMessage.RolloutFieldNumber);
-            if (!s.Connection.Send(cmd)) OnLost(s.Connection, "its stream had ended when the rollout was requested");
+            bool sent;
+            lock (s.SendLock)
+            {
+                cmd.Seq = Expect(s, WorkerMessage.RolloutFieldNumber);
+                sent = s.Connection.Send(cmd);
+            }
+            if (!sent) OnLost(s.Connection, "its stream had ended when the rollout was requested");
         }
         End("CollectRollouts");
         return _rollouts;
@@ -507,7 +531,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     // Registers a command before it is sent (its reply may race the send). Gathered commands hold the learner's wait.
     private ulong Expect(Slot s, int field, bool gather = true)
     {
-        ulong seq = ++_seq;
+        ulong seq = Interlocked.Increment(ref _seq);
         if (gather)
         {
             Interlocked.Increment(ref _pending);
@@ -669,7 +693,8 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         _state = State.Closed;
         Volatile.Write(ref _closing, true);
         var slots = _slots ?? [];
-        foreach (var s in slots) s.Connection.Send(new HubMessage { Seq = ++_seq, Close = new CloseCommand() });
+        foreach (var s in slots)
+            lock (s.SendLock) s.Connection.Send(new HubMessage { Seq = Interlocked.Increment(ref _seq), Close = new CloseCommand() });
         var sw = Stopwatch.StartNew();
         while (slots.Any(s => !s.Connection.IsCompleted) && sw.Elapsed < _options.CloseTimeout) Thread.Sleep(5);
         foreach (var s in slots) s.Connection.Close(GrpcStatusCode.OK, null);

@@ -89,10 +89,17 @@ public sealed class WorkerConnection
         lock (_writeLock)
         {
             if (_completed) return false;
-            var span = _output.GetSpan(GrpcFraming.HeaderSize + size);
-            GrpcFraming.WriteHeader(span, size);
-            message.WriteTo(span.Slice(GrpcFraming.HeaderSize, size));
-            _output.Advance(GrpcFraming.HeaderSize + size);
+            try
+            {
+                var span = _output.GetSpan(GrpcFraming.HeaderSize + size);
+                GrpcFraming.WriteHeader(span, size);
+                message.WriteTo(span.Slice(GrpcFraming.HeaderSize, size));
+                _output.Advance(GrpcFraming.HeaderSize + size);
+            }
+            catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException)
+            {
+                return false; // the response already completed (the stream is ending)
+            }
             return Flush();
         }
     }
@@ -103,7 +110,9 @@ public sealed class WorkerConnection
         lock (_writeLock)
         {
             if (_completed) return false;
-            var span = _output.GetSpan(GrpcFraming.HeaderSize + size);
+            Span<byte> span;
+            try { span = _output.GetSpan(GrpcFraming.HeaderSize + size); }
+            catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException) { return false; }
             GrpcFraming.WriteHeader(span, size);
             int written = write(span.Slice(GrpcFraming.HeaderSize, size), state);
             if (written != size) throw new InvalidOperationException($"Encoder wrote {written} bytes but announced {size}.");

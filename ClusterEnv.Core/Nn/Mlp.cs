@@ -94,7 +94,7 @@ public sealed class Mlp
             for (int r = 0; r < batch; r++) TensorPrimitives.Add(y.Slice(r * outSize, outSize), b, y.Slice(r * outSize, outSize));
             if (l < Layers - 1)
             {
-                if (Activation == Activation.Tanh) TensorPrimitives.Tanh(y, y);
+                if (Activation == Activation.Tanh) Activations.Tanh(y);
                 else TensorPrimitives.Max(y, 0f, y);
             }
             x = y;

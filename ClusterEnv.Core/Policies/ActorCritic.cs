@@ -69,9 +69,12 @@ public sealed class ActorCritic
             var row = head.Slice(i * k, k);
             if (!Spec.Continuous)
             {
-                int a = deterministic ? Categorical.Mode(row) : Categorical.Sample(row, rng, out _);
-                discreteActions[i] = a;
-                logProbs[i] = Categorical.LogProb(row, a);
+                if (deterministic)
+                {
+                    discreteActions[i] = Categorical.Mode(row);
+                    logProbs[i] = Categorical.LogProb(row, discreteActions[i]);
+                }
+                else discreteActions[i] = Categorical.Sample(row, rng, out logProbs[i]);
             }
             else
             {

@@ -211,3 +211,15 @@ public class AdamTests
         Assert.That(small, Is.EqualTo(new[] { 0.1f, 0.1f }));
     }
 }
+
+public class ActivationTests
+{
+    [Test]
+    public void Tanh_MatchesMathTanh_AcrossTheRange_IncludingTheScalarTail()
+    {
+        var x = Enumerable.Range(0, 1000 + 7).Select(i => (float)((i - 503) * 0.031)).Concat(new[] { 50f, -50f, 0f, 1e-8f }).ToArray();
+        var y = (float[])x.Clone();
+        Activations.Tanh(y);
+        for (int i = 0; i < x.Length; i++) Assert.That(y[i], Is.EqualTo(Math.Tanh(x[i])).Within(5e-7), $"x = {x[i]}");
+    }
+}
