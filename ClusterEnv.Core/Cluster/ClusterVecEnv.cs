@@ -423,6 +423,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     /// Sends policy weights to worker <paramref name="workerIndex"/> (in <see cref="Workers"/> order) without waiting:
     /// the worker applies them between commands, so a rollout in progress finishes with the old version. Returns the
     /// bytes sent. The acknowledgement updates <see cref="PolicyStates"/>; <see cref="WaitForPolicyAcks"/> waits for it.
+    /// Unlike the other methods, this one may be called from another thread while a step or rollout is in flight.
     /// </summary>
     public long PushPolicy(int workerIndex, ulong version, Policies.PolicySpec spec, ReadOnlySpan<float> weights)
     {
