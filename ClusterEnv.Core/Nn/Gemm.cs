@@ -45,6 +45,20 @@ public static unsafe class Gemm
             if (!accumulate) c[..(m * n)].Clear();
             return;
         }
+        if (!transA && transB && n <= 4)
+        {
+            // A few outputs (policy and value heads): row-by-row dot products beat a 32-wide panel that is mostly padding.
+            for (int i = 0; i < m; i++)
+            {
+                var row = a.Slice(i * k, k);
+                for (int j = 0; j < n; j++)
+                {
+                    float d = System.Numerics.Tensors.TensorPrimitives.Dot(row, b.Slice(j * k, k));
+                    c[i * n + j] = accumulate ? c[i * n + j] + d : d;
+                }
+            }
+            return;
+        }
         int nr = NR;
         int ncMax = Math.Min(n, NC / nr * nr);
         var packB = Rent(ref _packB, ((ncMax + nr - 1) / nr) * nr * KC);
