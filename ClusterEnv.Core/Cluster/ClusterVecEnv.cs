@@ -315,14 +315,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         for (int w = 0; w < _slots.Length; w++)
         {
             if (commands[w] is not { } cmd) continue;
-            var s = _slots[w];
-            bool sent;
-            lock (s.SendLock)
-            {
-                cmd.Seq = Expect(s, WorkerMessage.ResetFieldNumber);
-                sent = s.Connection.Send(cmd);
-            }
-            if (!sent) OnLost(s.Connection, "its stream had ended when the command was sent");
+            SendTracked(_slots[w], cmd, WorkerMessage.ResetFieldNumber, "the reset was sent");
         }
         End("Reset");
         for (int i = 0; i < NumEnvs; i++)
@@ -440,16 +433,9 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             Weights = new Tensor { Dtype = Transport.Protos.DType.Float32, Shape = { weights.Length }, Data = ByteString.CopyFrom(MemoryMarshal.AsBytes(weights)) },
         };
         var message = new HubMessage { Policy = update };
-        long bytes;
-        bool sent;
-        lock (s.SendLock)
-        {
-            message.Seq = Expect(s, WorkerMessage.PolicyAckFieldNumber, gather: false);
-            bytes = message.CalculateSize() + GrpcFraming.HeaderSize;
-            s.Policy.Sent(version, bytes);
-            sent = s.Connection.Send(message);
-        }
-        if (!sent) OnLost(s.Connection, "its stream had ended when a policy was pushed");
+        long bytes = message.CalculateSize() + GrpcFraming.HeaderSize;
+        s.Policy.Sent(version, bytes); // before sending: the acknowledgement may arrive before SendTracked returns
+        SendTracked(s, message, WorkerMessage.PolicyAckFieldNumber, "a policy was pushed", gather: false);
         return bytes;
     }
 
@@ -505,14 +491,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         Begin();
         foreach (var s in _slots)
         {
-            var cmd = new HubMessage { Rollout = new CollectRollout { Steps = (uint)steps, Seed = seed } };
-            bool sent;
-            lock (s.SendLock)
-            {
-                cmd.Seq = Expect(s, WorkerMessage.RolloutFieldNumber);
-                sent = s.Connection.Send(cmd);
-            }
-            if (!sent) OnLost(s.Connection, "its stream had ended when the rollout was requested");
+            SendTracked(s, new HubMessage { Rollout = new CollectRollout { Steps = (uint)steps, Seed = seed } }, WorkerMessage.RolloutFieldNumber, "the rollout was requested");
         }
         End("CollectRollouts");
         return _rollouts;
@@ -527,6 +506,26 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         _replied.Reset();
         Volatile.Write(ref _pending, 1); // a guard released by End, so replies racing the sends cannot finish early
         _state = State.Pending;
+    }
+
+    /// <summary>Commands written to worker <paramref name="workerIndex"/> and not yet answered (a command is counted once it is on the wire).</summary>
+    internal int OutstandingCommands(int workerIndex)
+    {
+        var s = _slots[workerIndex];
+        lock (s.SendLock) lock (s.Outstanding) return s.Outstanding.Count;
+    }
+
+    // Registers and writes a generated command as one step under the slot's send lock; returns its size on the wire.
+    private long SendTracked(Slot s, HubMessage command, int replyField, string what, bool gather = true)
+    {
+        bool sent;
+        lock (s.SendLock)
+        {
+            command.Seq = Expect(s, replyField, gather);
+            sent = s.Connection.Send(command);
+        }
+        if (!sent) OnLost(s.Connection, $"its stream had ended when {what}");
+        return command.CalculateSize() + GrpcFraming.HeaderSize;
     }
 
     // Registers a command before it is sent (its reply may race the send). Gathered commands hold the learner's wait.

@@ -92,7 +92,7 @@ public static unsafe class Gemm
                             float* dst = pc + (long)(i0 + ir) * n + j0;
                             if (direct && rows == MR && nc == nr)
                             {
-                                Kernel512Direct(pa + (long)(i0 + ir) * k + p0, k, panelB, kc, dst, n, acc);
+                                Kernel512(pa + (long)(i0 + ir) * k + p0, k, 1, panelB, kc, dst, n, acc);
                                 continue;
                             }
                             if (direct)
@@ -172,63 +172,33 @@ public static unsafe class Gemm
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Kernel(float* a, float* b, int kc, float* c, int ldc, bool acc)
     {
-        if (Vector512.IsHardwareAccelerated) Kernel512(a, b, kc, c, ldc, acc);
+        if (Vector512.IsHardwareAccelerated) Kernel512(a, 1, MR, b, kc, c, ldc, acc);
         else if (Vector256.IsHardwareAccelerated) Kernel256(a, b, kc, c, ldc, acc);
         else KernelScalar(a, b, kc, c, ldc, MR, 8, acc);
     }
 
-    private static void Kernel512(float* a, float* b, int kc, float* c, int ldc, bool acc)
+    // 6×32 AVX-512 micro-kernel: element (r, kk) of A is at a[r·rowStride + kk·kStride], so one kernel reads both a
+    // packed panel (rowStride 1, kStride MR) and six rows of a row-major A in place (rowStride lda, kStride 1).
+    private static void Kernel512(float* a, int rowStride, int kStride, float* b, int kc, float* c, int ldc, bool acc)
     {
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
                          c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
-        for (int kk = 0; kk < kc; kk++)
+        float* r0 = a, r1 = a + rowStride, r2 = a + 2 * rowStride, r3 = a + 3 * rowStride, r4 = a + 4 * rowStride, r5 = a + 5 * rowStride;
+        for (int kk = 0, ka = 0; kk < kc; kk++, ka += kStride)
         {
             var b0 = Vector512.Load(b);
             var b1 = Vector512.Load(b + 16);
-            var a0 = Vector512.Create(a[0]);
+            var a0 = Vector512.Create(r0[ka]);
             c00 = Vector512.FusedMultiplyAdd(a0, b0, c00); c01 = Vector512.FusedMultiplyAdd(a0, b1, c01);
-            var a1 = Vector512.Create(a[1]);
+            var a1 = Vector512.Create(r1[ka]);
             c10 = Vector512.FusedMultiplyAdd(a1, b0, c10); c11 = Vector512.FusedMultiplyAdd(a1, b1, c11);
-            var a2 = Vector512.Create(a[2]);
+            var a2 = Vector512.Create(r2[ka]);
             c20 = Vector512.FusedMultiplyAdd(a2, b0, c20); c21 = Vector512.FusedMultiplyAdd(a2, b1, c21);
-            var a3 = Vector512.Create(a[3]);
+            var a3 = Vector512.Create(r3[ka]);
             c30 = Vector512.FusedMultiplyAdd(a3, b0, c30); c31 = Vector512.FusedMultiplyAdd(a3, b1, c31);
-            var a4 = Vector512.Create(a[4]);
+            var a4 = Vector512.Create(r4[ka]);
             c40 = Vector512.FusedMultiplyAdd(a4, b0, c40); c41 = Vector512.FusedMultiplyAdd(a4, b1, c41);
-            var a5 = Vector512.Create(a[5]);
-            c50 = Vector512.FusedMultiplyAdd(a5, b0, c50); c51 = Vector512.FusedMultiplyAdd(a5, b1, c51);
-            a += MR;
-            b += 32;
-        }
-        Store512(c, c00, c01, acc); c += ldc;
-        Store512(c, c10, c11, acc); c += ldc;
-        Store512(c, c20, c21, acc); c += ldc;
-        Store512(c, c30, c31, acc); c += ldc;
-        Store512(c, c40, c41, acc); c += ldc;
-        Store512(c, c50, c51, acc);
-    }
-
-    // The same 6×32 kernel reading six rows of a row-major A in place (stride lda) instead of a packed panel.
-    private static void Kernel512Direct(float* a, int lda, float* b, int kc, float* c, int ldc, bool acc)
-    {
-        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
-                         c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
-        float* r0 = a, r1 = a + lda, r2 = a + 2 * lda, r3 = a + 3 * lda, r4 = a + 4 * lda, r5 = a + 5 * lda;
-        for (int kk = 0; kk < kc; kk++)
-        {
-            var b0 = Vector512.Load(b);
-            var b1 = Vector512.Load(b + 16);
-            var a0 = Vector512.Create(r0[kk]);
-            c00 = Vector512.FusedMultiplyAdd(a0, b0, c00); c01 = Vector512.FusedMultiplyAdd(a0, b1, c01);
-            var a1 = Vector512.Create(r1[kk]);
-            c10 = Vector512.FusedMultiplyAdd(a1, b0, c10); c11 = Vector512.FusedMultiplyAdd(a1, b1, c11);
-            var a2 = Vector512.Create(r2[kk]);
-            c20 = Vector512.FusedMultiplyAdd(a2, b0, c20); c21 = Vector512.FusedMultiplyAdd(a2, b1, c21);
-            var a3 = Vector512.Create(r3[kk]);
-            c30 = Vector512.FusedMultiplyAdd(a3, b0, c30); c31 = Vector512.FusedMultiplyAdd(a3, b1, c31);
-            var a4 = Vector512.Create(r4[kk]);
-            c40 = Vector512.FusedMultiplyAdd(a4, b0, c40); c41 = Vector512.FusedMultiplyAdd(a4, b1, c41);
-            var a5 = Vector512.Create(r5[kk]);
+            var a5 = Vector512.Create(r5[ka]);
             c50 = Vector512.FusedMultiplyAdd(a5, b0, c50); c51 = Vector512.FusedMultiplyAdd(a5, b1, c51);
             b += 32;
         }
@@ -300,7 +270,7 @@ public static unsafe class Gemm
     {
         int nr = NR;
         float* tile = stackalloc float[MR * 32];
-        if (nr == 32 && Vector512.IsHardwareAccelerated) Kernel512(a, b, kc, tile, nr, false);
+        if (nr == 32 && Vector512.IsHardwareAccelerated) Kernel512(a, 1, MR, b, kc, tile, nr, false);
         else if (nr == 16 && Vector256.IsHardwareAccelerated) Kernel256(a, b, kc, tile, nr, false);
         else KernelScalar(a, b, kc, tile, nr, MR, nr, false);
         for (int r = 0; r < rows; r++)

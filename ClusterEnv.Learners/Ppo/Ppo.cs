@@ -65,10 +65,8 @@ public static partial class Ppo
         var returnRms = o.NormalizeRewards ? new RunningMeanStd(1) : null;
         var discountedReturn = new double[n];
 
-        var recent = new Queue<double>();
+        var episodeLog = new EpisodeLog(threshold);
         var history = new List<PpoMetrics>();
-        long? stepsToThreshold = null;
-        double? secondsToThreshold = null;
         long globalStep = 0;
         var clock = Stopwatch.StartNew();
 
@@ -80,8 +78,6 @@ public static partial class Ppo
         {
             cancellationToken.ThrowIfCancellationRequested();
             if (o.AnnealLearningRate) adam.LearningRate = (1.0 - (iteration - 1.0) / iterations) * o.LearningRate;
-            int episodes = 0;
-            double episodeReturnSum = 0, episodeLengthSum = 0;
 
             // ---- rollout: T steps of every env with the current policy ----
             for (int t = 0; t < T; t++)
@@ -114,19 +110,7 @@ public static partial class Ppo
                     terminated[idx] = term || (trunc && o.TruncationAsTermination);
                     done[idx] = term || trunc;
                     rewards[idx] = (float)ScaleReward(r.Rewards[i], i, valid[idx], done[idx], discountedReturn, returnRms, o);
-                    if (r.Info.TryGetEpisode(i, out var ep))
-                    {
-                        episodes++;
-                        episodeReturnSum += ep.Return;
-                        episodeLengthSum += ep.Length;
-                        recent.Enqueue(ep.Return);
-                        if (recent.Count > 20) recent.Dequeue();
-                        if (stepsToThreshold is null && recent.Count == 20 && recent.Average() >= threshold)
-                        {
-                            stepsToThreshold = globalStep;
-                            secondsToThreshold = clock.Elapsed.TotalSeconds;
-                        }
-                    }
+                    if (r.Info.TryGetEpisode(i, out var ep)) episodeLog.Add(ep, globalStep, clock.Elapsed.TotalSeconds);
                     // SameStep: the final observation of a truncated episode is in the info; bootstrap from its value.
                     nextValues[idx] = float.NaN;
                     if (trunc && r.Info.HasFinalObservation[i] && !o.TruncationAsTermination)
@@ -161,16 +145,13 @@ public static partial class Ppo
                 Seconds = seconds,
                 Sps = globalStep / seconds,
                 LearningRate = adam.LearningRate,
-                Episodes = episodes,
-                EpisodicReturn = episodes > 0 ? episodeReturnSum / episodes : double.NaN,
-                EpisodicLength = episodes > 0 ? episodeLengthSum / episodes : double.NaN,
-                MeanReturn20 = recent.Count > 0 ? recent.Average() : double.NaN,
                 ExplainedVariance = ExplainedVariance(values, returns, valid),
             };
+            metrics = episodeLog.EndIteration(metrics);
             history.Add(metrics);
             onIteration?.Invoke(metrics);
         }
-        return new PpoResult(policy, history, stepsToThreshold, secondsToThreshold, recent.Count > 0 ? recent.Average() : double.NaN, obsRms);
+        return new PpoResult(policy, history, episodeLog.StepsToThreshold, episodeLog.SecondsToThreshold, episodeLog.MeanReturn20, obsRms);
     }
 
     // One PPO update over the rollout. Returns the loss statistics (other fields are filled by the caller).

@@ -63,10 +63,8 @@ public static partial class Ppo
         var returnRms = o.NormalizeRewards ? new RunningMeanStd(1) : null;
         var discountedReturn = new double[n];
         var workerStates = new float[T * n * m];
-        var recent = new Queue<double>();
+        var episodeLog = new EpisodeLog(threshold);
         var history = new List<PpoMetrics>();
-        long? stepsToThreshold = null;
-        double? secondsToThreshold = null;
         long globalStep = 0, bytesPushed = 0;
         int totalPushes = 0;
         ulong version = 1;
@@ -100,21 +98,8 @@ public static partial class Ppo
                     rewards[idx] = (float)ScaleReward(batch.Rewards[idx], i, valid[idx], done[idx], discountedReturn, returnRms, o);
                     if (envs.AutoresetMode == AutoresetMode.NextStep) pendingReset[i] = done[idx];
                 }
-            int episodes = 0;
-            double episodeReturnSum = 0, episodeLengthSum = 0;
             foreach (var (step, _, ep) in batch.Episodes.OrderBy(e => e.Step))
-            {
-                episodes++;
-                episodeReturnSum += ep.Return;
-                episodeLengthSum += ep.Length;
-                recent.Enqueue(ep.Return);
-                if (recent.Count > 20) recent.Dequeue();
-                if (stepsToThreshold is null && recent.Count == 20 && recent.Average() >= threshold)
-                {
-                    stepsToThreshold = globalStep - (long)(T - 1 - step) * n;
-                    secondsToThreshold = clock.Elapsed.TotalSeconds;
-                }
-            }
+                episodeLog.Add(ep, globalStep - (long)(T - 1 - step) * n, clock.Elapsed.TotalSeconds);
 
             // ---- advantages with the learner's current critic ----
             policy.Value(obs, T * n, values);
@@ -158,10 +143,6 @@ public static partial class Ppo
                 Seconds = seconds,
                 Sps = globalStep / seconds,
                 LearningRate = adam.LearningRate,
-                Episodes = episodes,
-                EpisodicReturn = episodes > 0 ? episodeReturnSum / episodes : double.NaN,
-                EpisodicLength = episodes > 0 ? episodeLengthSum / episodes : double.NaN,
-                MeanReturn20 = recent.Count > 0 ? recent.Average() : double.NaN,
                 ExplainedVariance = ExplainedVariance(values, returns, valid),
                 PolicyVersion = version,
                 Pushes = pushes,
@@ -170,11 +151,12 @@ public static partial class Ppo
                 MeanKl = klCount > 0 ? klSum / klCount : double.NaN,
                 MeanPolicyLag = lag,
             };
+            metrics = episodeLog.EndIteration(metrics);
             history.Add(metrics);
             onIteration?.Invoke(metrics);
         }
         envs.WaitForPolicyAcks();
-        return new PpoResult(policy, history, stepsToThreshold, secondsToThreshold, recent.Count > 0 ? recent.Average() : double.NaN, null);
+        return new PpoResult(policy, history, episodeLog.StepsToThreshold, episodeLog.SecondsToThreshold, episodeLog.MeanReturn20, null);
     }
 
     private static long Push(ClusterVecEnv envs, ApsGate gate, int worker, ulong version, ActorCritic policy)

@@ -190,9 +190,12 @@ public class WorkerRolloutTests
             var v2 = new ActorCritic(spec, seed: 2);
             env.Reset(seed: 0);
             for (int w = 0; w < 2; w++) env.PushPolicy(w, 1, spec, v1.Parameters);
-            // A long rollout is requested; the push follows it on the same stream while the worker is still acting.
+            env.WaitForPolicyAcks();
+            // A long rollout is requested; once that request is on the wire to both workers, the push follows it on the
+            // same stream while the workers are still acting.
             var collecting = Task.Run(() => env.CollectRollouts(3000).PolicyVersion.ToArray());
-            Thread.Sleep(5);
+            var wait = System.Diagnostics.Stopwatch.StartNew();
+            while ((env.OutstandingCommands(0) == 0 || env.OutstandingCommands(1) == 0) && wait.Elapsed < TimeSpan.FromSeconds(10)) Thread.Yield();
             for (int w = 0; w < 2; w++) env.PushPolicy(w, 2, spec, v2.Parameters);
             Assert.That(collecting.Result, Is.All.EqualTo(1UL), "the rollout in progress finished with version 1");
             Assert.That(env.CollectRollouts(2).PolicyVersion, Is.All.EqualTo(2UL), "the next rollout uses version 2");
