@@ -50,6 +50,7 @@ public sealed record WorkerOptions
           --env-arg KEY=VALUE  constructor argument for the env (repeatable)
           --connect-timeout S  seconds to keep dialling a hub that is not up yet (default 60)
           --parent-pid PID     exit when process PID exits
+          --max-message-size MIB  largest command accepted from the hub, e.g. a policy push (default 64)
           --insecure           accept any TLS certificate from the hub
         """;
 
@@ -61,6 +62,7 @@ public sealed record WorkerOptions
         int? parent = null;
         double connect = 60;
         bool insecure = false;
+        int maxMessageMiB = 64;
         var assemblies = new List<string>();
         var envArgs = new Dictionary<string, string>();
         for (int i = 0; i < args.Count; i++)
@@ -95,6 +97,10 @@ public sealed record WorkerOptions
                     break;
                 case "--parent-pid": parent = PositiveInt("--parent-pid", Value()); break;
                 case "--insecure": insecure = true; break;
+                case "--max-message-size":
+                    maxMessageMiB = PositiveInt("--max-message-size", Value());
+                    if (maxMessageMiB > 2047) throw new ArgumentException($"--max-message-size {maxMessageMiB} MiB is above gRPC's limit of 2047 MiB.");
+                    break;
                 case "-h" or "--help": throw new ArgumentException(Usage);
                 default: throw new ArgumentException($"Unknown argument '{args[i]}'.\n{Usage}");
             }
@@ -108,6 +114,7 @@ public sealed record WorkerOptions
             Hub = uri, EnvId = env, NumEnvs = numEnvs, WorkerId = workerId ?? $"{Environment.MachineName}-{Environment.ProcessId}",
             Token = string.IsNullOrEmpty(token) ? null : token, Assemblies = assemblies, EnvArgs = envArgs,
             ConnectTimeout = TimeSpan.FromSeconds(connect), ParentPid = parent, Insecure = insecure,
+            MaxMessageSize = maxMessageMiB * 1024 * 1024,
         };
     }
 

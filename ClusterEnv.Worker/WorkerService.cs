@@ -32,6 +32,9 @@ public sealed class WorkerService : IAsyncDisposable
     private byte[] _out = new byte[64 * 1024];
     private int _outLength;
     private bool _closeRequested;
+    private CancellationToken _runToken;
+    private long _progressInterval;   // Stopwatch ticks between Progress messages in a rollout (0: none); from Welcome
+    private long _maxReplySize;       // the hub's limit on one reply (0: unknown); from Welcome
 
     /// <summary>Creates the envs (so their spaces can be registered) without connecting yet.</summary>
     public WorkerService(WorkerOptions options)
@@ -57,6 +60,7 @@ public sealed class WorkerService : IAsyncDisposable
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         if (_options.ParentPid is int parent) _ = WatchParentAsync(parent, cts);
+        _runToken = cts.Token;
         _call = await DialAsync(cts.Token).ConfigureAwait(false);
         var reader = _call.Responses;
         while (true)
@@ -120,6 +124,7 @@ public sealed class WorkerService : IAsyncDisposable
                 Host = Environment.MachineName,
                 Pid = Environment.ProcessId,
                 Runtime = $".NET {Environment.Version}",
+                MaxMessageSize = (uint)_options.MaxMessageSize,
             },
         };
         var bytes = register.ToByteArray();
@@ -178,6 +183,8 @@ public sealed class WorkerService : IAsyncDisposable
     private void OnWelcome(Welcome welcome)
     {
         if (_vec is not null) throw new InvalidDataException("The hub sent a second Welcome.");
+        _progressInterval = welcome.ProgressIntervalMs * Stopwatch.Frequency / 1000;
+        _maxReplySize = welcome.MaxMessageSize;
         var envs = welcome.RecordEpisodeStatistics ? _envs.Select(e => (IEnv)new RecordEpisodeStatistics(e)).ToList() : _envs;
         _vec = new SyncVectorEnv(envs, (AutoresetMode)(int)welcome.AutoresetMode);
         var layout = ActionLayout.For(_vec.SingleActionSpace);
@@ -252,9 +259,16 @@ public sealed class WorkerService : IAsyncDisposable
                     error = $"Version {update.Version} is not newer than the active version {_policyVersion}; versions must increase.";
                 else
                 {
-                    next.LoadParameters(MemoryMarshal.Cast<byte, float>(update.Weights.Data.Span));
-                    _policy = next;
-                    _policyVersion = update.Version;
+                    try
+                    {
+                        next.LoadParameters(MemoryMarshal.Cast<byte, float>(update.Weights.Data.Span)); // refuses NaN/∞ and leaves the policy as it was
+                        _policy = next;
+                        _policyVersion = update.Version;
+                    }
+                    catch (ArgumentException e)
+                    {
+                        error = e.Message;
+                    }
                 }
             }
         }
@@ -271,8 +285,17 @@ public sealed class WorkerService : IAsyncDisposable
         var policy = _policy ?? throw new InvalidOperationException("No policy has been pushed to this worker; push one (ClusterVecEnv.PushPolicy) before collecting rollouts.");
         if (_lastObservations.Length == 0) throw new ResetNeededException("Reset the vector env before collecting rollouts.");
         _actRng ??= new Rng(cmd.Seed != 0 ? (long)cmd.Seed : _options.WorkerId.Aggregate(17L, (h, c) => h * 31 + c));
-        int T = (int)cmd.Steps, n = vec.NumEnvs, m = vec.ObservationSize, k = policy.Spec.ActionSize;
+        int n = vec.NumEnvs, m = vec.ObservationSize, k = policy.Spec.ActionSize;
         bool continuous = policy.Spec.Continuous;
+        // Refuse what could not be sent back before doing the work (the learner checks too; this covers older learners).
+        var (fixedBytes, perStep) = Rollouts.RolloutBatch.MessageSize(n, m, continuous, continuous ? k : 1, k);
+        long atLeast = fixedBytes + (long)cmd.Steps * perStep;
+        if (cmd.Steps == 0 || (_maxReplySize > 0 && atLeast > _maxReplySize) || (cmd.Steps + 1L) * n * Math.Max(m, k) > Array.MaxLength)
+            throw new ArgumentOutOfRangeException(nameof(cmd.Steps), cmd.Steps,
+                $"A rollout of {cmd.Steps:N0} steps of {n} envs would be at least {atLeast:N0} bytes; the hub accepts {_maxReplySize:N0}. " +
+                $"Collect at most {(_maxReplySize > fixedBytes ? (_maxReplySize - fixedBytes) / perStep : 0):N0} steps per call, or raise HubOptions.MaxMessageSize.");
+        int T = (int)cmd.Steps;
+        long nextProgress = _progressInterval > 0 ? Stopwatch.GetTimestamp() + _progressInterval : long.MaxValue;
         var obs = new float[(T + 1) * n * m];
         var ints = continuous ? [] : new int[T * n];
         var floats = continuous ? new float[T * n * k] : [];
@@ -315,6 +338,11 @@ public sealed class WorkerService : IAsyncDisposable
                 }
             }
             _lastObservations = r.Observations;
+            if (Stopwatch.GetTimestamp() >= nextProgress)
+            {
+                SendProgress(seq, t + 1);
+                nextProgress = Stopwatch.GetTimestamp() + _progressInterval;
+            }
         }
         _lastObservations.AsSpan(0, n * m).CopyTo(obs.AsSpan(T * n * m));
         result.Observations = Tensor(Transport.Protos.DType.Float32, [T + 1, n, m], MemoryMarshal.AsBytes(obs.AsSpan()));
@@ -352,7 +380,31 @@ public sealed class WorkerService : IAsyncDisposable
     private void Reply(ulong seq, WorkerMessage message)
     {
         message.Seq = seq;
-        message.WriteTo(Reserve(message.CalculateSize()));
+        int size = message.CalculateSize();
+        if (_maxReplySize > 0 && size + GrpcFraming.HeaderSize > _maxReplySize && message.BodyCase != WorkerMessage.BodyOneofCase.Error)
+        {
+            // Sending it would make the hub end this stream; say why instead, and stay connected.
+            message = new WorkerMessage
+            {
+                Seq = seq,
+                Error = new WorkerError
+                {
+                    EnvIndex = -1,
+                    Type = typeof(InvalidOperationException).FullName!,
+                    Message = $"The {message.BodyCase} reply is {size:N0} bytes, above the hub's limit of {_maxReplySize:N0} (HubOptions.MaxMessageSize); ask for less per call or raise the limit.",
+                },
+            };
+            size = message.CalculateSize();
+        }
+        message.WriteTo(Reserve(size));
+    }
+
+    // Tells the learner a long command is making progress (its deadline counts from the last message), and sends it
+    // now: the handler is still running, so the read loop cannot flush for it.
+    private void SendProgress(ulong seq, int stepsDone)
+    {
+        Reply(seq, new WorkerMessage { Progress = new Progress { StepsDone = (uint)stepsDone } });
+        FlushRepliesAsync(_runToken).AsTask().GetAwaiter().GetResult();
     }
 
     private async ValueTask FlushRepliesAsync(CancellationToken ct)

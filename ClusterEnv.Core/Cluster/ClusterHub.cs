@@ -13,7 +13,9 @@ using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
 using Google.Protobuf;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace ClusterEnv.Cluster;
@@ -57,6 +59,10 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
         options.Validate();
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
         builder.Logging.AddFilter(_ => false);
+        // The hub is a component of the user's process, not its host: the default console lifetime would take over
+        // SIGINT/SIGTERM (stop the web host, keep the process running), so a learner holding a ClusterVecEnv would
+        // ignore Ctrl-C and Slurm's SIGTERM. Leave the signals to the process.
+        builder.Services.AddSingleton<IHostLifetime, PassiveLifetime>();
         // Replies are decoded straight into the vector env's buffers in the socket's completion: run it inline rather
         // than hop to the thread pool, which costs tens of µs per step when the workers share the learner's cores.
         builder.WebHost.UseSockets(s => s.UnsafePreferInlineScheduling = options.InlineCompletions);
@@ -71,6 +77,12 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
             k.Limits.Http2.MaxStreamsPerConnection = 1024;
             k.Limits.Http2.KeepAlivePingDelay = options.HeartbeatInterval;
             k.Limits.Http2.KeepAlivePingTimeout = options.HeartbeatTimeout;
+            // Connections that never open a stream (port scanners, half-open sockets, stray clients) are closed after
+            // IdleTimeout instead of Kestrel's 130 s, and there are at most MaxConnections of them at once.
+            k.Limits.KeepAliveTimeout = options.IdleTimeout;
+            k.Limits.RequestHeadersTimeout = options.IdleTimeout;
+            k.Limits.MaxConcurrentConnections = options.MaxConnections;
+            k.Limits.MaxConcurrentUpgradedConnections = 0;
             var address = options.Host is "localhost" ? IPAddress.Loopback
                 : options.Host is "*" or "0.0.0.0" ? IPAddress.Any
                 : IPAddress.TryParse(options.Host, out var ip) ? ip
@@ -79,7 +91,11 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
             {
                 l.Protocols = HttpProtocols.Http2;
                 if (options.CertificatePath is { } cert)
-                    l.UseHttps(X509CertificateLoader.LoadPkcs12FromFile(cert, options.CertificatePassword));
+                    l.UseHttps(new HttpsConnectionAdapterOptions
+                    {
+                        ServerCertificate = X509CertificateLoader.LoadPkcs12FromFile(cert, options.CertificatePassword),
+                        HandshakeTimeout = options.IdleTimeout,
+                    });
             });
         });
         var app = builder.Build();
@@ -191,6 +207,7 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
         response.Headers[GrpcHeaders.AcceptEncoding] = GrpcFraming.AcceptEncoding;
         await response.StartAsync().ConfigureAwait(false);
         await response.BodyWriter.FlushAsync().ConfigureAwait(false); // put the headers on the wire now, so the worker's call completes
+        worker.MarkStarted(); // the owner may send commands from now on (not earlier: they would race the headers above)
         var (status, message) = await worker.RunAsync(_stopping.Token).ConfigureAwait(false);
         if (context.RequestAborted.IsCancellationRequested) return; // reset: nobody to send trailers to
         response.AppendTrailer(GrpcHeaders.Status, ((int)status).ToString(System.Globalization.CultureInfo.InvariantCulture));
@@ -253,6 +270,13 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
         response.ContentType = GrpcHeaders.ContentType;
         response.Headers[GrpcHeaders.Status] = ((int)status).ToString(System.Globalization.CultureInfo.InvariantCulture);
         response.Headers[GrpcHeaders.Message] = GrpcHeaders.EncodeMessage(message);
+    }
+
+    // An IHostLifetime that registers no signal handlers: the process keeps the default behaviour of SIGINT/SIGTERM.
+    private sealed class PassiveLifetime : IHostLifetime
+    {
+        public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 
     /// <summary>Stops accepting workers and ends every open stream (status UNAVAILABLE).</summary>

@@ -50,7 +50,10 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         // sent from another thread while a rollout is being collected. The read loop never takes it.
         public readonly Lock SendLock = new();
         public int Gathering;                 // outstanding commands that the current gather waits for
+        public long LastHeard;                // Stopwatch timestamp of the worker's last message (reply or progress); read loop writes
         public readonly WorkerPolicyState Policy = new();
+        // A push not yet written because the stream is back-pressured; a newer push replaces it. Under SendLock.
+        public (HubMessage Message, ulong Version, long Bytes)? PendingPush;
     }
 
     private readonly ClusterOptions _options;
@@ -71,6 +74,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     private readonly ManualResetEventSlim _allJoined = new(false);
     private int _pending;
     private ulong _seq;
+    private long _gatherStart;              // Stopwatch timestamp of the current gather's Begin
     private State _state = State.Idle;
     private bool _needsReset = true;
     private bool _closing;
@@ -140,10 +144,15 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         Spec = Gym.Ids.Contains(options.EnvId) ? Gym.Spec(options.EnvId) : null;
         _replied.Wait(1); // the event creates its lock object on its first blocking wait: do that now, not inside a step
 
+        // A worker is admitted before the hub has sent its response headers; commands may only follow them.
+        var started = Task.WhenAll(_slots.Select(s => s.Connection.Started));
+        try { started.Wait(options.ConnectTimeout); }
+        catch (AggregateException) { }
         for (int i = 0; i < _slots.Length; i++)
         {
-            _slots[i].Connection.Attach(this);
-            _slots[i].Connection.SendTimeout = options.StepTimeout;
+            var slot = _slots[i];
+            slot.Connection.Attach(this);
+            slot.Connection.Drained = () => SendPendingPush(slot);
             var welcome = new HubMessage
             {
                 Welcome = new Welcome
@@ -151,12 +160,14 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
                     ProtocolVersion = ClusterHub.ProtocolVersion,
                     AutoresetMode = (Autoreset)(int)options.AutoresetMode,
                     RecordEpisodeStatistics = options.RecordEpisodeStatistics,
-                    EnvOffset = (uint)_slots[i].Offset,
+                    EnvOffset = (uint)slot.Offset,
+                    ProgressIntervalMs = (uint)ProgressInterval(options.StepTimeout).TotalMilliseconds,
+                    MaxMessageSize = (uint)options.Hub.MaxMessageSize,
                 },
             };
-            if (!_slots[i].Connection.Send(welcome))
+            if (!slot.Connection.Started.IsCompletedSuccessfully || !slot.Connection.Send(welcome))
             {
-                var lost = new WorkerLostException(_slots[i].Connection.Id, "its stream ended before it was welcomed", _pool?.Describe(_slots[i].Connection.Id));
+                var lost = new WorkerLostException(slot.Connection.Id, "its stream ended before it was welcomed", _pool?.Describe(slot.Connection.Id));
                 Dispose();
                 throw lost;
             }
@@ -193,6 +204,13 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     /// <inheritdoc />
     public bool IsClosed => _state == State.Closed;
 
+    /// <summary>
+    /// How often a worker reports progress during a rollout: often enough that a healthy worker always reports well
+    /// within <see cref="ClusterOptions.StepTimeout"/>, and at most once a second.
+    /// </summary>
+    internal static TimeSpan ProgressInterval(TimeSpan stepTimeout) =>
+        TimeSpan.FromMilliseconds(Math.Clamp(stepTimeout.TotalMilliseconds / 4, 10, 1000));
+
     /// <summary>The hub the workers are connected to (its URL is what external workers dial).</summary>
     public ClusterHub Hub => _hub;
 
@@ -210,7 +228,14 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         lock (_lock)
         {
             if (_allJoined.IsSet || _closing)
-                return $"This vector env already has its {_joined.Count} workers ({string.Join(", ", _joined.Select(j => j.Id))}); worker '{w.Id}' is not needed.";
+            {
+                var lost = _joined.Where(j => j.IsCompleted).Select(j => j.Id).ToArray();
+                var live = _joined.Where(j => !j.IsCompleted).Select(j => j.Id).ToArray();
+                return lost.Length == 0
+                    ? $"This vector env already has its {live.Length} workers ({string.Join(", ", live)}); worker '{w.Id}' is not needed."
+                    : $"This vector env lost {string.Join(", ", lost.Select(l => $"worker '{l}'"))} and does not take replacements " +
+                      $"({live.Length} live: {(live.Length == 0 ? "none" : string.Join(", ", live))}); worker '{w.Id}' cannot join. Close the vector env and create a new one.";
+            }
             if (w.Registration.EnvId != _options.EnvId)
                 return $"Worker '{w.Id}' hosts '{w.Registration.EnvId}' but this vector env runs '{_options.EnvId}'; start the worker with --env {_options.EnvId}.";
             _joined.RemoveAll(j => j.IsCompleted);
@@ -385,6 +410,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             bool sent;
             lock (s.SendLock)
             {
+                if (s.PendingPush is not null && !WritePendingPushLocked(s)) OnLost(s.Connection, "its stream had ended when a policy was pushed");
                 ulong seq = Expect(s, WorkerMessage.StepFieldNumber);
                 var st = continuous
                     ? new StepState(seq, _actionShape, default, floats.Slice(s.Offset * size, s.Count * size))
@@ -413,11 +439,15 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     public IReadOnlyList<WorkerPolicyState> PolicyStates => _slots.Select(s => s.Policy).ToArray();
 
     /// <summary>
-    /// Sends policy weights to worker <paramref name="workerIndex"/> (in <see cref="Workers"/> order) without waiting:
-    /// the worker applies them between commands, so a rollout in progress finishes with the old version. Returns the
-    /// bytes sent. The acknowledgement updates <see cref="PolicyStates"/>; <see cref="WaitForPolicyAcks"/> waits for it.
+    /// Sends policy weights to worker <paramref name="workerIndex"/> (in <see cref="Workers"/> order) and returns at
+    /// once, whatever the network does: the worker applies them between commands, so a rollout in progress finishes
+    /// with the old version. When the worker's stream is back-pressured (it is busy in a long rollout and not reading),
+    /// the push waits in a one-slot queue and a newer push replaces it (counted in <see cref="WorkerPolicyState.Coalesced"/>);
+    /// a queued push always goes out before the next command to that worker. Returns the push's size on the wire.
+    /// The acknowledgement updates <see cref="PolicyStates"/>; <see cref="WaitForPolicyAcks"/> waits for it.
     /// Unlike the other methods, this one may be called from another thread while a step or rollout is in flight.
     /// </summary>
+    /// <exception cref="ArgumentException">A weight is NaN or infinite (named by index), or the push is larger than the worker accepts.</exception>
     public long PushPolicy(int workerIndex, ulong version, Policies.PolicySpec spec, ReadOnlySpan<float> weights)
     {
         ThrowIfUnusable(allowPending: true);
@@ -425,6 +455,10 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(workerIndex, _slots.Length);
         ArgumentNullException.ThrowIfNull(spec);
         if (version == 0) throw new ArgumentOutOfRangeException(nameof(version), version, "Policy versions start at 1 (0 means 'no policy').");
+        int bad = Policies.ActorCritic.IndexOfNonFinite(weights);
+        if (bad >= 0)
+            throw new ArgumentException($"Weight {bad} of {weights.Length} is {weights[bad]}; a policy with NaN or infinite weights acts with NaN log-probs. " +
+                                        "The update diverged: lower the learning rate or clip gradients, and push the last finite weights.", nameof(weights));
         var s = _slots[workerIndex];
         var update = new PolicyUpdate
         {
@@ -434,9 +468,38 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         };
         var message = new HubMessage { Policy = update };
         long bytes = message.CalculateSize() + GrpcFraming.HeaderSize;
-        s.Policy.Sent(version, bytes); // before sending: the acknowledgement may arrive before SendTracked returns
-        SendTracked(s, message, WorkerMessage.PolicyAckFieldNumber, "a policy was pushed", gather: false);
+        if (bytes > s.Connection.MaxCommandSize)
+            throw new ArgumentException($"The push is {bytes:N0} bytes but worker '{s.Connection.Id}' accepts commands of at most {s.Connection.MaxCommandSize:N0} bytes; " +
+                                        "start the worker with a larger --max-message-size (or use a smaller policy).", nameof(weights));
+        lock (s.SendLock)
+        {
+            s.Policy.Queued(version, replaced: s.PendingPush is not null);
+            s.PendingPush = (message, version, bytes);
+        }
+        SendPendingPush(s);
         return bytes;
+    }
+
+    // Writes the queued push unless the stream is back-pressured (then the connection's Drained callback comes back here).
+    private void SendPendingPush(Slot s)
+    {
+        bool sent;
+        lock (s.SendLock)
+        {
+            if (s.PendingPush is null || s.Connection.IsBackPressured) return;
+            sent = WritePendingPushLocked(s);
+        }
+        if (!sent) OnLost(s.Connection, "its stream had ended when a policy was pushed");
+    }
+
+    // Under s.SendLock. Registers and writes the queued push, if any; false only when the stream has ended.
+    private bool WritePendingPushLocked(Slot s)
+    {
+        if (s.PendingPush is not { } push) return true;
+        s.PendingPush = null;
+        push.Message.Seq = Expect(s, WorkerMessage.PolicyAckFieldNumber, gather: false);
+        s.Policy.Sent(push.Bytes); // before sending: the acknowledgement may arrive before Send returns
+        return s.Connection.Send(push.Message);
     }
 
     /// <summary>Waits until every push has been acknowledged; throws <see cref="PolicyRejectedException"/> naming workers that refused one.</summary>
@@ -449,7 +512,8 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             if (Volatile.Read(ref _fatal) is { } fatal) throw fatal;
             if (deadline.Elapsed > limit)
                 throw new WorkerTimeoutException($"Policy pushes were not acknowledged within {limit.TotalSeconds:0.#} s by " +
-                    string.Join(", ", _slots.Where(s => s.Policy.Unacknowledged > 0).Select(s => $"worker '{s.Connection.Id}'")) + ".",
+                    string.Join(", ", _slots.Where(s => s.Policy.Unacknowledged > 0).Select(s => $"worker '{s.Connection.Id}'")) +
+                    " (a worker busy in a long rollout acknowledges when it ends; wait longer or collect shorter rollouts).",
                     _slots.Where(s => s.Policy.Unacknowledged > 0).Select(s => s.Connection.Id).ToArray());
             Thread.Sleep(1);
         }
@@ -477,8 +541,10 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     /// <summary>
     /// Has every worker act with its local policy for <paramref name="steps"/> steps of each of its sub-envs and
     /// gathers the rollouts, one round trip per worker. Each worker must have acknowledged a policy push first. The
-    /// returned batch is reused by the next call with the same <paramref name="steps"/>.
+    /// returned batch is reused by the next call with the same <paramref name="steps"/>. A rollout may take longer than
+    /// <see cref="ClusterOptions.StepTimeout"/>: workers report progress, and only a worker silent for that long is hung.
     /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">A worker's rollout would not fit in one message (<see cref="HubOptions.MaxMessageSize"/>) or in memory; the message gives the largest step count that fits.</exception>
     public Rollouts.RolloutBatch CollectRollouts(int steps, ulong seed = 0)
     {
         ThrowIfNotSteppable();
@@ -486,7 +552,10 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         var layout = ActionLayout.For(SingleActionSpace);
         int dist = SingleActionSpace is Spaces.Discrete d ? d.N : layout.Size;
         if (_rollouts is null || _rollouts.Steps != steps)
+        {
+            CheckRolloutSize(steps, layout, dist);
             _rollouts = new Rollouts.RolloutBatch(steps, NumEnvs, ObservationSize, layout.IsContinuous, layout.Size, dist);
+        }
         _rollouts.Episodes.Clear();
         Begin();
         foreach (var s in _slots)
@@ -494,7 +563,27 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             SendTracked(s, new HubMessage { Rollout = new CollectRollout { Steps = (uint)steps, Seed = seed } }, WorkerMessage.RolloutFieldNumber, "the rollout was requested");
         }
         End("CollectRollouts");
+        _rollouts.SortEpisodes(); // they arrive worker by worker, in whatever order the replies came
         return _rollouts;
+    }
+
+    // Refuses, before any work, a rollout that a worker could not send in one message or that the learner could not hold.
+    private void CheckRolloutSize(int steps, ActionLayout layout, int dist)
+    {
+        long limit = _options.Hub.MaxMessageSize;
+        foreach (var s in _slots)
+        {
+            var (fixedBytes, perStep) = Rollouts.RolloutBatch.MessageSize(s.Count, ObservationSize, layout.IsContinuous, layout.Size, dist);
+            long bytes = fixedBytes + steps * perStep;
+            if (bytes > limit)
+                throw new ArgumentOutOfRangeException(nameof(steps), steps,
+                    $"A rollout of {steps:N0} steps would make worker '{s.Connection.Id}' ({s.Count} envs) send at least {bytes / 1048576.0:N1} MiB in one message, " +
+                    $"above HubOptions.MaxMessageSize ({limit / 1048576.0:N1} MiB). Collect at most {Math.Max(0, (limit - fixedBytes) / perStep):N0} steps per call, or raise HubOptions.MaxMessageSize.");
+        }
+        long floats = (steps + 1L) * NumEnvs * Math.Max(ObservationSize, dist);
+        if (floats > Array.MaxLength)
+            throw new ArgumentOutOfRangeException(nameof(steps), steps,
+                $"A rollout of {steps:N0} steps of {NumEnvs} envs needs arrays of {floats:N0} elements, more than .NET allows ({Array.MaxLength:N0}); collect fewer steps per call.");
     }
 
     // ---------------- the gather ----------------
@@ -504,6 +593,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         _subEnvError = null;
         _workerError = null;
         _replied.Reset();
+        _gatherStart = System.Diagnostics.Stopwatch.GetTimestamp();
         Volatile.Write(ref _pending, 1); // a guard released by End, so replies racing the sends cannot finish early
         _state = State.Pending;
     }
@@ -515,14 +605,16 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         lock (s.SendLock) lock (s.Outstanding) return s.Outstanding.Count;
     }
 
-    // Registers and writes a generated command as one step under the slot's send lock; returns its size on the wire.
+    // Registers and writes a generated command as one step under the slot's send lock (a queued push goes first);
+    // returns its size on the wire.
     private long SendTracked(Slot s, HubMessage command, int replyField, string what, bool gather = true)
     {
         bool sent;
         lock (s.SendLock)
         {
+            sent = WritePendingPushLocked(s);
             command.Seq = Expect(s, replyField, gather);
-            sent = s.Connection.Send(command);
+            sent &= s.Connection.Send(command);
         }
         if (!sent) OnLost(s.Connection, $"its stream had ended when {what}");
         return command.CalculateSize() + GrpcFraming.HeaderSize;
@@ -541,24 +633,33 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         return seq;
     }
 
+    // Waits for the gather. A worker is hung when it has sent nothing — no reply, no progress — for StepTimeout since
+    // the gather began or since its last message, so a long rollout that reports progress never times out.
     private void End(string operation)
     {
         if (Interlocked.Decrement(ref _pending) == 0) _replied.Set();
-        bool done = _replied.Wait(_options.StepTimeout);
+        long timeout = (long)(_options.StepTimeout.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
+        while (true)
+        {
+            long now = System.Diagnostics.Stopwatch.GetTimestamp(), wait = timeout;
+            bool late = false;
+            foreach (var s in _slots)
+            {
+                if (Volatile.Read(ref s.Gathering) <= 0) continue;
+                long left = Math.Max(Volatile.Read(ref s.LastHeard), _gatherStart) + timeout - now;
+                if (left <= 0) late = true;
+                else wait = Math.Min(wait, left);
+            }
+            if (late && !_replied.IsSet) break;
+            int ms = (int)Math.Min(int.MaxValue, wait * 1000 / System.Diagnostics.Stopwatch.Frequency + 1);
+            if (_replied.Wait(ms)) break;
+        }
         if (Volatile.Read(ref _fatal) is { } fatal)
         {
             Break(fatal.Message);
             throw fatal;
         }
-        if (!done)
-        {
-            var late = _slots.Where(s => Volatile.Read(ref s.Gathering) > 0).Select(s => s.Connection.Id).ToArray();
-            string message = $"{operation} got no reply from {string.Join(", ", late.Select(l => $"worker '{l}'"))} within " +
-                             $"{_options.StepTimeout.TotalSeconds:0.###} s (ClusterOptions.StepTimeout). The worker may be hung in its env; the vector env is unusable now, close it and create a new one.";
-            foreach (var s in _slots) if (Volatile.Read(ref s.Gathering) > 0) s.Connection.Close(GrpcStatusCode.DeadlineExceeded, $"No reply within {_options.StepTimeout.TotalSeconds:0.###} s.");
-            Break(message);
-            throw new WorkerTimeoutException(message, late);
-        }
+        if (!_replied.IsSet) ThrowHung(operation, timeout);
         _state = State.Idle;
         if (_workerError is { } we)
         {
@@ -570,6 +671,19 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             _needsReset = true;
             throw se;
         }
+    }
+
+    // Kept out of End: its lambdas capture locals, and a closure in End would be allocated on every step.
+    private void ThrowHung(string operation, long timeout)
+    {
+        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        var hung = _slots.Where(s => Volatile.Read(ref s.Gathering) > 0 && now - Math.Max(Volatile.Read(ref s.LastHeard), _gatherStart) >= timeout).ToArray();
+        var late = hung.Select(s => s.Connection.Id).ToArray();
+        string message = $"{operation} got no reply and no progress from {string.Join(", ", late.Select(l => $"worker '{l}'"))} for " +
+                         $"{_options.StepTimeout.TotalSeconds:0.###} s (ClusterOptions.StepTimeout). The worker may be hung in its env; the vector env is unusable now, close it and create a new one.";
+        foreach (var s in hung) s.Connection.Close(GrpcStatusCode.DeadlineExceeded, $"No reply and no progress for {_options.StepTimeout.TotalSeconds:0.###} s.");
+        Break(message);
+        throw new WorkerTimeoutException(message, late);
     }
 
     private void Break(string reason)
@@ -594,7 +708,16 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     {
         if (Volatile.Read(ref _closing)) return;
         var s = SlotOf(worker);
+        Volatile.Write(ref s.LastHeard, System.Diagnostics.Stopwatch.GetTimestamp());
         (ulong Seq, int Field, long SentAt) head;
+        if (bodyField == WorkerMessage.ProgressFieldNumber)
+        {
+            lock (s.Outstanding)
+                if (!s.Outstanding.TryPeek(out head) || head.Seq != seq)
+                    throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Progress for seq {seq} does not belong to the oldest pending command" +
+                        (s.Outstanding.Count == 0 ? " (none is pending)" : $" (seq {head.Seq})") + ".");
+            return;
+        }
         lock (s.Outstanding)
         {
             if (!s.Outstanding.TryDequeue(out head) || head.Seq != seq)

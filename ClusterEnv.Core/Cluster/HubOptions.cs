@@ -24,6 +24,15 @@ public sealed record HubOptions
     /// <summary>A connection whose PING is not answered within this time is closed and its worker reported lost.</summary>
     public TimeSpan HeartbeatTimeout { get; init; } = TimeSpan.FromSeconds(3);
 
+    /// <summary>
+    /// A connection that has no open stream — it never registered, or its worker left — is closed after this long
+    /// (also the limit for a TLS handshake and for request headers).
+    /// </summary>
+    public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Most TCP connections the hub holds at once (each worker needs one); further ones are refused at once.</summary>
+    public int MaxConnections { get; init; } = 1024;
+
     /// <summary>A PKCS#12 certificate file: when set the hub serves TLS (https) instead of cleartext HTTP/2.</summary>
     public string? CertificatePath { get; init; }
 
@@ -42,6 +51,8 @@ public sealed record HubOptions
         if (RegisterTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(RegisterTimeout), RegisterTimeout, "RegisterTimeout must be positive.");
         if (HeartbeatInterval <= TimeSpan.Zero || HeartbeatTimeout <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(HeartbeatInterval), "HeartbeatInterval and HeartbeatTimeout must be positive.");
+        if (IdleTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(IdleTimeout), IdleTimeout, "HubOptions.IdleTimeout must be positive.");
+        if (MaxConnections < 1) throw new ArgumentOutOfRangeException(nameof(MaxConnections), MaxConnections, "HubOptions.MaxConnections must be at least 1 (one per worker, plus room for reconnects).");
         if (CertificatePath is not null && !File.Exists(CertificatePath))
             throw new FileNotFoundException($"HubOptions.CertificatePath '{CertificatePath}' does not exist; give a PKCS#12 (.pfx) file or leave it null for cleartext.", CertificatePath);
     }

@@ -19,8 +19,10 @@ internal interface IWorkerReplySink
 
 /// <summary>
 /// One registered worker's duplex stream on the hub: commands go out on the response body, replies come in on the
-/// request body. Writes come from the learner thread (serialised by a lock against the stream's completion); reads run
-/// on the request's own loop and are handed to the <see cref="IWorkerReplySink"/>.
+/// request body. Sends never wait on the network: a message is written and flushed at once when the stream is not
+/// back-pressured, else copied into a backlog that the pending flush's continuation writes in order (a worker busy in
+/// a long rollout does not read its stream, so its HTTP/2 window fills). Reads run on the request's own loop and are
+/// handed to the <see cref="IWorkerReplySink"/>.
 /// </summary>
 public sealed class WorkerConnection
 {
@@ -29,11 +31,15 @@ public sealed class WorkerConnection
     private readonly PipeReader _input;
     private readonly int _maxMessageSize;
     private readonly string? _encoding;
+    // Guards the output pipe, _backlog, _flushing and _completed. Never held across a wait on the network.
     private readonly Lock _writeLock = new();
+    private readonly Queue<(byte[] Buffer, int Length)> _backlog = new();
     private readonly CancellationTokenSource _abort = new();
+    private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private byte[] _scratch = new byte[4096];
     private IWorkerReplySink? _sink;
     private bool _completed;
+    private bool _flushing;
     private string? _closeReason;
     private GrpcStatusCode _closeStatus = GrpcStatusCode.OK;
 
@@ -65,8 +71,8 @@ public sealed class WorkerConnection
     /// <summary>The worker's single action space.</summary>
     public Spaces.Space ActionSpace { get; }
 
-    /// <summary>How long a write may wait for the worker to make room (flow control) before the worker counts as lost.</summary>
-    internal TimeSpan SendTimeout { get; set; } = TimeSpan.FromSeconds(60);
+    /// <summary>The largest command the worker accepts (from its Register; gRPC's 4 MiB default when it did not say).</summary>
+    public int MaxCommandSize => Registration.MaxMessageSize > 0 ? (int)Math.Min(Registration.MaxMessageSize, int.MaxValue) : 4 * 1024 * 1024;
 
     /// <summary>The worker's address as the hub sees it.</summary>
     public string RemoteEndPoint { get; }
@@ -77,73 +83,129 @@ public sealed class WorkerConnection
         get { lock (_writeLock) return _completed; }
     }
 
+    /// <summary>True while a flush waits for the worker to read (further sends go to the backlog).</summary>
+    internal bool IsBackPressured
+    {
+        get { lock (_writeLock) return _flushing; }
+    }
+
+    /// <summary>Called (on a thread-pool thread) when a back-pressured stream has written its whole backlog.</summary>
+    internal Action? Drained { get; set; }
+
+    /// <summary>Completes once the hub has put the response headers on the wire; only then may commands be sent.</summary>
+    internal Task Started => _started.Task;
+
+    internal void MarkStarted() => _started.TrySetResult();
+
     /// <inheritdoc />
     public override string ToString() => $"worker '{Id}' ({Registration.Host}, pid {Registration.Pid}, {RemoteEndPoint})";
 
     internal void Attach(IWorkerReplySink sink) => _sink = sink;
 
-    /// <summary>Writes one generated message as a gRPC frame and flushes. False when the stream has already ended.</summary>
-    internal bool Send(IMessage message)
-    {
-        int size = message.CalculateSize();
-        lock (_writeLock)
-        {
-            if (_completed) return false;
-            try
-            {
-                var span = _output.GetSpan(GrpcFraming.HeaderSize + size);
-                GrpcFraming.WriteHeader(span, size);
-                message.WriteTo(span.Slice(GrpcFraming.HeaderSize, size));
-                _output.Advance(GrpcFraming.HeaderSize + size);
-            }
-            catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException)
-            {
-                return false; // the response already completed (the stream is ending)
-            }
-            return Flush();
-        }
-    }
+    /// <summary>Writes one generated message as a gRPC frame without waiting. False when the stream has already ended.</summary>
+    internal bool Send(IMessage message) => Send(message.CalculateSize(), message, static (span, m) => { m.WriteTo(span); return span.Length; });
 
-    /// <summary>Writes one hand-encoded message of <paramref name="size"/> bytes and flushes. False when the stream has ended.</summary>
+    /// <summary>Writes one hand-encoded message of <paramref name="size"/> bytes without waiting. False when the stream has ended.</summary>
     internal bool Send<TState>(int size, TState state, SpanWriter<TState> write) where TState : allows ref struct
     {
         lock (_writeLock)
         {
             if (_completed) return false;
+            if (_flushing)
+            {
+                var buffer = ArrayPool<byte>.Shared.Rent(GrpcFraming.HeaderSize + size);
+                Encode(buffer, size, state, write);
+                _backlog.Enqueue((buffer, GrpcFraming.HeaderSize + size));
+                return true;
+            }
             Span<byte> span;
             try { span = _output.GetSpan(GrpcFraming.HeaderSize + size); }
-            catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException) { return false; }
-            GrpcFraming.WriteHeader(span, size);
-            int written = write(span.Slice(GrpcFraming.HeaderSize, size), state);
-            if (written != size) throw new InvalidOperationException($"Encoder wrote {written} bytes but announced {size}.");
+            catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException) { return false; } // the response already completed
+            Encode(span, size, state, write);
             _output.Advance(GrpcFraming.HeaderSize + size);
-            return Flush();
+            return FlushLocked();
         }
     }
 
     internal delegate int SpanWriter<TState>(Span<byte> destination, TState state) where TState : allows ref struct;
 
-    private bool Flush()
+    private static void Encode<TState>(Span<byte> destination, int size, TState state, SpanWriter<TState> write) where TState : allows ref struct
     {
+        GrpcFraming.WriteHeader(destination, size);
+        int written = write(destination.Slice(GrpcFraming.HeaderSize, size), state);
+        if (written != size) throw new InvalidOperationException($"Encoder wrote {written} bytes but announced {size}.");
+    }
+
+    // Starts a flush; when the worker is not reading it does not wait but hands the rest to a continuation. Under _writeLock.
+    private bool FlushLocked()
+    {
+        ValueTask<FlushResult> flush;
         try
         {
-            var flush = _output.FlushAsync();
+            flush = _output.FlushAsync();
             if (flush.IsCompletedSuccessfully) return !flush.Result.IsCanceled && !flush.Result.IsCompleted;
-            // Back-pressure: the worker is not reading. Wait, but not forever (a hung worker must not hang the learner).
-            var task = flush.AsTask();
-            if (!task.Wait(SendTimeout))
-            {
-                _closeStatus = GrpcStatusCode.DeadlineExceeded;
-                _closeReason = $"The worker did not read its commands for {SendTimeout.TotalSeconds:0.#} s.";
-                _abort.Cancel();
-                return false;
-            }
-            return !task.Result.IsCanceled && !task.Result.IsCompleted;
         }
-        catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException or ObjectDisposedException or AggregateException)
+        catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException or ObjectDisposedException)
         {
             return false;
         }
+        _flushing = true;
+        _ = DrainAsync(flush);
+        return true;
+    }
+
+    // Waits for the pending flush, then writes the backlog and flushes again, until nothing is left. Runs off the caller's thread.
+    private async Task DrainAsync(ValueTask<FlushResult> flush)
+    {
+        while (true)
+        {
+            bool ended;
+            try
+            {
+                var result = await flush.ConfigureAwait(false);
+                ended = result.IsCanceled || result.IsCompleted;
+            }
+            catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException or ObjectDisposedException)
+            {
+                ended = true; // the connection is failing; the read loop reports the worker lost
+            }
+            lock (_writeLock)
+            {
+                if (ended || _completed)
+                {
+                    ReleaseBacklog();
+                    _flushing = false;
+                    return;
+                }
+                if (_backlog.Count == 0)
+                {
+                    _flushing = false;
+                    break;
+                }
+                try
+                {
+                    while (_backlog.TryDequeue(out var item))
+                    {
+                        item.Buffer.AsSpan(0, item.Length).CopyTo(_output.GetSpan(item.Length));
+                        _output.Advance(item.Length);
+                        ArrayPool<byte>.Shared.Return(item.Buffer);
+                    }
+                    flush = _output.FlushAsync();
+                }
+                catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException)
+                {
+                    ReleaseBacklog();
+                    _flushing = false;
+                    return;
+                }
+            }
+        }
+        Drained?.Invoke();
+    }
+
+    private void ReleaseBacklog()
+    {
+        while (_backlog.TryDequeue(out var item)) ArrayPool<byte>.Shared.Return(item.Buffer);
     }
 
     /// <summary>Ends the stream from the hub's side with a status; the worker sees it in the trailers.</summary>
@@ -214,7 +276,18 @@ public sealed class WorkerConnection
         {
             lostReason = $"the connection failed ({e.Message})";
         }
-        lock (_writeLock) _completed = true;
+        catch (Exception e)
+        {
+            // The learner failed on this worker's reply (a bug, or out of memory): end the stream and say so, rather
+            // than leave the learner waiting for a reply that was in fact delivered.
+            (status, message) = (GrpcStatusCode.Internal, "The learner could not process the worker's reply.");
+            lostReason = $"the learner failed while processing its reply ({e.GetType().Name}: {e.Message})";
+        }
+        lock (_writeLock)
+        {
+            _completed = true;
+            ReleaseBacklog();
+        }
         _sink?.OnLost(this, lostReason);
         return (status, message);
     }

@@ -8,13 +8,13 @@ public sealed class WorkerPolicyState
 {
     private readonly Lock _lock = new();
 
-    /// <summary>The version most recently sent to the worker (0: none yet).</summary>
+    /// <summary>The version most recently pushed to the worker, sent or still queued (0: none yet).</summary>
     public ulong PushedVersion { get; private set; }
 
     /// <summary>The version the worker acknowledged acting with (0: none yet).</summary>
     public ulong ActiveVersion { get; private set; }
 
-    /// <summary>Weight pushes sent.</summary>
+    /// <summary>Weight pushes written to the worker's stream.</summary>
     public int Pushes { get; private set; }
 
     /// <summary>Bytes of the pushes (gRPC messages, weights and spec).</summary>
@@ -26,17 +26,36 @@ public sealed class WorkerPolicyState
     /// <summary>Why the worker refused the last push (it then keeps acting with its old version); null when it accepted.</summary>
     public string? LastError { get; private set; }
 
-    /// <summary>Pushes the worker has not acknowledged yet.</summary>
-    public int Unacknowledged { get; private set; }
+    /// <summary>Pushes replaced by a newer one before they were sent (the worker's stream was back-pressured).</summary>
+    public int Coalesced { get; private set; }
 
-    internal void Sent(ulong version, long bytes)
+    /// <summary>Pushes the worker has not acknowledged yet, counting one still queued.</summary>
+    public int Unacknowledged
+    {
+        get { lock (_lock) return _inFlight + (_queued ? 1 : 0); }
+    }
+
+    private int _inFlight;
+    private bool _queued;
+
+    internal void Queued(ulong version, bool replaced)
     {
         lock (_lock)
         {
             PushedVersion = version;
+            _queued = true;
+            if (replaced) Coalesced++;
+        }
+    }
+
+    internal void Sent(long bytes)
+    {
+        lock (_lock)
+        {
+            _queued = false;
             Pushes++;
             BytesPushed += bytes;
-            Unacknowledged++;
+            _inFlight++;
         }
     }
 
@@ -47,10 +66,10 @@ public sealed class WorkerPolicyState
             ActiveVersion = activeVersion;
             LastError = string.IsNullOrEmpty(error) ? null : error;
             LastPushLatencyMs = latencyMs;
-            Unacknowledged--;
+            _inFlight--;
         }
     }
 
     /// <inheritdoc />
-    public override string ToString() => $"pushed v{PushedVersion}, active v{ActiveVersion}, {Pushes} pushes, {BytesPushed:N0} B" + (LastError is null ? "" : $", last error: {LastError}");
+    public override string ToString() => $"pushed v{PushedVersion}, active v{ActiveVersion}, {Pushes} pushes ({Coalesced} coalesced), {BytesPushed:N0} B" + (LastError is null ? "" : $", last error: {LastError}");
 }

@@ -102,11 +102,34 @@ public sealed class ActorCritic
     }
 
     /// <summary>Copies flat parameters in (a snapshot from a learner).</summary>
+    /// <exception cref="ArgumentException">The count is wrong, or a parameter is NaN or infinite (named by index); the policy is then unchanged.</exception>
     public void LoadParameters(ReadOnlySpan<float> parameters)
     {
         if (parameters.Length != Store.Count)
             throw new ArgumentException($"Got {parameters.Length} parameters; a policy of spec {Spec.ToJson()} has {Store.Count}.", nameof(parameters));
+        int bad = IndexOfNonFinite(parameters);
+        if (bad >= 0)
+            throw new ArgumentException($"Parameter {bad} of {parameters.Length} is {parameters[bad]}; a policy with NaN or infinite weights acts with NaN log-probs.", nameof(parameters));
         parameters.CopyTo(Store.Values);
+    }
+
+    /// <summary>The index of the first NaN or infinite value, or -1 when all are finite.</summary>
+    public static int IndexOfNonFinite(ReadOnlySpan<float> values)
+    {
+        // x - x is 0 for every finite x and NaN for NaN and ±∞: one vector pass finds whether any is bad.
+        var acc = System.Numerics.Vector<float>.Zero;
+        int i = 0, width = System.Numerics.Vector<float>.Count;
+        for (; i <= values.Length - width; i += width)
+        {
+            var v = new System.Numerics.Vector<float>(values.Slice(i, width));
+            acc += v - v;
+        }
+        bool clean = System.Numerics.Vector.EqualsAll(acc, System.Numerics.Vector<float>.Zero);
+        for (int j = i; j < values.Length; j++) clean &= float.IsFinite(values[j]);
+        if (clean) return -1;
+        for (int j = 0; j < values.Length; j++)
+            if (!float.IsFinite(values[j])) return j;
+        return -1;
     }
 
     // ---------------- checkpoints ----------------

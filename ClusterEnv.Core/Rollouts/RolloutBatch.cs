@@ -22,7 +22,7 @@ public sealed class RolloutBatch
         Continuous = continuous;
         ActionSize = actionSize;
         DistributionSize = distributionSize;
-        int tn = steps * numEnvs;
+        int tn = checked(steps * numEnvs);
         Observations = new float[(steps + 1) * numEnvs * observationSize];
         DiscreteActions = continuous ? [] : new int[tn];
         ContinuousActions = continuous ? new float[tn * actionSize] : [];
@@ -126,8 +126,34 @@ public sealed class RolloutBatch
                 }
         }
         for (int i = 0; i < count; i++) PolicyVersion[offset + i] = r.PolicyVersion;
-        foreach (var e in r.Episodes)
-            Episodes.Add(((int)e.Step, offset + (int)e.Env, new EpisodeStatistics(e.Return, (int)e.Length, e.Seconds)));
+        // Workers' replies are filled concurrently (each on its own connection's read loop): the rows above are
+        // disjoint, the shared episode list is not.
+        lock (Episodes)
+        {
+            foreach (var e in r.Episodes)
+            {
+                if (e.Env >= count || e.Step >= Steps)
+                    throw new InvalidDataException($"Rollout episode record (step {e.Step}, env {e.Env}) is outside the rollout ({Steps} steps of {count} envs).");
+                Episodes.Add(((int)e.Step, offset + (int)e.Env, new EpisodeStatistics(e.Return, (int)e.Length, e.Seconds)));
+            }
+        }
+    }
+
+    /// <summary>Orders <see cref="Episodes"/> by step, then sub-env, whatever order the workers' replies arrived in.</summary>
+    internal void SortEpisodes() => Episodes.Sort(static (a, b) => a.Step != b.Step ? a.Step.CompareTo(b.Step) : a.Env.CompareTo(b.Env));
+
+    /// <summary>
+    /// A lower bound on the encoded size of one worker's rollout of T steps: <c>Fixed + T * PerStep</c> bytes (the
+    /// tensors every rollout carries; final observations and episode records come on top).
+    /// </summary>
+    internal static (long Fixed, long PerStep) MessageSize(int numEnvs, int observationSize, bool continuous, int actionSize, int distributionSize)
+    {
+        long n = numEnvs;
+        long obs = n * observationSize * 4;
+        long actions = continuous ? n * actionSize * 4 : n * 8;
+        // rewards (8), terminated and truncated (1 + 1), log-prob (4), value (4), distribution parameters (4 each)
+        long perStep = obs + actions + n * (8 + 1 + 1 + 4 + 4) + n * distributionSize * 4;
+        return (obs, perStep);
     }
 
     private static ReadOnlySpan<byte> Check(Tensor? t, string name, DType dtype, int count, int size)
