@@ -11,7 +11,11 @@ namespace ClusterEnv.Learners.Ppo;
 
 /// <summary>What a PPO run produced.</summary>
 public sealed record PpoResult(ActorCritic Policy, IReadOnlyList<PpoMetrics> History, long? StepsToThreshold, double? SecondsToThreshold,
-    double FinalMeanReturn20, RunningMeanStd? ObservationStatistics);
+    double FinalMeanReturn20, RunningMeanStd? ObservationStatistics)
+{
+    /// <summary>Training was cancelled before its step budget: <see cref="Policy"/> and <see cref="History"/> are what it had learned by then.</summary>
+    public bool Stopped { get; init; }
+}
 
 /// <summary>
 /// Proximal Policy Optimization with CleanRL's implementation details, over any <see cref="IVectorEnv"/>
@@ -21,7 +25,11 @@ public sealed record PpoResult(ActorCritic Policy, IReadOnlyList<PpoMetrics> His
 /// </summary>
 public static partial class Ppo
 {
-    /// <summary>Trains a new actor-critic on <paramref name="envs"/>; <paramref name="onIteration"/> sees each iteration's metrics.</summary>
+    /// <summary>
+    /// Trains a new actor-critic on <paramref name="envs"/>; <paramref name="onIteration"/> sees each iteration's metrics.
+    /// Cancelling <paramref name="cancellationToken"/> stops at the next iteration boundary and returns what was learned
+    /// so far (<see cref="PpoResult.Stopped"/>), so a caller can still write its checkpoint (e.g. on Ctrl-C or SIGTERM).
+    /// </summary>
     public static PpoResult Train(IVectorEnv envs, PpoOptions options, Action<PpoMetrics>? onIteration = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(envs);
@@ -76,7 +84,7 @@ public static partial class Ppo
         int iterations = o.NumIterations(n);
         for (int iteration = 1; iteration <= iterations; iteration++)
         {
-            cancellationToken.ThrowIfCancellationRequested();
+            if (cancellationToken.IsCancellationRequested) break;
             if (o.AnnealLearningRate) adam.LearningRate = (1.0 - (iteration - 1.0) / iterations) * o.LearningRate;
 
             // ---- rollout: T steps of every env with the current policy ----
@@ -151,7 +159,10 @@ public static partial class Ppo
             history.Add(metrics);
             onIteration?.Invoke(metrics);
         }
-        return new PpoResult(policy, history, episodeLog.StepsToThreshold, episodeLog.SecondsToThreshold, episodeLog.MeanReturn20, obsRms);
+        return new PpoResult(policy, history, episodeLog.StepsToThreshold, episodeLog.SecondsToThreshold, episodeLog.MeanReturn20, obsRms)
+        {
+            Stopped = history.Count < iterations,
+        };
     }
 
     // One PPO update over the rollout. Returns the loss statistics (other fields are filled by the caller).

@@ -77,7 +77,7 @@ public static partial class Ppo
         int iterations = o.NumIterations(n);
         for (int iteration = 1; iteration <= iterations; iteration++)
         {
-            cancellationToken.ThrowIfCancellationRequested();
+            if (cancellationToken.IsCancellationRequested) break;
             if (o.AnnealLearningRate) adam.LearningRate = (1.0 - (iteration - 1.0) / iterations) * o.LearningRate;
 
             // ---- rollout: one round trip per worker ----
@@ -156,7 +156,10 @@ public static partial class Ppo
             onIteration?.Invoke(metrics);
         }
         envs.WaitForPolicyAcks();
-        return new PpoResult(policy, history, episodeLog.StepsToThreshold, episodeLog.SecondsToThreshold, episodeLog.MeanReturn20, null);
+        return new PpoResult(policy, history, episodeLog.StepsToThreshold, episodeLog.SecondsToThreshold, episodeLog.MeanReturn20, null)
+        {
+            Stopped = history.Count < iterations,
+        };
     }
 
     private static long Push(ClusterVecEnv envs, ApsGate gate, int worker, ulong version, ActorCritic policy)

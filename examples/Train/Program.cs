@@ -1,8 +1,11 @@
 // PPO (CleanRL's details) on a vector env. By default the envs run in a local pool of worker processes behind a
 // ClusterVecEnv; --local runs the same training on an in-process SyncVectorEnv. Writes a metrics CSV and a checkpoint.
+// Ctrl-C or SIGTERM stops after the current update and still writes the checkpoint (exit code 130 / 143); a second
+// signal stops at once. A lost or hung worker ends the run with its name and exit code 1.
 // Usage: dotnet run -c Release --project examples/Train -- [--env CartPole-v1] [--seed 1] [--num-envs 4] [--workers 2]
 //        [--total-steps 500000] [--local] [--out runs/NAME]
 using System.Globalization;
+using System.Runtime.InteropServices;
 using ClusterEnv.Cluster;
 using ClusterEnv.Envs;
 using ClusterEnv.Learners.Ppo;
@@ -49,36 +52,68 @@ if (totalSteps is long ts) options = options with { TotalTimesteps = ts };
 outDir ??= Path.Combine("runs", $"ppo-{envId}-seed{seed}-{(local ? "local" : "cluster")}");
 Directory.CreateDirectory(outDir);
 
-// The one line that differs between a local vector env and a cluster of worker processes:
-using IVectorEnv envs = local
-    ? Gym.MakeVec(envId, numEnvs, wrap: e => new RecordEpisodeStatistics(e))
-    : new ClusterVecEnv(new ClusterOptions { EnvId = envId, NumEnvs = numEnvs, NumWorkers = Math.Min(workers, numEnvs) });
-
-Console.WriteLine($"PPO on {envs} | {options.TotalTimesteps:N0} steps | {numEnvs} envs × {options.NumSteps} steps per rollout | seed {seed}");
-using var csv = new StreamWriter(Path.Combine(outDir, "metrics.csv"));
-csv.WriteLine(PpoMetrics.CsvHeader);
-var result = Ppo.Train(envs, options, m =>
+using var stop = new CancellationTokenSource();
+int signalExitCode = 0;
+void OnSignal(PosixSignalContext context)
 {
-    csv.WriteLine(m.ToCsv());
-    if (m.Iteration % 10 == 0 || m.GlobalStep >= options.TotalTimesteps - options.BatchSize(numEnvs))
-        Console.WriteLine($"  step {m.GlobalStep,9:N0}  SPS {m.Sps,8:N0}  mean return (last 20) {m.MeanReturn20,8:F1}  " +
-                          $"policy loss {m.PolicyLoss,7:F3}  value loss {m.ValueLoss,8:F3}  entropy {m.Entropy,5:F3}  approx-KL {m.ApproxKl,7:F4}");
-});
-
-string checkpoint = Path.Combine(outDir, "policy.cepolicy");
-var metadata = new Dictionary<string, string> { ["env"] = envId, ["seed"] = seed.ToString(CultureInfo.InvariantCulture), ["algorithm"] = "ppo" };
-if (result.ObservationStatistics is { } rms) // the policy expects observations normalised with these statistics
-{
-    metadata["obs_mean"] = string.Join(",", rms.Mean.ToArray().Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
-    metadata["obs_var"] = string.Join(",", rms.Var.ToArray().Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
-    metadata["obs_clip"] = options.ObservationClip.ToString(CultureInfo.InvariantCulture);
+    if (stop.IsCancellationRequested) return; // the second signal: the default action, which ends the process now
+    context.Cancel = true;
+    signalExitCode = context.Signal == PosixSignal.SIGTERM ? 143 : 130;
+    Console.Error.WriteLine($"{context.Signal}: stopping after this update and writing the checkpoint (send it again to stop at once).");
+    stop.Cancel();
 }
-result.Policy.Save(checkpoint, metadata);
-var last = result.History[^1];
-Console.WriteLine();
-Console.WriteLine($"Done: {last.GlobalStep:N0} env steps in {last.Seconds:F1} s ({last.Sps:N0} SPS). Mean return of the last 20 episodes: {result.FinalMeanReturn20:F1}.");
-Console.WriteLine(result.StepsToThreshold is long s
-    ? $"Reached the {envId} threshold ({envs.Spec?.RewardThreshold}) after {s:N0} steps, {result.SecondsToThreshold:F1} s."
-    : $"Did not reach the {envId} threshold ({envs.Spec?.RewardThreshold?.ToString() ?? "none"}).");
-Console.WriteLine($"Metrics: {Path.Combine(outDir, "metrics.csv")}   Checkpoint: {checkpoint}");
-return 0;
+using var onSigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+using var onSigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+
+try
+{
+    return Run();
+}
+catch (Exception e) when (e is WorkerLostException or WorkerTimeoutException or WorkerException or SubEnvException)
+{
+    // The cluster failed under the learner: say which worker and why, and exit non-zero instead of crashing.
+    Console.Error.WriteLine($"Training stopped: {e.Message}");
+    return 1;
+}
+
+int Run()
+{
+    // The one line that differs between a local vector env and a cluster of worker processes:
+    using IVectorEnv envs = local
+        ? Gym.MakeVec(envId, numEnvs, wrap: e => new RecordEpisodeStatistics(e))
+        : new ClusterVecEnv(new ClusterOptions { EnvId = envId, NumEnvs = numEnvs, NumWorkers = Math.Min(workers, numEnvs) });
+
+    Console.WriteLine($"PPO on {envs} | {options.TotalTimesteps:N0} steps | {numEnvs} envs × {options.NumSteps} steps per rollout | seed {seed}");
+    using var csv = new StreamWriter(Path.Combine(outDir, "metrics.csv"));
+    csv.WriteLine(PpoMetrics.CsvHeader);
+    var result = Ppo.Train(envs, options, m =>
+    {
+        csv.WriteLine(m.ToCsv());
+        if (m.Iteration % 10 == 0 || m.GlobalStep >= options.TotalTimesteps - options.BatchSize(numEnvs))
+            Console.WriteLine($"  step {m.GlobalStep,9:N0}  SPS {m.Sps,8:N0}  mean return (last 20) {m.MeanReturn20,8:F1}  " +
+                              $"policy loss {m.PolicyLoss,7:F3}  value loss {m.ValueLoss,8:F3}  entropy {m.Entropy,5:F3}  approx-KL {m.ApproxKl,7:F4}");
+    }, stop.Token);
+
+    string checkpoint = Path.Combine(outDir, "policy.cepolicy");
+    var metadata = new Dictionary<string, string> { ["env"] = envId, ["seed"] = seed.ToString(CultureInfo.InvariantCulture), ["algorithm"] = "ppo" };
+    if (result.ObservationStatistics is { } rms) // the policy expects observations normalised with these statistics
+    {
+        metadata["obs_mean"] = string.Join(",", rms.Mean.ToArray().Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
+        metadata["obs_var"] = string.Join(",", rms.Var.ToArray().Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
+        metadata["obs_clip"] = options.ObservationClip.ToString(CultureInfo.InvariantCulture);
+    }
+    result.Policy.Save(checkpoint, metadata);
+    Console.WriteLine();
+    if (result.History.Count == 0)
+    {
+        Console.WriteLine($"Stopped before the first update. Checkpoint (untrained): {checkpoint}");
+        return signalExitCode;
+    }
+    var last = result.History[^1];
+    Console.WriteLine($"{(result.Stopped ? "Stopped" : "Done")}: {last.GlobalStep:N0} env steps in {last.Seconds:F1} s ({last.Sps:N0} SPS). Mean return of the last 20 episodes: {result.FinalMeanReturn20:F1}.");
+    Console.WriteLine(result.StepsToThreshold is long s
+        ? $"Reached the {envId} threshold ({envs.Spec?.RewardThreshold}) after {s:N0} steps, {result.SecondsToThreshold:F1} s."
+        : $"Did not reach the {envId} threshold ({envs.Spec?.RewardThreshold?.ToString() ?? "none"}).");
+    Console.WriteLine($"Metrics: {Path.Combine(outDir, "metrics.csv")}   Checkpoint: {checkpoint}");
+    return result.Stopped ? signalExitCode : 0;
+}

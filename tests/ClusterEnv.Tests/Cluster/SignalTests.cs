@@ -1,0 +1,137 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+
+namespace ClusterEnv.Tests.Cluster;
+
+/// <summary>
+/// Ctrl-C and SIGTERM reach a process that holds a ClusterVecEnv (the hub's web host must not swallow them), and its
+/// workers follow it. Runs the examples as child processes and signals them the way a terminal or Slurm would.
+/// </summary>
+[NonParallelizable]
+[Category("Process")]
+public class SignalTests
+{
+    private const int Sigint = 2, Sigterm = 15;
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int kill(int pid, int sig);
+
+    [Test]
+    public void Train_OnSigintOrSigterm_StopsWithinTwoSeconds_WritesItsCheckpoint_AndItsWorkersExit([Values(Sigint, Sigterm)] int signal)
+    {
+        string outDir = Directory.CreateTempSubdirectory("clusterenv-signal-").FullName;
+        using var train = Start("Train.dll", "--total-steps", "50000000", "--out", outDir);
+        try
+        {
+            WaitForLine(train, l => l.TrimStart().StartsWith("step", StringComparison.Ordinal), "a progress line (training has started)");
+            var workers = ChildPids(train.Id);
+            Assert.That(workers, Has.Count.EqualTo(2), "the example starts two local workers");
+            SkipIfIgnored(train.Id, signal);
+            var sw = Stopwatch.StartNew();
+            Assert.That(kill(train.Id, signal), Is.Zero);
+            Assert.That(train.WaitForExit(2_000), Is.True, $"the learner exits within 2 s of signal {signal}");
+            Assert.That(train.ExitCode, Is.EqualTo(128 + signal), "the exit code says which signal stopped it");
+            Assert.That(File.Exists(Path.Combine(outDir, "policy.cepolicy")), Is.True, "the checkpoint is written on the way out");
+            AssertAllExit(workers, TimeSpan.FromSeconds(2) - sw.Elapsed + TimeSpan.FromSeconds(1));
+        }
+        finally
+        {
+            if (!train.HasExited) train.Kill(entireProcessTree: true);
+            Directory.Delete(outDir, recursive: true);
+        }
+    }
+
+    [Test]
+    public void AProgramWithoutHandlers_DiesOfTheSignal_AndItsWorkersFollow([Values(Sigint, Sigterm)] int signal)
+    {
+        using var rollout = Start("Rollout.dll", "--steps", "2000000000");
+        try
+        {
+            WaitForLine(rollout, l => l.Contains("steps", StringComparison.Ordinal), "a progress line (stepping has started)");
+            var workers = ChildPids(rollout.Id);
+            Assert.That(workers, Has.Count.EqualTo(2));
+            SkipIfIgnored(rollout.Id, signal);
+            Assert.That(kill(rollout.Id, signal), Is.Zero);
+            Assert.That(rollout.WaitForExit(2_000), Is.True, $"a process holding a ClusterVecEnv ends on signal {signal} as any process does");
+            AssertAllExit(workers, TimeSpan.FromSeconds(3));
+        }
+        finally
+        {
+            if (!rollout.HasExited) rollout.Kill(entireProcessTree: true);
+        }
+    }
+
+    private static Process Start(string dll, params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, dll));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        return Process.Start(psi)!;
+    }
+
+    private static void WaitForLine(Process p, Func<string, bool> match, string what)
+    {
+        var seen = new System.Text.StringBuilder();
+        var reading = Task.Run(() =>
+        {
+            while (p.StandardOutput.ReadLine() is { } line)
+            {
+                seen.AppendLine(line);
+                if (match(line)) return true;
+            }
+            return false;
+        });
+        // Generous: this only bounds a failure (the process never starts), never a measured time.
+        if (!reading.Wait(TimeSpan.FromSeconds(120)) || !reading.Result)
+            Assert.Fail($"The child never printed {what}. Output:\n{seen}\nStderr:\n{(p.HasExited ? p.StandardError.ReadToEnd() : "(still running)")}");
+        _ = Task.Run(() => p.StandardOutput.ReadToEnd()); // keep draining so the child never blocks on a full pipe
+        _ = Task.Run(() => p.StandardError.ReadToEnd());
+    }
+
+    // A job started in the background of a non-interactive shell inherits SIGINT as ignored; no program can see it then.
+    private static void SkipIfIgnored(int pid, int signal)
+    {
+        var line = File.ReadLines($"/proc/{pid}/status").FirstOrDefault(l => l.StartsWith("SigIgn:", StringComparison.Ordinal));
+        if (line is null) return;
+        ulong mask = Convert.ToUInt64(line["SigIgn:".Length..].Trim(), 16);
+        if ((mask & (1UL << (signal - 1))) != 0)
+            Assert.Ignore($"Signal {signal} is ignored by this test run's parent (a background job of a shell), so the child inherits it ignored.");
+    }
+
+    private static List<int> ChildPids(int pid)
+    {
+        var children = new List<int>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int candidate)) continue;
+            try
+            {
+                // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so parse after the last ')'.
+                string stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                if (int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture) == pid) children.Add(candidate);
+            }
+            catch (IOException) { } // the process ended while we looked
+            catch (UnauthorizedAccessException) { }
+        }
+        return children;
+    }
+
+    private static void AssertAllExit(List<int> pids, TimeSpan within)
+    {
+        var sw = Stopwatch.StartNew();
+        while (pids.Any(IsAlive) && sw.Elapsed < within) Thread.Sleep(20);
+        Assert.That(pids.Where(IsAlive), Is.Empty, $"every worker exits within {within.TotalSeconds:0.#} s of its learner");
+    }
+
+    private static bool IsAlive(int pid)
+    {
+        try
+        {
+            // A zombie (exited, not yet reaped by its dead parent's init) counts as gone.
+            var state = File.ReadAllText($"/proc/{pid}/stat");
+            return state[(state.LastIndexOf(')') + 2)] != 'Z';
+        }
+        catch (IOException) { return false; }
+    }
+}
