@@ -90,6 +90,7 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
             k.Listen(address, options.Port, l =>
             {
                 l.Protocols = HttpProtocols.Http2;
+                l.Use(next => connection => CloseIfSilentAsync(connection, next, options.IdleTimeout));
                 if (options.CertificatePath is { } cert)
                     l.UseHttps(new HttpsConnectionAdapterOptions
                     {
@@ -115,6 +116,28 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
         string host = options.Host is "*" or "0.0.0.0" ? Dns.GetHostName() : uri.Host;
         hub.Url = new UriBuilder(uri.Scheme, host, uri.Port).Uri;
         return hub;
+    }
+
+    // Kestrel applies no timeout before the first bytes of a connection (its keep-alive timeout starts with the HTTP/2
+    // preface), so a socket that connects and says nothing would be held until the OS gives up. Wait for the first
+    // bytes at most IdleTimeout, without consuming them.
+    private static async Task CloseIfSilentAsync(Microsoft.AspNetCore.Connections.ConnectionContext connection,
+        Microsoft.AspNetCore.Connections.ConnectionDelegate next, TimeSpan idleTimeout)
+    {
+        using (var silent = new CancellationTokenSource(idleTimeout))
+        {
+            try
+            {
+                var first = await connection.Transport.Input.ReadAsync(silent.Token).ConfigureAwait(false);
+                connection.Transport.Input.AdvanceTo(first.Buffer.Start);
+            }
+            catch (OperationCanceledException)
+            {
+                connection.Abort(new Microsoft.AspNetCore.Connections.ConnectionAbortedException($"No data within {idleTimeout.TotalSeconds:0.#} s of connecting."));
+                return;
+            }
+        }
+        await next(connection).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -194,7 +217,7 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
             }
         }
 
-        var worker = new WorkerConnection(context, registration, obsSpace, actSpace, _options.MaxMessageSize);
+        var worker = new WorkerConnection(context, registration, obsSpace, actSpace, _options.MaxMessageSize, (_options.HeartbeatInterval, _options.HeartbeatTimeout));
         string? reason = _admit is { } admit ? admit(worker) : "this hub has no vector env accepting workers";
         if (reason is not null)
         {

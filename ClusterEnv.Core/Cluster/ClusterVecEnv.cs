@@ -340,7 +340,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         for (int w = 0; w < _slots.Length; w++)
         {
             if (commands[w] is not { } cmd) continue;
-            SendTracked(_slots[w], cmd, WorkerMessage.ResetFieldNumber, "the reset was sent");
+            SendTracked(_slots[w], cmd, WorkerMessage.ResetFieldNumber);
         }
         End("Reset");
         for (int i = 0; i < NumEnvs; i++)
@@ -407,18 +407,16 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         foreach (var s in _slots)
         {
             _actionShape[0] = s.Count;
-            bool sent;
             lock (s.SendLock)
             {
-                if (s.PendingPush is not null && !WritePendingPushLocked(s)) OnLost(s.Connection, "its stream had ended when a policy was pushed");
+                if (s.PendingPush is not null) WritePendingPushLocked(s);
                 ulong seq = Expect(s, WorkerMessage.StepFieldNumber);
                 var st = continuous
                     ? new StepState(seq, _actionShape, default, floats.Slice(s.Offset * size, s.Count * size))
                     : new StepState(seq, _actionShape, ints.Slice(s.Offset * size, s.Count * size), default);
                 int bytes = StepCodec.StepCommandSize(seq, _actionShape, s.Count * size, continuous);
-                sent = s.Connection.Send(bytes, st, WriteStep);
+                s.Connection.Send(bytes, st, WriteStep); // false when the stream has ended: its read loop reports why
             }
-            if (!sent) OnLost(s.Connection, "its stream had ended when the step was sent");
         }
     }
 
@@ -448,14 +446,21 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     /// Unlike the other methods, this one may be called from another thread while a step or rollout is in flight.
     /// </summary>
     /// <exception cref="ArgumentException">A weight is NaN or infinite (named by index), or the push is larger than the worker accepts.</exception>
-    public long PushPolicy(int workerIndex, ulong version, Policies.PolicySpec spec, ReadOnlySpan<float> weights)
+    public long PushPolicy(int workerIndex, ulong version, Policies.PolicySpec spec, ReadOnlySpan<float> weights) =>
+        Push(workerIndex, version, spec, weights, checkFinite: true);
+
+    /// <summary>Tests only: a push without the learner's finiteness check, so that the worker's own check can be seen to work.</summary>
+    internal long PushPolicyUnchecked(int workerIndex, ulong version, Policies.PolicySpec spec, ReadOnlySpan<float> weights) =>
+        Push(workerIndex, version, spec, weights, checkFinite: false);
+
+    private long Push(int workerIndex, ulong version, Policies.PolicySpec spec, ReadOnlySpan<float> weights, bool checkFinite)
     {
         ThrowIfUnusable(allowPending: true);
         ArgumentOutOfRangeException.ThrowIfNegative(workerIndex);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(workerIndex, _slots.Length);
         ArgumentNullException.ThrowIfNull(spec);
         if (version == 0) throw new ArgumentOutOfRangeException(nameof(version), version, "Policy versions start at 1 (0 means 'no policy').");
-        int bad = Policies.ActorCritic.IndexOfNonFinite(weights);
+        int bad = checkFinite ? Policies.ActorCritic.IndexOfNonFinite(weights) : -1;
         if (bad >= 0)
             throw new ArgumentException($"Weight {bad} of {weights.Length} is {weights[bad]}; a policy with NaN or infinite weights acts with NaN log-probs. " +
                                         "The update diverged: lower the learning rate or clip gradients, and push the last finite weights.", nameof(weights));
@@ -483,23 +488,21 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     // Writes the queued push unless the stream is back-pressured (then the connection's Drained callback comes back here).
     private void SendPendingPush(Slot s)
     {
-        bool sent;
         lock (s.SendLock)
         {
             if (s.PendingPush is null || s.Connection.IsBackPressured) return;
-            sent = WritePendingPushLocked(s);
+            WritePendingPushLocked(s);
         }
-        if (!sent) OnLost(s.Connection, "its stream had ended when a policy was pushed");
     }
 
-    // Under s.SendLock. Registers and writes the queued push, if any; false only when the stream has ended.
-    private bool WritePendingPushLocked(Slot s)
+    // Under s.SendLock. Registers and writes the queued push, if any.
+    private void WritePendingPushLocked(Slot s)
     {
-        if (s.PendingPush is not { } push) return true;
+        if (s.PendingPush is not { } push) return;
         s.PendingPush = null;
         push.Message.Seq = Expect(s, WorkerMessage.PolicyAckFieldNumber, gather: false);
         s.Policy.Sent(push.Bytes); // before sending: the acknowledgement may arrive before Send returns
-        return s.Connection.Send(push.Message);
+        s.Connection.Send(push.Message);
     }
 
     /// <summary>Waits until every push has been acknowledged; throws <see cref="PolicyRejectedException"/> naming workers that refused one.</summary>
@@ -560,7 +563,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         Begin();
         foreach (var s in _slots)
         {
-            SendTracked(s, new HubMessage { Rollout = new CollectRollout { Steps = (uint)steps, Seed = seed } }, WorkerMessage.RolloutFieldNumber, "the rollout was requested");
+            SendTracked(s, new HubMessage { Rollout = new CollectRollout { Steps = (uint)steps, Seed = seed } }, WorkerMessage.RolloutFieldNumber);
         }
         End("CollectRollouts");
         _rollouts.SortEpisodes(); // they arrive worker by worker, in whatever order the replies came
@@ -596,6 +599,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         _gatherStart = System.Diagnostics.Stopwatch.GetTimestamp();
         Volatile.Write(ref _pending, 1); // a guard released by End, so replies racing the sends cannot finish early
         _state = State.Pending;
+        if (Volatile.Read(ref _fatal) is not null) _replied.Set(); // a loss reported just before the Reset above must still wake End
     }
 
     /// <summary>Commands written to worker <paramref name="workerIndex"/> and not yet answered (a command is counted once it is on the wire).</summary>
@@ -605,19 +609,17 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         lock (s.SendLock) lock (s.Outstanding) return s.Outstanding.Count;
     }
 
-    // Registers and writes a generated command as one step under the slot's send lock (a queued push goes first);
-    // returns its size on the wire.
-    private long SendTracked(Slot s, HubMessage command, int replyField, string what, bool gather = true)
+    // Registers and writes a generated command as one step under the slot's send lock (a queued push goes first).
+    // A send to a stream that has ended is not reported here: the stream's read loop always reports the loss, with
+    // the reason it saw (reset, silence, protocol error), and that wakes the gather.
+    private void SendTracked(Slot s, HubMessage command, int replyField, bool gather = true)
     {
-        bool sent;
         lock (s.SendLock)
         {
-            sent = WritePendingPushLocked(s);
+            WritePendingPushLocked(s);
             command.Seq = Expect(s, replyField, gather);
-            sent &= s.Connection.Send(command);
+            s.Connection.Send(command);
         }
-        if (!sent) OnLost(s.Connection, $"its stream had ended when {what}");
-        return command.CalculateSize() + GrpcFraming.HeaderSize;
     }
 
     // Registers a command before it is sent (its reply may race the send). Gathered commands hold the learner's wait.

@@ -18,10 +18,18 @@ public sealed record HubOptions
     /// <summary>How long a new stream may take to send its Register.</summary>
     public TimeSpan RegisterTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>HTTP/2 PING interval on idle connections (detects workers whose host vanished without closing the socket).</summary>
+    /// <summary>
+    /// After this long without a frame from a worker the hub sends it an HTTP/2 PING. This finds workers that stop
+    /// answering without closing their socket (a stopped or frozen process, a vanished host); a process that exits or
+    /// crashes is found at once, because its socket is reset.
+    /// </summary>
+    /// <remarks>
+    /// A silent worker is reported lost between <c>HeartbeatInterval + HeartbeatTimeout</c> and that plus 3 s, because
+    /// Kestrel evaluates its PING timers on its once-a-second heartbeat: 4–7 s with the defaults (6.7 s measured).
+    /// </remarks>
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
 
-    /// <summary>A connection whose PING is not answered within this time is closed and its worker reported lost.</summary>
+    /// <summary>A connection whose PING is not answered within this time is closed and its worker reported lost (see <see cref="HeartbeatInterval"/>).</summary>
     public TimeSpan HeartbeatTimeout { get; init; } = TimeSpan.FromSeconds(3);
 
     /// <summary>
@@ -49,8 +57,10 @@ public sealed record HubOptions
         if (Port is < 0 or > 65535) throw new ArgumentOutOfRangeException(nameof(Port), Port, "HubOptions.Port must be 0 (any free port) or 1-65535.");
         if (MaxMessageSize < 1024) throw new ArgumentOutOfRangeException(nameof(MaxMessageSize), MaxMessageSize, "HubOptions.MaxMessageSize must be at least 1024 bytes.");
         if (RegisterTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(RegisterTimeout), RegisterTimeout, "RegisterTimeout must be positive.");
-        if (HeartbeatInterval <= TimeSpan.Zero || HeartbeatTimeout <= TimeSpan.Zero)
-            throw new ArgumentOutOfRangeException(nameof(HeartbeatInterval), "HeartbeatInterval and HeartbeatTimeout must be positive.");
+        if (HeartbeatInterval < TimeSpan.FromSeconds(1))
+            throw new ArgumentOutOfRangeException(nameof(HeartbeatInterval), HeartbeatInterval, "HubOptions.HeartbeatInterval must be at least 1 s (Kestrel's PING timers tick once a second).");
+        if (HeartbeatTimeout <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(HeartbeatTimeout), HeartbeatTimeout, "HubOptions.HeartbeatTimeout must be positive.");
         if (IdleTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(IdleTimeout), IdleTimeout, "HubOptions.IdleTimeout must be positive.");
         if (MaxConnections < 1) throw new ArgumentOutOfRangeException(nameof(MaxConnections), MaxConnections, "HubOptions.MaxConnections must be at least 1 (one per worker, plus room for reconnects).");
         if (CertificatePath is not null && !File.Exists(CertificatePath))

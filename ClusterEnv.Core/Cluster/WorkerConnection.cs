@@ -31,6 +31,7 @@ public sealed class WorkerConnection
     private readonly PipeReader _input;
     private readonly int _maxMessageSize;
     private readonly string? _encoding;
+    private readonly (TimeSpan Interval, TimeSpan Timeout) _heartbeat;
     // Guards the output pipe, _backlog, _flushing and _completed. Never held across a wait on the network.
     private readonly Lock _writeLock = new();
     private readonly Queue<(byte[] Buffer, int Length)> _backlog = new();
@@ -43,8 +44,10 @@ public sealed class WorkerConnection
     private string? _closeReason;
     private GrpcStatusCode _closeStatus = GrpcStatusCode.OK;
 
-    internal WorkerConnection(HttpContext context, Register registration, Spaces.Space observationSpace, Spaces.Space actionSpace, int maxMessageSize)
+    internal WorkerConnection(HttpContext context, Register registration, Spaces.Space observationSpace, Spaces.Space actionSpace, int maxMessageSize,
+        (TimeSpan Interval, TimeSpan Timeout) heartbeat = default)
     {
+        _heartbeat = heartbeat;
         _context = context;
         _output = context.Response.BodyWriter;
         _input = context.Request.BodyReader;
@@ -263,7 +266,7 @@ public sealed class WorkerConnection
         }
         catch (OperationCanceledException)
         {
-            if (_context.RequestAborted.IsCancellationRequested) lostReason = "the connection was reset (the worker process died or the network failed)";
+            if (_context.RequestAborted.IsCancellationRequested) lostReason = "its connection was dropped (the worker process exited or crashed, or the network failed)";
             else if (hubStopping.IsCancellationRequested) (status, message, lostReason) = (GrpcStatusCode.Unavailable, "The hub is shutting down.", "the hub is shutting down");
             else
             {
@@ -274,7 +277,7 @@ public sealed class WorkerConnection
         }
         catch (Exception e) when (e is IOException or Microsoft.AspNetCore.Connections.ConnectionResetException or BadHttpRequestException)
         {
-            lostReason = $"the connection failed ({e.Message})";
+            lostReason = WhyTheConnectionFailed(e);
         }
         catch (Exception e)
         {
@@ -290,6 +293,24 @@ public sealed class WorkerConnection
         }
         _sink?.OnLost(this, lostReason);
         return (status, message);
+    }
+
+    // Tells a crash from a stop: a process that dies has its socket reset by the OS at once; a stopped or hung process,
+    // or a vanished host, leaves the socket open and is found by the HTTP/2 PINGs going unanswered.
+    private string WhyTheConnectionFailed(Exception e)
+    {
+        bool aborted = false;
+        for (var x = e; x is not null; x = x.InnerException)
+        {
+            if (x.Message.Contains("keep alive", StringComparison.OrdinalIgnoreCase))
+                return $"it stopped answering heartbeats (HTTP/2 PING after {_heartbeat.Interval.TotalSeconds:0.#} s of silence, unanswered for " +
+                       $"{_heartbeat.Timeout.TotalSeconds:0.#} s): the worker process is stopped or frozen, or its host or the network is down";
+            aborted |= x is Microsoft.AspNetCore.Connections.ConnectionResetException or System.Net.Sockets.SocketException
+                or Microsoft.AspNetCore.Connections.ConnectionAbortedException;
+        }
+        // Reset, or closed without HTTP/2's goodbye (GOAWAY): what the OS does to the sockets of a process that ends.
+        return aborted ? "its connection was closed without a goodbye: the worker process exited or crashed (or its host dropped the connection)"
+                       : $"its connection failed ({e.Message})";
     }
 
     private void Dispatch(ReadOnlySequence<byte> payload, bool compressed)

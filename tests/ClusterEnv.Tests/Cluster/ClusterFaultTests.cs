@@ -176,17 +176,13 @@ public class ClusterFaultTests
             _ => [],
         };
         var call = await GrpcDuplexCall.StartAsync(client, hub.Url, ClusterHub.ConnectPath);
-        File.AppendAllText("/tmp/dbg.txt", "started" + "\n");
         await call.RequestStream.WriteAsync(frame);
         await call.RequestStream.FlushAsync();
-        File.AppendAllText("/tmp/dbg.txt", "written" + "\n");
         if (kind == "empty") call.CompleteRequests();
         var ex = Assert.ThrowsAsync<GrpcException>(() => call.ReadHeadersAsync())!;
-        File.AppendAllText("/tmp/dbg.txt", "status" + "\n");
         Assert.That(ex.Status, Is.EqualTo(expected));
         Assert.That(ex.Detail, Does.Contain(text));
         await call.DisposeAsync();
-        File.AppendAllText("/tmp/dbg.txt", "disposed" + "\n");
 
         // The same hub still accepts a good worker.
         await using var good = await ConnectRawAsync(client, hub.Url, Register("good", 1));

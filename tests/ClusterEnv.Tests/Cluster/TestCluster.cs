@@ -26,7 +26,8 @@ internal static class TestCluster
     /// <summary>A vector env over in-process workers, plus the worker tasks (which end when it closes).</summary>
     public static (ClusterVecEnv Env, Task[] Workers) InProcess(string envId, int[] envsPerWorker, AutoresetMode mode = AutoresetMode.NextStep,
         bool recordStatistics = true, TimeSpan? stepTimeout = null, string? token = "test-token", CancellationToken workerCancel = default,
-        Func<int, Dictionary<string, string>>? envArgs = null, int? expectWorkers = null, TimeSpan? connectTimeout = null)
+        Func<int, Dictionary<string, string>>? envArgs = null, int? expectWorkers = null, TimeSpan? connectTimeout = null,
+        Func<ClusterOptions, ClusterOptions>? configure = null)
     {
         int port = FreePort();
         var hub = new Uri($"http://127.0.0.1:{port}");
@@ -35,7 +36,7 @@ internal static class TestCluster
             await using var w = new WorkerService(new WorkerOptions { Hub = hub, EnvId = envId, NumEnvs = n, WorkerId = $"w{i}", Token = token, ConnectTimeout = TimeSpan.FromSeconds(20), EnvArgs = envArgs?.Invoke(i) ?? [] });
             await w.RunAsync(workerCancel);
         })).ToArray();
-        var env = new ClusterVecEnv(new ClusterOptions
+        var options = new ClusterOptions
         {
             EnvId = envId,
             NumEnvs = expectWorkers is null ? envsPerWorker.Sum() : 0,
@@ -46,7 +47,8 @@ internal static class TestCluster
             Hub = new HubOptions { Port = port, Token = token },
             ConnectTimeout = connectTimeout ?? TimeSpan.FromSeconds(20),
             StepTimeout = stepTimeout ?? TimeSpan.FromSeconds(20),
-        });
+        };
+        var env = new ClusterVecEnv(configure is null ? options : configure(options));
         return (env, workers);
     }
 }

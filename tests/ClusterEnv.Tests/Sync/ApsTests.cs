@@ -191,9 +191,11 @@ public class WorkerRolloutTests
             env.Reset(seed: 0);
             for (int w = 0; w < 2; w++) env.PushPolicy(w, 1, spec, v1.Parameters);
             env.WaitForPolicyAcks();
-            // A long rollout is requested; once that request is on the wire to both workers, the push follows it on the
-            // same stream while the workers are still acting.
-            var collecting = Task.Run(() => env.CollectRollouts(3000).PolicyVersion.ToArray());
+            // A rollout is requested; once that request is on the wire to both workers, the push follows it on the same
+            // stream, so the worker reads it only after the rollout: ordering, not timing, decides the versions, and a
+            // rollout of any length shows it. (Its deadline counts from the worker's last progress, so load cannot
+            // make it time out either.)
+            var collecting = Task.Run(() => env.CollectRollouts(200).PolicyVersion.ToArray());
             var wait = System.Diagnostics.Stopwatch.StartNew();
             while ((env.OutstandingCommands(0) == 0 || env.OutstandingCommands(1) == 0) && wait.Elapsed < TimeSpan.FromSeconds(10)) Thread.Yield();
             for (int w = 0; w < 2; w++) env.PushPolicy(w, 2, spec, v2.Parameters);
