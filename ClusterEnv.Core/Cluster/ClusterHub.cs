@@ -225,6 +225,7 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
             return;
         }
 
+        if (_options.DelayBeforeHeadersForTests > TimeSpan.Zero) await Task.Delay(_options.DelayBeforeHeadersForTests).ConfigureAwait(false);
         response.StatusCode = StatusCodes.Status200OK;
         response.ContentType = GrpcHeaders.ContentType;
         response.Headers[GrpcHeaders.AcceptEncoding] = GrpcFraming.AcceptEncoding;

@@ -50,6 +50,9 @@ public sealed record HubOptions
     /// <summary>Run socket completions inline on the I/O thread (lower step latency; leave on unless a custom sink blocks).</summary>
     public bool InlineCompletions { get; init; } = true;
 
+    /// <summary>Tests only: widens the window between admitting a worker and sending its response headers.</summary>
+    internal TimeSpan DelayBeforeHeadersForTests { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting.</summary>
     public void Validate()
     {

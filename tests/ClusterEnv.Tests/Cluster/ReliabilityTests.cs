@@ -273,6 +273,20 @@ public class ReliabilityTests
     }
 
     [Test]
+    public void CommandsWaitForTheHubToSendItsHeaders_EvenWhenAdmissionRacesAhead()
+    {
+        // The learner may be told "all workers are in" while the hub is still setting a worker's response headers;
+        // a Welcome written then would race the headers. Widen that window and check nothing is lost.
+        var (env, _) = TestCluster.InProcess("CartPole-v1", [1, 1],
+            configure: o => o with { Hub = o.Hub with { DelayBeforeHeadersForTests = TimeSpan.FromMilliseconds(300) } });
+        using (env)
+        {
+            env.Reset(seed: 0);
+            Assert.That(env.Step(new int[2]).Observations, Has.Length.EqualTo(8));
+        }
+    }
+
+    [Test]
     [Category("Process")]
     public void AReplacementForALostWorker_IsToldTheVectorEnvLostOne_NotThatItIsFull()
     {
