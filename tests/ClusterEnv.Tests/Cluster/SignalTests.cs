@@ -42,6 +42,32 @@ public class SignalTests
     }
 
     [Test]
+    public void Train_WhenAWorkerIsKilled_EndsWithItsNameAndExitCodeOne_NotACrash()
+    {
+        string outDir = Directory.CreateTempSubdirectory("clusterenv-lost-").FullName;
+        using var train = Start("Train.dll", "--total-steps", "50000000", "--out", outDir);
+        try
+        {
+            var stderr = new System.Text.StringBuilder();
+            train.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (stderr) stderr.AppendLine(e.Data); };
+            WaitForLine(train, l => l.TrimStart().StartsWith("step", StringComparison.Ordinal), "a progress line (training has started)", drainStderr: false);
+            train.BeginErrorReadLine();
+            var workers = ChildPids(train.Id);
+            Assert.That(workers, Has.Count.EqualTo(2));
+            Process.GetProcessById(workers[1]).Kill();
+            Assert.That(train.WaitForExit(30_000), Is.True, "the learner ends instead of waiting");
+            train.WaitForExit(); // flush the redirected stderr
+            Assert.That(train.ExitCode, Is.EqualTo(1), "a clean error exit, not SIGABRT (134) from an unhandled exception");
+            lock (stderr) Assert.That(stderr.ToString(), Does.Contain("Training stopped: Lost worker 'worker-00").And.Not.Contain("Unhandled exception"));
+        }
+        finally
+        {
+            if (!train.HasExited) train.Kill(entireProcessTree: true);
+            Directory.Delete(outDir, recursive: true);
+        }
+    }
+
+    [Test]
     public void AProgramWithoutHandlers_DiesOfTheSignal_AndItsWorkersFollow([Values(Sigint, Sigterm)] int signal)
     {
         using var rollout = Start("Rollout.dll", "--steps", "2000000000");
@@ -69,7 +95,7 @@ public class SignalTests
         return Process.Start(psi)!;
     }
 
-    private static void WaitForLine(Process p, Func<string, bool> match, string what)
+    private static void WaitForLine(Process p, Func<string, bool> match, string what, bool drainStderr = true)
     {
         var seen = new System.Text.StringBuilder();
         var reading = Task.Run(() =>
@@ -83,9 +109,9 @@ public class SignalTests
         });
         // Generous: this only bounds a failure (the process never starts), never a measured time.
         if (!reading.Wait(TimeSpan.FromSeconds(120)) || !reading.Result)
-            Assert.Fail($"The child never printed {what}. Output:\n{seen}\nStderr:\n{(p.HasExited ? p.StandardError.ReadToEnd() : "(still running)")}");
+            Assert.Fail($"The child never printed {what}. Output:\n{seen}");
         _ = Task.Run(() => p.StandardOutput.ReadToEnd()); // keep draining so the child never blocks on a full pipe
-        _ = Task.Run(() => p.StandardError.ReadToEnd());
+        if (drainStderr) _ = Task.Run(() => p.StandardError.ReadToEnd());
     }
 
     // A job started in the background of a non-interactive shell inherits SIGINT as ignored; no program can see it then.
