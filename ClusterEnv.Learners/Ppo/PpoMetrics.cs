@@ -49,11 +49,25 @@ public sealed record PpoMetrics
     /// <summary>Worker-side acting: mean over sub-envs of (learner version − acting version) for this rollout.</summary>
     public double MeanPolicyLag { get; init; }
 
+    /// <summary>
+    /// Every metric as (TensorBoard tag, value), in CSV column order; the CSV column is the part of the tag after the
+    /// '/'. Groups as CleanRL logs them: charts/, losses/, and aps/ for worker-side acting.
+    /// </summary>
+    public (string Tag, double Value)[] Scalars() =>
+    [
+        ("charts/iteration", Iteration), ("charts/global_step", GlobalStep), ("charts/seconds", Seconds), ("charts/sps", Sps),
+        ("charts/learning_rate", LearningRate), ("charts/episodes", Episodes), ("charts/episodic_return", EpisodicReturn),
+        ("charts/episodic_length", EpisodicLength), ("charts/mean_return_20", MeanReturn20),
+        ("losses/policy_loss", PolicyLoss), ("losses/value_loss", ValueLoss), ("losses/entropy", Entropy),
+        ("losses/old_approx_kl", OldApproxKl), ("losses/approx_kl", ApproxKl), ("losses/clipfrac", ClipFraction),
+        ("losses/explained_variance", ExplainedVariance),
+        ("aps/policy_version", PolicyVersion), ("aps/pushes", Pushes), ("aps/total_pushes", TotalPushes), ("aps/bytes_pushed", BytesPushed),
+        ("aps/mean_kl", MeanKl), ("aps/mean_policy_lag", MeanPolicyLag),
+    ];
+
     /// <summary>CSV header matching <see cref="ToCsv"/>.</summary>
-    public const string CsvHeader = "iteration,global_step,seconds,sps,learning_rate,episodes,episodic_return,episodic_length,mean_return_20,policy_loss,value_loss,entropy,old_approx_kl,approx_kl,clipfrac,explained_variance,policy_version,pushes,total_pushes,bytes_pushed,mean_kl,mean_policy_lag";
+    public static string CsvHeader { get; } = string.Join(",", new PpoMetrics().Scalars().Select(s => s.Tag[(s.Tag.IndexOf('/') + 1)..]));
 
     /// <summary>One CSV row.</summary>
-    public string ToCsv() => string.Join(",", new object[] { Iteration, GlobalStep, Seconds, Sps, LearningRate, Episodes, EpisodicReturn, EpisodicLength, MeanReturn20,
-        PolicyLoss, ValueLoss, Entropy, OldApproxKl, ApproxKl, ClipFraction, ExplainedVariance, PolicyVersion, Pushes, TotalPushes, BytesPushed, MeanKl, MeanPolicyLag }
-        .Select(v => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture)));
+    public string ToCsv() => string.Join(",", Scalars().Select(s => s.Value.ToString("R", System.Globalization.CultureInfo.InvariantCulture)));
 }

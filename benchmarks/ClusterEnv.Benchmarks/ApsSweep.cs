@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using ClusterEnv.Cluster;
+using ClusterEnv.Learners.Metrics;
 using ClusterEnv.Learners.Ppo;
 using ClusterEnv.Sync;
 
@@ -8,8 +9,8 @@ namespace ClusterEnv.Benchmarks;
 
 /// <summary>
 /// The APS threshold sweep: PPO on worker rollouts for every (env, strategy, seed), through a local worker pool.
-/// Writes runs.csv (one row per run), curves.csv (mean-20 return per iteration), a table on the console, and SVG plots:
-/// return vs env steps per strategy (one per env) and pushes per strategy.
+/// Writes runs.csv (one row per run), curves.csv (mean-20 return per iteration), a table on the console, SVG plots
+/// (return vs env steps per strategy, one per env; pushes per strategy) and a TensorBoard event file per run.
 /// </summary>
 public static class ApsSweep
 {
@@ -33,7 +34,13 @@ public static class ApsSweep
         {
             using var envs = new ClusterVecEnv(new ClusterOptions { EnvId = envId, NumEnvs = numEnvs, NumWorkers = workers });
             var curve = new List<(long, double)>();
-            var r = Ppo.TrainOnWorkers(envs, new PpoOptions { Seed = seed, TotalTimesteps = totalSteps }, strategy, m => curve.Add((m.GlobalStep, m.MeanReturn20)));
+            // Each run also gets a TensorBoard event file: tensorboard --logdir <out>/tensorboard compares the strategies.
+            using var tensorBoard = new TensorBoardWriter(Path.Combine(outDir, "tensorboard", $"{envId}-{strategy}-seed{seed}"));
+            var r = Ppo.TrainOnWorkers(envs, new PpoOptions { Seed = seed, TotalTimesteps = totalSteps }, strategy, m =>
+            {
+                curve.Add((m.GlobalStep, m.MeanReturn20));
+                tensorBoard.AddScalars(m.Scalars(), m.GlobalStep);
+            });
             var last = r.History[^1];
             var run = new RunRecord(envId, strategy.ToString(), seed, last.TotalPushes, last.BytesPushed, r.FinalMeanReturn20, r.StepsToThreshold, last.Sps,
                 r.History.Average(h => h.MeanPolicyLag), curve);

@@ -8,6 +8,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using ClusterEnv.Cluster;
 using ClusterEnv.Envs;
+using ClusterEnv.Learners.Metrics;
 using ClusterEnv.Learners.Ppo;
 using ClusterEnv.Spaces;
 using ClusterEnv.Vector;
@@ -86,9 +87,11 @@ int Run()
     Console.WriteLine($"PPO on {envs} | {options.TotalTimesteps:N0} steps | {numEnvs} envs × {options.NumSteps} steps per rollout | seed {seed}");
     using var csv = new StreamWriter(Path.Combine(outDir, "metrics.csv"));
     csv.WriteLine(PpoMetrics.CsvHeader);
+    using var tensorBoard = new TensorBoardWriter(outDir); // the same scalars for `tensorboard --logdir runs`
     var result = Ppo.Train(envs, options, m =>
     {
         csv.WriteLine(m.ToCsv());
+        tensorBoard.AddScalars(m.Scalars(), m.GlobalStep);
         if (m.Iteration % 10 == 0 || m.GlobalStep >= options.TotalTimesteps - options.BatchSize(numEnvs))
             Console.WriteLine($"  step {m.GlobalStep,9:N0}  SPS {m.Sps,8:N0}  mean return (last 20) {m.MeanReturn20,8:F1}  " +
                               $"policy loss {m.PolicyLoss,7:F3}  value loss {m.ValueLoss,8:F3}  entropy {m.Entropy,5:F3}  approx-KL {m.ApproxKl,7:F4}");
@@ -114,6 +117,6 @@ int Run()
     Console.WriteLine(result.StepsToThreshold is long s
         ? $"Reached the {envId} threshold ({envs.Spec?.RewardThreshold}) after {s:N0} steps, {result.SecondsToThreshold:F1} s."
         : $"Did not reach the {envId} threshold ({envs.Spec?.RewardThreshold?.ToString() ?? "none"}).");
-    Console.WriteLine($"Metrics: {Path.Combine(outDir, "metrics.csv")}   Checkpoint: {checkpoint}");
+    Console.WriteLine($"Metrics: {Path.Combine(outDir, "metrics.csv")} and {tensorBoard.Path}   Checkpoint: {checkpoint}");
     return result.Stopped ? signalExitCode : 0;
 }
