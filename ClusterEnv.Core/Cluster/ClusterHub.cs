@@ -186,7 +186,8 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
                 string? refusal = CheckRegistration(registration, out obsSpace, out actSpace);
                 if (refusal is not null)
                 {
-                    TrailersOnly(context, refusal.StartsWith("token", StringComparison.Ordinal) ? GrpcStatusCode.Unauthenticated : GrpcStatusCode.FailedPrecondition, refusal[(refusal.IndexOf(':') + 2)..]);
+                    var refusedWith = refusal.StartsWith("token", StringComparison.Ordinal) ? GrpcStatusCode.Unauthenticated : GrpcStatusCode.FailedPrecondition;
+                    Refuse(context, registration, refusedWith, refusal[(refusal.IndexOf(':') + 2)..]);
                     return;
                 }
             }
@@ -221,7 +222,7 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
         string? reason = _admit is { } admit ? admit(worker) : "this hub has no vector env accepting workers";
         if (reason is not null)
         {
-            TrailersOnly(context, GrpcStatusCode.FailedPrecondition, reason);
+            Refuse(context, registration, GrpcStatusCode.FailedPrecondition, reason);
             return;
         }
 
@@ -287,6 +288,24 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
         return null;
     }
 
+    /// <summary>The latest workers that registered and were refused (at most 32, oldest first), so a learner waiting for workers can say why they did not come.</summary>
+    public IReadOnlyList<WorkerRefusal> Refusals
+    {
+        get { lock (_refusals) return [.. _refusals]; }
+    }
+
+    private readonly Queue<WorkerRefusal> _refusals = new();
+
+    private void Refuse(HttpContext context, Register registration, GrpcStatusCode status, string reason)
+    {
+        lock (_refusals)
+        {
+            _refusals.Enqueue(new WorkerRefusal(registration.WorkerId, $"{context.Connection.RemoteIpAddress}:{context.Connection.RemotePort}", status, reason));
+            if (_refusals.Count > 32) _refusals.Dequeue();
+        }
+        TrailersOnly(context, status, reason);
+    }
+
     private static void TrailersOnly(HttpContext context, GrpcStatusCode status, string message)
     {
         var response = context.Response;
@@ -317,4 +336,11 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
 
     /// <inheritdoc />
     public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
+}
+
+/// <summary>A worker the hub refused: the id it registered with, its address, the status it was sent and why.</summary>
+public sealed record WorkerRefusal(string WorkerId, string Peer, GrpcStatusCode Status, string Reason)
+{
+    /// <inheritdoc />
+    public override string ToString() => $"'{WorkerId}' from {Peer}: {Status}, {Reason}";
 }

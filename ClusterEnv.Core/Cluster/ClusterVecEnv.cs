@@ -272,10 +272,12 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
                 _closing = true;
                 var have = _joined.Select(j => j.Id).ToArray();
                 var missing = _pool is null ? [] : _pool.WorkerIds.Except(have).ToArray();
+                var refused = _hub.Refusals;
                 throw new WorkerTimeoutException(
                     $"Only {have.Length} of {numWorkers} workers registered within {_options.ConnectTimeout.TotalSeconds:0.#} s " +
                     $"(registered: {(have.Length == 0 ? "none" : string.Join(", ", have))}" +
                     (missing.Length > 0 ? $"; missing: {string.Join(", ", missing)}" : "") +
+                    (refused.Count > 0 ? $"; {refused.Count} refused: {string.Join("; ", refused)}" : "") +
                     $"). Workers must dial {_hub.Url} with --env {_options.EnvId}" + (string.IsNullOrEmpty(_options.Hub.Token) ? "" : " and the hub's token") + ".",
                     missing);
             }

@@ -273,6 +273,25 @@ public class ReliabilityTests
     }
 
     [Test]
+    public void WhileTheLearnerWaits_RefusedWorkersAreNamedWithTheirReason()
+    {
+        int port = TestCluster.FreePort();
+        var waiting = Task.Run(() => new ClusterVecEnv(new ClusterOptions
+        {
+            EnvId = "CartPole-v1", NumWorkers = 1, LocalWorkers = false, ConnectTimeout = TimeSpan.FromSeconds(3),
+            Hub = new HubOptions { Port = port, Token = "right" },
+        }));
+        var rogue = new ClusterEnv.Worker.WorkerService(new ClusterEnv.Worker.WorkerOptions
+        {
+            Hub = new Uri($"http://127.0.0.1:{port}"), EnvId = "CartPole-v1", WorkerId = "rogue", Token = "wrong", ConnectTimeout = TimeSpan.FromSeconds(20),
+        });
+        Assert.ThrowsAsync<GrpcException>(() => rogue.RunAsync());
+        var ex = Assert.Throws<AggregateException>(() => waiting.Wait())!.InnerException!;
+        Assert.That(ex, Is.TypeOf<WorkerTimeoutException>());
+        Assert.That(ex.Message, Does.Contain("Only 0 of 1 workers").And.Contain("1 refused: 'rogue' from 127.0.0.1").And.Contain("token does not match"));
+    }
+
+    [Test]
     public void CommandsWaitForTheHubToSendItsHeaders_EvenWhenAdmissionRacesAhead()
     {
         // The learner may be told "all workers are in" while the hub is still setting a worker's response headers;
