@@ -4,16 +4,7 @@
 using ClusterEnv.Transport;
 using ClusterEnv.Worker;
 
-WorkerOptions options;
-try
-{
-    options = WorkerOptions.Parse(args);
-}
-catch (ArgumentException e)
-{
-    Console.Error.WriteLine($"ClusterEnv.Worker: {e.Message}");
-    return 2;
-}
+if (WorkerCommandLine.Parse(args, out var options) is int exit) return exit;
 
 using var stop = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };

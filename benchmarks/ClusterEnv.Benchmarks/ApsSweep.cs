@@ -1,3 +1,5 @@
+using System.CommandLine;
+using ClusterEnv.CommandLine;
 using System.Globalization;
 using System.Text;
 using ClusterEnv.Cluster;
@@ -17,14 +19,33 @@ public static class ApsSweep
     private sealed record RunRecord(string Env, string Strategy, int Seed, int Pushes, long Bytes, double Final, long? StepsToThreshold, double Sps, double MeanLag,
         List<(long Step, double Mean20)> Curve);
 
-    public static void Run(BenchOptions o)
+    public static Command Command()
     {
-        var envIds = o.Get("envs", "CartPole-v1,Acrobot-v1").Split(',');
-        var strategies = o.Get("taus", "always,0.001,0.01,0.05,0.1,never").Split(',').Select(SyncStrategy.Parse).ToArray();
-        var seeds = o.GetInts("seeds", "1,2,3");
-        int workers = (int)o.Get("workers", 2), numEnvs = (int)o.Get("num-envs", 4);
-        long totalSteps = long.Parse(o.Get("total-steps", "500000"), CultureInfo.InvariantCulture);
-        string outDir = o.Get("out", Path.Combine("runs", "aps-sweep"));
+        var envs = Cli.List<string>("--envs", "registry ids of the envs", "CartPole-v1,Acrobot-v1");
+        var taus = Cli.List<string>("--taus", "strategies: always, never, every:N or a KL threshold τ", "always,0.001,0.01,0.05,0.1,never")
+            .Check(ts => ts.FirstOrDefault(t => !IsStrategy(t)) is { } bad ? $"--taus: '{bad}' is not a strategy (always, never, every:N or a number)." : null);
+        var seeds = Cli.List<int>("--seeds", "seeds, one run each", "1,2,3");
+        var workers = Cli.Option("--workers", "worker processes", 2);
+        var numEnvs = Cli.Option("--num-envs", "sub-envs in total", 4);
+        var totalSteps = Cli.Option("--total-steps", "env steps per run", 500_000L);
+        var output = Cli.Option("--out", "folder for runs.csv, curves.csv, table.md, the SVG plots and TensorBoard events", Path.Combine("runs", "aps-sweep"));
+        var command = new Command("aps-sweep", "PPO on worker rollouts per APS strategy: runs.csv, curves.csv, table.md, SVG plots, TensorBoard events")
+        {
+            envs, taus, seeds, workers, numEnvs, totalSteps, output,
+        };
+        command.SetAction(p => Run(p.GetValue(envs)!, p.GetValue(taus)!.Select(SyncStrategy.Parse).ToArray(), p.GetValue(seeds)!,
+            p.GetValue(workers), p.GetValue(numEnvs), p.GetValue(totalSteps), p.GetValue(output)!));
+        return command;
+    }
+
+    private static bool IsStrategy(string text)
+    {
+        try { SyncStrategy.Parse(text); return true; }
+        catch (FormatException) { return false; }
+    }
+
+    private static void Run(string[] envIds, SyncStrategy[] strategies, int[] seeds, int workers, int numEnvs, long totalSteps, string outDir)
+    {
         Directory.CreateDirectory(outDir);
 
         var runs = new List<RunRecord>();

@@ -1,3 +1,5 @@
+using System.CommandLine;
+using ClusterEnv.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using ClusterEnv.Nn;
@@ -7,9 +9,16 @@ namespace ClusterEnv.Benchmarks;
 /// <summary>Single-thread GFLOP/s of <see cref="Gemm.Multiply"/> at MLP shapes (batch × in → out) and 1024³, forward layout X·Wᵀ.</summary>
 public static class GemmBench
 {
-    public static void Run(BenchOptions o)
+    public static Command Command()
     {
-        double seconds = o.Get("seconds", 1.0);
+        var seconds = Cli.Option("--seconds", "seconds per shape and layout", 1.0);
+        var command = new Command("gemm", "single-thread GFLOP/s of the matrix product at MLP shapes and 1024³") { seconds };
+        command.SetAction(p => Run(p.GetValue(seconds)));
+        return command;
+    }
+
+    private static void Run(double seconds)
+    {
         foreach (var (m, k, n) in new[] { (64, 4, 64), (128, 64, 64), (512, 64, 64), (2048, 64, 64), (2048, 256, 256), (1024, 1024, 1024) })
         {
             var rnd = new Random(0);

@@ -1,3 +1,5 @@
+using System.CommandLine;
+using ClusterEnv.CommandLine;
 using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
@@ -14,13 +16,24 @@ namespace ClusterEnv.Benchmarks;
 /// </summary>
 public static class RolloutThroughput
 {
-    public static void Run(BenchOptions o)
+    public static Command Command()
     {
-        string envId = o.Get("env", "CartPole-v1");
-        int workers = (int)o.Get("workers", 2), perWorker = (int)o.Get("envs", 64), T = (int)o.Get("steps", 128);
-        double seconds = o.Get("seconds", 3.0);
-        foreach (double rttMs in o.Get("rtt-ms", "0,0.5").Split(',').Select(s => double.Parse(s, System.Globalization.CultureInfo.InvariantCulture)))
-            Measure(envId, workers, perWorker, T, seconds, rttMs);
+        var env = Cli.Option("--env", "registry id of the env", "CartPole-v1");
+        var workers = Cli.Option("--workers", "worker processes", 2);
+        var envs = Cli.Option("--envs", "sub-envs per worker", 64);
+        var steps = Cli.Option("--steps", "rollout length T", 128);
+        var seconds = Cli.Option("--seconds", "seconds per configuration", 3.0);
+        var rtt = Cli.List<double>("--rtt-ms", "round-trip delays added by a relay, in ms", "0,0.5");
+        var command = new Command("rollout-throughput", "worker-side rollouts vs central inference stepping, with an added round-trip delay; push bytes and latency")
+        {
+            env, workers, envs, steps, seconds, rtt,
+        };
+        command.SetAction(p =>
+        {
+            foreach (double rttMs in p.GetValue(rtt)!)
+                Measure(p.GetValue(env)!, p.GetValue(workers), p.GetValue(envs), p.GetValue(steps), p.GetValue(seconds), rttMs);
+        });
+        return command;
     }
 
     private static void Measure(string envId, int workers, int perWorker, int T, double seconds, double rttMs)

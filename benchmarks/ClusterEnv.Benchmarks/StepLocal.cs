@@ -1,3 +1,5 @@
+using System.CommandLine;
+using ClusterEnv.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using ClusterEnv.Common;
@@ -15,13 +17,19 @@ namespace ClusterEnv.Benchmarks;
 /// </summary>
 public static class StepLocal
 {
-    public static void Run(BenchOptions o)
+    public static Command Command()
     {
-        string envId = o.Get("env", "CartPole-v1");
-        double seconds = o.Get("seconds", 3.0);
-        foreach (bool stats in new[] { false, true })
-        foreach (int n in o.GetInts("envs", "1,64,1024"))
-            Measure(envId, n, stats, seconds);
+        var env = Cli.Option("--env", "registry id of the env (Discrete actions)", "CartPole-v1");
+        var envs = Cli.List<int>("--envs", "sub-env counts to measure", "1,64,1024");
+        var seconds = Cli.Option("--seconds", "seconds per configuration", 3.0);
+        var command = new Command("step-local", "local SyncVectorEnv stepping with random actions, with and without RecordEpisodeStatistics") { env, envs, seconds };
+        command.SetAction(p =>
+        {
+            foreach (bool stats in new[] { false, true })
+            foreach (int n in p.GetValue(envs)!)
+                Measure(p.GetValue(env)!, n, stats, p.GetValue(seconds));
+        });
+        return command;
     }
 
     private static void Measure(string envId, int numEnvs, bool withStats, double seconds)

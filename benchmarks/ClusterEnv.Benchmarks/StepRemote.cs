@@ -1,3 +1,5 @@
+using System.CommandLine;
+using ClusterEnv.CommandLine;
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net;
@@ -20,14 +22,24 @@ namespace ClusterEnv.Benchmarks;
 /// </summary>
 public static class StepRemote
 {
-    public static void Run(BenchOptions o)
+    public static Command Command()
     {
-        string envId = o.Get("env", "CartPole-v1");
-        double seconds = o.Get("seconds", 2.0);
-        bool inline = o.Get("inline", "1") == "1";
-        foreach (int workers in o.GetInts("workers", "1,2,4"))
-        foreach (int perWorker in o.GetInts("envs", "1,16,64,256"))
-            Measure(envId, workers, perWorker, seconds, inline);
+        var env = Cli.Option("--env", "registry id of the env (Discrete actions)", "CartPole-v1");
+        var workers = Cli.List<int>("--workers", "worker counts", "1,2,4");
+        var envs = Cli.List<int>("--envs", "sub-envs per worker", "1,16,64,256");
+        var seconds = Cli.Option("--seconds", "seconds per configuration", 2.0);
+        var inline = Cli.Option("--inline", "run the hub's socket completions inline (HubOptions.InlineCompletions)", true);
+        var command = new Command("step-remote", "ClusterVecEnv.Step through local worker processes vs SyncVectorEnv and a raw TCP ping-pong")
+        {
+            env, workers, envs, seconds, inline,
+        };
+        command.SetAction(p =>
+        {
+            foreach (int w in p.GetValue(workers)!)
+            foreach (int perWorker in p.GetValue(envs)!)
+                Measure(p.GetValue(env)!, w, perWorker, p.GetValue(seconds), p.GetValue(inline));
+        });
+        return command;
     }
 
     private static void Measure(string envId, int workers, int perWorker, double seconds, bool inline)

@@ -1,3 +1,5 @@
+using System.CommandLine;
+using ClusterEnv.CommandLine;
 using System.Text.Json;
 using ClusterEnv.Cluster;
 using ClusterEnv.Envs;
@@ -15,16 +17,30 @@ namespace ClusterEnv.Benchmarks;
 /// </summary>
 public static class TrainBench
 {
-    public static void Run(BenchOptions o)
+    public static Command Command()
     {
-        string envId = o.Get("env", "CartPole-v1");
-        var seeds = o.GetInts("seeds", "1,2,3,4,5");
-        string mode = o.Get("mode", "local");
-        int workers = (int)o.Get("workers", 2);
+        var env = Cli.Option("--env", "registry id of the env", "CartPole-v1")
+            .Check(id => Gym.Ids.Contains(id) ? null : $"Unknown env '{id}'. Registered: {string.Join(", ", Gym.Ids)}.");
+        var seeds = Cli.List<int>("--seeds", "seeds, one run each", "1,2,3,4,5");
+        var mode = Cli.Option("--mode", "local (SyncVectorEnv), cluster (ClusterVecEnv with a local pool) or both", "local")
+            .Check(m => m is "local" or "cluster" or "both" ? null : $"--mode '{m}' must be local, cluster or both.");
+        var workers = Cli.Option("--workers", "worker processes in cluster mode", 2);
+        var totalSteps = Cli.Option<long?>("--total-steps", "env steps per run (default: PpoOptions')");
+        var numEnvs = Cli.Option<int?>("--num-envs", "parallel envs (default 4, or 1 for continuous actions)");
+        var command = new Command("train", "PPO with CleanRL's defaults: steps and seconds to the registry threshold, final mean-20 return, SPS")
+        {
+            env, seeds, mode, workers, totalSteps, numEnvs,
+        };
+        command.SetAction(p => Run(p.GetValue(env)!, p.GetValue(seeds)!, p.GetValue(mode)!, p.GetValue(workers), p.GetValue(totalSteps), p.GetValue(numEnvs)));
+        return command;
+    }
+
+    private static void Run(string envId, int[] seeds, string mode, int workers, long? totalSteps, int? numEnvsOption)
+    {
         bool continuous = Gym.Make(envId).ActionSpace is Box;
         var options = continuous ? PpoOptions.ContinuousDefaults : new PpoOptions();
-        if (o.Get("total-steps", "") is { Length: > 0 } ts) options = options with { TotalTimesteps = long.Parse(ts) };
-        int numEnvs = (int)o.Get("num-envs", continuous ? 1 : 4);
+        if (totalSteps is long ts) options = options with { TotalTimesteps = ts };
+        int numEnvs = numEnvsOption ?? (continuous ? 1 : 4);
         foreach (var m in mode == "both" ? new[] { "local", "cluster" } : [mode])
         foreach (int seed in seeds)
         {

@@ -1,37 +1,31 @@
 // A random-policy rollout through a vector env, printing episode statistics. By default the envs run in a local
 // pool of worker processes behind a ClusterVecEnv; --local runs the same loop on an in-process SyncVectorEnv.
 // Usage: dotnet run -c Release --project examples/Rollout -- [--env CartPole-v1] [--num-envs 8] [--workers 2] [--steps 20000] [--seed 0] [--local]
+using System.CommandLine;
 using System.Diagnostics;
 using ClusterEnv.Cluster;
+using ClusterEnv.CommandLine;
 using ClusterEnv.Common;
 using ClusterEnv.Envs;
 using ClusterEnv.Spaces;
 using ClusterEnv.Vector;
 using ClusterEnv.Wrappers;
 
-string envId = "CartPole-v1";
-int numEnvs = 8, totalSteps = 20_000, seed = 0, workers = 0;
-bool local = false;
-for (int i = 0; i < args.Length; i++)
+var envOption = Cli.Option("--env", "registry id of the env", "CartPole-v1")
+    .Check(id => Gym.Ids.Contains(id) ? null : $"Unknown env '{id}'. Registered: {string.Join(", ", Gym.Ids)}.");
+var numEnvsOption = Cli.Option("--num-envs", "parallel envs", 8);
+var workersOption = Cli.Option("--workers", "worker processes of the local pool (0: one per core)", 0);
+var stepsOption = Cli.Option("--steps", "env steps in total", 20_000);
+var seedOption = Cli.Option("--seed", "random seed", 0);
+var localOption = Cli.Option("--local", "run on an in-process SyncVectorEnv instead of a cluster", false);
+var root = new RootCommand("A random-policy rollout through ClusterVecEnv (or locally with --local), printing episode statistics.")
 {
-    string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Flag {args[i]} needs a value.");
-    switch (args[i])
-    {
-        case "--env": envId = Next(); break;
-        case "--num-envs": numEnvs = int.Parse(Next()); break;
-        case "--steps": totalSteps = int.Parse(Next()); break;
-        case "--seed": seed = int.Parse(Next()); break;
-        case "--workers": workers = int.Parse(Next()); break;
-        case "--local": local = true; break;
-        case "-h" or "--help":
-            Console.WriteLine("Usage: Rollout [--env ID] [--num-envs N] [--workers N] [--steps N] [--seed N] [--local]");
-            Console.WriteLine("Registered envs: " + string.Join(", ", Gym.Ids));
-            return 0;
-        default:
-            Console.Error.WriteLine($"Unknown flag '{args[i]}'. Use --env, --num-envs, --workers, --steps, --seed, --local or --help.");
-            return 2;
-    }
-}
+    envOption, numEnvsOption, workersOption, stepsOption, seedOption, localOption,
+};
+if (Cli.Parse(root, args, out var parsed) is int exit) return exit;
+string envId = parsed.GetValue(envOption)!;
+int numEnvs = parsed.GetValue(numEnvsOption), totalSteps = parsed.GetValue(stepsOption), seed = parsed.GetValue(seedOption), workers = parsed.GetValue(workersOption);
+bool local = parsed.GetValue(localOption);
 
 // The one line that differs between a local vector env and a cluster of worker processes:
 using IVectorEnv envs = local

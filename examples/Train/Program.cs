@@ -3,10 +3,12 @@
 // Ctrl-C or SIGTERM stops after the current update and still writes the checkpoint (exit code 130 / 143); a second
 // signal stops at once. A lost or hung worker ends the run with its name and exit code 1.
 // Usage: dotnet run -c Release --project examples/Train -- [--env CartPole-v1] [--seed 1] [--num-envs 4] [--workers 2]
-//        [--total-steps 500000] [--local] [--out runs/NAME]
+//        [--total-steps 500000] [--local] [--out runs/NAME]   (--help lists them)
 using System.Globalization;
 using System.Runtime.InteropServices;
 using ClusterEnv.Cluster;
+using System.CommandLine;
+using ClusterEnv.CommandLine;
 using ClusterEnv.Envs;
 using ClusterEnv.Learners.Metrics;
 using ClusterEnv.Learners.Ppo;
@@ -14,41 +16,33 @@ using ClusterEnv.Spaces;
 using ClusterEnv.Vector;
 using ClusterEnv.Wrappers;
 
-string envId = "CartPole-v1";
-int seed = 1, numEnvs = 4, workers = 2;
-long? totalSteps = null;
-bool local = false;
-string? outDir = null;
-for (int i = 0; i < args.Length; i++)
+var envOption = Cli.Option("--env", "registry id of the env", "CartPole-v1")
+    .Check(id => Gym.Ids.Contains(id) ? null : $"Unknown env '{id}'. Registered: {string.Join(", ", Gym.Ids)}.");
+var seedOption = Cli.Option("--seed", "random seed (envs, initialisation, sampling)", 1);
+var numEnvsOption = Cli.Option("--num-envs", "parallel envs (default 4; 1 for continuous actions, as CleanRL)", 4);
+var workersOption = Cli.Option("--workers", "worker processes of the local pool", 2);
+var totalStepsOption = Cli.Option<long?>("--total-steps", "env steps to train for (default: PpoOptions' 500,000, or 1,000,000 for continuous actions)");
+var localOption = Cli.Option("--local", "train on an in-process SyncVectorEnv instead of a cluster", false);
+var outOption = Cli.Option<string?>("--out", "run folder for metrics.csv, TensorBoard events and the checkpoint (default runs/ppo-ENV-seedN-MODE)");
+var root = new RootCommand("PPO (CleanRL's details) through ClusterVecEnv with a local worker pool, or locally with --local.")
 {
-    string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Flag {args[i]} needs a value.");
-    switch (args[i])
-    {
-        case "--env": envId = Next(); break;
-        case "--seed": seed = int.Parse(Next(), CultureInfo.InvariantCulture); break;
-        case "--num-envs": numEnvs = int.Parse(Next(), CultureInfo.InvariantCulture); break;
-        case "--workers": workers = int.Parse(Next(), CultureInfo.InvariantCulture); break;
-        case "--total-steps": totalSteps = long.Parse(Next(), CultureInfo.InvariantCulture); break;
-        case "--local": local = true; break;
-        case "--out": outDir = Next(); break;
-        case "-h" or "--help":
-            Console.WriteLine("Usage: Train [--env ID] [--seed N] [--num-envs N] [--workers N] [--total-steps N] [--local] [--out DIR]");
-            Console.WriteLine("Registered envs: " + string.Join(", ", Gym.Ids));
-            return 0;
-        default:
-            Console.Error.WriteLine($"Unknown flag '{args[i]}'. Use --env, --seed, --num-envs, --workers, --total-steps, --local, --out or --help.");
-            return 2;
-    }
-}
-if (!Gym.Ids.Contains(envId))
+    envOption, seedOption, numEnvsOption, workersOption, totalStepsOption, localOption, outOption,
+};
+if (Cli.Parse(root, args, out var parsed) is int exit) return exit;
+string envId = parsed.GetValue(envOption)!;
+int seed = parsed.GetValue(seedOption), numEnvs = parsed.GetValue(numEnvsOption), workers = parsed.GetValue(workersOption);
+long? totalSteps = parsed.GetValue(totalStepsOption);
+bool local = parsed.GetValue(localOption);
+string? outDir = parsed.GetValue(outOption);
+if (numEnvs < 1 || workers < 1)
 {
-    Console.Error.WriteLine($"Unknown env '{envId}'. Registered: {string.Join(", ", Gym.Ids)}.");
-    return 2;
+    Console.Error.WriteLine($"--num-envs ({numEnvs}) and --workers ({workers}) must be at least 1.");
+    return Cli.UsageError;
 }
 
 bool continuous = Gym.Make(envId).ActionSpace is Box;
 var options = (continuous ? PpoOptions.ContinuousDefaults : new PpoOptions()) with { Seed = seed };
-if (continuous && numEnvs == 4 && !args.Contains("--num-envs")) numEnvs = 1; // CleanRL's continuous default: 1 env × 2048 steps
+if (continuous && parsed.GetResult(numEnvsOption) is null or { Implicit: true }) numEnvs = 1; // CleanRL's continuous default: 1 env × 2048 steps
 if (totalSteps is long ts) options = options with { TotalTimesteps = ts };
 outDir ??= Path.Combine("runs", $"ppo-{envId}-seed{seed}-{(local ? "local" : "cluster")}");
 Directory.CreateDirectory(outDir);
