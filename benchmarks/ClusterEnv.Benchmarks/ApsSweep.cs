@@ -57,11 +57,14 @@ public static class ApsSweep
             var curve = new List<(long, double)>();
             // Each run also gets a TensorBoard event file: tensorboard --logdir <out>/tensorboard compares the strategies.
             using var tensorBoard = new TensorBoardWriter(Path.Combine(outDir, "tensorboard", $"{envId}-{strategy}-seed{seed}"));
+            var progress = ConsoleProgress.ForStandardError();
             var r = Ppo.TrainOnWorkers(envs, new PpoOptions { Seed = seed, TotalTimesteps = totalSteps }, strategy, m =>
             {
                 curve.Add((m.GlobalStep, m.MeanReturn20));
                 tensorBoard.AddScalars(m.Scalars(), m.GlobalStep);
+                progress.Report(m.GlobalStep, totalSteps, m.Sps, $"{envId} {strategy} seed {seed}  mean-20 {m.MeanReturn20:F1}  pushes {m.TotalPushes}  lag {m.MeanPolicyLag:F1}");
             });
+            progress.Complete();
             var last = r.History[^1];
             var run = new RunRecord(envId, strategy.ToString(), seed, last.TotalPushes, last.BytesPushed, r.FinalMeanReturn20, r.StepsToThreshold, last.Sps,
                 r.History.Average(h => h.MeanPolicyLag), curve);

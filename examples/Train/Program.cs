@@ -82,14 +82,15 @@ int Run()
     using var csv = new StreamWriter(Path.Combine(outDir, "metrics.csv"));
     csv.WriteLine(PpoMetrics.CsvHeader);
     using var tensorBoard = new TensorBoardWriter(outDir); // the same scalars for `tensorboard --logdir runs`
+    var progress = ConsoleProgress.ForStandardOutput();    // one line in place on a terminal, a line every 5 s in a log
     var result = Ppo.Train(envs, options, m =>
     {
         csv.WriteLine(m.ToCsv());
         tensorBoard.AddScalars(m.Scalars(), m.GlobalStep);
-        if (m.Iteration % 10 == 0 || m.GlobalStep >= options.TotalTimesteps - options.BatchSize(numEnvs))
-            Console.WriteLine($"  step {m.GlobalStep,9:N0}  SPS {m.Sps,8:N0}  mean return (last 20) {m.MeanReturn20,8:F1}  " +
-                              $"policy loss {m.PolicyLoss,7:F3}  value loss {m.ValueLoss,8:F3}  entropy {m.Entropy,5:F3}  approx-KL {m.ApproxKl,7:F4}");
+        progress.Report(m.GlobalStep, options.TotalTimesteps, m.Sps, $"mean-20 {m.MeanReturn20:F1}  policy loss {m.PolicyLoss:F3}  " +
+                                                                       $"value loss {m.ValueLoss:F3}  entropy {m.Entropy:F3}  approx-KL {m.ApproxKl:F4}");
     }, stop.Token);
+    progress.Complete();
 
     string checkpoint = Path.Combine(outDir, "policy.cepolicy");
     var metadata = new Dictionary<string, string> { ["env"] = envId, ["seed"] = seed.ToString(CultureInfo.InvariantCulture), ["algorithm"] = "ppo" };
