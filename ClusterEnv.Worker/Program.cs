@@ -3,15 +3,24 @@
 // or when the learner it was started by is gone (3).
 using ClusterEnv.Transport;
 using ClusterEnv.Worker;
+using Microsoft.Extensions.Logging;
 
-if (WorkerCommandLine.Parse(args, out var options) is int exit) return exit;
+if (WorkerCommandLine.Parse(args, out var options, out var logLevel) is int exit) return exit;
+
+// One line per event on stderr (a local pool keeps the last lines for the learner's error messages).
+using var loggers = LoggerFactory.Create(b => b
+    .SetMinimumLevel(logLevel)
+    .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace)
+    .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; }));
+var log = loggers.CreateLogger("ClusterEnv.Worker");
 
 using var stop = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
 try
 {
-    await using var worker = new WorkerService(options);
+    await using var worker = new WorkerService(options, log);
     await worker.RunAsync(stop.Token);
+    WorkerLog.Closed(log, options.WorkerId);
     return 0;
 }
 catch (OperationCanceledException)
@@ -20,11 +29,11 @@ catch (OperationCanceledException)
 }
 catch (GrpcException e)
 {
-    Console.Error.WriteLine($"ClusterEnv.Worker '{options.WorkerId}': the hub ended the stream with {e.Status}: {e.Detail}");
+    WorkerLog.Refused(log, options.WorkerId, e.Status.ToString(), e.Detail);
     return 1;
 }
 catch (Exception e) when (e is IOException or HttpRequestException or ArgumentException or FileNotFoundException or InvalidOperationException)
 {
-    Console.Error.WriteLine($"ClusterEnv.Worker '{options.WorkerId}': {e.Message}");
+    WorkerLog.Failed(log, options.WorkerId, e.Message);
     return 1;
 }

@@ -10,9 +10,13 @@ public static class WorkerCommandLine
     /// Parses <paramref name="args"/> into <paramref name="options"/>; returns the exit code when the worker should stop
     /// now (0 after --help, 2 on a bad argument, with the reason on stderr), or null to go on.
     /// </summary>
-    public static int? Parse(string[] args, out WorkerOptions options)
+    public static int? Parse(string[] args, out WorkerOptions options) => Parse(args, out options, out _);
+
+    /// <inheritdoc cref="Parse(string[], out WorkerOptions)"/>
+    public static int? Parse(string[] args, out WorkerOptions options, out Microsoft.Extensions.Logging.LogLevel logLevel)
     {
         options = null!;
+        logLevel = Microsoft.Extensions.Logging.LogLevel.Information;
         var hub = new Option<string>("--hub") { Description = "the learner's hub, e.g. http://127.0.0.1:5555", Required = true }
             .Check(u => Uri.TryCreate(u, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https" ? null
                 : $"--hub '{u}' is not an http:// or https:// URL (e.g. http://127.0.0.1:5555).");
@@ -30,12 +34,15 @@ public static class WorkerCommandLine
         var maxMessage = Cli.Option("--max-message-size", "largest command accepted from the hub, e.g. a policy push, in MiB", 64)
             .Check(m => m is >= 1 and <= 2047 ? null : $"--max-message-size {m} MiB must be between 1 and gRPC's limit of 2047.");
         var insecure = Cli.Option("--insecure", "accept any TLS certificate from the hub", false);
+        var level = Cli.Option("--log-level", "least severe log lines written to stderr: Trace, Debug, Information, Warning, Error, Critical or None",
+            Microsoft.Extensions.Logging.LogLevel.Information);
         var root = new RootCommand("ClusterEnv.Worker: hosts envs for a ClusterVecEnv. Dials the learner's hub, registers and answers its commands. " +
                                    "Exits 0 when the hub closes the stream, 1 when refused or the connection fails, 2 on bad arguments, 3 when its parent is gone.")
         {
-            hub, env, numEnvs, workerId, tokenFile, assemblies, envArgs, connectTimeout, parentPid, maxMessage, insecure,
+            hub, env, numEnvs, workerId, tokenFile, assemblies, envArgs, connectTimeout, parentPid, maxMessage, insecure, level,
         };
         if (Cli.Parse(root, args, out var p) is int exit) return exit;
+        logLevel = p.GetValue(level);
         string? token = p.GetValue(tokenFile) is { } file ? File.ReadAllText(file.FullName).Trim() : Environment.GetEnvironmentVariable("CLUSTERENV_TOKEN");
         options = new WorkerOptions
         {

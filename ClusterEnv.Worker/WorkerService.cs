@@ -13,6 +13,7 @@ using ClusterEnv.Transport.Protos;
 using ClusterEnv.Vector;
 using ClusterEnv.Wrappers;
 using Google.Protobuf;
+using Microsoft.Extensions.Logging;
 
 namespace ClusterEnv.Worker;
 
@@ -23,6 +24,7 @@ namespace ClusterEnv.Worker;
 public sealed class WorkerService : IAsyncDisposable
 {
     private readonly WorkerOptions _options;
+    private readonly ILogger _logger;
     private readonly List<IEnv> _envs;
     private readonly HttpClient _client;
     private GrpcDuplexCall? _call;
@@ -36,10 +38,11 @@ public sealed class WorkerService : IAsyncDisposable
     private long _progressInterval;   // Stopwatch ticks between Progress messages in a rollout (0: none); from Welcome
     private long _maxReplySize;       // the hub's limit on one reply (0: unknown); from Welcome
 
-    /// <summary>Creates the envs (so their spaces can be registered) without connecting yet.</summary>
-    public WorkerService(WorkerOptions options)
+    /// <summary>Creates the envs (so their spaces can be registered) without connecting yet. Logs to <paramref name="logger"/> (see <c>WorkerLog</c>).</summary>
+    public WorkerService(WorkerOptions options, ILogger? logger = null)
     {
         _options = options;
+        _logger = logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         foreach (var path in options.Assemblies) LoadEnvAssembly(path);
         var kwargs = options.EnvArgs.ToDictionary(kv => kv.Key, kv => ParseArg(kv.Value));
         _envs = [];
@@ -59,9 +62,11 @@ public sealed class WorkerService : IAsyncDisposable
     public async Task RunAsync(CancellationToken cancellationToken = default)
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        if (_options.ParentPid is int parent) _ = WatchParentAsync(parent, cts);
+        if (_options.ParentPid is int parent) _ = WatchParentAsync(parent, cts, _logger, _options.WorkerId);
         _runToken = cts.Token;
+        WorkerLog.Dialling(_logger, _options.WorkerId, _options.Hub, _options.NumEnvs, _options.EnvId);
         _call = await DialAsync(cts.Token).ConfigureAwait(false);
+        WorkerLog.Registered(_logger, _options.WorkerId, _options.Hub);
         var reader = _call.Responses;
         while (true)
         {
@@ -264,6 +269,7 @@ public sealed class WorkerService : IAsyncDisposable
                         next.LoadParameters(MemoryMarshal.Cast<byte, float>(update.Weights.Data.Span)); // refuses NaN/∞ and leaves the policy as it was
                         _policy = next;
                         _policyVersion = update.Version;
+                        WorkerLog.PolicyApplied(_logger, _options.WorkerId, _policyVersion);
                     }
                     catch (ArgumentException e)
                     {
@@ -276,6 +282,7 @@ public sealed class WorkerService : IAsyncDisposable
         {
             error = $"The policy spec could not be read: {e.Message}";
         }
+        if (error is not null) WorkerLog.PolicyRefused(_logger, _options.WorkerId, update.Version, _policyVersion, error);
         Reply(seq, new WorkerMessage { PolicyAck = new PolicyAck { ActiveVersion = _policyVersion, Error = error ?? "" } });
     }
 
@@ -431,7 +438,7 @@ public sealed class WorkerService : IAsyncDisposable
 
     // ---------------- plumbing ----------------
 
-    private static async Task WatchParentAsync(int pid, CancellationTokenSource cts)
+    private static async Task WatchParentAsync(int pid, CancellationTokenSource cts, ILogger logger, string workerId)
     {
         while (!cts.IsCancellationRequested)
         {
@@ -444,7 +451,7 @@ public sealed class WorkerService : IAsyncDisposable
             try { await Task.Delay(500, cts.Token).ConfigureAwait(false); }
             catch (OperationCanceledException) { return; }
         }
-        await Console.Error.WriteLineAsync($"ClusterEnv.Worker: the learner (pid {pid}) is gone; exiting.").ConfigureAwait(false);
+        WorkerLog.ParentGone(logger, workerId, pid);
         cts.Cancel();
     }
 

@@ -39,21 +39,27 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
     private readonly HubOptions _options;
     private readonly byte[]? _token;
     private readonly CancellationTokenSource _stopping = new();
+    private readonly ILogger _logger;
     private Func<WorkerConnection, string?>? _admit;
     private bool _disposed;
 
-    private ClusterHub(WebApplication app, HubOptions options)
+    private ClusterHub(WebApplication app, HubOptions options, ILogger logger)
     {
         _app = app;
         _options = options;
+        _logger = logger;
         _token = string.IsNullOrEmpty(options.Token) ? null : Encoding.UTF8.GetBytes(options.Token);
     }
 
     /// <summary>The URL workers dial, e.g. <c>http://127.0.0.1:5555</c>.</summary>
     public Uri Url { get; private set; } = null!;
 
-    /// <summary>Starts a hub on <see cref="HubOptions.Host"/>:<see cref="HubOptions.Port"/> (port 0 picks a free one).</summary>
-    public static async Task<ClusterHub> StartAsync(HubOptions options, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Starts a hub on <see cref="HubOptions.Host"/>:<see cref="HubOptions.Port"/> (port 0 picks a free one). Its log
+    /// lines (registrations, refusals with the reason and the peer, losses; see <c>ClusterLog</c> for the event ids) go
+    /// to <paramref name="loggerFactory"/>, category <c>ClusterEnv.Cluster.ClusterHub</c>.
+    /// </summary>
+    public static async Task<ClusterHub> StartAsync(HubOptions options, CancellationToken cancellationToken = default, ILoggerFactory? loggerFactory = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
@@ -100,7 +106,7 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
             });
         });
         var app = builder.Build();
-        var hub = new ClusterHub(app, options);
+        var hub = new ClusterHub(app, options, (loggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger<ClusterHub>());
         app.Run(hub.HandleAsync);
         try
         {
@@ -115,6 +121,7 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
         var uri = new Uri(bound);
         string host = options.Host is "*" or "0.0.0.0" ? Dns.GetHostName() : uri.Host;
         hub.Url = new UriBuilder(uri.Scheme, host, uri.Port).Uri;
+        ClusterLog.HubListening(hub._logger, hub.Url);
         return hub;
     }
 
@@ -162,14 +169,14 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
         }
         if (request.Path != ConnectPath)
         {
-            TrailersOnly(context, GrpcStatusCode.Unimplemented, $"Method '{request.Path}' is not implemented; this hub serves {ConnectPath}.");
+            Reject(context, GrpcStatusCode.Unimplemented, $"Method '{request.Path}' is not implemented; this hub serves {ConnectPath}.");
             return;
         }
         string encoding = request.Headers[GrpcHeaders.Encoding].ToString();
         if (encoding.Length > 0 && encoding is not ("identity" or "gzip" or "deflate"))
         {
             response.Headers[GrpcHeaders.AcceptEncoding] = GrpcFraming.AcceptEncoding;
-            TrailersOnly(context, GrpcStatusCode.Unimplemented, $"Message encoding '{encoding}' is not supported; supported: {GrpcFraming.AcceptEncoding}.");
+            Reject(context, GrpcStatusCode.Unimplemented, $"Message encoding '{encoding}' is not supported; supported: {GrpcFraming.AcceptEncoding}.");
             return;
         }
         context.Features.Get<IHttpMinRequestBodyDataRateFeature>()?.MinDataRate = null;
@@ -193,22 +200,22 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
             }
             catch (GrpcException e)
             {
-                TrailersOnly(context, e.Status, e.Detail);
+                Reject(context, e.Status, e.Detail);
                 return;
             }
             catch (InvalidDataException e)
             {
-                TrailersOnly(context, GrpcStatusCode.Internal, $"Malformed Register message: {e.Message}");
+                Reject(context, GrpcStatusCode.Internal, $"Malformed Register message: {e.Message}");
                 return;
             }
             catch (InvalidProtocolBufferException e)
             {
-                TrailersOnly(context, GrpcStatusCode.Internal, $"Malformed Register message: {e.Message}");
+                Reject(context, GrpcStatusCode.Internal, $"Malformed Register message: {e.Message}");
                 return;
             }
             catch (OperationCanceledException) when (!context.RequestAborted.IsCancellationRequested)
             {
-                TrailersOnly(context, _stopping.IsCancellationRequested ? GrpcStatusCode.Unavailable : GrpcStatusCode.DeadlineExceeded,
+                Reject(context, _stopping.IsCancellationRequested ? GrpcStatusCode.Unavailable : GrpcStatusCode.DeadlineExceeded,
                     _stopping.IsCancellationRequested ? "The hub is shutting down." : $"No Register message within {_options.RegisterTimeout.TotalSeconds:0.#} s; a worker's first message must be Register.");
                 return;
             }
@@ -233,6 +240,7 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
         await response.StartAsync().ConfigureAwait(false);
         await response.BodyWriter.FlushAsync().ConfigureAwait(false); // put the headers on the wire now, so the worker's call completes
         worker.MarkStarted(); // the owner may send commands from now on (not earlier: they would race the headers above)
+        ClusterLog.WorkerRegistered(_logger, worker.Id, worker.RemoteEndPoint, registration.Host, registration.Pid, registration.Runtime, worker.NumEnvs, registration.EnvId);
         var (status, message) = await worker.RunAsync(_stopping.Token).ConfigureAwait(false);
         if (context.RequestAborted.IsCancellationRequested) return; // reset: nobody to send trailers to
         response.AppendTrailer(GrpcHeaders.Status, ((int)status).ToString(System.Globalization.CultureInfo.InvariantCulture));
@@ -298,12 +306,21 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
 
     private void Refuse(HttpContext context, Register registration, GrpcStatusCode status, string reason)
     {
+        string peer = $"{context.Connection.RemoteIpAddress}:{context.Connection.RemotePort}";
+        ClusterLog.WorkerRefused(_logger, registration.WorkerId, peer, status, reason);
         lock (_refusals)
         {
-            _refusals.Enqueue(new WorkerRefusal(registration.WorkerId, $"{context.Connection.RemoteIpAddress}:{context.Connection.RemotePort}", status, reason));
+            _refusals.Enqueue(new WorkerRefusal(registration.WorkerId, peer, status, reason));
             if (_refusals.Count > 32) _refusals.Dequeue();
         }
         TrailersOnly(context, status, reason);
+    }
+
+    // A stream closed before it registered (unknown method, bad encoding, malformed or missing Register).
+    private void Reject(HttpContext context, GrpcStatusCode status, string message)
+    {
+        ClusterLog.StreamRejected(_logger, $"{context.Connection.RemoteIpAddress}:{context.Connection.RemotePort}", status, message);
+        TrailersOnly(context, status, message);
     }
 
     private static void TrailersOnly(HttpContext context, GrpcStatusCode status, string message)

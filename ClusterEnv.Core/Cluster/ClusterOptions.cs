@@ -47,6 +47,12 @@ public sealed record ClusterOptions
     /// <summary>Local pool: path of ClusterEnv.Worker (.dll or executable); by default found next to this application or in CLUSTERENV_WORKER.</summary>
     public string? WorkerPath { get; init; }
 
+    /// <summary>
+    /// Where the hub and the vector env log (registrations, refusals with their reason and peer, lost and hung
+    /// workers); nothing is logged when null. E.g. <c>LoggerFactory.Create(b =&gt; b.AddSimpleConsole())</c>.
+    /// </summary>
+    public Microsoft.Extensions.Logging.ILoggerFactory? LoggerFactory { get; init; }
+
     /// <summary>Number of workers after defaults.</summary>
     public int EffectiveNumWorkers => NumWorkers > 0 ? NumWorkers : LocalWorkers ? Math.Max(1, Math.Min(Environment.ProcessorCount, NumEnvs)) : 1;
 

@@ -6,6 +6,7 @@ using ClusterEnv.Spaces;
 using ClusterEnv.Transport;
 using ClusterEnv.Transport.Protos;
 using ClusterEnv.Vector;
+using Microsoft.Extensions.Logging;
 using Google.Protobuf;
 using AutoresetMode = ClusterEnv.Vector.AutoresetMode;
 using Space = ClusterEnv.Spaces.Space;
@@ -57,6 +58,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     }
 
     private readonly ClusterOptions _options;
+    private readonly Microsoft.Extensions.Logging.ILogger _logger;
     private readonly ClusterHub _hub;
     private readonly LocalWorkerPool? _pool;
     private readonly Lock _lock = new();
@@ -97,7 +99,8 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         if (options.LocalWorkers && string.IsNullOrEmpty(options.Hub.Token))
             options = options with { Hub = options.Hub with { Token = Convert.ToHexString(RandomNumberGenerator.GetBytes(16)) } };
         _options = options;
-        _hub = ClusterHub.StartAsync(options.Hub).GetAwaiter().GetResult();
+        _logger = (options.LoggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger<ClusterVecEnv>();
+        _hub = ClusterHub.StartAsync(options.Hub, loggerFactory: options.LoggerFactory).GetAwaiter().GetResult();
         _hub.SetAdmission(Admit);
         try
         {
@@ -123,6 +126,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             offset += s.Count;
         }
         NumEnvs = offset;
+        ClusterLog.AllRegistered(_logger, _slots.Length, NumEnvs);
         if (options.NumEnvs > 0 && NumEnvs != options.NumEnvs)
         {
             Dispose();
@@ -685,7 +689,11 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         var late = hung.Select(s => s.Connection.Id).ToArray();
         string message = $"{operation} got no reply and no progress from {string.Join(", ", late.Select(l => $"worker '{l}'"))} for " +
                          $"{_options.StepTimeout.TotalSeconds:0.###} s (ClusterOptions.StepTimeout). The worker may be hung in its env; the vector env is unusable now, close it and create a new one.";
-        foreach (var s in hung) s.Connection.Close(GrpcStatusCode.DeadlineExceeded, $"No reply and no progress for {_options.StepTimeout.TotalSeconds:0.###} s.");
+        foreach (var s in hung)
+        {
+            ClusterLog.WorkerHung(_logger, operation, s.Connection.Id, _options.StepTimeout.TotalSeconds);
+            s.Connection.Close(GrpcStatusCode.DeadlineExceeded, $"No reply and no progress for {_options.StepTimeout.TotalSeconds:0.###} s.");
+        }
         Break(message);
         throw new WorkerTimeoutException(message, late);
     }
@@ -781,6 +789,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             if (s.Lost) return;
             s.Lost = true;
         }
+        ClusterLog.WorkerLost(_logger, worker.Id, reason);
         var lost = new WorkerLostException(worker.Id, reason, _pool?.Describe(worker.Id));
         Interlocked.CompareExchange(ref _fatal, lost, null);
         _replied.Set(); // wake the learner at once; the other workers' replies no longer matter
@@ -827,6 +836,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         foreach (var s in slots) s.Connection.Close(GrpcStatusCode.OK, null);
         _hub.Dispose();
         _pool?.Stop(_options.CloseTimeout);
+        ClusterLog.Closed(_logger, slots.Length);
         _pool?.Dispose();
     }
 

@@ -15,6 +15,7 @@ using ClusterEnv.Learners.Ppo;
 using ClusterEnv.Spaces;
 using ClusterEnv.Vector;
 using ClusterEnv.Wrappers;
+using Microsoft.Extensions.Logging;
 
 var envOption = Cli.Option("--env", "registry id of the env", "CartPole-v1")
     .Check(id => Gym.Ids.Contains(id) ? null : $"Unknown env '{id}'. Registered: {string.Join(", ", Gym.Ids)}.");
@@ -73,10 +74,13 @@ catch (Exception e) when (e is WorkerLostException or WorkerTimeoutException or 
 
 int Run()
 {
+    // The hub's warnings and errors (refused, lost or hung workers) on stderr; registrations are Information.
+    using var warnings = LoggerFactory.Create(b => b.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true)
+        .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
     // The one line that differs between a local vector env and a cluster of worker processes:
     using IVectorEnv envs = local
         ? Gym.MakeVec(envId, numEnvs, wrap: e => new RecordEpisodeStatistics(e))
-        : new ClusterVecEnv(new ClusterOptions { EnvId = envId, NumEnvs = numEnvs, NumWorkers = Math.Min(workers, numEnvs) });
+        : new ClusterVecEnv(new ClusterOptions { EnvId = envId, NumEnvs = numEnvs, NumWorkers = Math.Min(workers, numEnvs), LoggerFactory = warnings });
 
     Console.WriteLine($"PPO on {envs} | {options.TotalTimesteps:N0} steps | {numEnvs} envs × {options.NumSteps} steps per rollout | seed {seed}");
     using var csv = new StreamWriter(Path.Combine(outDir, "metrics.csv"));
