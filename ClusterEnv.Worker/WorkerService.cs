@@ -13,6 +13,8 @@ using ClusterEnv.Transport.Protos;
 using ClusterEnv.Vector;
 using ClusterEnv.Wrappers;
 using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
 
 namespace ClusterEnv.Worker;
@@ -26,13 +28,16 @@ public sealed class WorkerService : IAsyncDisposable
     private readonly WorkerOptions _options;
     private readonly ILogger _logger;
     private readonly List<IEnv> _envs;
-    private readonly HttpClient _client;
-    private GrpcDuplexCall? _call;
+    private readonly GrpcChannel _channel;
+    private AsyncDuplexStreamingCall<WireMessage, WireMessage>? _call;
     private SyncVectorEnv? _vec;
     private int[] _intActions = [];
     private float[] _floatActions = [];
+    // Replies encoded since the last flush, back to back in _out; _replyEnds[i] is where reply i ends.
     private byte[] _out = new byte[64 * 1024];
     private int _outLength;
+    private readonly List<int> _replyEnds = [];
+    private readonly WireMessage _sending = new([], 0);
     private bool _closeRequested;
     private CancellationToken _runToken;
     private long _progressInterval;   // Stopwatch ticks between Progress messages in a rollout (0: none); from Welcome
@@ -55,7 +60,35 @@ public sealed class WorkerService : IAsyncDisposable
             foreach (var e in _envs) e.Dispose();
             throw;
         }
-        _client = GrpcDuplexCall.CreateClient(acceptAnyCertificate: options.Insecure);
+        _channel = CreateChannel(options);
+    }
+
+    // One HTTP/2 connection with keepalive PINGs (a learner that vanishes is noticed in seconds), no request-size
+    // limit from us, and the worker's receive limit on commands.
+    private static GrpcChannel CreateChannel(WorkerOptions options)
+    {
+        var handler = new SocketsHttpHandler
+        {
+            EnableMultipleHttp2Connections = true,
+            KeepAlivePingDelay = TimeSpan.FromSeconds(1),
+            KeepAlivePingTimeout = TimeSpan.FromSeconds(3),
+            KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
+            InitialHttp2StreamWindowSize = 2 * 1024 * 1024,
+            ConnectTimeout = TimeSpan.FromSeconds(10),
+        };
+        if (options.Insecure) handler.SslOptions.RemoteCertificateValidationCallback = (_, _, _, _) => true;
+        return GrpcChannel.ForAddress(options.Hub, new GrpcChannelOptions
+        {
+            HttpHandler = handler,
+            MaxReceiveMessageSize = options.MaxMessageSize,
+            MaxSendMessageSize = null,
+            ThrowOperationCanceledOnCancellation = false,
+            // The client's own reconnect backoff starts at 1 s by default; a worker started before its hub should
+            // register within a fraction of a second of the hub coming up.
+            InitialReconnectBackoff = TimeSpan.FromMilliseconds(100),
+            MaxReconnectBackoff = TimeSpan.FromSeconds(1),
+            DisposeHttpClient = true,
+        });
     }
 
     /// <summary>Runs until the hub closes the stream (returns normally) or fails (throws). Cancelling ends the stream.</summary>
@@ -67,53 +100,47 @@ public sealed class WorkerService : IAsyncDisposable
         WorkerLog.Dialling(_logger, _options.WorkerId, _options.Hub, _options.NumEnvs, _options.EnvId);
         _call = await DialAsync(cts.Token).ConfigureAwait(false);
         WorkerLog.Registered(_logger, _options.WorkerId, _options.Hub);
-        var reader = _call.Responses;
+        var commands = _call.ResponseStream;
         while (true)
         {
-            ReadResult read;
+            bool more;
             try
             {
-                read = await reader.ReadAsync(cts.Token).ConfigureAwait(false);
+                more = await commands.MoveNext(cts.Token).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is IOException or HttpRequestException && !cts.IsCancellationRequested)
+            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && cts.IsCancellationRequested)
             {
-                throw new IOException($"Lost the hub at {_options.Hub}: {e.Message}", e);
+                throw new OperationCanceledException(cts.Token); // our own cancellation (Ctrl-C, the parent is gone)
             }
-            var buffer = read.Buffer;
+            catch (RpcException e) when (e.StatusCode is StatusCode.Unavailable or StatusCode.Internal or StatusCode.Cancelled && IsConnectionFailure(e))
+            {
+                throw new IOException($"Lost the hub at {_options.Hub}: {e.Status.DebugException?.Message ?? e.Status.Detail}", e);
+            }
+            catch (RpcException e)
+            {
+                throw new GrpcException((GrpcStatusCode)e.StatusCode, e.Status.Detail);
+            }
+            if (!more) return; // the hub ended the stream with OK (after Close, or when it shut down cleanly)
+            var command = commands.Current;
             try
             {
-                while (GrpcFraming.TryReadMessage(ref buffer, _options.MaxMessageSize, out var payload, out bool compressed))
-                    Handle(compressed ? GrpcFraming.Decompress(payload, _call.ResponseEncoding, _options.MaxMessageSize) : Contiguous(payload));
+                Handle(command.Span);
             }
             finally
             {
-                reader.AdvanceTo(buffer.Start, buffer.End);
+                command.Release();
             }
-            if (_outLength > 0) await FlushRepliesAsync(cts.Token).ConfigureAwait(false);
-            if (_closeRequested) _call.CompleteRequests();
-            if (read.IsCompleted)
-            {
-                if (_call.GetStatus() is { } error)
-                {
-                    if (_closeRequested && error.Status == GrpcStatusCode.OK) return;
-                    throw error;
-                }
-                return;
-            }
+            if (_replyEnds.Count > 0) await FlushRepliesAsync(cts.Token).ConfigureAwait(false);
+            if (_closeRequested) await _call.RequestStream.CompleteAsync().ConfigureAwait(false);
         }
     }
 
-    private byte[] _in = new byte[4096];
+    // A stream that ended because the connection did (reset, refused, timed out), rather than with a status the hub sent.
+    private static bool IsConnectionFailure(RpcException e) =>
+        e.InnerException is HttpRequestException or IOException or System.Net.Sockets.SocketException || e.Status.DebugException is HttpRequestException or IOException;
 
-    private ReadOnlySpan<byte> Contiguous(ReadOnlySequence<byte> payload)
-    {
-        if (payload.IsSingleSegment) return payload.FirstSpan;
-        if (_in.Length < payload.Length) _in = new byte[Math.Max((int)payload.Length, _in.Length * 2)];
-        payload.CopyTo(_in);
-        return _in.AsSpan(0, (int)payload.Length);
-    }
-
-    private async Task<GrpcDuplexCall> DialAsync(CancellationToken ct)
+    // Keeps dialling (with backoff) until the hub is up, then registers; a refusal comes back as the call's status.
+    private async Task<AsyncDuplexStreamingCall<WireMessage, WireMessage>> DialAsync(CancellationToken ct)
     {
         var register = new WorkerMessage
         {
@@ -133,25 +160,37 @@ public sealed class WorkerService : IAsyncDisposable
             },
         };
         var bytes = register.ToByteArray();
+        var headers = new Metadata();
+        if (!string.IsNullOrEmpty(_options.Token)) headers.Add(WorkerHubMethods.TokenHeader, _options.Token);
         var sw = Stopwatch.StartNew();
+        var backoff = TimeSpan.FromMilliseconds(100);
         while (true)
         {
-            GrpcDuplexCall? call = null;
+            var call = _channel.CreateCallInvoker().AsyncDuplexStreamingCall(WorkerHubMethods.Connect, null, new CallOptions(headers, cancellationToken: ct));
             try
             {
-                call = await GrpcDuplexCall.StartAsync(_client, _options.Hub, "/clusterenv.v1.WorkerHub/Connect", cancellationToken: ct).ConfigureAwait(false);
-                await call.WriteAsync(bytes, ct).ConfigureAwait(false);
-                await call.ReadHeadersAsync().ConfigureAwait(false);
+                await call.RequestStream.WriteAsync(new WireMessage(bytes, bytes.Length), ct).ConfigureAwait(false);
+                await call.ResponseHeadersAsync.ConfigureAwait(false);
                 return call;
             }
-            catch (HttpRequestException e) when (e.InnerException is SocketException && sw.Elapsed < _options.ConnectTimeout)
+            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && IsConnectionFailure(e))
             {
-                if (call is not null) await call.DisposeAsync().ConfigureAwait(false);
-                await Task.Delay(200, ct).ConfigureAwait(false);
+                call.Dispose();
+                if (sw.Elapsed >= _options.ConnectTimeout)
+                    throw new IOException($"Could not reach the hub at {_options.Hub} within {_options.ConnectTimeout.TotalSeconds:0.#} s " +
+                                          $"({e.Status.DebugException?.Message ?? e.Status.Detail}). Is the learner running, and is the URL right?", e);
+                await Task.Delay(backoff, ct).ConfigureAwait(false);
+                backoff = TimeSpan.FromMilliseconds(Math.Min(backoff.TotalMilliseconds * 2, 1000));
             }
-            catch (HttpRequestException e) when (e.InnerException is SocketException)
+            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && ct.IsCancellationRequested)
             {
-                throw new IOException($"Could not reach the hub at {_options.Hub} within {_options.ConnectTimeout.TotalSeconds:0.#} s ({e.InnerException.Message}). Is the learner running, and is the URL right?", e);
+                call.Dispose();
+                throw new OperationCanceledException(ct);
+            }
+            catch (RpcException e)
+            {
+                call.Dispose();
+                throw new GrpcException((GrpcStatusCode)e.StatusCode, e.Status.Detail);
             }
         }
     }
@@ -376,11 +415,11 @@ public sealed class WorkerService : IAsyncDisposable
 
     private Span<byte> Reserve(int payloadSize)
     {
-        int need = _outLength + GrpcFraming.HeaderSize + payloadSize;
+        int need = _outLength + payloadSize;
         if (need > _out.Length) Array.Resize(ref _out, Math.Max(need, _out.Length * 2));
-        GrpcFraming.WriteHeader(_out.AsSpan(_outLength), payloadSize);
-        var span = _out.AsSpan(_outLength + GrpcFraming.HeaderSize, payloadSize);
+        var span = _out.AsSpan(_outLength, payloadSize);
         _outLength = need;
+        _replyEnds.Add(need);
         return span;
     }
 
@@ -388,7 +427,7 @@ public sealed class WorkerService : IAsyncDisposable
     {
         message.Seq = seq;
         int size = message.CalculateSize();
-        if (_maxReplySize > 0 && size + GrpcFraming.HeaderSize > _maxReplySize && message.BodyCase != WorkerMessage.BodyOneofCase.Error)
+        if (_maxReplySize > 0 && size + 5 > _maxReplySize && message.BodyCase != WorkerMessage.BodyOneofCase.Error)
         {
             // Sending it would make the hub end this stream; say why instead, and stay connected.
             message = new WorkerMessage
@@ -406,18 +445,32 @@ public sealed class WorkerService : IAsyncDisposable
         message.WriteTo(Reserve(size));
     }
 
-    // Tells the learner a long command is making progress (its deadline counts from the last message), and sends it
-    // now: the handler is still running, so the read loop cannot flush for it.
+    // Tells the learner a long command is making progress (its deadline counts from the last message). Sent at once,
+    // without waiting: the acting loop must not block on the network, and a progress message still on its way makes
+    // the next one redundant. Replies wait for it (one write at a time on a gRPC stream).
     private void SendProgress(ulong seq, int stepsDone)
     {
-        Reply(seq, new WorkerMessage { Progress = new Progress { StepsDone = (uint)stepsDone } });
-        FlushRepliesAsync(_runToken).AsTask().GetAwaiter().GetResult();
+        if (!_progressWrite.IsCompleted) return;
+        var message = new WorkerMessage { Seq = seq, Progress = new Progress { StepsDone = (uint)stepsDone } };
+        message.WriteTo(_progress.Reset(message.CalculateSize()));
+        _progressWrite = _call!.RequestStream.WriteAsync(_progress, _runToken);
     }
 
+    private Task _progressWrite = Task.CompletedTask;
+    private readonly WireMessage _progress = new([], 0);
+
+    // Sends the replies encoded since the last flush, in order, one gRPC message each.
     private async ValueTask FlushRepliesAsync(CancellationToken ct)
     {
-        await _call!.RequestStream.WriteAsync(_out.AsMemory(0, _outLength), ct).ConfigureAwait(false);
-        await _call.RequestStream.FlushAsync(ct).ConfigureAwait(false);
+        await _progressWrite.ConfigureAwait(false);
+        int start = 0;
+        foreach (int end in _replyEnds)
+        {
+            _sending.Set(_out, start, end - start);
+            await _call!.RequestStream.WriteAsync(_sending, ct).ConfigureAwait(false);
+            start = end;
+        }
+        _replyEnds.Clear();
         _outLength = 0;
     }
 
@@ -473,8 +526,8 @@ public sealed class WorkerService : IAsyncDisposable
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
     {
-        if (_call is not null) await _call.DisposeAsync().ConfigureAwait(false);
-        _client.Dispose();
+        _call?.Dispose();
+        _channel.Dispose();
         if (_vec is not null) _vec.Close();
         else foreach (var e in _envs) e.Dispose();
     }

@@ -80,7 +80,7 @@ public class ReliabilityTests
     {
         using var env = new ClusterVecEnv(new ClusterOptions
         {
-            EnvId = "CartPole-v1", NumEnvs = 2, NumWorkers = 2, StepTimeout = TimeSpan.FromSeconds(2), CloseTimeout = TimeSpan.FromSeconds(1),
+            EnvId = "CartPole-v1", NumEnvs = 2, NumWorkers = 2, StepTimeout = TimeSpan.FromSeconds(3), CloseTimeout = TimeSpan.FromSeconds(1),
         });
         PushToAll(env, 1, new ActorCritic(SpecOf(env), seed: 1));
         env.Reset(seed: 0);
