@@ -16,6 +16,9 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using System.Runtime.CompilerServices;
+using Grpc.AspNetCore.Server;
+using Grpc.Core;
 using Microsoft.Extensions.Logging;
 
 namespace ClusterEnv.Cluster;
@@ -105,9 +108,20 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
                     });
             });
         });
+        // Grpc.AspNetCore serves the one method; its messages stay encoded bytes (WireMessage) for the step codec.
+        builder.Services.AddGrpc(g =>
+        {
+            g.MaxReceiveMessageSize = options.MaxMessageSize;
+            g.MaxSendMessageSize = null;
+            g.IgnoreUnknownServices = false;
+        });
+        var hubBox = new StrongBox<ClusterHub>();
+        builder.Services.AddSingleton(_ => new HubService(hubBox.Value!));
+        builder.Services.AddSingleton<Grpc.AspNetCore.Server.Model.IServiceMethodProvider<HubService>, HubService.MethodProvider>();
         var app = builder.Build();
         var hub = new ClusterHub(app, options, (loggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger<ClusterHub>());
-        app.Run(hub.HandleAsync);
+        hubBox.Value = hub;
+        app.MapGrpcService<HubService>();
         try
         {
             await app.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -153,133 +167,105 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
     /// </summary>
     internal void SetAdmission(Func<WorkerConnection, string?> admit) => _admit = admit;
 
-    private async Task HandleAsync(HttpContext context)
+    // The service class Grpc.AspNetCore activates: one method, bound to WireMessage by hand (no generated base class).
+    internal sealed class HubService(ClusterHub hub)
     {
-        var request = context.Request;
-        var response = context.Response;
-        if (!HttpMethods.IsPost(request.Method))
+        public sealed class MethodProvider : Grpc.AspNetCore.Server.Model.IServiceMethodProvider<HubService>
         {
-            response.StatusCode = StatusCodes.Status405MethodNotAllowed;
-            return;
+            public void OnServiceMethodDiscovery(Grpc.AspNetCore.Server.Model.ServiceMethodProviderContext<HubService> context) =>
+                context.AddDuplexStreamingMethod(WorkerHubMethods.Connect, [], (service, requests, responses, call) => service.ConnectAsync(requests, responses, call));
         }
-        if (!GrpcHeaders.IsGrpcContentType(request.ContentType))
-        {
-            response.StatusCode = StatusCodes.Status415UnsupportedMediaType;
-            return;
-        }
-        if (request.Path != ConnectPath)
-        {
-            Reject(context, GrpcStatusCode.Unimplemented, $"Method '{request.Path}' is not implemented; this hub serves {ConnectPath}.");
-            return;
-        }
-        string encoding = request.Headers[GrpcHeaders.Encoding].ToString();
-        if (encoding.Length > 0 && encoding is not ("identity" or "gzip" or "deflate"))
-        {
-            response.Headers[GrpcHeaders.AcceptEncoding] = GrpcFraming.AcceptEncoding;
-            Reject(context, GrpcStatusCode.Unimplemented, $"Message encoding '{encoding}' is not supported; supported: {GrpcFraming.AcceptEncoding}.");
-            return;
-        }
-        context.Features.Get<IHttpMinRequestBodyDataRateFeature>()?.MinDataRate = null;
 
-        // The Register comes first, before any response headers, so that a refusal is a proper trailers-only response.
+        private Task ConnectAsync(IAsyncStreamReader<WireMessage> requests, IServerStreamWriter<WireMessage> responses, ServerCallContext call) =>
+            hub.ConnectAsync(requests, responses, call);
+    }
+
+    // One worker's stream. The Register comes first, before any response headers, so that a refusal is a
+    // trailers-only response (the RpcExceptions below); an accepted worker then belongs to the admission's owner.
+    private async Task ConnectAsync(IAsyncStreamReader<WireMessage> requests, IServerStreamWriter<WireMessage> responses, ServerCallContext call)
+    {
+        var context = call.GetHttpContext();
+        string peer = $"{context.Connection.RemoteIpAddress}:{context.Connection.RemotePort}";
         Register registration;
         Spaces.Space obsSpace, actSpace;
-        using (var registerDeadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, _stopping.Token))
+        using (var registerDeadline = CancellationTokenSource.CreateLinkedTokenSource(call.CancellationToken, _stopping.Token))
         {
             registerDeadline.CancelAfter(_options.RegisterTimeout);
             try
             {
-                registration = await ReadRegisterAsync(request, encoding, registerDeadline.Token).ConfigureAwait(false);
-                string? refusal = CheckRegistration(registration, out obsSpace, out actSpace);
-                if (refusal is not null)
-                {
-                    var refusedWith = refusal.StartsWith("token", StringComparison.Ordinal) ? GrpcStatusCode.Unauthenticated : GrpcStatusCode.FailedPrecondition;
-                    Refuse(context, registration, refusedWith, refusal[(refusal.IndexOf(':') + 2)..]);
-                    return;
-                }
+                registration = await ReadRegisterAsync(requests, registerDeadline.Token).ConfigureAwait(false);
             }
-            catch (GrpcException e)
+            catch (RpcException e)
             {
-                Reject(context, e.Status, e.Detail);
-                return;
-            }
-            catch (InvalidDataException e)
-            {
-                Reject(context, GrpcStatusCode.Internal, $"Malformed Register message: {e.Message}");
-                return;
+                throw Rejected(peer, e.StatusCode, Explain(e.Status, _options.MaxMessageSize));
             }
             catch (InvalidProtocolBufferException e)
             {
-                Reject(context, GrpcStatusCode.Internal, $"Malformed Register message: {e.Message}");
-                return;
+                throw Rejected(peer, StatusCode.Internal, $"Malformed Register message: {e.Message}");
             }
-            catch (OperationCanceledException) when (!context.RequestAborted.IsCancellationRequested)
+            catch (InvalidDataException e)
             {
-                Reject(context, _stopping.IsCancellationRequested ? GrpcStatusCode.Unavailable : GrpcStatusCode.DeadlineExceeded,
-                    _stopping.IsCancellationRequested ? "The hub is shutting down." : $"No Register message within {_options.RegisterTimeout.TotalSeconds:0.#} s; a worker's first message must be Register.");
-                return;
+                throw Rejected(peer, StatusCode.Internal, $"Malformed gRPC frame: {e.Message}");
             }
-            catch (OperationCanceledException)
+            catch (OperationCanceledException) when (!call.CancellationToken.IsCancellationRequested)
             {
-                return; // the client went away before registering
+                throw _stopping.IsCancellationRequested
+                    ? Rejected(peer, StatusCode.Unavailable, "The hub is shutting down.")
+                    : Rejected(peer, StatusCode.DeadlineExceeded, $"No Register message within {_options.RegisterTimeout.TotalSeconds:0.#} s; a worker's first message must be Register.");
             }
         }
+        // The token travels as call metadata; the Register field is still read for older peers.
+        string token = call.RequestHeaders.GetValue(WorkerHubMethods.TokenHeader) is { Length: > 0 } t ? t : registration.Token;
+        if (CheckRegistration(registration, token, out obsSpace, out actSpace) is { } refusal)
+            throw Refused(peer, registration, refusal.StartsWith("token", StringComparison.Ordinal) ? StatusCode.Unauthenticated : StatusCode.FailedPrecondition,
+                refusal[(refusal.IndexOf(':') + 2)..]);
 
-        var worker = new WorkerConnection(context, registration, obsSpace, actSpace, _options.MaxMessageSize, (_options.HeartbeatInterval, _options.HeartbeatTimeout));
+        var worker = new WorkerConnection(responses, requests, call, registration, obsSpace, actSpace, peer, _options.MaxMessageSize, (_options.HeartbeatInterval, _options.HeartbeatTimeout));
         string? reason = _admit is { } admit ? admit(worker) : "this hub has no vector env accepting workers";
-        if (reason is not null)
-        {
-            Refuse(context, registration, GrpcStatusCode.FailedPrecondition, reason);
-            return;
-        }
+        if (reason is not null) throw Refused(peer, registration, StatusCode.FailedPrecondition, reason);
 
         if (_options.DelayBeforeHeadersForTests > TimeSpan.Zero) await Task.Delay(_options.DelayBeforeHeadersForTests).ConfigureAwait(false);
-        response.StatusCode = StatusCodes.Status200OK;
-        response.ContentType = GrpcHeaders.ContentType;
-        response.Headers[GrpcHeaders.AcceptEncoding] = GrpcFraming.AcceptEncoding;
-        await response.StartAsync().ConfigureAwait(false);
-        await response.BodyWriter.FlushAsync().ConfigureAwait(false); // put the headers on the wire now, so the worker's call completes
+        await call.WriteResponseHeadersAsync([]).ConfigureAwait(false); // on the wire now, so the worker's call completes
         worker.MarkStarted(); // the owner may send commands from now on (not earlier: they would race the headers above)
-        ClusterLog.WorkerRegistered(_logger, worker.Id, worker.RemoteEndPoint, registration.Host, registration.Pid, registration.Runtime, worker.NumEnvs, registration.EnvId);
+        ClusterLog.WorkerRegistered(_logger, worker.Id, peer, registration.Host, registration.Pid, registration.Runtime, worker.NumEnvs, registration.EnvId);
         var (status, message) = await worker.RunAsync(_stopping.Token).ConfigureAwait(false);
-        if (context.RequestAborted.IsCancellationRequested) return; // reset: nobody to send trailers to
-        response.AppendTrailer(GrpcHeaders.Status, ((int)status).ToString(System.Globalization.CultureInfo.InvariantCulture));
-        if (!string.IsNullOrEmpty(message)) response.AppendTrailer(GrpcHeaders.Message, GrpcHeaders.EncodeMessage(message));
+        if (status != GrpcStatusCode.OK) throw new RpcException(new Status((StatusCode)status, message ?? ""));
     }
 
-    private async Task<Register> ReadRegisterAsync(HttpRequest request, string encoding, CancellationToken ct)
+    /// <summary>gRPC's own status detail, with the setting to change where there is one.</summary>
+    internal static string Explain(Status status, int maxMessageSize) => status.StatusCode == StatusCode.ResourceExhausted
+        ? $"{status.Detail} The hub accepts messages of at most {maxMessageSize:N0} bytes (HubOptions.MaxMessageSize)."
+        : status.Detail;
+
+    private static async Task<Register> ReadRegisterAsync(IAsyncStreamReader<WireMessage> requests, CancellationToken ct)
     {
-        var reader = request.BodyReader;
-        while (true)
+        if (!await requests.MoveNext(ct).ConfigureAwait(false))
+            throw new RpcException(new Status(StatusCode.Internal, "The stream ended before a Register message."));
+        var first = requests.Current;
+        try
         {
-            var read = await reader.ReadAsync(ct).ConfigureAwait(false);
-            var buffer = read.Buffer;
-            if (GrpcFraming.TryReadMessage(ref buffer, _options.MaxMessageSize, out var payload, out bool compressed))
-            {
-                var bytes = compressed ? GrpcFraming.Decompress(payload, encoding, _options.MaxMessageSize) : System.Buffers.BuffersExtensions.ToArray(payload);
-                reader.AdvanceTo(buffer.Start);
-                var message = WorkerMessage.Parser.ParseFrom(bytes);
-                if (message.BodyCase != WorkerMessage.BodyOneofCase.Register)
-                    throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"The first message on a stream must be Register; got {message.BodyCase}.");
-                return message.Register;
-            }
-            reader.AdvanceTo(buffer.Start, buffer.End);
-            if (read.IsCompleted)
-                throw new GrpcException(GrpcStatusCode.Internal, buffer.IsEmpty ? "The stream ended before a Register message." : "The stream ended inside the Register message.");
+            var message = WorkerMessage.Parser.ParseFrom(first.Span);
+            if (message.BodyCase != WorkerMessage.BodyOneofCase.Register)
+                throw new RpcException(new Status(StatusCode.FailedPrecondition, $"The first message on a stream must be Register; got {message.BodyCase}."));
+            return message.Register;
+        }
+        finally
+        {
+            first.Release();
         }
     }
 
     // Returns null when acceptable, else "token: ..." or "other: ..." (the prefix picks the status).
-    private string? CheckRegistration(Register r, out Spaces.Space obs, out Spaces.Space act)
+    private string? CheckRegistration(Register r, string token, out Spaces.Space obs, out Spaces.Space act)
     {
         obs = act = null!;
         if (r.ProtocolVersion != ProtocolVersion)
             return $"other: Protocol version {r.ProtocolVersion} is not supported; this hub speaks version {ProtocolVersion}. Use a worker built from the same ClusterEnv release.";
         if (_token is not null)
         {
-            var given = Encoding.UTF8.GetBytes(r.Token ?? "");
+            var given = Encoding.UTF8.GetBytes(token ?? "");
             if (!CryptographicOperations.FixedTimeEquals(given, _token))
-                return r.Token is null or "" ? "token: The hub requires a token and the worker sent none; pass --token-file (or set CLUSTERENV_TOKEN)."
+                return token is null or "" ? "token: The hub requires a token and the worker sent none; pass --token-file (or set CLUSTERENV_TOKEN)."
                                              : "token: The worker's token does not match the hub's; pass the hub's token with --token-file (or CLUSTERENV_TOKEN).";
         }
         if (string.IsNullOrWhiteSpace(r.WorkerId)) return "other: Register has an empty worker_id; give every worker a unique id.";
@@ -304,32 +290,22 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
 
     private readonly Queue<WorkerRefusal> _refusals = new();
 
-    private void Refuse(HttpContext context, Register registration, GrpcStatusCode status, string reason)
+    private RpcException Refused(string peer, Register registration, StatusCode status, string reason)
     {
-        string peer = $"{context.Connection.RemoteIpAddress}:{context.Connection.RemotePort}";
-        ClusterLog.WorkerRefused(_logger, registration.WorkerId, peer, status, reason);
+        ClusterLog.WorkerRefused(_logger, registration.WorkerId, peer, (GrpcStatusCode)status, reason);
         lock (_refusals)
         {
-            _refusals.Enqueue(new WorkerRefusal(registration.WorkerId, peer, status, reason));
+            _refusals.Enqueue(new WorkerRefusal(registration.WorkerId, peer, (GrpcStatusCode)status, reason));
             if (_refusals.Count > 32) _refusals.Dequeue();
         }
-        TrailersOnly(context, status, reason);
+        return new RpcException(new Status(status, reason));
     }
 
-    // A stream closed before it registered (unknown method, bad encoding, malformed or missing Register).
-    private void Reject(HttpContext context, GrpcStatusCode status, string message)
+    // A stream closed before it registered (malformed, missing or late Register).
+    private RpcException Rejected(string peer, StatusCode status, string message)
     {
-        ClusterLog.StreamRejected(_logger, $"{context.Connection.RemoteIpAddress}:{context.Connection.RemotePort}", status, message);
-        TrailersOnly(context, status, message);
-    }
-
-    private static void TrailersOnly(HttpContext context, GrpcStatusCode status, string message)
-    {
-        var response = context.Response;
-        response.StatusCode = StatusCodes.Status200OK;
-        response.ContentType = GrpcHeaders.ContentType;
-        response.Headers[GrpcHeaders.Status] = ((int)status).ToString(System.Globalization.CultureInfo.InvariantCulture);
-        response.Headers[GrpcHeaders.Message] = GrpcHeaders.EncodeMessage(message);
+        ClusterLog.StreamRejected(_logger, peer, (GrpcStatusCode)status, message);
+        return new RpcException(new Status(status, message));
     }
 
     // An IHostLifetime that registers no signal handlers: the process keeps the default behaviour of SIGINT/SIGTERM.

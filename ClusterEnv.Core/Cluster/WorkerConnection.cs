@@ -1,8 +1,8 @@
 using System.Buffers;
-using System.IO.Pipelines;
 using ClusterEnv.Transport;
 using ClusterEnv.Transport.Protos;
 using Google.Protobuf;
+using Grpc.Core;
 using Microsoft.AspNetCore.Http;
 
 namespace ClusterEnv.Cluster;
@@ -18,45 +18,43 @@ internal interface IWorkerReplySink
 }
 
 /// <summary>
-/// One registered worker's duplex stream on the hub: commands go out on the response body, replies come in on the
-/// request body. Sends never wait on the network: a message is written and flushed at once when the stream is not
-/// back-pressured, else copied into a backlog that the pending flush's continuation writes in order (a worker busy in
-/// a long rollout does not read its stream, so its HTTP/2 window fills). Reads run on the request's own loop and are
-/// handed to the <see cref="IWorkerReplySink"/>.
+/// One registered worker's duplex gRPC call on the hub: commands go out as response messages, replies come in as
+/// request messages. Sends never wait on the network: a message is written at once when no write is pending, else
+/// copied into a backlog that the pending write's continuation sends in order (a worker busy in a long rollout does not
+/// read its stream, so its HTTP/2 window fills). Reads run on the call's own loop and are handed to the
+/// <see cref="IWorkerReplySink"/>.
 /// </summary>
 public sealed class WorkerConnection
 {
-    private readonly HttpContext _context;
-    private readonly PipeWriter _output;
-    private readonly PipeReader _input;
+    private readonly IServerStreamWriter<WireMessage> _output;
+    private readonly IAsyncStreamReader<WireMessage> _input;
+    private readonly ServerCallContext _call;
     private readonly int _maxMessageSize;
-    private readonly string? _encoding;
     private readonly (TimeSpan Interval, TimeSpan Timeout) _heartbeat;
-    // Guards the output pipe, _backlog, _flushing and _completed. Never held across a wait on the network.
+    // Guards _outgoing, _backlog, _flushing and _completed. Never held across a wait on the network.
     private readonly Lock _writeLock = new();
-    private readonly Queue<(byte[] Buffer, int Length)> _backlog = new();
+    private readonly WireMessage _outgoing = new([], 0); // reused for each write (gRPC serializes it before WriteAsync returns)
+    private readonly Queue<WireMessage> _backlog = new();
     private readonly CancellationTokenSource _abort = new();
     private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private byte[] _scratch = new byte[4096];
     private IWorkerReplySink? _sink;
     private bool _completed;
     private bool _flushing;
     private string? _closeReason;
     private GrpcStatusCode _closeStatus = GrpcStatusCode.OK;
 
-    internal WorkerConnection(HttpContext context, Register registration, Spaces.Space observationSpace, Spaces.Space actionSpace, int maxMessageSize,
-        (TimeSpan Interval, TimeSpan Timeout) heartbeat = default)
+    internal WorkerConnection(IServerStreamWriter<WireMessage> output, IAsyncStreamReader<WireMessage> input, ServerCallContext call, Register registration,
+        Spaces.Space observationSpace, Spaces.Space actionSpace, string remoteEndPoint, int maxMessageSize, (TimeSpan Interval, TimeSpan Timeout) heartbeat = default)
     {
-        _heartbeat = heartbeat;
-        _context = context;
-        _output = context.Response.BodyWriter;
-        _input = context.Request.BodyReader;
         _maxMessageSize = maxMessageSize;
-        _encoding = context.Request.Headers[GrpcHeaders.Encoding].ToString() is { Length: > 0 } e ? e : null;
+        _output = output;
+        _input = input;
+        _call = call;
+        _heartbeat = heartbeat;
         Registration = registration;
         ObservationSpace = observationSpace;
         ActionSpace = actionSpace;
-        RemoteEndPoint = $"{context.Connection.RemoteIpAddress}:{context.Connection.RemotePort}";
+        RemoteEndPoint = remoteEndPoint;
     }
 
     /// <summary>The worker's id from its Register message.</summary>
@@ -105,7 +103,7 @@ public sealed class WorkerConnection
 
     internal void Attach(IWorkerReplySink sink) => _sink = sink;
 
-    /// <summary>Writes one generated message as a gRPC frame without waiting. False when the stream has already ended.</summary>
+    /// <summary>Writes one generated message without waiting. False when the stream has already ended.</summary>
     internal bool Send(IMessage message) => Send(message.CalculateSize(), message, static (span, m) => { m.WriteTo(span); return span.Length; });
 
     /// <summary>Writes one hand-encoded message of <paramref name="size"/> bytes without waiting. False when the stream has ended.</summary>
@@ -116,99 +114,83 @@ public sealed class WorkerConnection
             if (_completed) return false;
             if (_flushing)
             {
-                var buffer = ArrayPool<byte>.Shared.Rent(GrpcFraming.HeaderSize + size);
-                Encode(buffer, size, state, write);
-                _backlog.Enqueue((buffer, GrpcFraming.HeaderSize + size));
+                var copy = new WireMessage(new byte[size], size);
+                Encode(copy.Reset(size), state, write);
+                _backlog.Enqueue(copy);
                 return true;
             }
-            Span<byte> span;
-            try { span = _output.GetSpan(GrpcFraming.HeaderSize + size); }
-            catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException) { return false; } // the response already completed
-            Encode(span, size, state, write);
-            _output.Advance(GrpcFraming.HeaderSize + size);
-            return FlushLocked();
+            Encode(_outgoing.Reset(size), state, write);
+            return WriteLocked(_outgoing);
         }
     }
 
     internal delegate int SpanWriter<TState>(Span<byte> destination, TState state) where TState : allows ref struct;
 
-    private static void Encode<TState>(Span<byte> destination, int size, TState state, SpanWriter<TState> write) where TState : allows ref struct
+    private static void Encode<TState>(Span<byte> destination, TState state, SpanWriter<TState> write) where TState : allows ref struct
     {
-        GrpcFraming.WriteHeader(destination, size);
-        int written = write(destination.Slice(GrpcFraming.HeaderSize, size), state);
-        if (written != size) throw new InvalidOperationException($"Encoder wrote {written} bytes but announced {size}.");
+        int written = write(destination, state);
+        if (written != destination.Length) throw new InvalidOperationException($"Encoder wrote {written} bytes but announced {destination.Length}.");
     }
 
-    // Starts a flush; when the worker is not reading it does not wait but hands the rest to a continuation. Under _writeLock.
-    private bool FlushLocked()
+    // Starts a write; when the worker is not reading it does not wait but hands the rest to a continuation. Under _writeLock.
+    private bool WriteLocked(WireMessage message)
     {
-        ValueTask<FlushResult> flush;
+        Task write;
         try
         {
-            flush = _output.FlushAsync();
-            if (flush.IsCompletedSuccessfully) return !flush.Result.IsCanceled && !flush.Result.IsCompleted;
+            write = _output.WriteAsync(message);
+            if (write.IsCompletedSuccessfully) return true;
         }
         catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException or ObjectDisposedException)
         {
-            return false;
+            return false; // the call is ending
         }
         _flushing = true;
-        _ = DrainAsync(flush);
+        _ = DrainAsync(write);
         return true;
     }
 
-    // Waits for the pending flush, then writes the backlog and flushes again, until nothing is left. Runs off the caller's thread.
-    private async Task DrainAsync(ValueTask<FlushResult> flush)
+    // Waits for the pending write, then writes the backlog, one message at a time, until nothing is left. Runs off the caller's thread.
+    private async Task DrainAsync(Task write)
     {
         while (true)
         {
-            bool ended;
+            bool failed;
             try
             {
-                var result = await flush.ConfigureAwait(false);
-                ended = result.IsCanceled || result.IsCompleted;
+                await write.ConfigureAwait(false);
+                failed = false;
             }
             catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException or ObjectDisposedException)
             {
-                ended = true; // the connection is failing; the read loop reports the worker lost
+                failed = true; // the connection is failing; the read loop reports the worker lost
             }
             lock (_writeLock)
             {
-                if (ended || _completed)
+                if (failed || _completed)
                 {
-                    ReleaseBacklog();
+                    _backlog.Clear();
                     _flushing = false;
                     return;
                 }
-                if (_backlog.Count == 0)
+                if (!_backlog.TryDequeue(out var next))
                 {
                     _flushing = false;
                     break;
                 }
                 try
                 {
-                    while (_backlog.TryDequeue(out var item))
-                    {
-                        item.Buffer.AsSpan(0, item.Length).CopyTo(_output.GetSpan(item.Length));
-                        _output.Advance(item.Length);
-                        ArrayPool<byte>.Shared.Return(item.Buffer);
-                    }
-                    flush = _output.FlushAsync();
+                    write = _output.WriteAsync(next);
                 }
-                catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException)
+                catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException or ObjectDisposedException)
                 {
-                    ReleaseBacklog();
+                    _backlog.Clear();
                     _flushing = false;
                     return;
                 }
             }
         }
         Drained?.Invoke();
-    }
-
-    private void ReleaseBacklog()
-    {
-        while (_backlog.TryDequeue(out var item)) ArrayPool<byte>.Shared.Return(item.Buffer);
     }
 
     /// <summary>Ends the stream from the hub's side with a status; the worker sees it in the trailers.</summary>
@@ -223,36 +205,25 @@ public sealed class WorkerConnection
         _abort.Cancel();
     }
 
-    /// <summary>Reads replies until the stream ends; returns the status to put in the trailers.</summary>
+    /// <summary>Reads replies until the stream ends; returns the status to end the call with.</summary>
     internal async Task<(GrpcStatusCode Status, string? Message)> RunAsync(CancellationToken hubStopping)
     {
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(hubStopping, _abort.Token, _context.RequestAborted);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(hubStopping, _abort.Token);
         string lostReason = "the worker closed its stream";
         GrpcStatusCode status = GrpcStatusCode.OK;
         string? message = null;
         try
         {
-            while (true)
+            while (await _input.MoveNext(linked.Token).ConfigureAwait(false))
             {
-                var read = await _input.ReadAsync(linked.Token).ConfigureAwait(false);
-                var buffer = read.Buffer;
+                var reply = _input.Current;
                 try
                 {
-                    while (GrpcFraming.TryReadMessage(ref buffer, _maxMessageSize, out var payload, out bool compressed))
-                        Dispatch(payload, compressed);
+                    Dispatch(reply.Span);
                 }
                 finally
                 {
-                    _input.AdvanceTo(buffer.Start, buffer.End);
-                }
-                if (read.IsCompleted)
-                {
-                    if (!buffer.IsEmpty)
-                    {
-                        (status, message) = (GrpcStatusCode.Internal, $"The stream ended inside a message ({buffer.Length} bytes of a frame).");
-                        lostReason = message;
-                    }
-                    break;
+                    reply.Release();
                 }
             }
         }
@@ -264,9 +235,15 @@ public sealed class WorkerConnection
         {
             (status, message, lostReason) = (GrpcStatusCode.Internal, $"Malformed message: {e.Message}", $"protocol error: malformed message ({e.Message})");
         }
+        catch (RpcException e) when (!_call.CancellationToken.IsCancellationRequested)
+        {
+            // gRPC refused what the worker sent (too large, bad compression, a broken frame): end the call with that status.
+            string detail = ClusterHub.Explain(e.Status, _maxMessageSize);
+            (status, message, lostReason) = ((GrpcStatusCode)e.StatusCode, detail, $"protocol error: {detail}");
+        }
         catch (OperationCanceledException)
         {
-            if (_context.RequestAborted.IsCancellationRequested) lostReason = "its connection was dropped (the worker process exited or crashed, or the network failed)";
+            if (_call.CancellationToken.IsCancellationRequested) lostReason = "its connection was dropped (the worker process exited or crashed, or the network failed)";
             else if (hubStopping.IsCancellationRequested) (status, message, lostReason) = (GrpcStatusCode.Unavailable, "The hub is shutting down.", "the hub is shutting down");
             else
             {
@@ -275,7 +252,7 @@ public sealed class WorkerConnection
                 lostReason = _closeReason ?? "the hub closed the stream";
             }
         }
-        catch (Exception e) when (e is IOException or Microsoft.AspNetCore.Connections.ConnectionResetException or BadHttpRequestException)
+        catch (Exception e) when (e is IOException or Microsoft.AspNetCore.Connections.ConnectionResetException or BadHttpRequestException or RpcException)
         {
             lostReason = WhyTheConnectionFailed(e);
         }
@@ -289,7 +266,7 @@ public sealed class WorkerConnection
         lock (_writeLock)
         {
             _completed = true;
-            ReleaseBacklog();
+            _backlog.Clear();
         }
         _sink?.OnLost(this, lostReason);
         return (status, message);
@@ -313,18 +290,9 @@ public sealed class WorkerConnection
                        : $"its connection failed ({e.Message})";
     }
 
-    private void Dispatch(ReadOnlySequence<byte> payload, bool compressed)
+    private void Dispatch(ReadOnlySpan<byte> message)
     {
-        ReadOnlySpan<byte> span;
-        if (compressed) span = GrpcFraming.Decompress(payload, _encoding, _maxMessageSize);
-        else if (payload.IsSingleSegment) span = payload.FirstSpan;
-        else
-        {
-            if (_scratch.Length < payload.Length) _scratch = new byte[Math.Max((int)payload.Length, _scratch.Length * 2)];
-            payload.CopyTo(_scratch);
-            span = _scratch.AsSpan(0, (int)payload.Length);
-        }
-        StepCodec.ReadEnvelope(span, out ulong seq, out int field, out var body);
+        StepCodec.ReadEnvelope(message, out ulong seq, out int field, out var body);
         if (field == WorkerMessage.RegisterFieldNumber)
             throw new GrpcException(GrpcStatusCode.FailedPrecondition, "The worker sent a second Register on the same stream; register once per stream.");
         if (_sink is null)

@@ -155,8 +155,8 @@ public class ClusterFaultTests
         Assert.That(real.IsCompleted, Is.False, "the other worker's stream is still open");
     }
 
-    [TestCase("flag", GrpcStatusCode.Internal, "compressed-flag")]
-    [TestCase("oversized", GrpcStatusCode.ResourceExhausted, "larger than max")]
+    [TestCase("flag", GrpcStatusCode.Internal, "Malformed gRPC frame")]
+    [TestCase("oversized", GrpcStatusCode.ResourceExhausted, "at most 4,096 bytes (HubOptions.MaxMessageSize)")]
     [TestCase("garbage", GrpcStatusCode.Internal, "Malformed Register")]
     [TestCase("version", GrpcStatusCode.FailedPrecondition, "Protocol version 99")]
     [TestCase("not-register", GrpcStatusCode.FailedPrecondition, "must be Register")]
