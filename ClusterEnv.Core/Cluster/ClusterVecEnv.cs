@@ -478,7 +478,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             Weights = new Tensor { Dtype = Transport.Protos.DType.Float32, Shape = { weights.Length }, Data = ByteString.CopyFrom(MemoryMarshal.AsBytes(weights)) },
         };
         var message = new HubMessage { Policy = update };
-        long bytes = message.CalculateSize() + GrpcFraming.HeaderSize;
+        long bytes = message.CalculateSize() + WireMessage.PrefixSize;
         if (bytes > s.Connection.MaxCommandSize)
             throw new ArgumentException($"The push is {bytes:N0} bytes but worker '{s.Connection.Id}' accepts commands of at most {s.Connection.MaxCommandSize:N0} bytes; " +
                                         "start the worker with a larger --max-message-size (or use a smaller policy).", nameof(weights));

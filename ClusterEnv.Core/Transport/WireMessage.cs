@@ -10,6 +10,9 @@ namespace ClusterEnv.Transport;
 /// </summary>
 public sealed class WireMessage
 {
+    /// <summary>Bytes gRPC puts before every message on the wire (compressed flag and length).</summary>
+    public const int PrefixSize = 5;
+
     private byte[] _buffer = [];
     private int _offset;
     private bool _pooled;

@@ -53,8 +53,8 @@ public static class StepRemote
         var remote = Time(envs, rng, actions, d.N, seconds, out long allocated);
 
         // Message sizes of one step: what one worker is sent and sends back (no episode ends; +5 framing each).
-        int request = StepCodec.StepCommandSize(1000, [perWorker], perWorker, continuous: false) + GrpcFraming.HeaderSize;
-        int reply = ReplySize(perWorker, envs.ObservationSize) + GrpcFraming.HeaderSize;
+        int request = StepCodec.StepCommandSize(1000, [perWorker], perWorker, continuous: false) + WireMessage.PrefixSize;
+        int reply = ReplySize(perWorker, envs.ObservationSize) + WireMessage.PrefixSize;
 
         using var local = Gym.MakeVec(envId, n, wrap: e => new ClusterEnv.Wrappers.RecordEpisodeStatistics(e));
         local.Reset(seed: 0);

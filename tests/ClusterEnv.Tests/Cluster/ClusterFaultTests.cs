@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using ClusterEnv.Cluster;
 using ClusterEnv.Transport;
+using ClusterEnv.Tests.Transport;
 using ClusterEnv.Transport.Protos;
 using ClusterEnv.Vector;
 using ClusterEnv.Worker;

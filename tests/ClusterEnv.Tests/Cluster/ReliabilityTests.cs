@@ -5,6 +5,7 @@ using System.Runtime.InteropServices;
 using ClusterEnv.Cluster;
 using ClusterEnv.Policies;
 using ClusterEnv.Transport;
+using ClusterEnv.Tests.Transport;
 
 namespace ClusterEnv.Tests.Cluster;
 

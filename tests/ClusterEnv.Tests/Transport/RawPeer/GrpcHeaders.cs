@@ -1,10 +1,12 @@
 using System.Globalization;
 using System.Text;
 
-namespace ClusterEnv.Transport;
+using ClusterEnv.Transport;
+
+namespace ClusterEnv.Tests.Transport;
 
 /// <summary>gRPC's HTTP/2 header conventions: names, the percent-encoded <c>grpc-message</c>, and <c>grpc-timeout</c>.</summary>
-public static class GrpcHeaders
+internal static class GrpcHeaders
 {
     /// <summary>The content type of every gRPC request and response.</summary>
     public const string ContentType = "application/grpc";

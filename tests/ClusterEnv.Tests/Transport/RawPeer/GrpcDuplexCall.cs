@@ -2,14 +2,16 @@ using System.IO.Pipelines;
 using System.Net;
 using System.Net.Http.Headers;
 
-namespace ClusterEnv.Transport;
+using ClusterEnv.Transport;
+
+namespace ClusterEnv.Tests.Transport;
 
 /// <summary>
 /// The client side of one gRPC bidirectional-streaming call over HTTP/2 with <see cref="HttpClient"/>: requests are
 /// written to <see cref="RequestStream"/> (each flushed on its own), responses are read from <see cref="Responses"/>,
 /// and the final status comes from the trailers (or from the headers of a trailers-only response).
 /// </summary>
-public sealed class GrpcDuplexCall : IAsyncDisposable
+internal sealed class GrpcDuplexCall : IAsyncDisposable
 {
     private readonly DuplexContent _content;
     private readonly CancellationTokenSource _cts;
