@@ -43,11 +43,13 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
     private readonly byte[]? _token;
     private readonly CancellationTokenSource _stopping = new();
     private readonly ILogger _logger;
+    private readonly Grpc.HealthCheck.HealthServiceImpl _health;
     private Func<WorkerConnection, string?>? _admit;
     private bool _disposed;
 
-    private ClusterHub(WebApplication app, HubOptions options, ILogger logger)
+    private ClusterHub(WebApplication app, HubOptions options, Grpc.HealthCheck.HealthServiceImpl health, ILogger logger)
     {
+        _health = health;
         _app = app;
         _options = options;
         _logger = logger;
@@ -115,13 +117,23 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
             g.MaxSendMessageSize = null;
             g.IgnoreUnknownServices = false;
         });
+        // Stock tools can inspect a running hub: grpc.health.v1.Health (SERVING while it accepts workers) and server
+        // reflection (grpcurl, grpc_cli, Postman list the services and their messages).
+        var health = new Grpc.HealthCheck.HealthServiceImpl();
+        builder.Services.AddSingleton(health);
+        builder.Services.AddSingleton(new Grpc.Reflection.ReflectionServiceImpl(
+            ClusterEnv.Transport.Protos.ClusterenvReflection.Descriptor.Services.Single(d => d.FullName == WorkerHubMethods.ServiceName),
+            Grpc.Health.V1.Health.Descriptor, Grpc.Reflection.V1Alpha.ServerReflection.Descriptor));
         var hubBox = new StrongBox<ClusterHub>();
         builder.Services.AddSingleton(_ => new HubService(hubBox.Value!));
         builder.Services.AddSingleton<Grpc.AspNetCore.Server.Model.IServiceMethodProvider<HubService>, HubService.MethodProvider>();
         var app = builder.Build();
-        var hub = new ClusterHub(app, options, (loggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger<ClusterHub>());
+        var hub = new ClusterHub(app, options, health, (loggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger<ClusterHub>());
         hubBox.Value = hub;
+        hub.SetServing(false);
         app.MapGrpcService<HubService>();
+        app.MapGrpcService<Grpc.HealthCheck.HealthServiceImpl>();
+        app.MapGrpcService<Grpc.Reflection.ReflectionServiceImpl>();
         try
         {
             await app.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -165,7 +177,19 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
     /// Sets who decides on registered workers: returns null to accept one (it then belongs to the caller) or a
     /// reason to refuse it, which the worker receives as FAILED_PRECONDITION. Without a decider, workers are refused.
     /// </summary>
-    internal void SetAdmission(Func<WorkerConnection, string?> admit) => _admit = admit;
+    internal void SetAdmission(Func<WorkerConnection, string?> admit)
+    {
+        _admit = admit;
+        SetServing(true);
+    }
+
+    // The health service's answer, for the whole server ("") and for the WorkerHub service.
+    private void SetServing(bool serving)
+    {
+        var status = serving ? Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving : Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.NotServing;
+        _health.SetStatus("", status);
+        _health.SetStatus(WorkerHubMethods.ServiceName, status);
+    }
 
     // The service class Grpc.AspNetCore activates: one method, bound to WireMessage by hand (no generated base class).
     internal sealed class HubService(ClusterHub hub)
@@ -320,6 +344,7 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        SetServing(false);
         _stopping.Cancel();
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
         try { await _app.StopAsync(timeout.Token).ConfigureAwait(false); }

@@ -1,0 +1,49 @@
+using ClusterEnv.Cluster;
+using Grpc.Health.V1;
+using Grpc.Net.Client;
+using Grpc.Reflection.V1Alpha;
+
+namespace ClusterEnv.Tests.Cluster;
+
+/// <summary>A running hub answers stock gRPC tools: the standard health service and server reflection.</summary>
+[NonParallelizable]
+public class HubInspectionTests
+{
+    [Test]
+    public async Task Health_IsServingWhileTheHubAcceptsWorkers_AndNotServingOnceItCloses()
+    {
+        var hub = await ClusterHub.StartAsync(new HubOptions());
+        using var channel = GrpcChannel.ForAddress(hub.Url);
+        var health = new Health.HealthClient(channel);
+        Assert.That((await health.CheckAsync(new HealthCheckRequest())).Status, Is.EqualTo(HealthCheckResponse.Types.ServingStatus.NotServing),
+            "no vector env accepts workers yet");
+        hub.SetAdmission(_ => null);
+        Assert.That((await health.CheckAsync(new HealthCheckRequest())).Status, Is.EqualTo(HealthCheckResponse.Types.ServingStatus.Serving));
+        Assert.That((await health.CheckAsync(new HealthCheckRequest { Service = "clusterenv.v1.WorkerHub" })).Status,
+            Is.EqualTo(HealthCheckResponse.Types.ServingStatus.Serving));
+        var unknown = Assert.ThrowsAsync<Grpc.Core.RpcException>(async () => await health.CheckAsync(new HealthCheckRequest { Service = "nope.Service" }))!;
+        Assert.That(unknown.StatusCode, Is.EqualTo(Grpc.Core.StatusCode.NotFound));
+        await hub.DisposeAsync();
+    }
+
+    [Test]
+    public async Task Reflection_ListsTheWorkerHub_AndDescribesItsMessages()
+    {
+        await using var hub = await ClusterHub.StartAsync(new HubOptions());
+        using var channel = GrpcChannel.ForAddress(hub.Url);
+        using var call = new ServerReflection.ServerReflectionClient(channel).ServerReflectionInfo();
+        await call.RequestStream.WriteAsync(new ServerReflectionRequest { ListServices = "" });
+        Assert.That(await call.ResponseStream.MoveNext(CancellationToken.None), Is.True);
+        var services = call.ResponseStream.Current.ListServicesResponse.Service.Select(s => s.Name).ToArray();
+        Assert.That(services, Does.Contain("clusterenv.v1.WorkerHub").And.Contain("grpc.health.v1.Health"));
+
+        await call.RequestStream.WriteAsync(new ServerReflectionRequest { FileContainingSymbol = "clusterenv.v1.WorkerHub" });
+        Assert.That(await call.ResponseStream.MoveNext(CancellationToken.None), Is.True);
+        var files = call.ResponseStream.Current.FileDescriptorResponse.FileDescriptorProto
+            .Select(b => Google.Protobuf.Reflection.FileDescriptorProto.Parser.ParseFrom(b)).ToArray();
+        var file = files.Single(f => f.Package == "clusterenv.v1");
+        Assert.That(file.Service.Single().Method.Single().Name, Is.EqualTo("Connect"));
+        Assert.That(file.MessageType.Select(m => m.Name), Does.Contain("WorkerMessage").And.Contain("HubMessage").And.Contain("Register"));
+        await call.RequestStream.CompleteAsync();
+    }
+}
