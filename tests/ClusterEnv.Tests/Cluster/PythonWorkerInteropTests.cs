@@ -145,4 +145,27 @@ public class PythonWorkerInteropTests
         double xAcc = temp - 0.05 * thetaAcc * cos / 1.1;
         return [(float)(x + 0.02 * xDot), (float)(xDot + 0.02 * xAcc), (float)(theta + 0.02 * thetaDot), (float)(thetaDot + 0.02 * thetaAcc)];
     }
+
+    [Test]
+    public void StockGrpcio_SeesTheHubServing_AndListsItsServices_ThroughHealthAndReflection()
+    {
+        string python = Python();
+        var (env, _) = TestCluster.InProcess("CartPole-v1", [1]);
+        using (env)
+        {
+            var psi = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var a in new[] { Path.Combine(RepoRoot, "examples", "python-worker", "check_hub.py"), $"127.0.0.1:{env.Hub.Url.Port}" })
+                psi.ArgumentList.Add(a);
+            using var check = Process.Start(psi)!;
+            string output = check.StandardOutput.ReadToEnd();
+            string errors = check.StandardError.ReadToEnd();
+            Assert.That(check.WaitForExit(60_000), Is.True);
+            Assert.That(check.ExitCode, Is.Zero, output + errors);
+            using var json = System.Text.Json.JsonDocument.Parse(output);
+            Assert.That(json.RootElement.GetProperty("health").GetString(), Is.EqualTo("SERVING"));
+            Assert.That(json.RootElement.GetProperty("worker_hub_health").GetString(), Is.EqualTo("SERVING"));
+            var services = json.RootElement.GetProperty("services").EnumerateArray().Select(e => e.GetString()).ToArray();
+            Assert.That(services, Does.Contain("clusterenv.v1.WorkerHub").And.Contain("grpc.health.v1.Health").And.Contain("grpc.reflection.v1alpha.ServerReflection"));
+        }
+    }
 }
