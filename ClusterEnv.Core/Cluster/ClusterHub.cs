@@ -16,7 +16,6 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using System.Runtime.CompilerServices;
 using Grpc.AspNetCore.Server;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
@@ -124,12 +123,11 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
         builder.Services.AddSingleton(new Grpc.Reflection.ReflectionServiceImpl(
             ClusterEnv.Transport.Protos.ClusterenvReflection.Descriptor.Services.Single(d => d.FullName == WorkerHubMethods.ServiceName),
             Grpc.Health.V1.Health.Descriptor, Grpc.Reflection.V1Alpha.ServerReflection.Descriptor));
-        var hubBox = new StrongBox<ClusterHub>();
-        builder.Services.AddSingleton(_ => new HubService(hubBox.Value!));
+        ClusterHub? hub = null; // set below, before the server starts and the service is first asked for
+        builder.Services.AddSingleton(_ => new HubService(hub!));
         builder.Services.AddSingleton<Grpc.AspNetCore.Server.Model.IServiceMethodProvider<HubService>, HubService.MethodProvider>();
         var app = builder.Build();
-        var hub = new ClusterHub(app, options, health, (loggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger<ClusterHub>());
-        hubBox.Value = hub;
+        hub = new ClusterHub(app, options, health, (loggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger<ClusterHub>());
         hub.SetServing(false);
         app.MapGrpcService<HubService>();
         app.MapGrpcService<Grpc.HealthCheck.HealthServiceImpl>();

@@ -103,13 +103,12 @@ public class LaunchScriptTests
     [Test]
     public void LaunchWorkersScript_StartsAPool_ThatExitsCleanlyWhenTheLearnerCloses()
     {
-        var root = new DirectoryInfo(AppContext.BaseDirectory);
-        while (!File.Exists(Path.Combine(root.FullName, "ClusterEnv.sln"))) root = root.Parent!;
+        string root = TestCluster.RepoRoot;
         int port = TestCluster.FreePort();
         var token = Path.GetTempFileName();
         File.WriteAllText(token, "script-token\n");
         var psi = new System.Diagnostics.ProcessStartInfo("bash") { RedirectStandardError = true };
-        foreach (var a in new[] { Path.Combine(root.FullName, "scripts", "launch-workers.sh"), "--hub", $"http://127.0.0.1:{port}", "--count", "2",
+        foreach (var a in new[] { Path.Combine(root, "scripts", "launch-workers.sh"), "--hub", $"http://127.0.0.1:{port}", "--count", "2",
                      "--env", "Acrobot-v1", "--envs-per-worker", "3", "--token-file", token, "--prefix", "node7",
                      "--worker", Path.Combine(AppContext.BaseDirectory, "ClusterEnv.Worker.dll") })
             psi.ArgumentList.Add(a);

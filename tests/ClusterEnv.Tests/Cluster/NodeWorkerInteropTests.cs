@@ -12,16 +12,6 @@ namespace ClusterEnv.Tests.Cluster;
 [Category("Process")]
 public class NodeWorkerInteropTests
 {
-    private static string RepoRoot
-    {
-        get
-        {
-            var dir = new DirectoryInfo(AppContext.BaseDirectory);
-            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "ClusterEnv.sln"))) dir = dir.Parent;
-            return dir?.FullName ?? throw new DirectoryNotFoundException("ClusterEnv.sln not found above the test directory.");
-        }
-    }
-
     private static Process StartNode(int port, params string[] args)
     {
         string? modules = Environment.GetEnvironmentVariable("CLUSTERENV_NODE_MODULES");
@@ -29,7 +19,7 @@ public class NodeWorkerInteropTests
             Assert.Ignore("Set CLUSTERENV_NODE_MODULES to a node_modules folder with @grpc/grpc-js and @grpc/proto-loader (npm install them) to run the Node interop tests.");
         var psi = new ProcessStartInfo("node") { RedirectStandardError = true, RedirectStandardOutput = true };
         psi.Environment["NODE_PATH"] = modules;
-        foreach (var a in new[] { Path.Combine(RepoRoot, "examples", "node-worker", "worker.js"), "--hub", $"127.0.0.1:{port}" }.Concat(args))
+        foreach (var a in new[] { Path.Combine(TestCluster.RepoRoot, "examples", "node-worker", "worker.js"), "--hub", $"127.0.0.1:{port}" }.Concat(args))
             psi.ArgumentList.Add(a);
         try { return Process.Start(psi)!; }
         catch (System.ComponentModel.Win32Exception) { Assert.Ignore("node is not on PATH."); return null!; }

@@ -12,16 +12,6 @@ namespace ClusterEnv.Tests.Cluster;
 [NonParallelizable]
 public class PythonWorkerInteropTests
 {
-    private static string RepoRoot
-    {
-        get
-        {
-            var dir = new DirectoryInfo(AppContext.BaseDirectory);
-            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "ClusterEnv.sln"))) dir = dir.Parent;
-            return dir?.FullName ?? throw new DirectoryNotFoundException("ClusterEnv.sln not found above the test directory.");
-        }
-    }
-
     private static string Python()
     {
         string python = Environment.GetEnvironmentVariable("CLUSTERENV_PYTHON") ?? (File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3");
@@ -41,7 +31,7 @@ public class PythonWorkerInteropTests
         string python = Python();
         int port = TestCluster.FreePort();
         var psi = new ProcessStartInfo(python) { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in new[] { Path.Combine(RepoRoot, "examples", "python-worker", "worker.py"), "--hub", $"http://127.0.0.1:{port}",
+        foreach (var a in new[] { Path.Combine(TestCluster.RepoRoot, "examples", "python-worker", "worker.py"), "--hub", $"http://127.0.0.1:{port}",
                      "--env", "CartPole-v1", "--num-envs", numEnvs.ToString(), "--worker-id", "py0" }.Concat(extra))
             psi.ArgumentList.Add(a);
         psi.Environment["CLUSTERENV_TOKEN"] = "py-token";
@@ -154,7 +144,7 @@ public class PythonWorkerInteropTests
         using (env)
         {
             var psi = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var a in new[] { Path.Combine(RepoRoot, "examples", "python-worker", "check_hub.py"), $"127.0.0.1:{env.Hub.Url.Port}" })
+            foreach (var a in new[] { Path.Combine(TestCluster.RepoRoot, "examples", "python-worker", "check_hub.py"), $"127.0.0.1:{env.Hub.Url.Port}" })
                 psi.ArgumentList.Add(a);
             using var check = Process.Start(psi)!;
             string output = check.StandardOutput.ReadToEnd();

@@ -9,6 +9,17 @@ namespace ClusterEnv.Tests.Cluster;
 /// <summary>Starts a <see cref="ClusterVecEnv"/> whose workers run in this process (as tasks), for fast, debuggable tests.</summary>
 internal static class TestCluster
 {
+    /// <summary>The repository's root (where ClusterEnv.sln is), for scripts and examples the tests run.</summary>
+    public static string RepoRoot
+    {
+        get
+        {
+            var dir = new DirectoryInfo(AppContext.BaseDirectory);
+            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "ClusterEnv.sln"))) dir = dir.Parent;
+            return dir?.FullName ?? throw new DirectoryNotFoundException("ClusterEnv.sln not found above the test directory.");
+        }
+    }
+
     public static int FreePort()
     {
         using var l = new TcpListener(IPAddress.Loopback, 0);
