@@ -161,9 +161,9 @@ public sealed class WorkerConnection
                 await write.ConfigureAwait(false);
                 failed = false;
             }
-            catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException or ObjectDisposedException)
+            catch (Exception)
             {
-                failed = true; // the connection is failing; the read loop reports the worker lost
+                failed = true; // whatever ended the write ends the call too: its read loop reports the worker lost
             }
             lock (_writeLock)
             {
@@ -182,7 +182,7 @@ public sealed class WorkerConnection
                 {
                     write = _output.WriteAsync(next);
                 }
-                catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException or ObjectDisposedException)
+                catch (Exception)
                 {
                     _backlog.Clear();
                     _flushing = false;
