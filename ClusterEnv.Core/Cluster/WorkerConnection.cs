@@ -1,4 +1,3 @@
-using System.Buffers;
 using ClusterEnv.Transport;
 using ClusterEnv.Transport.Protos;
 using Google.Protobuf;
@@ -114,9 +113,9 @@ public sealed class WorkerConnection
             if (_completed) return false;
             if (_flushing)
             {
-                var copy = new WireMessage(new byte[size], size);
-                Encode(copy.Reset(size), state, write);
-                _backlog.Enqueue(copy);
+                var copy = new byte[size];
+                Encode(copy, state, write);
+                _backlog.Enqueue(new WireMessage(copy, size));
                 return true;
             }
             Encode(_outgoing.Reset(size), state, write);

@@ -15,9 +15,6 @@ internal static class GrpcFraming
     /// <summary>Bytes before every payload.</summary>
     public const int HeaderSize = 5;
 
-    /// <summary>grpc-core's default receive limit (4 MiB).</summary>
-    public const int DefaultMaxMessageSize = 4 * 1024 * 1024;
-
     /// <summary>What this implementation decodes, for <c>grpc-accept-encoding</c>.</summary>
     public const string AcceptEncoding = "identity,deflate,gzip";
 

@@ -26,18 +26,6 @@ internal static class GrpcHeaders
         contentType is not null && contentType.StartsWith(ContentType, StringComparison.OrdinalIgnoreCase) &&
         (contentType.Length == ContentType.Length || contentType[ContentType.Length] is '+' or ';');
 
-    /// <summary>Percent-encodes a status message: UTF-8, every byte outside 0x20–0x7E and '%' itself as %XX.</summary>
-    public static string EncodeMessage(string message)
-    {
-        var bytes = System.Text.Encoding.UTF8.GetBytes(message);
-        var sb = new StringBuilder(bytes.Length);
-        foreach (byte b in bytes)
-        {
-            if (b is >= 0x20 and <= 0x7E && b != (byte)'%') sb.Append((char)b);
-            else sb.Append('%').Append(b.ToString("X2", CultureInfo.InvariantCulture));
-        }
-        return sb.ToString();
-    }
 
     /// <summary>Decodes a percent-encoded status message; bad escapes are kept as they are, never an error.</summary>
     public static string DecodeMessage(string? encoded)
@@ -74,20 +62,4 @@ internal static class GrpcHeaders
         return Math.Min((s + 3599) / 3600, 99_999_999).ToString(CultureInfo.InvariantCulture) + "H";
     }
 
-    /// <summary>Parses <c>grpc-timeout</c>; null for an absent or malformed value (which, as in grpc-core, means no deadline).</summary>
-    public static TimeSpan? ParseTimeout(string? value)
-    {
-        if (string.IsNullOrEmpty(value) || value.Length < 2 || value.Length > 9) return null;
-        if (!long.TryParse(value.AsSpan(0, value.Length - 1), NumberStyles.None, CultureInfo.InvariantCulture, out long n)) return null;
-        return value[^1] switch
-        {
-            'H' => TimeSpan.FromHours(n),
-            'M' => TimeSpan.FromMinutes(n),
-            'S' => TimeSpan.FromSeconds(n),
-            'm' => TimeSpan.FromMilliseconds(n),
-            'u' => TimeSpan.FromTicks(n * 10),
-            'n' => TimeSpan.FromTicks(n / 100),
-            _ => null,
-        };
-    }
 }
