@@ -242,7 +242,7 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
             throw Refused(peer, registration, refusal.StartsWith("token", StringComparison.Ordinal) ? StatusCode.Unauthenticated : StatusCode.FailedPrecondition,
                 refusal[(refusal.IndexOf(':') + 2)..]);
 
-        var worker = new WorkerConnection(responses, requests, call, registration, obsSpace, actSpace, peer, _options.MaxMessageSize, (_options.HeartbeatInterval, _options.HeartbeatTimeout));
+        var worker = new WorkerConnection(responses, call, registration, obsSpace, actSpace, peer, _options.MaxMessageSize, (_options.HeartbeatInterval, _options.HeartbeatTimeout));
         string? reason = _admit is { } admit ? admit(worker) : "this hub has no vector env accepting workers";
         if (reason is not null) throw Refused(peer, registration, StatusCode.FailedPrecondition, reason);
 

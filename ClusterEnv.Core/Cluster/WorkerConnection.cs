@@ -1,3 +1,4 @@
+using System.Buffers;
 using ClusterEnv.Transport;
 using ClusterEnv.Transport.Protos;
 using Google.Protobuf;
@@ -26,7 +27,6 @@ internal interface IWorkerReplySink
 public sealed class WorkerConnection
 {
     private readonly IServerStreamWriter<WireMessage> _output;
-    private readonly IAsyncStreamReader<WireMessage> _input;
     private readonly ServerCallContext _call;
     private readonly int _maxMessageSize;
     private readonly (TimeSpan Interval, TimeSpan Timeout) _heartbeat;
@@ -42,12 +42,11 @@ public sealed class WorkerConnection
     private string? _closeReason;
     private GrpcStatusCode _closeStatus = GrpcStatusCode.OK;
 
-    internal WorkerConnection(IServerStreamWriter<WireMessage> output, IAsyncStreamReader<WireMessage> input, ServerCallContext call, Register registration,
+    internal WorkerConnection(IServerStreamWriter<WireMessage> output, ServerCallContext call, Register registration,
         Spaces.Space observationSpace, Spaces.Space actionSpace, string remoteEndPoint, int maxMessageSize, (TimeSpan Interval, TimeSpan Timeout) heartbeat = default)
     {
         _maxMessageSize = maxMessageSize;
         _output = output;
-        _input = input;
         _call = call;
         _heartbeat = heartbeat;
         Registration = registration;
@@ -213,18 +212,7 @@ public sealed class WorkerConnection
         string? message = null;
         try
         {
-            while (await _input.MoveNext(linked.Token).ConfigureAwait(false))
-            {
-                var reply = _input.Current;
-                try
-                {
-                    Dispatch(reply.Span);
-                }
-                finally
-                {
-                    reply.Release();
-                }
-            }
+            await ReadRepliesAsync(linked.Token).ConfigureAwait(false);
         }
         catch (GrpcException e)
         {
@@ -287,6 +275,91 @@ public sealed class WorkerConnection
         // Reset, or closed without HTTP/2's goodbye (GOAWAY): what the OS does to the sockets of a process that ends.
         return aborted ? "its connection was closed without a goodbye: the worker process exited or crashed (or its host dropped the connection)"
                        : $"its connection failed ({e.Message})";
+    }
+
+    // Reads the request body's length-prefixed messages straight from Kestrel's pipe. grpc-dotnet's stream reader
+    // allocates an async box per message (about 170 B, the hub's whole per-step cost); this one loop lives as long as
+    // the stream, so its state machine is allocated once and a message that sits in one segment is never copied.
+    // gRPC's own rules are kept: the size limit (RESOURCE_EXHAUSTED) and the compressed flag with the call's encoding.
+    private async Task ReadRepliesAsync(CancellationToken cancellationToken)
+    {
+        var body = _call.GetHttpContext().Request.BodyReader;
+        while (true)
+        {
+            var result = await body.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            try
+            {
+                while (TryReadMessage(ref buffer, out var message, out bool compressed))
+                {
+                    if (compressed) DispatchCompressed(message);
+                    else if (message.IsSingleSegment) Dispatch(message.FirstSpan);
+                    else DispatchCopy(message);
+                }
+            }
+            catch
+            {
+                body.AdvanceTo(buffer.Start, buffer.End);
+                throw;
+            }
+            if (result.IsCompleted)
+            {
+                if (!buffer.IsEmpty) throw new GrpcException(GrpcStatusCode.Internal, $"The stream ended inside a message ({buffer.Length} bytes of it arrived).");
+                body.AdvanceTo(buffer.End);
+                return;
+            }
+            body.AdvanceTo(buffer.Start, buffer.End);
+        }
+    }
+
+    private bool TryReadMessage(ref ReadOnlySequence<byte> buffer, out ReadOnlySequence<byte> message, out bool compressed)
+    {
+        message = default;
+        compressed = false;
+        if (buffer.Length < WireMessage.PrefixSize) return false;
+        Span<byte> prefix = stackalloc byte[WireMessage.PrefixSize];
+        buffer.Slice(0, WireMessage.PrefixSize).CopyTo(prefix);
+        uint length = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(prefix[1..]);
+        if (prefix[0] > 1) throw new GrpcException(GrpcStatusCode.Internal, $"Malformed gRPC message prefix: compressed flag {prefix[0]} (must be 0 or 1).");
+        if (length > (uint)_maxMessageSize)
+            throw new RpcException(new Status(StatusCode.ResourceExhausted, $"Received message exceeds the maximum configured message size ({length:N0} bytes)."));
+        if (buffer.Length < WireMessage.PrefixSize + length) return false;
+        compressed = prefix[0] == 1;
+        message = buffer.Slice(WireMessage.PrefixSize, length);
+        buffer = buffer.Slice(message.End);
+        return true;
+    }
+
+    private byte[] _scratch = [];
+
+    private void DispatchCopy(ReadOnlySequence<byte> message)
+    {
+        if (_scratch.Length < message.Length) _scratch = new byte[Math.Max((int)message.Length, _scratch.Length * 2)];
+        message.CopyTo(_scratch);
+        Dispatch(_scratch.AsSpan(0, (int)message.Length));
+    }
+
+    // A peer that compresses (only when configured to): the call's grpc-encoding says how. Rare, so it may allocate.
+    private void DispatchCompressed(ReadOnlySequence<byte> message)
+    {
+        string encoding = _call.RequestHeaders.GetValue("grpc-encoding") ?? "identity";
+        using var input = new MemoryStream(message.ToArray());
+        using Stream decompress = encoding switch
+        {
+            "gzip" => new System.IO.Compression.GZipStream(input, System.IO.Compression.CompressionMode.Decompress),
+            "deflate" => new System.IO.Compression.ZLibStream(input, System.IO.Compression.CompressionMode.Decompress),
+            _ => throw new RpcException(new Status(StatusCode.Unimplemented, $"The worker sent a message compressed with '{encoding}'; the hub accepts gzip and deflate.")),
+        };
+        using var output = new MemoryStream();
+        var chunk = new byte[81920];
+        int n;
+        while ((n = decompress.Read(chunk)) > 0)
+        {
+            output.Write(chunk, 0, n);
+            if (output.Length > _maxMessageSize)
+                throw new RpcException(new Status(StatusCode.ResourceExhausted, "Received message exceeds the maximum configured message size after decompression."));
+        }
+        Dispatch(output.GetBuffer().AsSpan(0, (int)output.Length));
     }
 
     private void Dispatch(ReadOnlySpan<byte> message)
