@@ -342,7 +342,7 @@ public sealed class WorkerConnection
     // A peer that compresses (only when configured to): the call's grpc-encoding says how. Rare, so it may allocate.
     private void DispatchCompressed(ReadOnlySequence<byte> message)
     {
-        string encoding = _call.RequestHeaders.GetValue("grpc-encoding") ?? "identity";
+        string encoding = _call.GetHttpContext().Request.Headers["grpc-encoding"].ToString() is { Length: > 0 } e ? e : "identity";
         using var input = new MemoryStream(message.ToArray());
         using Stream decompress = encoding switch
         {

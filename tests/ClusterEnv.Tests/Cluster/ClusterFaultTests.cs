@@ -190,6 +190,45 @@ public class ClusterFaultTests
         Assert.That(good.Responses, Is.Not.Null);
     }
 
+    [TestCase("gzip-register", GrpcStatusCode.FailedPrecondition, "second Register")]
+    [TestCase("unknown-encoding", GrpcStatusCode.Unimplemented, "compressed with 'snappy'")]
+    [TestCase("oversized", GrpcStatusCode.ResourceExhausted, "at most 4,096 bytes (HubOptions.MaxMessageSize)")]
+    [TestCase("flag", GrpcStatusCode.Internal, "compressed flag 7")]
+    public async Task AfterRegistering_TheHubsReader_KeepsGrpcsRules(string kind, GrpcStatusCode expected, string text)
+    {
+        await using var hub = await ClusterHub.StartAsync(new HubOptions { MaxMessageSize = 4096 });
+        hub.SetAdmission(_ => null);
+        using var client = GrpcDuplexCall.CreateClient();
+        string encoding = kind == "unknown-encoding" ? "snappy" : "gzip";
+        var call = await GrpcDuplexCall.StartAsync(client, hub.Url, ClusterHub.ConnectPath, [new("grpc-encoding", encoding)]);
+        await call.WriteAsync(new WorkerMessage { Register = Register("w", 1) }.ToByteArray());
+        await call.ReadHeadersAsync();
+        byte[] frame = kind switch
+        {
+            "oversized" => [0, 0, 1, 0, 0],
+            "flag" => [7, 0, 0, 0, 1, 0],
+            _ => Gzipped(new WorkerMessage { Register = Register("w", 1) }.ToByteArray()),
+        };
+        await call.RequestStream.WriteAsync(frame);
+        await call.RequestStream.FlushAsync();
+        while (!(await call.Responses.ReadAsync()).IsCompleted) { }
+        var status = call.GetStatus();
+        Assert.That(status?.Status, Is.EqualTo(expected));
+        Assert.That(status!.Detail, Does.Contain(text));
+        await call.DisposeAsync();
+    }
+
+    private static byte[] Gzipped(byte[] body)
+    {
+        var packed = new MemoryStream();
+        using (var gz = new System.IO.Compression.GZipStream(packed, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true)) gz.Write(body);
+        var f = new byte[5 + packed.Length];
+        GrpcFraming.WriteHeader(f, (int)packed.Length);
+        f[0] = 1;
+        packed.ToArray().CopyTo(f, 5);
+        return f;
+    }
+
     [Test]
     public async Task UnknownMethod_IsUnimplemented_TrailersOnly()
     {
