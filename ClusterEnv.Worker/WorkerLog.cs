@@ -2,7 +2,7 @@ using Microsoft.Extensions.Logging;
 
 namespace ClusterEnv.Worker;
 
-/// <summary>Every log line of a worker, with stable event ids. All calls come from the worker's one service loop.</summary>
+/// <summary>Every log line of a worker, with stable event ids. Calls come from the service loop and, while rollouts stream, the stream's acting thread.</summary>
 internal static partial class WorkerLog
 {
     [LoggerMessage(1, LogLevel.Information, "Worker '{WorkerId}' dialling {Hub} ({NumEnvs} x {EnvId})")]
@@ -28,4 +28,10 @@ internal static partial class WorkerLog
 
     [LoggerMessage(8, LogLevel.Debug, "Worker '{WorkerId}' acts with policy version {Version}")]
     public static partial void PolicyApplied(ILogger logger, string workerId, ulong version);
+
+    [LoggerMessage(9, LogLevel.Information, "Worker '{WorkerId}' streams rollouts of {Steps} steps (initial credit {Credit})")]
+    public static partial void StreamStarted(ILogger logger, string workerId, uint steps, uint credit);
+
+    [LoggerMessage(10, LogLevel.Error, "Worker '{WorkerId}': the rollout stream failed: {Reason}")]
+    public static partial void StreamFailed(ILogger logger, string workerId, string reason);
 }

@@ -8,6 +8,7 @@ using System.Runtime.InteropServices;
 using ClusterEnv.Common;
 using ClusterEnv.Envs;
 using ClusterEnv.Policies;
+using ClusterEnv.Rollouts;
 using ClusterEnv.Transport;
 using ClusterEnv.Transport.Protos;
 using ClusterEnv.Vector;
@@ -100,7 +101,23 @@ public sealed class WorkerService : IAsyncDisposable
         WorkerLog.Dialling(_logger, _options.WorkerId, _options.Hub, _options.NumEnvs, _options.EnvId);
         _call = await DialAsync(cts.Token).ConfigureAwait(false);
         WorkerLog.Registered(_logger, _options.WorkerId, _options.Hub);
-        var commands = _call.ResponseStream;
+        try
+        {
+            await ServeAsync(cts).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (_stream is { } stream)
+            {
+                cts.Cancel(); // the stream's thread stops at its next step or write
+                StopStreamWithoutReply();
+            }
+        }
+    }
+
+    private async Task ServeAsync(CancellationTokenSource cts)
+    {
+        var commands = _call!.ResponseStream;
         while (true)
         {
             bool more;
@@ -130,10 +147,17 @@ public sealed class WorkerService : IAsyncDisposable
             {
                 command.Release();
             }
+            if (_stopStreamSeq is ulong stop)
+            {
+                _stopStreamSeq = null;
+                await OnStopStreamAsync(stop).ConfigureAwait(false);
+            }
             if (_replyEnds.Count > 0) await FlushRepliesAsync(cts.Token).ConfigureAwait(false);
             if (_closeRequested) await _call.RequestStream.CompleteAsync().ConfigureAwait(false);
         }
     }
+
+    private ulong? _stopStreamSeq;
 
     // A stream that ended because the connection did (reset, refused, timed out), rather than with a status the hub sent.
     private static bool IsConnectionFailure(RpcException e) =>
@@ -202,6 +226,8 @@ public sealed class WorkerService : IAsyncDisposable
         StepCodec.ReadEnvelope(message, out ulong seq, out int command, out var body);
         try
         {
+            if (_stream is not null && command is HubMessage.StepFieldNumber or HubMessage.ResetFieldNumber or HubMessage.RolloutFieldNumber)
+                throw new InvalidOperationException("Rollouts are streaming on this worker; stop the stream before stepping, resetting or collecting lockstep rollouts.");
             switch (command)
             {
                 case HubMessage.StepFieldNumber: OnStep(seq, body); break;
@@ -210,8 +236,11 @@ public sealed class WorkerService : IAsyncDisposable
                 case HubMessage.CloseFieldNumber: OnClose(seq); break;
                 case HubMessage.PolicyFieldNumber: OnPolicy(seq, PolicyUpdate.Parser.ParseFrom(body)); break;
                 case HubMessage.RolloutFieldNumber: OnRollout(seq, CollectRollout.Parser.ParseFrom(body)); break;
+                case HubMessage.StreamFieldNumber: OnStream(seq, StreamRollouts.Parser.ParseFrom(body)); break;
+                case HubMessage.CreditFieldNumber: OnCredit(Credit.Parser.ParseFrom(body)); break;
+                case HubMessage.StopStreamFieldNumber: _stopStreamSeq = seq; break; // the loop awaits the stream's end
                 default:
-                    throw new InvalidDataException($"Unknown command field {command}; this worker handles welcome (2), reset (3), step (4), close (5), policy (6) and rollout (7). Is the hub a newer protocol version?");
+                    throw new InvalidDataException($"Unknown command field {command}; this worker handles welcome (2), reset (3), step (4), close (5), policy (6), rollout (7), stream (8), credit (9) and stop_stream (10). Is the hub a newer protocol version?");
             }
         }
         catch (SubEnvException e)
@@ -250,7 +279,8 @@ public sealed class WorkerService : IAsyncDisposable
             if (cmd.Mask.Count > 0) options.ResetMask = cmd.Mask.ToArray();
         }
         var r = vec.Reset(seeds, options);
-        _lastObservations = r.Observations;
+        _lastReset = r.Observations;
+        _lastStep = null;
         var result = new ResetResult { Observations = Tensor(Transport.Protos.DType.Float32, [vec.NumEnvs, vec.ObservationSize], MemoryMarshal.AsBytes(r.Observations.AsSpan())) };
         if (r.Info.Episode.Any) result.Episode = Stats(r.Info.Episode);
         Reply(seq, new WorkerMessage { Reset = result });
@@ -261,7 +291,7 @@ public sealed class WorkerService : IAsyncDisposable
         var vec = Welcomed();
         StepCodec.ReadStepCommand(body, _intActions, _floatActions);
         var r = _floatActions.Length > 0 ? vec.Step(_floatActions) : vec.Step(_intActions);
-        _lastObservations = r.Observations;
+        _lastStep = r; // the actor continues from here if a rollout comes next (no copy on the step path)
         int size = StepCodec.StepResultSize(seq, r, vec.ObservationSize);
         var dest = Reserve(size);
         int written = StepCodec.WriteStepResult(dest, seq, r, vec.ObservationSize);
@@ -270,6 +300,7 @@ public sealed class WorkerService : IAsyncDisposable
 
     private void OnClose(ulong seq)
     {
+        StopStreamWithoutReply();
         _vec?.Close();
         Reply(seq, new WorkerMessage { Closed = new Closed() });
         _closeRequested = true;
@@ -280,11 +311,25 @@ public sealed class WorkerService : IAsyncDisposable
     private ActorCritic? _policy;
     private ulong _policyVersion;
     private Rng? _actRng;
-    private float[] _lastObservations = [];
+    private RolloutActor? _actor;
+    private RolloutBatch? _rollout;
+    private float[]? _lastReset;          // observations of the last reset command, until the actor takes them
+    private VectorStepResult? _lastStep;  // the last central-inference step, until the actor takes it
 
     // Weights are applied between commands, so a rollout never changes policy half-way. A bad push is refused and
     // the old policy stays.
     private void OnPolicy(ulong seq, PolicyUpdate update)
+    {
+        if (_stream is { } stream)
+        {
+            stream.Pushes.Enqueue((seq, update)); // applied and acknowledged between the stream's rollouts
+            stream.Wake.Release();
+            return;
+        }
+        Reply(seq, new WorkerMessage { PolicyAck = ApplyPolicy(update) });
+    }
+
+    private PolicyAck ApplyPolicy(PolicyUpdate update)
     {
         var vec = Welcomed();
         string? error = null;
@@ -322,91 +367,201 @@ public sealed class WorkerService : IAsyncDisposable
             error = $"The policy spec could not be read: {e.Message}";
         }
         if (error is not null) WorkerLog.PolicyRefused(_logger, _options.WorkerId, update.Version, _policyVersion, error);
-        Reply(seq, new WorkerMessage { PolicyAck = new PolicyAck { ActiveVersion = _policyVersion, Error = error ?? "" } });
+        return new PolicyAck { ActiveVersion = _policyVersion, Error = error ?? "" };
     }
+
+    // The actor continues the episodes that commands left: from the last reset, or the last central-inference step.
+    private RolloutActor ReadyActor()
+    {
+        var vec = Welcomed();
+        _actor ??= new RolloutActor(vec);
+        if (_lastStep is { } step) _actor.Begin(step.Observations, step.Terminated, step.Truncated);
+        else if (_lastReset is { } reset) _actor.Begin(reset);
+        _lastStep = null;
+        _lastReset = null;
+        if (!_actor.HasObservations) throw new ResetNeededException("Reset the vector env before collecting rollouts.");
+        return _actor;
+    }
+
+    // Refuses, before any work, a rollout that could not be sent back (the learner checks too; this covers older learners).
+    private RolloutBatch RolloutBuffer(ActorCritic policy, uint steps)
+    {
+        var vec = Welcomed();
+        int n = vec.NumEnvs, m = vec.ObservationSize, k = policy.Spec.ActionSize;
+        bool continuous = policy.Spec.Continuous;
+        var (fixedBytes, perStep) = RolloutBatch.MessageSize(n, m, continuous, continuous ? k : 1, k);
+        long atLeast = fixedBytes + (long)steps * perStep;
+        if (steps == 0 || (_maxReplySize > 0 && atLeast > _maxReplySize) || (steps + 1L) * n * Math.Max(m, k) > Array.MaxLength)
+            throw new ArgumentOutOfRangeException(nameof(steps), steps,
+                $"A rollout of {steps:N0} steps of {n} envs would be at least {atLeast:N0} bytes; the hub accepts {_maxReplySize:N0}. " +
+                $"Collect at most {(_maxReplySize > fixedBytes ? (_maxReplySize - fixedBytes) / perStep : 0):N0} steps per call, or raise HubOptions.MaxMessageSize.");
+        if (_rollout is null || _rollout.Steps != steps || _rollout.DistributionSize != k || _rollout.Continuous != continuous)
+            _rollout = ReadyActor().CreateBatch((int)steps, policy.Spec);
+        return _rollout;
+    }
+
+    private ActorCritic RequirePolicy() =>
+        _policy ?? throw new InvalidOperationException("No policy has been pushed to this worker; push one (ClusterVecEnv.PushPolicy) before collecting rollouts.");
 
     private void OnRollout(ulong seq, CollectRollout cmd)
     {
-        var vec = Welcomed();
-        var policy = _policy ?? throw new InvalidOperationException("No policy has been pushed to this worker; push one (ClusterVecEnv.PushPolicy) before collecting rollouts.");
-        if (_lastObservations.Length == 0) throw new ResetNeededException("Reset the vector env before collecting rollouts.");
+        var policy = RequirePolicy();
+        var batch = RolloutBuffer(policy, cmd.Steps);
+        var actor = ReadyActor();
         _actRng ??= new Rng(cmd.Seed != 0 ? (long)cmd.Seed : _options.WorkerId.Aggregate(17L, (h, c) => h * 31 + c));
-        int n = vec.NumEnvs, m = vec.ObservationSize, k = policy.Spec.ActionSize;
-        bool continuous = policy.Spec.Continuous;
-        // Refuse what could not be sent back before doing the work (the learner checks too; this covers older learners).
-        var (fixedBytes, perStep) = Rollouts.RolloutBatch.MessageSize(n, m, continuous, continuous ? k : 1, k);
-        long atLeast = fixedBytes + (long)cmd.Steps * perStep;
-        if (cmd.Steps == 0 || (_maxReplySize > 0 && atLeast > _maxReplySize) || (cmd.Steps + 1L) * n * Math.Max(m, k) > Array.MaxLength)
-            throw new ArgumentOutOfRangeException(nameof(cmd.Steps), cmd.Steps,
-                $"A rollout of {cmd.Steps:N0} steps of {n} envs would be at least {atLeast:N0} bytes; the hub accepts {_maxReplySize:N0}. " +
-                $"Collect at most {(_maxReplySize > fixedBytes ? (_maxReplySize - fixedBytes) / perStep : 0):N0} steps per call, or raise HubOptions.MaxMessageSize.");
-        int T = (int)cmd.Steps;
         long nextProgress = _progressInterval > 0 ? Stopwatch.GetTimestamp() + _progressInterval : long.MaxValue;
-        var obs = new float[(T + 1) * n * m];
-        var ints = continuous ? [] : new int[T * n];
-        var floats = continuous ? new float[T * n * k] : [];
-        var logProbs = new float[T * n];
-        var values = new float[T * n];
-        var dist = new float[T * n * k];
-        var rewards = new double[T * n];
-        var terminated = new byte[T * n];
-        var truncated = new byte[T * n];
-        byte[]? finalMask = null;
-        float[]? finalObs = null;
-        var result = new RolloutResult { PolicyVersion = _policyVersion, Steps = (uint)T };
-        var box = vec.SingleActionSpace as Spaces.Box;
-        var clipped = continuous ? new float[n * k] : [];
-        for (int t = 0; t < T; t++)
+        actor.Act(policy, _policyVersion, batch, _actRng, done =>
         {
-            _lastObservations.AsSpan(0, n * m).CopyTo(obs.AsSpan(t * n * m));
-            policy.Act(obs.AsSpan(t * n * m, n * m), n, _actRng, continuous ? default : ints.AsSpan(t * n, n), continuous ? floats.AsSpan(t * n * k, n * k) : default,
-                logProbs.AsSpan(t * n, n), values.AsSpan(t * n, n), distributionParameters: dist.AsSpan(t * n * k, n * k));
-            VectorStepResult r;
-            if (continuous)
+            if (Stopwatch.GetTimestamp() < nextProgress) return;
+            SendProgress(seq, done);
+            nextProgress = Stopwatch.GetTimestamp() + _progressInterval;
+        });
+        Reply(seq, new WorkerMessage { Rollout = batch.ToProto(_policyVersion, policy.LogStd) });
+    }
+
+    // ---- streaming rollouts ----
+
+    // While a stream runs, its acting loop owns the envs, the policy and the actor; the command loop only hands it
+    // credit, pushes and the stop, through this object.
+    private sealed class RolloutStream(ulong seq, uint steps)
+    {
+        public readonly ulong Seq = seq;
+        public readonly uint Steps = steps;
+        public int Credit;
+        public volatile bool Stop;
+        public ulong StopSeq;
+        public readonly SemaphoreSlim Wake = new(0);
+        public readonly System.Collections.Concurrent.ConcurrentQueue<(ulong Seq, PolicyUpdate Update)> Pushes = new();
+        public Task Loop = Task.CompletedTask;
+        public uint Sent;
+    }
+
+    private RolloutStream? _stream;
+
+    private sealed class StreamStopped : Exception;
+
+    private void OnStream(ulong seq, StreamRollouts cmd)
+    {
+        if (_stream is not null) throw new InvalidOperationException("A rollout stream is already running on this worker; stop it (StopStream) before starting another.");
+        var policy = RequirePolicy();
+        RolloutBuffer(policy, cmd.Steps);
+        ReadyActor();
+        _actRng ??= new Rng(cmd.Seed != 0 ? (long)cmd.Seed : _options.WorkerId.Aggregate(17L, (h, c) => h * 31 + c));
+        var stream = new RolloutStream(seq, cmd.Steps) { Credit = (int)Math.Min(cmd.Credit, int.MaxValue) };
+        _stream = stream;
+        WorkerLog.StreamStarted(_logger, _options.WorkerId, cmd.Steps, cmd.Credit);
+        stream.Loop = Task.Factory.StartNew(() => RunStream(stream), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+    }
+
+    private void OnCredit(Credit credit)
+    {
+        if (_stream is not { } stream) return; // the stream ended while the credit was on its way
+        Interlocked.Add(ref stream.Credit, (int)Math.Min(credit.Rollouts, int.MaxValue));
+        stream.Wake.Release();
+    }
+
+    // Close, or the connection ending, stops a running stream without a StreamEnded (nobody waits for it).
+    private void StopStreamWithoutReply()
+    {
+        if (_stream is not { } stream) return;
+        stream.Stop = true;
+        stream.Wake.Release();
+        try { stream.Loop.Wait(TimeSpan.FromSeconds(30)); }
+        catch (AggregateException) { }
+        _stream = null;
+    }
+
+    // The command loop waits here: after StreamEnded the learner may send anything again.
+    private async Task OnStopStreamAsync(ulong seq)
+    {
+        if (_stream is not { } stream)
+        {
+            Reply(seq, new WorkerMessage { StreamEnded = new StreamEnded() });
+            return;
+        }
+        stream.StopSeq = seq;
+        stream.Stop = true;
+        stream.Wake.Release();
+        await stream.Loop.ConfigureAwait(false);
+        _stream = null;
+    }
+
+    // The acting loop of a stream, on its own thread: apply pushes between rollouts, act while there is credit, send
+    // each rollout as soon as it is done. Ends on StopStream (answering it) or when the connection does.
+    private void RunStream(RolloutStream stream)
+    {
+        var policyBatch = _rollout!;
+        try
+        {
+            while (!stream.Stop && !_runToken.IsCancellationRequested)
             {
-                for (int j = 0; j < clipped.Length; j++) clipped[j] = Math.Clamp(floats[t * n * k + j], box!.Low[j % k], box.High[j % k]);
-                r = vec.Step(clipped);
-            }
-            else r = vec.Step(ints.AsSpan(t * n, n));
-            for (int i = 0; i < n; i++)
-            {
-                rewards[t * n + i] = r.Rewards[i];
-                terminated[t * n + i] = r.Terminated[i] ? (byte)1 : (byte)0;
-                truncated[t * n + i] = r.Truncated[i] ? (byte)1 : (byte)0;
-                if (r.Info.TryGetEpisode(i, out var ep))
-                    result.Episodes.Add(new EpisodeRecord { Step = (uint)t, Env = (uint)i, Return = ep.Return, Length = ep.Length, Seconds = ep.Seconds });
-                if (r.Info.HasFinalObservation[i])
+                ApplyStreamPushes(stream);
+                if (Volatile.Read(ref stream.Credit) <= 0)
                 {
-                    finalMask ??= new byte[T * n];
-                    finalObs ??= new float[T * n * m];
-                    finalMask[t * n + i] = 1;
-                    r.Info.FinalObservation(i).CopyTo(finalObs.AsSpan((t * n + i) * m, m));
+                    stream.Wake.Wait(_runToken);
+                    continue;
                 }
+                Interlocked.Decrement(ref stream.Credit);
+                var policy = _policy!;
+                policyBatch.Index = stream.Sent;
+                try
+                {
+                    _actor!.Act(policy, _policyVersion, policyBatch, _actRng!, _ => { if (stream.Stop) throw new StreamStopped(); });
+                }
+                catch (StreamStopped)
+                {
+                    break; // the rollout in progress is dropped: it was never sent, so it is neither lost nor counted twice
+                }
+                var result = policyBatch.ToProto(_policyVersion, policy.LogStd);
+                result.Index = stream.Sent;
+                WriteNow(new WorkerMessage { Seq = stream.Seq, Rollout = result });
+                stream.Sent++;
             }
-            _lastObservations = r.Observations;
-            if (Stopwatch.GetTimestamp() >= nextProgress)
-            {
-                SendProgress(seq, t + 1);
-                nextProgress = Stopwatch.GetTimestamp() + _progressInterval;
-            }
+            ApplyStreamPushes(stream);
+            if (stream.StopSeq != 0) WriteNow(new WorkerMessage { Seq = stream.StopSeq, StreamEnded = new StreamEnded { RolloutsSent = stream.Sent } });
         }
-        _lastObservations.AsSpan(0, n * m).CopyTo(obs.AsSpan(T * n * m));
-        result.Observations = Tensor(Transport.Protos.DType.Float32, [T + 1, n, m], MemoryMarshal.AsBytes(obs.AsSpan()));
-        result.Actions = continuous ? Tensor(Transport.Protos.DType.Float32, [T, n, k], MemoryMarshal.AsBytes(floats.AsSpan()))
-                                    : Tensor(Transport.Protos.DType.Int64, [T, n], MemoryMarshal.AsBytes(ints.Select(a => (long)a).ToArray().AsSpan()));
-        result.Rewards = Tensor(Transport.Protos.DType.Float64, [T, n], MemoryMarshal.AsBytes(rewards.AsSpan()));
-        result.Terminated = Tensor(Transport.Protos.DType.Bool, [T, n], terminated);
-        result.Truncated = Tensor(Transport.Protos.DType.Bool, [T, n], truncated);
-        result.LogProbs = Tensor(Transport.Protos.DType.Float32, [T, n], MemoryMarshal.AsBytes(logProbs.AsSpan()));
-        result.Values = Tensor(Transport.Protos.DType.Float32, [T, n], MemoryMarshal.AsBytes(values.AsSpan()));
-        result.DistParams = Tensor(Transport.Protos.DType.Float32, [T, n, k], MemoryMarshal.AsBytes(dist.AsSpan()));
-        if (continuous) result.DistLogStd = Tensor(Transport.Protos.DType.Float32, [k], MemoryMarshal.AsBytes(policy.LogStd));
-        if (finalMask is not null)
+        catch (OperationCanceledException) when (_runToken.IsCancellationRequested) { }
+        catch (Exception e) when (e is not OperationCanceledException)
         {
-            result.FinalMask = Tensor(Transport.Protos.DType.Bool, [T, n], finalMask);
-            result.FinalObservations = Tensor(Transport.Protos.DType.Float32, [T, n, m], MemoryMarshal.AsBytes(finalObs.AsSpan()));
+            // An env or policy failure ends the stream; the learner hears it as an error reply to the stream command.
+            WorkerLog.StreamFailed(_logger, _options.WorkerId, e.Message);
+            try
+            {
+                WriteNow(new WorkerMessage { Seq = stream.Seq, Error = new WorkerError { EnvIndex = -1, Type = e.GetType().FullName ?? e.GetType().Name, Message = e.Message, StackTrace = e.StackTrace ?? "" } });
+                if (!stream.Stop) SpinWait.SpinUntil(() => stream.Stop || _runToken.IsCancellationRequested);
+                ApplyStreamPushes(stream);
+                if (stream.StopSeq != 0) WriteNow(new WorkerMessage { Seq = stream.StopSeq, StreamEnded = new StreamEnded { RolloutsSent = stream.Sent } });
+            }
+            catch (Exception) when (_runToken.IsCancellationRequested) { }
         }
-        Reply(seq, new WorkerMessage { Rollout = result });
+    }
+
+    private void ApplyStreamPushes(RolloutStream stream)
+    {
+        while (stream.Pushes.TryDequeue(out var push))
+            WriteNow(new WorkerMessage { Seq = push.Seq, PolicyAck = ApplyPolicy(push.Update) });
+    }
+
+    // Encodes and writes one message from the stream's thread, one write at a time with the command loop's.
+    private void WriteNow(WorkerMessage message)
+    {
+        int size = message.CalculateSize();
+        if (_maxReplySize > 0 && size + 5 > _maxReplySize && message.BodyCase != WorkerMessage.BodyOneofCase.Error)
+            message = new WorkerMessage
+            {
+                Seq = message.Seq,
+                Error = new WorkerError { EnvIndex = -1, Type = typeof(InvalidOperationException).FullName!, Message = $"The {message.BodyCase} reply is {size:N0} bytes, above the hub's limit of {_maxReplySize:N0} (HubOptions.MaxMessageSize); stream shorter rollouts or raise the limit." },
+            };
+        var bytes = message.ToByteArray();
+        _writeGate.Wait(_runToken);
+        try
+        {
+            _call!.RequestStream.WriteAsync(new WireMessage(bytes, bytes.Length), _runToken).GetAwaiter().GetResult();
+        }
+        finally
+        {
+            _writeGate.Release();
+        }
     }
 
     private SyncVectorEnv Welcomed() => _vec ?? throw new InvalidDataException("The hub sent a command before Welcome.");
@@ -463,16 +618,27 @@ public sealed class WorkerService : IAsyncDisposable
     private async ValueTask FlushRepliesAsync(CancellationToken ct)
     {
         await _progressWrite.ConfigureAwait(false);
-        int start = 0;
-        foreach (int end in _replyEnds)
+        await _writeGate.WaitAsync(ct).ConfigureAwait(false); // a stream's acting thread may be writing a rollout
+        try
         {
-            _sending.Set(_out, start, end - start);
-            await _call!.RequestStream.WriteAsync(_sending, ct).ConfigureAwait(false);
-            start = end;
+            int start = 0;
+            foreach (int end in _replyEnds)
+            {
+                _sending.Set(_out, start, end - start);
+                await _call!.RequestStream.WriteAsync(_sending, ct).ConfigureAwait(false);
+                start = end;
+            }
+        }
+        finally
+        {
+            _writeGate.Release();
         }
         _replyEnds.Clear();
         _outLength = 0;
     }
+
+    // One write at a time on the gRPC stream: the command loop's replies and a stream's rollouts and acks.
+    private readonly SemaphoreSlim _writeGate = new(1, 1);
 
     private static Transport.Protos.Tensor Tensor(Transport.Protos.DType dtype, long[] shape, ReadOnlySpan<byte> data)
     {

@@ -36,6 +36,7 @@ public sealed class RolloutBatch
         HasFinalObservation = new bool[tn];
         FinalObservations = new float[tn * observationSize];
         PolicyVersion = new ulong[numEnvs];
+        StartResets = new bool[numEnvs];
     }
 
     /// <summary>T.</summary>
@@ -76,6 +77,26 @@ public sealed class RolloutBatch
     public float[] FinalObservations { get; }
     /// <summary>(N) the policy version that acted for each sub-env.</summary>
     public ulong[] PolicyVersion { get; }
+    /// <summary>(N) NextStep autoreset: the sub-env's first step in this rollout is a reset step (its action was ignored, its reward is 0).</summary>
+    public bool[] StartResets { get; }
+    /// <summary>Streaming: the worker that acted (empty for a lockstep gather of all workers, or the learner's own envs).</summary>
+    public string WorkerId { get; set; } = "";
+    /// <summary>Streaming: this rollout's number in its worker's stream.</summary>
+    public long Index { get; set; }
+
+    /// <summary>
+    /// True where step t of sub-env i is a real transition, false for a NextStep reset step (the step after an episode
+    /// ended, whose action the env ignored): those carry no learning signal and are left out of every loss.
+    /// </summary>
+    public bool IsTransition(int t, int i)
+    {
+        if (!NextStepResets) return true;
+        return t == 0 ? !StartResets[i] : !(Terminated[(t - 1) * NumEnvs + i] || Truncated[(t - 1) * NumEnvs + i]);
+    }
+
+    /// <summary>Whether the acting vector env autoresets NextStep (so the step after an episode end is a reset step).</summary>
+    public bool NextStepResets { get; set; } = true;
+
     /// <summary>Episodes that finished during the rollout: the step, the sub-env and its statistics.</summary>
     public List<(int Step, int Env, EpisodeStatistics Statistics)> Episodes { get; } = [];
 
@@ -126,6 +147,12 @@ public sealed class RolloutBatch
                 }
         }
         for (int i = 0; i < count; i++) PolicyVersion[offset + i] = r.PolicyVersion;
+        if (r.StartResets is { } sr)
+        {
+            var resets = Check(sr, "start_resets", DType.Bool, count, 1);
+            for (int i = 0; i < count; i++) StartResets[offset + i] = resets[i] != 0;
+        }
+        else Array.Clear(StartResets, offset, count);
         // Workers' replies are filled concurrently (each on its own connection's read loop): the rows above are
         // disjoint, the shared episode list is not.
         lock (Episodes)
@@ -137,6 +164,52 @@ public sealed class RolloutBatch
                 Episodes.Add(((int)e.Step, offset + (int)e.Env, new EpisodeStatistics(e.Return, (int)e.Length, e.Seconds)));
             }
         }
+    }
+
+    /// <summary>The rollout as the wire message a worker sends (every tensor copied), acted by <paramref name="version"/>.</summary>
+    public RolloutResult ToProto(ulong version, ReadOnlySpan<float> logStd)
+    {
+        int T = Steps, n = NumEnvs, m = ObservationSize, k = DistributionSize;
+        var result = new RolloutResult
+        {
+            PolicyVersion = version,
+            Steps = (uint)T,
+            Index = (uint)Index,
+            Observations = Tensor(DType.Float32, [T + 1, n, m], MemoryMarshal.AsBytes(Observations.AsSpan())),
+            Rewards = Tensor(DType.Float64, [T, n], MemoryMarshal.AsBytes(Rewards.AsSpan())),
+            Terminated = Tensor(DType.Bool, [T, n], MemoryMarshal.AsBytes(Terminated.AsSpan())),
+            Truncated = Tensor(DType.Bool, [T, n], MemoryMarshal.AsBytes(Truncated.AsSpan())),
+            LogProbs = Tensor(DType.Float32, [T, n], MemoryMarshal.AsBytes(LogProbs.AsSpan())),
+            Values = Tensor(DType.Float32, [T, n], MemoryMarshal.AsBytes(Values.AsSpan())),
+            DistParams = Tensor(DType.Float32, [T, n, k], MemoryMarshal.AsBytes(DistributionParameters.AsSpan())),
+            StartResets = Tensor(DType.Bool, [n], MemoryMarshal.AsBytes(StartResets.AsSpan())),
+        };
+        if (Continuous)
+        {
+            result.Actions = Tensor(DType.Float32, [T, n, ActionSize], MemoryMarshal.AsBytes(ContinuousActions.AsSpan()));
+            result.DistLogStd = Tensor(DType.Float32, [k], MemoryMarshal.AsBytes(logStd));
+        }
+        else
+        {
+            var longs = new long[T * n];
+            for (int j = 0; j < longs.Length; j++) longs[j] = DiscreteActions[j];
+            result.Actions = Tensor(DType.Int64, [T, n], MemoryMarshal.AsBytes(longs.AsSpan()));
+        }
+        if (Array.IndexOf(HasFinalObservation, true) >= 0)
+        {
+            result.FinalMask = Tensor(DType.Bool, [T, n], MemoryMarshal.AsBytes(HasFinalObservation.AsSpan()));
+            result.FinalObservations = Tensor(DType.Float32, [T, n, m], MemoryMarshal.AsBytes(FinalObservations.AsSpan()));
+        }
+        foreach (var (step, env, ep) in Episodes)
+            result.Episodes.Add(new EpisodeRecord { Step = (uint)step, Env = (uint)env, Return = ep.Return, Length = ep.Length, Seconds = ep.Seconds });
+        return result;
+    }
+
+    private static Tensor Tensor(DType dtype, long[] shape, ReadOnlySpan<byte> data)
+    {
+        var t = new Tensor { Dtype = dtype, Data = Google.Protobuf.ByteString.CopyFrom(data) };
+        t.Shape.AddRange(shape);
+        return t;
     }
 
     /// <summary>Orders <see cref="Episodes"/> by step, then sub-env, whatever order the workers' replies arrived in.</summary>
