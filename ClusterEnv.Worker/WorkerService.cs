@@ -506,7 +506,14 @@ public sealed class WorkerService : IAsyncDisposable
                 policyBatch.Index = stream.Sent;
                 try
                 {
-                    _actor!.Act(policy, _policyVersion, policyBatch, _actRng!, _ => { if (stream.Stop) throw new StreamStopped(); });
+                    long nextProgress = _progressInterval > 0 ? Stopwatch.GetTimestamp() + _progressInterval : long.MaxValue;
+                    _actor!.Act(policy, _policyVersion, policyBatch, _actRng!, done =>
+                    {
+                        if (stream.Stop) throw new StreamStopped();
+                        if (Stopwatch.GetTimestamp() < nextProgress) return;
+                        WriteNow(new WorkerMessage { Seq = stream.Seq, Progress = new Progress { StepsDone = (uint)done } });
+                        nextProgress = Stopwatch.GetTimestamp() + _progressInterval;
+                    });
                 }
                 catch (StreamStopped)
                 {

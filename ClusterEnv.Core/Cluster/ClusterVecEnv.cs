@@ -34,7 +34,7 @@ namespace ClusterEnv.Cluster;
 /// using var envs = new ClusterVecEnv("CartPole-v1", numEnvs: 8);
 /// </code>
 /// </example>
-public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
+public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
 {
     private enum State { Idle, Pending, Broken, Closed }
 
@@ -55,6 +55,12 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         public readonly WorkerPolicyState Policy = new();
         // A push not yet written because the stream is back-pressured; a newer push replaces it. Under SendLock.
         public (HubMessage Message, ulong Version, long Bytes)? PendingPush;
+        // Streaming: the StreamRollouts command's seq (0: not streaming; its rollouts bypass the ledger), rollouts
+        // granted and not yet received, rollouts received, and the worker_id field appended to each queued rollout.
+        public ulong StreamSeq;
+        public int InFlight;
+        public long StreamReceived;
+        public byte[] IdField = [];
     }
 
     private readonly ClusterOptions _options;
@@ -218,6 +224,9 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     /// <summary>The hub the workers are connected to (its URL is what external workers dial).</summary>
     public ClusterHub Hub => _hub;
 
+    /// <summary>The options this vector env was created with.</summary>
+    public ClusterOptions Options => _options;
+
     /// <summary>The local worker pool, when this vector env started one.</summary>
     public LocalWorkerPool? Pool => _pool;
 
@@ -304,6 +313,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     public VectorResetResult Reset(IReadOnlyList<int?> seeds, ResetOptions? options = null)
     {
         ThrowIfUnusable();
+        if (_stream is not null) ThrowIfNotSteppable();
         VectorArgs.CheckSeeds(seeds, NumEnvs);
         return ResetCore(i => seeds[i], options);
     }
@@ -722,6 +732,11 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         var s = SlotOf(worker);
         Volatile.Write(ref s.LastHeard, System.Diagnostics.Stopwatch.GetTimestamp());
         (ulong Seq, int Field, long SentAt) head;
+        if (seq != 0 && seq == Volatile.Read(ref s.StreamSeq))
+        {
+            OnStreamReply(s, bodyField, body);
+            return;
+        }
         if (bodyField == WorkerMessage.ProgressFieldNumber)
         {
             lock (s.Outstanding)
@@ -751,6 +766,9 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
                 break;
             case WorkerMessage.RolloutFieldNumber when head.Field == WorkerMessage.RolloutFieldNumber:
                 _rollouts!.Fill(RolloutResult.Parser.ParseFrom(body), s.Offset, s.Count);
+                break;
+            case WorkerMessage.StreamEndedFieldNumber when head.Field == WorkerMessage.StreamEndedFieldNumber:
+                Volatile.Write(ref s.StreamSeq, 0UL); // every rollout of the stream came before this reply
                 break;
             case WorkerMessage.ErrorFieldNumber:
                 var e = WorkerError.Parser.ParseFrom(body);
@@ -815,6 +833,8 @@ public sealed class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     private void ThrowIfNotSteppable()
     {
         ThrowIfUnusable();
+        if (_stream is not null)
+            throw new InvalidOperationException("Rollouts are streaming from the workers; stop the stream (StopStreaming, or dispose the StreamingRolloutSource) before stepping, resetting or collecting lockstep rollouts.");
         if (_needsReset) throw VectorArgs.ResetNeeded();
     }
 

@@ -1,0 +1,169 @@
+using ClusterEnv.Rollouts;
+using ClusterEnv.Transport.Protos;
+
+namespace ClusterEnv.Cluster;
+
+/// <summary>
+/// Lockstep workers: each <see cref="Take"/> asks every worker for <see cref="Steps"/> steps and returns one batch of
+/// all sub-envs once all have answered (<see cref="ClusterVecEnv.CollectRollouts"/>). The learner and the workers take
+/// turns; PPO on workers uses this.
+/// </summary>
+public sealed class LockstepRolloutSource(ClusterVecEnv envs, int steps, ulong seed = 0) : IRolloutSource
+{
+    /// <inheritdoc />
+    public string Description => $"{envs.Workers.Count} workers in lockstep, {envs.NumEnvs} envs";
+
+    /// <inheritdoc />
+    public int Steps { get; } = steps > 0 ? steps : throw new ArgumentOutOfRangeException(nameof(steps), steps, "Rollouts need at least one step.");
+
+    /// <inheritdoc />
+    public long QueueDepth => 0;
+
+    /// <inheritdoc />
+    public int Take(int max, List<RolloutBatch> into, CancellationToken cancellationToken = default)
+    {
+        var batch = envs.CollectRollouts(Steps, seed);
+        batch.NextStepResets = envs.AutoresetMode == Vector.AutoresetMode.NextStep;
+        into.Add(batch);
+        return 1;
+    }
+
+    /// <inheritdoc />
+    public void Return(RolloutBatch rollout) { }
+
+    /// <inheritdoc />
+    public void Dispose() { }
+}
+
+/// <summary>
+/// Streaming workers: every worker keeps acting with the policy it holds and ships each rollout as soon as it is done;
+/// rollouts wait in an <see cref="ITrajectoryQueue"/> (in memory by default, or Redis) and the learner takes them as
+/// they come. Each worker holds at most <c>credit</c> rollouts in flight; taking one of its rollouts gives it credit
+/// for the next, so memory stays bounded and a slow learner slows the actors rather than piling up data. Disposing
+/// stops the stream cleanly (<see cref="ClusterVecEnv.StopStreaming"/>).
+/// </summary>
+public sealed class StreamingRolloutSource : IRolloutSource
+{
+    private readonly ClusterVecEnv _envs;
+    private readonly ITrajectoryQueue _queue;
+    private readonly bool _ownsQueue;
+    private readonly List<byte[]> _raw = [];
+    private readonly Dictionary<int, Stack<RolloutBatch>> _free = [];
+    private readonly Dictionary<string, int> _envsOf;
+    private readonly TimeSpan _poll;
+    private bool _stopped;
+
+    /// <summary>
+    /// Starts the stream on every worker of <paramref name="envs"/> (each must have a policy: push one first).
+    /// <paramref name="queue"/> defaults to an in-memory queue that holds every rollout credit allows (never full).
+    /// </summary>
+    public StreamingRolloutSource(ClusterVecEnv envs, int steps, int credit = 2, ITrajectoryQueue? queue = null, ulong seed = 0)
+    {
+        ArgumentNullException.ThrowIfNull(envs);
+        _envs = envs;
+        Steps = steps;
+        Credit = credit;
+        _ownsQueue = queue is null;
+        _queue = queue ?? new InMemoryTrajectoryQueue(Math.Max(1, credit * envs.Workers.Count));
+        _envsOf = envs.Workers.ToDictionary(w => w.WorkerId, w => w.NumEnvs);
+        _poll = TimeSpan.FromMilliseconds(Math.Clamp(envs.Options.StepTimeout.TotalMilliseconds / 20, 5, 100));
+        envs.StartStreaming(steps, credit, _queue, seed);
+    }
+
+    /// <summary>Rollouts each worker may have in flight.</summary>
+    public int Credit { get; }
+
+    /// <inheritdoc />
+    public int Steps { get; }
+
+    /// <inheritdoc />
+    public string Description => $"{_envs.Workers.Count} workers streaming, {_envs.NumEnvs} envs, credit {Credit}, queue {_queue.Description}";
+
+    /// <inheritdoc />
+    public long QueueDepth => _queue.Count;
+
+    /// <summary>Rollouts taken from the queue so far.</summary>
+    public long Taken { get; private set; }
+
+    /// <summary>Queued rollouts that belonged to no current worker (left in a Redis queue by an earlier run) and were used all the same.</summary>
+    public long Foreign { get; private set; }
+
+    /// <inheritdoc />
+    public int Take(int max, List<RolloutBatch> into, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_stopped, this);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(max);
+        _raw.Clear();
+        _envs.ThrowIfStreamFailed(); // at every take: a busy queue must not hide a lost worker
+        while (_queue.Take(max, _raw, _poll, cancellationToken) == 0)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            _envs.ThrowIfStreamFailed();
+        }
+        foreach (var bytes in _raw)
+        {
+            var r = RolloutResult.Parser.ParseFrom(bytes);
+            int n = _envsOf.TryGetValue(r.WorkerId, out int count) ? count : ShapeOf(r);
+            if (!_envsOf.ContainsKey(r.WorkerId)) Foreign++;
+            var batch = Rent(n);
+            batch.Fill(r, 0, n);
+            batch.SortEpisodes();
+            batch.WorkerId = r.WorkerId;
+            batch.Index = r.Index;
+            into.Add(batch);
+            _envs.GrantCredit(r.WorkerId);
+            Taken++;
+        }
+        return _raw.Count;
+    }
+
+    private static int ShapeOf(RolloutResult r) =>
+        r.Rewards is { } t && t.Shape.Count == 2 ? (int)t.Shape[1] : throw new InvalidDataException("A queued rollout has no (T, n) rewards tensor.");
+
+    private RolloutBatch Rent(int numEnvs)
+    {
+        if (_free.TryGetValue(numEnvs, out var stack) && stack.Count > 0)
+        {
+            var b = stack.Pop();
+            b.Episodes.Clear();
+            return b;
+        }
+        var layout = Vector.ActionLayout.For(_envs.SingleActionSpace);
+        int dist = _envs.SingleActionSpace is Spaces.Discrete d ? d.N : layout.Size;
+        return new RolloutBatch(Steps, numEnvs, _envs.ObservationSize, layout.IsContinuous, layout.Size, dist)
+        {
+            NextStepResets = _envs.AutoresetMode == Vector.AutoresetMode.NextStep,
+        };
+    }
+
+    /// <inheritdoc />
+    public void Return(RolloutBatch rollout)
+    {
+        if (!_free.TryGetValue(rollout.NumEnvs, out var stack)) _free[rollout.NumEnvs] = stack = new Stack<RolloutBatch>();
+        stack.Push(rollout);
+    }
+
+    /// <summary>Stops the stream (see <see cref="ClusterVecEnv.StopStreaming"/>); rollouts still queued stay in the queue. Returns what each worker sent.</summary>
+    public IReadOnlyList<long> Stop()
+    {
+        if (_stopped) return _envs.StreamedRollouts;
+        _stopped = true;
+        try
+        {
+            return _envs.StopStreaming();
+        }
+        finally
+        {
+            if (_ownsQueue) _queue.Dispose();
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (_stopped) return;
+        // Best effort: after a failure (a lost worker) there is no clean stop, and the failure was thrown already.
+        try { Stop(); }
+        catch (Exception) { }
+    }
+}
