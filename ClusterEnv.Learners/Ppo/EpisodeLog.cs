@@ -36,15 +36,23 @@ internal sealed class EpisodeLog(double threshold)
     /// <summary>Fills the episode fields of an iteration's metrics and starts the next iteration's sums.</summary>
     public PpoMetrics EndIteration(PpoMetrics metrics)
     {
-        var m = metrics with
-        {
-            Episodes = _episodes,
-            EpisodicReturn = _episodes > 0 ? _returnSum / _episodes : double.NaN,
-            EpisodicLength = _episodes > 0 ? _lengthSum / _episodes : double.NaN,
-            MeanReturn20 = MeanReturn20,
-        };
+        var (episodes, ret, length) = TakeIteration();
+        return metrics with { Episodes = episodes, EpisodicReturn = ret, EpisodicLength = length, MeanReturn20 = MeanReturn20 };
+    }
+
+    /// <summary>Fills the episode fields of an IMPALA update's metrics and starts the next update's sums.</summary>
+    public Impala.ImpalaMetrics EndIteration(Impala.ImpalaMetrics metrics)
+    {
+        var (episodes, ret, length) = TakeIteration();
+        return metrics with { Episodes = episodes, EpisodicReturn = ret, EpisodicLength = length, MeanReturn20 = MeanReturn20 };
+    }
+
+    // The iteration's episode count, mean return and mean length (NaN when none), and a fresh start.
+    private (int Episodes, double Return, double Length) TakeIteration()
+    {
+        var r = (_episodes, _episodes > 0 ? _returnSum / _episodes : double.NaN, _episodes > 0 ? _lengthSum / _episodes : double.NaN);
         _episodes = 0;
         _returnSum = _lengthSum = 0;
-        return m;
+        return r;
     }
 }

@@ -1,0 +1,166 @@
+using ClusterEnv.Cluster;
+using ClusterEnv.Policies;
+using ClusterEnv.Rollouts;
+
+namespace ClusterEnv.Sync;
+
+/// <summary>What one <see cref="PolicyPublisher.Publish"/> did.</summary>
+/// <param name="Version">The learner's version that was published.</param>
+/// <param name="Pushes">Workers sent the new weights this round.</param>
+/// <param name="MeanKl">Mean KL(deployed ‖ current) over the workers the gate measured (NaN when none).</param>
+/// <param name="InFlight">Workers skipped because their previous push is not acknowledged yet.</param>
+/// <param name="LagPushes">Pushes made because a worker was <see cref="SyncStrategy.MaxLag"/> versions behind, not because of the KL.</param>
+public readonly record struct PublishRound(ulong Version, int Pushes, double MeanKl, int InFlight, int LagPushes);
+
+/// <summary>
+/// Adaptive Policy Synchronization as a publisher in front of the workers: it owns the version counter, the
+/// <see cref="ApsGate"/>, each worker's slice of state (the version it acts with, the weights it was sent, its recent
+/// observations) and the pushes. A version counts as deployed when the worker acknowledges it, not when it is sent, so
+/// the gate always measures KL against weights the worker really loaded; a worker that refused a push is reported at
+/// the next <see cref="Publish"/>, not at the end of the run. PPO on workers and IMPALA/IMPACT share it.
+/// </summary>
+public sealed class PolicyPublisher
+{
+    private readonly ClusterVecEnv _envs;
+    private readonly ApsGate _gate;
+    private readonly int _workers;
+    private readonly ulong[] _pending;          // version sent and not yet acknowledged (0: none)
+    private readonly float[][] _pendingWeights;
+    private readonly ulong[] _acked;            // version the worker acknowledged acting with
+    private readonly float[][] _states;         // recent observations per worker, for the KL
+    private readonly int[] _stateCount;
+    private readonly Dictionary<string, int> _index;
+
+    /// <summary>A publisher for the workers of <paramref name="envs"/>, acting with policies of <paramref name="spec"/>.</summary>
+    public PolicyPublisher(ClusterVecEnv envs, PolicySpec spec, SyncStrategy strategy, int maxStates = 512)
+    {
+        ArgumentNullException.ThrowIfNull(envs);
+        _envs = envs;
+        Spec = spec;
+        Strategy = strategy;
+        _workers = envs.Workers.Count;
+        _gate = new ApsGate(spec, _workers, strategy, maxStates);
+        _pending = new ulong[_workers];
+        _pendingWeights = new float[_workers][];
+        _acked = new ulong[_workers];
+        _states = Enumerable.Range(0, _workers).Select(_ => new float[maxStates * spec.ObservationSize]).ToArray();
+        _stateCount = new int[_workers];
+        _index = envs.Workers.Select((w, i) => (w.WorkerId, i)).ToDictionary(x => x.WorkerId, x => x.i);
+    }
+
+    /// <summary>The architecture the workers act with.</summary>
+    public PolicySpec Spec { get; }
+
+    /// <summary>The push rule.</summary>
+    public SyncStrategy Strategy { get; }
+
+    /// <summary>The learner's latest version (0 before the first <see cref="Publish"/>).</summary>
+    public ulong Version { get; private set; }
+
+    /// <summary>Pushes sent so far, the first deployment included.</summary>
+    public int TotalPushes { get; private set; }
+
+    /// <summary>Bytes of those pushes on the wire.</summary>
+    public long BytesPushed { get; private set; }
+
+    /// <summary>The version worker <paramref name="worker"/> acknowledged acting with (0: none yet).</summary>
+    public ulong DeployedVersion(int worker) => _acked[worker];
+
+    /// <summary>How many versions worker <paramref name="worker"/>'s acknowledged policy is behind the learner.</summary>
+    public ulong Lag(int worker) => Version - _acked[worker];
+
+    /// <summary>The gate's counters (pushes acknowledged, skips, the last KL per worker).</summary>
+    public ApsGate Gate => _gate;
+
+    /// <summary>Remembers the observations of a rollout (a streaming worker's, or a lockstep gather of all workers) as that worker's recent states for the KL.</summary>
+    public void Observe(RolloutBatch rollout)
+    {
+        ArgumentNullException.ThrowIfNull(rollout);
+        int m = Spec.ObservationSize, n = rollout.NumEnvs, T = rollout.Steps;
+        if (rollout.WorkerId.Length > 0)
+        {
+            if (_index.TryGetValue(rollout.WorkerId, out int w)) Keep(w, rollout.Observations.AsSpan(0, T * n * m), T * n);
+            return;
+        }
+        var workers = _envs.Workers;
+        for (int w = 0; w < workers.Count; w++)
+        {
+            var (_, offset, count) = workers[w];
+            int keep = Math.Min(T, _states[w].Length / m / Math.Max(1, count));
+            // The latest rows of this worker's columns, row by row.
+            _stateCount[w] = 0;
+            for (int t = T - keep; t < T; t++)
+            {
+                rollout.Observations.AsSpan((t * n + offset) * m, count * m).CopyTo(_states[w].AsSpan(_stateCount[w] * m));
+                _stateCount[w] += count;
+            }
+        }
+    }
+
+    private void Keep(int w, ReadOnlySpan<float> observations, int count)
+    {
+        int m = Spec.ObservationSize, room = _states[w].Length / m;
+        int take = Math.Min(count, room);
+        // Evenly spaced over the rollout when it has more states than the buffer holds.
+        for (int j = 0; j < take; j++)
+        {
+            int src = (int)((long)j * count / take);
+            observations.Slice(src * m, m).CopyTo(_states[w].AsSpan(j * m, m));
+        }
+        _stateCount[w] = take;
+    }
+
+    /// <summary>
+    /// Advances the version and, per worker, pushes <paramref name="policy"/> when the strategy says so (KL over the
+    /// worker's recent states above τ, every N versions, always, or the lag cap reached). A worker whose last push is
+    /// still unacknowledged is skipped this round (its weights are on their way). The first call deploys to every worker.
+    /// </summary>
+    /// <exception cref="PolicyRejectedException">A worker refused a push since the last call (named, with its reason).</exception>
+    public PublishRound Publish(ActorCritic policy)
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        Version++;
+        var states = _envs.PolicyStates;
+        int pushes = 0, inFlight = 0, lagPushes = 0, measured = 0;
+        double klSum = 0;
+        List<string>? refused = null;
+        for (int w = 0; w < _workers; w++)
+        {
+            var st = states[w];
+            if (_pending[w] != 0)
+            {
+                if (st.Unacknowledged > 0)
+                {
+                    inFlight++;
+                    continue;
+                }
+                if (st.ActiveVersion == _pending[w])
+                {
+                    _acked[w] = _pending[w];
+                    _gate.Deployed(w, _pending[w], _pendingWeights[w]);
+                }
+                else (refused ??= []).Add($"worker '{_envs.Workers[w].WorkerId}' refused version {_pending[w]} and keeps acting with version {st.ActiveVersion}: {st.LastError}");
+                _pending[w] = 0;
+            }
+            bool push;
+            bool byLag = Strategy.MaxLag > 0 && _acked[w] != 0 && Version - _acked[w] >= (ulong)Strategy.MaxLag;
+            var decision = _gate.Decide(w, policy, Version, _states[w].AsSpan(0, _stateCount[w] * Spec.ObservationSize), _stateCount[w]);
+            if (double.IsFinite(decision.Kl))
+            {
+                klSum += decision.Kl;
+                measured++;
+            }
+            push = decision.Push || byLag;
+            if (!push) continue;
+            if (byLag && !decision.Push) lagPushes++;
+            BytesPushed += _envs.PushPolicy(w, Version, Spec, policy.Parameters);
+            _pendingWeights[w] ??= new float[policy.Parameters.Length];
+            policy.Parameters.CopyTo(_pendingWeights[w]);
+            _pending[w] = Version;
+            pushes++;
+        }
+        TotalPushes += pushes;
+        if (refused is not null) throw new PolicyRejectedException(string.Join("; ", refused));
+        return new PublishRound(Version, pushes, measured > 0 ? klSum / measured : double.NaN, inFlight, lagPushes);
+    }
+}

@@ -1,0 +1,369 @@
+using System.Diagnostics;
+using ClusterEnv.Cluster;
+using ClusterEnv.Learners.Math;
+using ClusterEnv.Learners.Ppo;
+using ClusterEnv.Nn;
+using ClusterEnv.Policies;
+using ClusterEnv.Rollouts;
+using ClusterEnv.Sync;
+using ClusterEnv.Vector;
+
+namespace ClusterEnv.Learners.Impala;
+
+/// <summary>What an IMPALA or IMPACT run learned and measured.</summary>
+public sealed record ImpalaResult(ActorCritic Policy, IReadOnlyList<ImpalaMetrics> History, long? StepsToThreshold, double? SecondsToThreshold, double FinalMeanReturn20)
+{
+    /// <summary>Training was cancelled before its step budget.</summary>
+    public bool Stopped { get; init; }
+}
+
+/// <summary>
+/// IMPALA (Espeholt et al. 2018): actors act with whatever policy they hold and ship rollouts; the learner takes them
+/// as they come and corrects for the lag with V-trace. With <see cref="ImpalaOptions.Impact"/>, IMPACT (Luo et al.
+/// 2020): a target network, a circular replay buffer, and a clipped surrogate on the ratio against the target. Reads
+/// top to bottom: take rollouts → forward pass → V-trace targets → losses → one optimizer step → publish.
+/// </summary>
+public static class Impala
+{
+    /// <summary>
+    /// Trains on streaming workers: every worker acts with its local policy and ships rollouts of
+    /// <see cref="ImpalaOptions.UnrollLength"/> steps into <paramref name="queue"/> (in memory when null); the
+    /// <see cref="PolicyPublisher"/> decides per worker, with <paramref name="strategy"/>, when new weights are worth sending.
+    /// </summary>
+    public static ImpalaResult Train(ClusterVecEnv envs, ImpalaOptions options, SyncStrategy strategy, Action<ImpalaMetrics>? onUpdate = null,
+        ITrajectoryQueue? queue = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(envs);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        if (envs.AutoresetMode == AutoresetMode.Disabled)
+            throw new ArgumentException("IMPALA needs an autoresetting vector env; create it with AutoresetMode.NextStep (the default) or SameStep.", nameof(envs));
+        var spec = PolicySpec.For(envs.SingleObservationSpace, envs.SingleActionSpace, options.Hidden);
+        var policy = new ActorCritic(spec, options.Seed);
+        var publisher = new PolicyPublisher(envs, spec, strategy);
+        envs.Reset(seed: options.Seed);
+        publisher.Publish(policy); // version 1 to every worker
+        envs.WaitForPolicyAcks();
+        using var source = new StreamingRolloutSource(envs, options.UnrollLength, options.Credit, queue, (ulong)options.Seed);
+        var threshold = options.RewardThreshold ?? envs.Spec?.RewardThreshold ?? double.PositiveInfinity;
+        var result = Run(source, policy, publisher, options, threshold, onUpdate, cancellationToken);
+        source.Stop();
+        return result;
+    }
+
+    /// <summary>Trains on a local vector env: the learner acts with its current policy (lag 0), through the same acting loop the workers run.</summary>
+    public static ImpalaResult Train(IVectorEnv envs, ImpalaOptions options, Action<ImpalaMetrics>? onUpdate = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(envs);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var spec = PolicySpec.For(envs.SingleObservationSpace, envs.SingleActionSpace, options.Hidden);
+        var policy = new ActorCritic(spec, options.Seed);
+        ulong version = 1;
+        using var source = new LocalRolloutSource(envs, options.UnrollLength, () => (policy, version), options.Seed);
+        var threshold = options.RewardThreshold ?? envs.Spec?.RewardThreshold ?? double.PositiveInfinity;
+        return Run(source, policy, null, options, threshold, m => { version = m.PolicyVersion; onUpdate?.Invoke(m); }, cancellationToken);
+    }
+
+    /// <summary>The learner loop over any rollout source. <paramref name="publisher"/> is null when the learner acts itself.</summary>
+    public static ImpalaResult Run(IRolloutSource source, ActorCritic policy, PolicyPublisher? publisher, ImpalaOptions o, double threshold,
+        Action<ImpalaMetrics>? onUpdate = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentNullException.ThrowIfNull(policy);
+        o.Validate();
+        var spec = policy.Spec;
+        var adam = new Adam(policy.Store.Count, o.LearningRate, eps: o.AdamEps);
+        var target = o.Impact ? new ActorCritic(spec) : null;
+        target?.LoadParameters(policy.Parameters);
+        var learner = new Learner(spec, o);
+        var replay = new List<(RolloutBatch[] Batch, int Uses)>();
+        var rng = new Common.Rng(o.Seed + 7919);
+        var episodes = new EpisodeLog(threshold);
+        var history = new List<ImpalaMetrics>();
+        var taken = new List<RolloutBatch>();
+        var lags = new LagHistogram();
+        ulong version = publisher?.Version ?? 1;
+        long consumed = 0, dropped = 0, updates = 0;
+        double busy = 0;
+        var clock = Stopwatch.StartNew();
+        while (consumed < o.TotalTimesteps && !cancellationToken.IsCancellationRequested)
+        {
+            // ---- take a batch of rollouts; drop the ones acted by a policy too old to learn from ----
+            taken.Clear();
+            while (taken.Count < o.BatchSize)
+            {
+                int before = taken.Count;
+                source.Take(o.BatchSize - taken.Count, taken, cancellationToken);
+                for (int j = taken.Count - 1; j >= before; j--)
+                {
+                    ulong lag = version - System.Math.Min(version, taken[j].PolicyVersion[0]);
+                    if (o.MaxPolicyLag > 0 && lag > (ulong)o.MaxPolicyLag)
+                    {
+                        dropped++;
+                        source.Return(taken[j]);
+                        taken.RemoveAt(j);
+                    }
+                }
+            }
+            var batch = taken.ToArray();
+            foreach (var b in batch)
+            {
+                foreach (var (step, _, ep) in b.Episodes)
+                    episodes.Add(ep, consumed + (long)(step + 1) * b.NumEnvs, clock.Elapsed.TotalSeconds);
+                consumed += (long)b.Steps * b.NumEnvs;
+                for (int i = 0; i < b.NumEnvs; i++) lags.Add(version - System.Math.Min(version, b.PolicyVersion[i]));
+                publisher?.Observe(b);
+            }
+
+            // ---- learner steps: one on the new batch (IMPACT: and more drawn from the replay buffer) ----
+            long start = Stopwatch.GetTimestamp();
+            if (o.AnnealLearningRate) adam.LearningRate = o.LearningRate * System.Math.Max(0, 1.0 - (double)consumed / o.TotalTimesteps);
+            var stats = learner.Step(policy, target, adam, batch);
+            updates++;
+            if (o.Impact)
+            {
+                replay.Add((batch, 1));
+                for (int r = 1; r < o.ReplayTimes && replay.Count > 0; r++)
+                {
+                    int pick = (int)(rng.NextUInt64() % (ulong)replay.Count);
+                    learner.Step(policy, target, adam, replay[pick].Batch);
+                    replay[pick] = (replay[pick].Batch, replay[pick].Uses + 1);
+                    updates++;
+                }
+                if (updates % o.TargetUpdateFrequency < o.ReplayTimes) target!.LoadParameters(policy.Parameters);
+                while (replay.Count > o.ReplayBufferSize)
+                {
+                    foreach (var b in replay[0].Batch) source.Return(b);
+                    replay.RemoveAt(0);
+                }
+            }
+            else foreach (var b in batch) source.Return(b);
+            busy += Stopwatch.GetElapsedTime(start).TotalSeconds;
+
+            // ---- publish: the next version, pushed where the strategy says so ----
+            var round = publisher?.Publish(policy) ?? new PublishRound(version + 1, 0, double.NaN, 0, 0);
+            version = round.Version;
+
+            double seconds = clock.Elapsed.TotalSeconds;
+            var metrics = episodes.EndIteration(new ImpalaMetrics
+            {
+                Update = history.Count + 1,
+                GlobalStep = consumed,
+                Seconds = seconds,
+                Sps = consumed / seconds,
+                UpdatesPerSecond = updates / seconds,
+                BusyFraction = busy / seconds,
+                LearningRate = adam.LearningRate,
+                QueueDepth = source.QueueDepth,
+                PolicyLoss = stats.PolicyLoss,
+                ValueLoss = stats.ValueLoss,
+                Entropy = stats.Entropy,
+                RhoClippedFraction = stats.RhoClipped,
+                MeanPolicyLag = lags.Mean,
+                MaxPolicyLag = lags.Max,
+                LagHistogram = lags.Fractions(),
+                DroppedStale = dropped,
+                PolicyVersion = version,
+                Pushes = round.Pushes,
+                TotalPushes = publisher?.TotalPushes ?? 0,
+                BytesPushed = publisher?.BytesPushed ?? 0,
+                MeanKl = round.MeanKl,
+            });
+            lags.Reset();
+            history.Add(metrics);
+            onUpdate?.Invoke(metrics);
+        }
+        return new ImpalaResult(policy, history, episodes.StepsToThreshold, episodes.SecondsToThreshold, episodes.MeanReturn20)
+        {
+            Stopped = consumed < o.TotalTimesteps,
+        };
+    }
+
+    /// <summary>One optimizer step's loss terms (means over the batch's transitions).</summary>
+    internal readonly record struct StepStats(double PolicyLoss, double ValueLoss, double Entropy, double RhoClipped);
+
+    /// <summary>The learner's step: buffers sized on first use and reused.</summary>
+    private sealed class Learner(PolicySpec spec, ImpalaOptions o)
+    {
+        private float[] _obs = [], _boot = [], _final = [], _logits = [], _targetLogits = [];
+        private float[] _mu = [], _pi = [], _rewards = [], _values = [], _next = [], _discounts = [], _vs = [], _pg = [], _rho = [];
+        private float[] _dHead = [], _dValue = [], _bootValues = [], _finalValues = [];
+        private bool[] _ends = [], _valid = [];
+        private int[] _actions = [], _finalIndex = [];
+        private float[] _continuous = [];
+        private float[] _logStd = [];
+
+        // Lays the batch's rollouts side by side as one (T, N) rollout, N the sum of their sub-envs.
+        public StepStats Step(ActorCritic policy, ActorCritic? target, Adam adam, RolloutBatch[] batch)
+        {
+            int T = batch[0].Steps, m = spec.ObservationSize, k = spec.ActionSize, N = batch.Sum(b => b.NumEnvs), TN = T * N;
+            Grow(TN, N, m, k);
+            int finals = 0, col = 0;
+            foreach (var b in batch)
+            {
+                int n = b.NumEnvs;
+                for (int t = 0; t < T; t++)
+                    for (int i = 0; i < n; i++)
+                    {
+                        int src = t * n + i, dst = t * N + col + i;
+                        b.Observations.AsSpan(src * m, m).CopyTo(_obs.AsSpan(dst * m, m));
+                        _mu[dst] = b.LogProbs[src];
+                        double r = b.Rewards[src];
+                        _rewards[dst] = (float)(o.ClipRewards ? System.Math.Clamp(r, -1, 1) : r);
+                        bool term = b.Terminated[src], done = term || b.Truncated[src];
+                        _discounts[dst] = term ? 0f : (float)o.Gamma;
+                        _ends[dst] = done;
+                        _valid[dst] = b.IsTransition(t, i);
+                        if (spec.Continuous) b.ContinuousActions.AsSpan(src * k, k).CopyTo(_continuous.AsSpan(dst * k, k));
+                        else _actions[dst] = b.DiscreteActions[src];
+                        if (b.HasFinalObservation[src])
+                        {
+                            b.FinalObservations.AsSpan(src * m, m).CopyTo(_final.AsSpan(finals * m, m));
+                            _finalIndex[dst] = finals++; // its value bootstraps the truncation (SameStep autoreset)
+                        }
+                        else _finalIndex[dst] = -1;
+                    }
+                for (int i = 0; i < n; i++) b.Observations.AsSpan((T * n + i) * m, m).CopyTo(_boot.AsSpan((col + i) * m, m));
+                col += n;
+            }
+
+            // ---- forward passes: values of the bootstrap row and the final observations (no gradient) ----
+            policy.Value(_boot.AsSpan(0, N * m), N, _bootValues);
+            if (finals > 0)
+            {
+                if (_finalValues.Length < finals) _finalValues = new float[finals * 2];
+                policy.Value(_final.AsSpan(0, finals * m), finals, _finalValues);
+            }
+            // ---- the target policy's log-probs (IMPACT), then the learner's forward passes that backward uses ----
+            if (target is not null)
+            {
+                var th = target.Actor.Forward(_obs.AsSpan(0, TN * m), TN);
+                th[..(TN * k)].CopyTo(_targetLogits);
+            }
+            var values = policy.Critic.Forward(_obs.AsSpan(0, TN * m), TN);
+            values[..TN].CopyTo(_values);
+            var head = policy.Actor.Forward(_obs.AsSpan(0, TN * m), TN);
+            head[..(TN * k)].CopyTo(_logits);
+            if (spec.Continuous) policy.LogStd.CopyTo(_logStd);
+            for (int j = 0; j < TN; j++)
+            {
+                _pi[j] = LogProb(_logits.AsSpan(j * k, k), policy.LogStd, j);
+                int t = j / N, i = j % N;
+                _next[j] = _finalIndex[j] >= 0 ? _finalValues[_finalIndex[j]] : t + 1 < T ? _values[j + N] : _bootValues[i];
+            }
+
+            // ---- V-trace targets against the learner (IMPALA) or the target network (IMPACT) ----
+            var vtracePi = _pi;
+            if (target is not null)
+            {
+                vtracePi = _targetPi ??= new float[_pi.Length];
+                if (vtracePi.Length < TN) vtracePi = _targetPi = new float[TN];
+                for (int j = 0; j < TN; j++) vtracePi[j] = LogProb(_targetLogits.AsSpan(j * k, k), target.LogStd, j);
+            }
+            VTrace.Compute(_mu, vtracePi, _rewards, _values, _next, _discounts, _ends, T, N, o.RhoBar, o.CBar, o.Lambda, o.PgRhoBar, _vs, _pg, _rho);
+
+            // ---- losses: policy gradient (or IMPACT's clipped surrogate), baseline, entropy; means over transitions ----
+            policy.Store.ZeroGrad();
+            Array.Clear(_dHead, 0, TN * k);
+            int count = 0;
+            for (int j = 0; j < TN; j++) if (_valid[j]) count++;
+            if (count == 0) return default;
+            double pgLoss = 0, vLoss = 0, entropy = 0, clipped = 0;
+            for (int j = 0; j < TN; j++)
+            {
+                _dValue[j] = 0;
+                if (!_valid[j]) continue;
+                double adv = _pg[j], dLogProb;
+                if (target is null)
+                {
+                    pgLoss += -adv * _pi[j];
+                    dLogProb = -adv / count;
+                }
+                else
+                {
+                    // IMPACT: r = clip(π_target/μ, 0, ρ̄_t) · π_θ/π_target; loss max(−A·r, −A·clip(r, 1±ε)).
+                    double isRatio = System.Math.Min(o.TargetRatioClip, System.Math.Exp((double)vtracePi[j] - _mu[j]));
+                    double ratio = isRatio * System.Math.Exp((double)_pi[j] - vtracePi[j]);
+                    double l1 = -adv * ratio, l2 = -adv * System.Math.Clamp(ratio, 1 - o.ClipCoef, 1 + o.ClipCoef);
+                    pgLoss += System.Math.Max(l1, l2);
+                    bool outside = System.Math.Abs(ratio - 1) > o.ClipCoef;
+                    dLogProb = (l1 >= l2 || !outside ? -adv * ratio : 0) / count;
+                }
+                if (_rho[j] < System.Math.Exp((double)vtracePi[j] - _mu[j]) - 1e-7) clipped++;
+                double e1 = _values[j] - _vs[j];
+                vLoss += 0.5 * e1 * e1;
+                _dValue[j] = (float)(o.BaselineCost * e1 / count);
+                var row = _logits.AsSpan(j * k, k);
+                if (spec.Continuous)
+                {
+                    entropy += DiagGaussian.Entropy(policy.LogStd);
+                    DiagGaussian.Backward(row, policy.LogStd, _continuous.AsSpan(j * k, k), (float)dLogProb, (float)(-o.EntropyCost / count), _dHead.AsSpan(j * k, k), policy.LogStdGrad);
+                }
+                else
+                {
+                    entropy += Categorical.Entropy(row);
+                    Categorical.Backward(row, _actions[j], (float)dLogProb, (float)(-o.EntropyCost / count), _dHead.AsSpan(j * k, k));
+                }
+            }
+            policy.Actor.Backward(_dHead.AsSpan(0, TN * k));
+            policy.Critic.Backward(_dValue.AsSpan(0, TN));
+            Adam.ClipGradNorm(policy.Store.Grads, o.MaxGradNorm);
+            adam.Step(policy.Store.Values, policy.Store.Grads);
+            return new StepStats(pgLoss / count, vLoss / count, entropy / count, clipped / count);
+        }
+
+        private float[]? _targetPi;
+
+        private float LogProb(ReadOnlySpan<float> row, ReadOnlySpan<float> logStd, int j) =>
+            spec.Continuous ? DiagGaussian.LogProb(row, logStd, _continuous.AsSpan(j * spec.ActionSize, spec.ActionSize)) : Categorical.LogProb(row, _actions[j]);
+
+        private void Grow(int TN, int N, int m, int k)
+        {
+            if (_mu.Length >= TN && _bootValues.Length >= N) return;
+            _obs = new float[TN * m];
+            _final = new float[TN * m];
+            _boot = new float[N * m];
+            _logits = new float[TN * k];
+            _targetLogits = new float[TN * k];
+            _dHead = new float[TN * k];
+            _mu = new float[TN]; _pi = new float[TN]; _rewards = new float[TN]; _values = new float[TN]; _next = new float[TN];
+            _discounts = new float[TN]; _vs = new float[TN]; _pg = new float[TN]; _rho = new float[TN]; _dValue = new float[TN];
+            _ends = new bool[TN]; _valid = new bool[TN];
+            _actions = new int[TN];
+            _finalIndex = new int[TN];
+            _continuous = spec.Continuous ? new float[TN * k] : [];
+            _logStd = new float[k];
+            _bootValues = new float[N];
+            _finalValues = new float[16];
+        }
+    }
+
+    // Policy lag per sub-env sample, in buckets 0, 1, 2–3, 4–7, 8–15, 16+.
+    private sealed class LagHistogram
+    {
+        private readonly long[] _buckets = new long[6];
+        private long _count;
+        private double _sum;
+        public ulong Max { get; private set; }
+        public double Mean => _count > 0 ? _sum / _count : 0;
+
+        public void Add(ulong lag)
+        {
+            _buckets[lag == 0 ? 0 : System.Math.Min(5, 1 + (int)System.Math.Log2(lag))]++;
+            _count++;
+            _sum += lag;
+            if (lag > Max) Max = lag;
+        }
+
+        public double[] Fractions() => _buckets.Select(b => _count > 0 ? (double)b / _count : 0).ToArray();
+
+        public void Reset()
+        {
+            Array.Clear(_buckets);
+            _count = 0;
+            _sum = 0;
+            Max = 0;
+        }
+    }
+}

@@ -1,0 +1,125 @@
+namespace ClusterEnv.Learners.Impala;
+
+/// <summary>
+/// IMPALA's settings (Espeholt et al. 2018) and IMPACT's (Luo et al. 2020), defaulting to TorchBeast's monobeast
+/// where that project sets a value, and saying where this one differs and why.
+/// </summary>
+public sealed record ImpalaOptions
+{
+    /// <summary>Random seed for initialisation, local envs and sampling.</summary>
+    public int Seed { get; init; } = 1;
+
+    /// <summary>Env steps to consume in total (rollouts dropped as too stale do not count).</summary>
+    public long TotalTimesteps { get; init; } = 1_000_000;
+
+    /// <summary>Unroll length T, the steps of every rollout: the paper's 20 (TorchBeast uses 80 for Atari's long episodes).</summary>
+    public int UnrollLength { get; init; } = 20;
+
+    /// <summary>
+    /// Rollouts per learner step. TorchBeast batches 8 single-env unrolls; here a rollout holds all of one worker's
+    /// sub-envs (T × n samples), so a batch of 1 already carries n unrolls.
+    /// </summary>
+    public int BatchSize { get; init; } = 1;
+
+    /// <summary>Discount γ: 0.99 in the paper and TorchBeast.</summary>
+    public double Gamma { get; init; } = 0.99;
+
+    /// <summary>ρ̄, the clip of the importance weight in the value target: 1 in the paper.</summary>
+    public double RhoBar { get; init; } = 1.0;
+
+    /// <summary>c̄, the clip of the trace coefficients: 1 in the paper.</summary>
+    public double CBar { get; init; } = 1.0;
+
+    /// <summary>λ of the V-trace λ variant: 1 in the paper (no extra decay of the trace).</summary>
+    public double Lambda { get; init; } = 1.0;
+
+    /// <summary>ρ̄ of the policy-gradient advantage: 1 in the paper.</summary>
+    public double PgRhoBar { get; init; } = 1.0;
+
+    /// <summary>Weight of the baseline (value) loss: 0.5 in the paper and TorchBeast.</summary>
+    public double BaselineCost { get; init; } = 0.5;
+
+    /// <summary>Weight of the entropy bonus: 0.01, the paper's value (TorchBeast's 0.0006 is tuned for Atari's 18 actions and long runs; 0.01 keeps exploration on small tasks).</summary>
+    public double EntropyCost { get; init; } = 0.01;
+
+    /// <summary>Rewards clipped to [−1, 1] before the targets (TorchBeast's <c>abs_one</c>); off by default here because classic-control rewards are already small and Pendulum's would be distorted.</summary>
+    public bool ClipRewards { get; init; }
+
+    /// <summary>
+    /// Learning rate of Adam. TorchBeast uses RMSProp at 4.8e-4 (α 0.99, ε 0.01, linear decay); this engine ships Adam,
+    /// and 1e-3 with decay is what CartPole and Acrobot need here within 1M steps.
+    /// </summary>
+    public double LearningRate { get; init; } = 1e-3;
+
+    /// <summary>Decay the learning rate linearly to 0 over <see cref="TotalTimesteps"/>, as TorchBeast does.</summary>
+    public bool AnnealLearningRate { get; init; } = true;
+
+    /// <summary>Adam's ε.</summary>
+    public double AdamEps { get; init; } = 1e-5;
+
+    /// <summary>Global gradient-norm clip: 40 in the paper and TorchBeast.</summary>
+    public double MaxGradNorm { get; init; } = 40;
+
+    /// <summary>Hidden layer sizes of the actor and critic MLPs (CleanRL's 64 × 64 for classic control).</summary>
+    public int[] Hidden { get; init; } = [64, 64];
+
+    /// <summary>Rollouts each streaming worker may hold in flight (acting, on the wire or queued).</summary>
+    public int Credit { get; init; } = 2;
+
+    /// <summary>
+    /// Rollouts acted by a policy more than this many versions older than the learner's are dropped and counted
+    /// (sample-factory's <c>max_policy_lag</c>). 0 means no limit.
+    /// </summary>
+    public int MaxPolicyLag { get; init; } = 50;
+
+    /// <summary>Overrides the env's registry threshold for reporting steps to threshold (null: the registry's).</summary>
+    public double? RewardThreshold { get; init; }
+
+    // ---- IMPACT ----
+
+    /// <summary>IMPACT instead of IMPALA: a target network, a circular replay buffer and a clipped surrogate on the ratio against the target.</summary>
+    public bool Impact { get; init; }
+
+    /// <summary>IMPACT: copy the learner into the target network every this many learner steps.</summary>
+    public int TargetUpdateFrequency { get; init; } = 4;
+
+    /// <summary>IMPACT: learner steps per arriving batch (it is trained on once, then batches drawn from the buffer fill the rest).</summary>
+    public int ReplayTimes { get; init; } = 2;
+
+    /// <summary>IMPACT: batches the circular buffer holds.</summary>
+    public int ReplayBufferSize { get; init; } = 4;
+
+    /// <summary>IMPACT: the clip ε of the surrogate, as PPO's.</summary>
+    public double ClipCoef { get; init; } = 0.2;
+
+    /// <summary>IMPACT: the upper clip of π_target/μ, the truncated importance weight (RLlib APPO uses 2).</summary>
+    public double TargetRatioClip { get; init; } = 2.0;
+
+    /// <summary>IMPACT's settings on top of these.</summary>
+    public ImpalaOptions AsImpact() => this with { Impact = true };
+
+    /// <summary>Throws, naming the setting and the fix, when a value cannot work.</summary>
+    public void Validate()
+    {
+        void Positive(double v, string name) { if (!(v > 0) || !double.IsFinite(v)) throw new ArgumentOutOfRangeException(name, v, $"{name} must be a finite number > 0."); }
+        Positive(UnrollLength, nameof(UnrollLength));
+        Positive(BatchSize, nameof(BatchSize));
+        Positive(TotalTimesteps, nameof(TotalTimesteps));
+        Positive(LearningRate, nameof(LearningRate));
+        Positive(RhoBar, nameof(RhoBar));
+        Positive(CBar, nameof(CBar));
+        Positive(PgRhoBar, nameof(PgRhoBar));
+        Positive(Credit, nameof(Credit));
+        if (!(Gamma >= 0 && Gamma <= 1)) throw new ArgumentOutOfRangeException(nameof(Gamma), Gamma, "Gamma must lie in [0, 1].");
+        if (!(Lambda >= 0 && Lambda <= 1)) throw new ArgumentOutOfRangeException(nameof(Lambda), Lambda, "Lambda must lie in [0, 1].");
+        if (MaxPolicyLag < 0) throw new ArgumentOutOfRangeException(nameof(MaxPolicyLag), MaxPolicyLag, "MaxPolicyLag must be >= 0 (0: no limit).");
+        if (Impact)
+        {
+            Positive(TargetUpdateFrequency, nameof(TargetUpdateFrequency));
+            Positive(ReplayTimes, nameof(ReplayTimes));
+            Positive(ReplayBufferSize, nameof(ReplayBufferSize));
+            Positive(ClipCoef, nameof(ClipCoef));
+            Positive(TargetRatioClip, nameof(TargetRatioClip));
+        }
+    }
+}
