@@ -123,15 +123,16 @@ public static class Impala
             updates++;
             if (o.Impact)
             {
+                if (updates % o.TargetUpdateFrequency == 0) target!.LoadParameters(policy.Parameters);
                 replay.Add((batch, 1));
-                for (int r = 1; r < o.ReplayTimes && replay.Count > 0; r++)
+                for (int r = 1; r < o.ReplayTimes; r++)
                 {
                     int pick = (int)(rng.NextUInt64() % (ulong)replay.Count);
                     learner.Step(policy, target, adam, replay[pick].Batch);
                     replay[pick] = (replay[pick].Batch, replay[pick].Uses + 1);
                     updates++;
+                    if (updates % o.TargetUpdateFrequency == 0) target!.LoadParameters(policy.Parameters);
                 }
-                if (updates % o.TargetUpdateFrequency < o.ReplayTimes) target!.LoadParameters(policy.Parameters);
                 while (replay.Count > o.ReplayBufferSize)
                 {
                     foreach (var b in replay[0].Batch) source.Return(b);

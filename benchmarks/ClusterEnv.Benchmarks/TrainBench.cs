@@ -59,7 +59,8 @@ public static class TrainBench
             (long? Steps, double? Seconds, double Final, long EnvSteps, double WallSeconds, double Sps) r;
             if (impala)
             {
-                var o = new ImpalaOptions { Seed = seed, Impact = algo == "impact" };
+                var o = new ImpalaOptions { Seed = seed };
+                if (algo == "impact") o = o.AsImpact();
                 if (totalSteps is long ts) o = o with { TotalTimesteps = ts };
                 void OnUpdate(ImpalaMetrics x) { if (untilThreshold && x.MeanReturn20 >= (envs.Spec?.RewardThreshold ?? double.PositiveInfinity)) stop.Cancel(); }
                 var res = envs is ClusterVecEnv c ? Impala.Train(c, o, sync, OnUpdate, cancellationToken: stop.Token) : Impala.Train(envs, o, OnUpdate, stop.Token);
