@@ -49,6 +49,9 @@ public sealed record PpoMetrics
     /// <summary>Worker-side acting: mean over sub-envs of (learner version − acting version) for this rollout.</summary>
     public double MeanPolicyLag { get; init; }
 
+    /// <summary>Worker-side acting: fraction of the wall time the learner spent computing (advantages and updates) rather than waiting for rollouts.</summary>
+    public double BusyFraction { get; init; } = double.NaN;
+
     /// <summary>
     /// Every metric as (TensorBoard tag, value), in CSV column order; the CSV column is the part of the tag after the
     /// '/'. Groups as CleanRL logs them: charts/, losses/, and aps/ for worker-side acting.
@@ -62,7 +65,7 @@ public sealed record PpoMetrics
         ("losses/old_approx_kl", OldApproxKl), ("losses/approx_kl", ApproxKl), ("losses/clipfrac", ClipFraction),
         ("losses/explained_variance", ExplainedVariance),
         ("aps/policy_version", PolicyVersion), ("aps/pushes", Pushes), ("aps/total_pushes", TotalPushes), ("aps/bytes_pushed", BytesPushed),
-        ("aps/mean_kl", MeanKl), ("aps/mean_policy_lag", MeanPolicyLag),
+        ("aps/mean_kl", MeanKl), ("aps/mean_policy_lag", MeanPolicyLag), ("charts/learner_busy_fraction", BusyFraction),
     ];
 
     /// <summary>CSV header matching <see cref="ToCsv"/>.</summary>

@@ -66,6 +66,7 @@ public static partial class Ppo
         var episodeLog = new EpisodeLog(threshold);
         var history = new List<PpoMetrics>();
         long globalStep = 0, bytesPushed = 0;
+        double busySeconds = 0; // the learner computing (advantages and the update), not waiting for rollouts or pushing
         int totalPushes = 0;
         ulong version = 1;
         var clock = Stopwatch.StartNew();
@@ -82,6 +83,7 @@ public static partial class Ppo
 
             // ---- rollout: one round trip per worker ----
             var batch = envs.CollectRollouts(T, (ulong)o.Seed);
+            long learnStart = Stopwatch.GetTimestamp();
             globalStep += (long)T * n;
             double lag = 0;
             for (int i = 0; i < n; i++) lag += version - batch.PolicyVersion[i];
@@ -117,6 +119,7 @@ public static partial class Ppo
             // ---- update: the behaviour log-probabilities are the old ones ----
             var indices = Enumerable.Range(0, T * n).Where(j => valid[j]).ToArray();
             var stats = Update(policy, adam, o, indices, rng, obs, m, batch.DiscreteActions, batch.ContinuousActions, batch.LogProbs, values, advantages, returns);
+            busySeconds += Stopwatch.GetElapsedTime(learnStart).TotalSeconds;
             version++;
 
             // ---- APS: per worker, push only when the gate says so ----
@@ -150,6 +153,7 @@ public static partial class Ppo
                 BytesPushed = bytesPushed,
                 MeanKl = klCount > 0 ? klSum / klCount : double.NaN,
                 MeanPolicyLag = lag,
+                BusyFraction = busySeconds / seconds,
             };
             metrics = episodeLog.EndIteration(metrics);
             history.Add(metrics);
