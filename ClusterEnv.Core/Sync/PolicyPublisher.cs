@@ -115,8 +115,13 @@ public sealed class PolicyPublisher
     /// worker's recent states above τ, every N versions, always, or the lag cap reached). A worker whose last push is
     /// still unacknowledged is skipped this round (its weights are on their way). The first call deploys to every worker.
     /// </summary>
+    /// <param name="policy">The learner's policy after its update.</param>
+    /// <param name="forceLag">
+    /// When &gt; 0, a worker this many versions behind is pushed to whatever the strategy says: a learner that drops
+    /// rollouts older than that would otherwise throw that worker's data away forever.
+    /// </param>
     /// <exception cref="PolicyRejectedException">A worker refused a push since the last call (named, with its reason).</exception>
-    public PublishRound Publish(ActorCritic policy)
+    public PublishRound Publish(ActorCritic policy, int forceLag = 0)
     {
         ArgumentNullException.ThrowIfNull(policy);
         Version++;
@@ -143,7 +148,8 @@ public sealed class PolicyPublisher
                 _pending[w] = 0;
             }
             bool push;
-            bool byLag = Strategy.MaxLag > 0 && _acked[w] != 0 && Version - _acked[w] >= (ulong)Strategy.MaxLag;
+            int cap = Strategy.MaxLag > 0 && forceLag > 0 ? Math.Min(Strategy.MaxLag, forceLag) : Math.Max(Strategy.MaxLag, forceLag);
+            bool byLag = cap > 0 && _acked[w] != 0 && Version - _acked[w] >= (ulong)cap;
             var decision = _gate.Decide(w, policy, Version, _states[w].AsSpan(0, _stateCount[w] * Spec.ObservationSize), _stateCount[w]);
             if (double.IsFinite(decision.Kl))
             {

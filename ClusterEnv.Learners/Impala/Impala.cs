@@ -143,7 +143,8 @@ public static class Impala
             busy += Stopwatch.GetElapsedTime(start).TotalSeconds;
 
             // ---- publish: the next version, pushed where the strategy says so ----
-            var round = publisher?.Publish(policy) ?? new PublishRound(version + 1, 0, double.NaN, 0, 0);
+            // A worker about to act only with versions this learner drops as too stale gets the weights whatever the strategy.
+            var round = publisher?.Publish(policy, forceLag: o.MaxPolicyLag > 1 ? o.MaxPolicyLag - 1 : o.MaxPolicyLag) ?? new PublishRound(version + 1, 0, double.NaN, 0, 0);
             version = round.Version;
 
             double seconds = clock.Elapsed.TotalSeconds;
