@@ -144,7 +144,7 @@ public static class Impala
 
             // ---- publish: the next version, pushed where the strategy says so ----
             // A worker about to act only with versions this learner drops as too stale gets the weights whatever the strategy.
-            var round = publisher?.Publish(policy, forceLag: o.MaxPolicyLag > 1 ? o.MaxPolicyLag - 1 : o.MaxPolicyLag) ?? new PublishRound(version + 1, 0, double.NaN, 0, 0);
+            var round = publisher?.Publish(policy, forceLag: o.MaxPolicyLag > 0 ? System.Math.Max(1, o.MaxPolicyLag - 1) : 0) ?? new PublishRound(version + 1, 0, double.NaN, 0, 0);
             version = round.Version;
 
             double seconds = clock.Elapsed.TotalSeconds;

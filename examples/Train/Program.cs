@@ -1,33 +1,40 @@
-// PPO (CleanRL's details) on a vector env. By default the envs run in a local pool of worker processes behind a
-// ClusterVecEnv; --local runs the same training on an in-process SyncVectorEnv. Writes a metrics CSV and a checkpoint.
+// PPO (CleanRL's details), IMPALA or IMPACT on a vector env. By default the envs run in a local pool of worker
+// processes behind a ClusterVecEnv (PPO steps them from the learner; IMPALA and IMPACT have the workers act and stream
+// rollouts); --local runs the same training on in-process envs. Writes a metrics CSV, TensorBoard events and a checkpoint.
 // Ctrl-C or SIGTERM stops after the current update and still writes the checkpoint (exit code 130 / 143); a second
 // signal stops at once. A lost or hung worker ends the run with its name and exit code 1.
-// Usage: dotnet run -c Release --project examples/Train -- [--env CartPole-v1] [--seed 1] [--num-envs 4] [--workers 2]
-//        [--total-steps 500000] [--local] [--out runs/NAME]   (--help lists them)
+// Usage: dotnet run -c Release --project examples/Train -- [--algo ppo|impala|impact] [--env CartPole-v1] [--seed 1]
+//        [--num-envs 4] [--workers 2] [--total-steps 500000] [--sync always] [--local] [--out runs/NAME]   (--help lists them)
 using System.Globalization;
 using System.Runtime.InteropServices;
 using ClusterEnv.Cluster;
 using System.CommandLine;
 using ClusterEnv.CommandLine;
 using ClusterEnv.Envs;
+using ClusterEnv.Learners.Impala;
 using ClusterEnv.Learners.Metrics;
 using ClusterEnv.Learners.Ppo;
 using ClusterEnv.Spaces;
+using ClusterEnv.Sync;
 using ClusterEnv.Vector;
 using ClusterEnv.Wrappers;
 using Microsoft.Extensions.Logging;
 
+var algoOption = Cli.Option("--algo", "ppo (the learner steps the envs), impala or impact (the workers act and stream rollouts)", "ppo")
+    .Check(a => a is "ppo" or "impala" or "impact" ? null : $"--algo '{a}' must be ppo, impala or impact.");
+var syncOption = Cli.Option("--sync", "IMPALA/IMPACT on workers: when to push new weights (always, never, every:N, a KL threshold τ, or τ:maxLag)", "always")
+    .Check(t => { try { SyncStrategy.Parse(t); return null; } catch (FormatException e) { return e.Message; } });
 var envOption = Cli.Option("--env", "registry id of the env", "CartPole-v1")
     .Check(id => Gym.Ids.Contains(id) ? null : $"Unknown env '{id}'. Registered: {string.Join(", ", Gym.Ids)}.");
 var seedOption = Cli.Option("--seed", "random seed (envs, initialisation, sampling)", 1);
-var numEnvsOption = Cli.Option("--num-envs", "parallel envs (default 4; 1 for continuous actions, as CleanRL)", 4);
+var numEnvsOption = Cli.Option("--num-envs", "parallel envs (PPO: 4, or 1 for continuous actions, as CleanRL; IMPALA/IMPACT: 16)", 4);
 var workersOption = Cli.Option("--workers", "worker processes of the local pool", 2);
-var totalStepsOption = Cli.Option<long?>("--total-steps", "env steps to train for (default: PpoOptions' 500,000, or 1,000,000 for continuous actions)");
+var totalStepsOption = Cli.Option<long?>("--total-steps", "env steps to train for (default: PPO 500,000, or 1,000,000 for continuous actions; IMPALA/IMPACT 1,000,000)");
 var localOption = Cli.Option("--local", "train on an in-process SyncVectorEnv instead of a cluster", false);
 var outOption = Cli.Option<string?>("--out", "run folder for metrics.csv, TensorBoard events and the checkpoint (default runs/ppo-ENV-seedN-MODE)");
-var root = new RootCommand("PPO (CleanRL's details) through ClusterVecEnv with a local worker pool, or locally with --local.")
+var root = new RootCommand("PPO (CleanRL's details), IMPALA or IMPACT through ClusterVecEnv with a local worker pool, or locally with --local.")
 {
-    envOption, seedOption, numEnvsOption, workersOption, totalStepsOption, localOption, outOption,
+    algoOption, envOption, seedOption, numEnvsOption, workersOption, totalStepsOption, syncOption, localOption, outOption,
 };
 if (Cli.Parse(root, args, out var parsed) is int exit) return exit;
 string envId = parsed.GetValue(envOption)!;
@@ -35,6 +42,9 @@ int seed = parsed.GetValue(seedOption), numEnvs = parsed.GetValue(numEnvsOption)
 long? totalSteps = parsed.GetValue(totalStepsOption);
 bool local = parsed.GetValue(localOption);
 string? outDir = parsed.GetValue(outOption);
+string algo = parsed.GetValue(algoOption)!;
+var sync = SyncStrategy.Parse(parsed.GetValue(syncOption)!);
+bool impala = algo != "ppo";
 if (numEnvs < 1 || workers < 1)
 {
     Console.Error.WriteLine($"--num-envs ({numEnvs}) and --workers ({workers}) must be at least 1.");
@@ -43,9 +53,10 @@ if (numEnvs < 1 || workers < 1)
 
 bool continuous = Gym.Make(envId).ActionSpace is Box;
 var options = (continuous ? PpoOptions.ContinuousDefaults : new PpoOptions()) with { Seed = seed };
-if (continuous && parsed.GetResult(numEnvsOption) is null or { Implicit: true }) numEnvs = 1; // CleanRL's continuous default: 1 env × 2048 steps
+bool numEnvsGiven = parsed.GetResult(numEnvsOption) is not (null or { Implicit: true });
+if (!numEnvsGiven) numEnvs = impala ? 16 : continuous ? 1 : numEnvs; // CleanRL's continuous default: 1 env × 2048 steps
 if (totalSteps is long ts) options = options with { TotalTimesteps = ts };
-outDir ??= Path.Combine("runs", $"ppo-{envId}-seed{seed}-{(local ? "local" : "cluster")}");
+outDir ??= Path.Combine("runs", $"{algo}-{envId}-seed{seed}-{(local ? "local" : "cluster")}");
 Directory.CreateDirectory(outDir);
 
 using var stop = new CancellationTokenSource();
@@ -65,7 +76,7 @@ try
 {
     return Run();
 }
-catch (Exception e) when (e is WorkerLostException or WorkerTimeoutException or WorkerException or SubEnvException)
+catch (Exception e) when (e is WorkerLostException or WorkerTimeoutException or WorkerException or SubEnvException or PolicyRejectedException or ClusterEnv.Rollouts.TrajectoryQueueException)
 {
     // The cluster failed under the learner: say which worker and why, and exit non-zero instead of crashing.
     Console.Error.WriteLine($"Training stopped: {e.Message}");
@@ -82,6 +93,7 @@ int Run()
         ? Gym.MakeVec(envId, numEnvs, wrap: e => new RecordEpisodeStatistics(e))
         : new ClusterVecEnv(new ClusterOptions { EnvId = envId, NumEnvs = numEnvs, NumWorkers = Math.Min(workers, numEnvs), LoggerFactory = warnings });
 
+    if (impala) return RunImpala(envs);
     Console.WriteLine($"PPO on {envs} | {options.TotalTimesteps:N0} steps | {numEnvs} envs × {options.NumSteps} steps per rollout | seed {seed}");
     using var csv = new StreamWriter(Path.Combine(outDir, "metrics.csv"));
     csv.WriteLine(PpoMetrics.CsvHeader);
@@ -113,6 +125,47 @@ int Run()
     }
     var last = result.History[^1];
     Console.WriteLine($"{(result.Stopped ? "Stopped" : "Done")}: {last.GlobalStep:N0} env steps in {last.Seconds:F1} s ({last.Sps:N0} SPS). Mean return of the last 20 episodes: {result.FinalMeanReturn20:F1}.");
+    Console.WriteLine(result.StepsToThreshold is long s
+        ? $"Reached the {envId} threshold ({envs.Spec?.RewardThreshold}) after {s:N0} steps, {result.SecondsToThreshold:F1} s."
+        : $"Did not reach the {envId} threshold ({envs.Spec?.RewardThreshold?.ToString() ?? "none"}).");
+    Console.WriteLine($"Metrics: {Path.Combine(outDir, "metrics.csv")} and {tensorBoard.Path}   Checkpoint: {checkpoint}");
+    return result.Stopped ? signalExitCode : 0;
+}
+
+// IMPALA / IMPACT: on a ClusterVecEnv the workers act with their own copy of the policy and stream rollouts; locally the
+// learner acts. Same outputs as PPO: metrics.csv, TensorBoard events, a checkpoint, the threshold line.
+int RunImpala(IVectorEnv envs)
+{
+    var o = new ImpalaOptions { Seed = seed, TotalTimesteps = totalSteps ?? 1_000_000 };
+    if (algo == "impact") o = o.AsImpact();
+    Console.WriteLine($"{algo.ToUpperInvariant()} on {envs} | {o.TotalTimesteps:N0} steps | rollouts of {o.UnrollLength} steps | " +
+                      $"{(envs is ClusterVecEnv ? $"workers act, sync {sync}" : "the learner acts")} | seed {seed}");
+    using var csv = new StreamWriter(Path.Combine(outDir, "metrics.csv"));
+    csv.WriteLine(ImpalaMetrics.CsvHeader);
+    using var tensorBoard = new TensorBoardWriter(outDir);
+    var progress = ConsoleProgress.ForStandardOutput();
+    void OnUpdate(ImpalaMetrics m)
+    {
+        csv.WriteLine(m.ToCsv());
+        tensorBoard.AddScalars(m.Scalars(), m.GlobalStep);
+        progress.Report(m.GlobalStep, o.TotalTimesteps, m.Sps, $"mean-20 {m.MeanReturn20:F1}  pushes {m.TotalPushes}  lag {m.MeanPolicyLag:F1}  " +
+                                                              $"busy {m.BusyFraction:P0}  queue {m.QueueDepth}");
+    }
+    var result = envs is ClusterVecEnv cluster
+        ? Impala.Train(cluster, o, sync, OnUpdate, cancellationToken: stop.Token)
+        : Impala.Train(envs, o, OnUpdate, stop.Token);
+    progress.Complete();
+    string checkpoint = Path.Combine(outDir, "policy.cepolicy");
+    result.Policy.Save(checkpoint, new Dictionary<string, string> { ["env"] = envId, ["seed"] = seed.ToString(CultureInfo.InvariantCulture), ["algorithm"] = algo });
+    Console.WriteLine();
+    if (result.History.Count == 0)
+    {
+        Console.WriteLine($"Stopped before the first update. Checkpoint (untrained): {checkpoint}");
+        return signalExitCode;
+    }
+    var last = result.History[^1];
+    Console.WriteLine($"{(result.Stopped ? "Stopped" : "Done")}: {last.GlobalStep:N0} env steps in {last.Seconds:F1} s ({last.Sps:N0} SPS, learner busy {last.BusyFraction:P0}, " +
+                      $"{last.TotalPushes} pushes). Mean return of the last 20 episodes: {result.FinalMeanReturn20:F1}.");
     Console.WriteLine(result.StepsToThreshold is long s
         ? $"Reached the {envId} threshold ({envs.Spec?.RewardThreshold}) after {s:N0} steps, {result.SecondsToThreshold:F1} s."
         : $"Did not reach the {envId} threshold ({envs.Spec?.RewardThreshold?.ToString() ?? "none"}).");

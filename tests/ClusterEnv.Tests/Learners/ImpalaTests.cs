@@ -1,0 +1,106 @@
+using ClusterEnv.Envs;
+using ClusterEnv.Learners.Impala;
+using ClusterEnv.Policies;
+using ClusterEnv.Rollouts;
+using ClusterEnv.Sync;
+using ClusterEnv.Tests.Cluster;
+using ClusterEnv.Wrappers;
+
+namespace ClusterEnv.Tests.Learners;
+
+public class ImpalaTests
+{
+    [TestCase(false)]
+    [TestCase(true)]
+    public void LocalCartPole_LearnsFarAboveRandom(bool impact)
+    {
+        using var envs = Gym.MakeVec("CartPole-v1", 16, wrap: e => new RecordEpisodeStatistics(e));
+        var o = new ImpalaOptions { Seed = 1, TotalTimesteps = 200_000 };
+        var r = Impala.Train(envs, impact ? o.AsImpact() : o);
+        // A random policy averages about 22; both learners pass 150 well within this budget.
+        Assert.That(r.FinalMeanReturn20, Is.GreaterThan(150));
+        Assert.That(r.History[^1].GlobalStep, Is.GreaterThanOrEqualTo(200_000));
+        Assert.That(r.History.Select(h => h.MeanPolicyLag), Is.All.EqualTo(0.0), "the learner acts with its own current policy");
+        Assert.That(r.History.Select(h => h.PolicyVersion), Is.Ordered.And.Unique);
+    }
+
+    [Test]
+    public void OnStreamingWorkers_ItLearns_PublishesAndKeepsTheLagBounded()
+    {
+        var (env, _) = TestCluster.InProcess("CartPole-v1", [4, 4]);
+        using (env)
+        {
+            var o = new ImpalaOptions { Seed = 2, TotalTimesteps = 120_000, MaxPolicyLag = 20 };
+            var r = Impala.Train(env, o, SyncStrategy.KlThreshold(0.01, maxLag: 6));
+            var last = r.History[^1];
+            Assert.That(last.GlobalStep, Is.GreaterThanOrEqualTo(120_000));
+            Assert.That(last.TotalPushes, Is.GreaterThanOrEqualTo(2), "the first deployment went to both workers");
+            Assert.That(r.History.Max(h => h.MaxPolicyLag), Is.LessThanOrEqualTo(20UL), "nothing older than MaxPolicyLag was learned from");
+            Assert.That(r.History.Sum(h => h.Episodes), Is.GreaterThan(100));
+            Assert.That(r.FinalMeanReturn20, Is.GreaterThan(60), "learning happened (random is about 22)");
+            // The stream was stopped cleanly: the vector env steps again after a reset.
+            Assert.That(env.IsStreaming, Is.False);
+            env.Reset(seed: 3);
+            Assert.DoesNotThrow(() => env.Step(new int[8]));
+        }
+    }
+
+    [Test]
+    public void RolloutsOlderThanMaxPolicyLag_AreDroppedAndCounted_AndNotConsumed()
+    {
+        // A source whose every other rollout was acted 5 versions behind the learner.
+        var spec = PolicySpec.For(new ClusterEnv.Spaces.Box(-1, 1, [4]), new ClusterEnv.Spaces.Discrete(2));
+        var policy = new ActorCritic(spec, seed: 1);
+        var source = new FakeSource(spec, lagPattern: [0, 5]);
+        var o = new ImpalaOptions { Seed = 1, TotalTimesteps = 20 * 4 * 10, MaxPolicyLag = 3, UnrollLength = 20 };
+        var r = Impala.Run(source, policy, null, o, double.PositiveInfinity, m => source.Version = m.PolicyVersion);
+        Assert.That(r.History.Count, Is.EqualTo(10), "ten rollouts within the lag limit were consumed");
+        Assert.That(r.History[^1].GlobalStep, Is.EqualTo(800));
+        Assert.That(r.History[^1].DroppedStale, Is.EqualTo(source.StaleServed), "every stale rollout was dropped and counted");
+        Assert.That(source.StaleServed, Is.GreaterThanOrEqualTo(4), "the check saw stale rollouts");
+        Assert.That(r.History.Max(h => h.MaxPolicyLag), Is.LessThanOrEqualTo(3UL), "what was learned from is at most MaxPolicyLag behind");
+        Assert.That(source.Outstanding, Is.EqualTo(0), "every rollout was given back");
+    }
+
+    [Test]
+    public void BadOptions_AreNamed()
+    {
+        Assert.That(() => new ImpalaOptions { UnrollLength = 0 }.Validate(), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("UnrollLength"));
+        Assert.That(() => new ImpalaOptions { Lambda = 2 }.Validate(), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("Lambda"));
+        Assert.That(() => new ImpalaOptions { ReplayTimes = 0 }.AsImpact().Validate(), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("ReplayTimes"));
+    }
+
+    private sealed class FakeSource(PolicySpec spec, int[] lagPattern) : IRolloutSource
+    {
+        private readonly Common.Rng _rng = new(3);
+        private int _served;
+        public ulong Version { get; set; } = 1;
+        public int StaleServed { get; private set; }
+        public int Outstanding { get; private set; }
+        public string Description => "fake";
+        public int Steps => 20;
+        public long QueueDepth => 0;
+
+        public int Take(int max, List<RolloutBatch> into, CancellationToken cancellationToken = default)
+        {
+            var b = new RolloutBatch(Steps, 4, spec.ObservationSize, false, 1, spec.ActionSize) { WorkerId = "w" };
+            for (int j = 0; j < b.Observations.Length; j++) b.Observations[j] = (float)_rng.Uniform(-1, 1);
+            for (int j = 0; j < b.LogProbs.Length; j++)
+            {
+                b.DiscreteActions[j] = _rng.NextInt(2);
+                b.LogProbs[j] = MathF.Log(0.5f);
+                b.Rewards[j] = 1;
+            }
+            int lag = lagPattern[_served++ % lagPattern.Length];
+            ulong acting = Version > (ulong)lag ? Version - (ulong)lag : 0;
+            if (Version - acting > 3) StaleServed++;
+            Array.Fill(b.PolicyVersion, acting);
+            into.Add(b);
+            Outstanding++;
+            return 1;
+        }
+
+        public void Return(RolloutBatch rollout) => Outstanding--;
+        public void Dispose() { }
+    }
+}
