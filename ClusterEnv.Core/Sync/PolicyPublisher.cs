@@ -67,7 +67,7 @@ public sealed class PolicyPublisher
     public ulong DeployedVersion(int worker) => _acked[worker];
 
     /// <summary>How many versions worker <paramref name="worker"/>'s acknowledged policy is behind the learner.</summary>
-    public ulong Lag(int worker) => Version - _acked[worker];
+    public ulong Lag(int worker) => Version - Math.Min(Version, _acked[worker]);
 
     /// <summary>The gate's counters (pushes acknowledged, skips, the last KL per worker).</summary>
     public ApsGate Gate => _gate;
@@ -139,12 +139,14 @@ public sealed class PolicyPublisher
                     inFlight++;
                     continue;
                 }
-                if (st.ActiveVersion == _pending[w])
+                bool refusedOurs = st.LastError is not null && st.PushedVersion == _pending[w];
+                if (!refusedOurs && st.ActiveVersion >= _pending[w])
                 {
-                    _acked[w] = _pending[w];
+                    // Deployed (a newer version pushed by someone else counts too; the gate then measures from ours).
+                    _acked[w] = st.ActiveVersion;
                     _gate.Deployed(w, _pending[w], _pendingWeights[w]);
                 }
-                else (refused ??= []).Add($"worker '{_envs.Workers[w].WorkerId}' refused version {_pending[w]} and keeps acting with version {st.ActiveVersion}: {st.LastError}");
+                else (refused ??= []).Add($"worker '{_envs.Workers[w].WorkerId}' refused version {_pending[w]} and keeps acting with version {st.ActiveVersion}: {st.LastError ?? "no reason given"}");
                 _pending[w] = 0;
             }
             bool push;
