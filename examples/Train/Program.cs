@@ -1,10 +1,11 @@
-// PPO (CleanRL's details), IMPALA or IMPACT on a vector env. By default the envs run in a local pool of worker
-// processes behind a ClusterVecEnv (PPO steps them from the learner; IMPALA and IMPACT have the workers act and stream
-// rollouts); --local runs the same training on in-process envs. Writes a metrics CSV, TensorBoard events and a checkpoint.
+// IMPALA (the default), IMPACT or PPO (CleanRL's details) on a vector env. By default the envs run in a local pool of
+// worker processes behind a ClusterVecEnv (IMPALA and IMPACT have the workers act and stream rollouts, with Adaptive
+// Policy Synchronization deciding when they get new weights; PPO steps them from the learner); --local runs the same
+// training on in-process envs. Writes a metrics CSV, TensorBoard events and a checkpoint.
 // Ctrl-C or SIGTERM stops after the current update and still writes the checkpoint (exit code 130 / 143); a second
 // signal stops at once. A lost or hung worker ends the run with its name and exit code 1.
-// Usage: dotnet run -c Release --project examples/Train -- [--algo ppo|impala|impact] [--env CartPole-v1] [--seed 1]
-//        [--num-envs 4] [--workers 2] [--total-steps 500000] [--sync always] [--local] [--out runs/NAME]   (--help lists them)
+// Usage: dotnet run -c Release --project examples/Train -- [--algo impala|impact|ppo] [--env CartPole-v1] [--seed 1]
+//        [--num-envs 16] [--workers 2] [--total-steps 1000000] [--sync 0.05:8] [--local] [--out runs/NAME]   (--help lists them)
 using System.Globalization;
 using System.Runtime.InteropServices;
 using ClusterEnv.Cluster;
@@ -20,9 +21,9 @@ using ClusterEnv.Vector;
 using ClusterEnv.Wrappers;
 using Microsoft.Extensions.Logging;
 
-var algoOption = Cli.Option("--algo", "ppo (the learner steps the envs), impala or impact (the workers act and stream rollouts)", "ppo")
+var algoOption = Cli.Option("--algo", "impala or impact (the workers act and stream rollouts), or ppo (the learner steps the envs)", "impala")
     .Check(a => a is "ppo" or "impala" or "impact" ? null : $"--algo '{a}' must be ppo, impala or impact.");
-var syncOption = Cli.Option("--sync", "IMPALA/IMPACT on workers: when to push new weights (always, never, every:N, a KL threshold τ, or τ:maxLag)", "always")
+var syncOption = Cli.Option("--sync", "IMPALA/IMPACT on workers: when to push new weights (always, never, every:N, a KL threshold τ, or τ:maxLag)", "0.05:8")
     .Check(t => { try { SyncStrategy.Parse(t); return null; } catch (FormatException e) { return e.Message; } });
 var envOption = Cli.Option("--env", "registry id of the env", "CartPole-v1")
     .Check(id => Gym.Ids.Contains(id) ? null : $"Unknown env '{id}'. Registered: {string.Join(", ", Gym.Ids)}.");
@@ -32,7 +33,7 @@ var workersOption = Cli.Option("--workers", "worker processes of the local pool"
 var totalStepsOption = Cli.Option<long?>("--total-steps", "env steps to train for (default: PPO 500,000, or 1,000,000 for continuous actions; IMPALA/IMPACT 1,000,000)");
 var localOption = Cli.Option("--local", "train on an in-process SyncVectorEnv instead of a cluster", false);
 var outOption = Cli.Option<string?>("--out", "run folder for metrics.csv, TensorBoard events and the checkpoint (default runs/ppo-ENV-seedN-MODE)");
-var root = new RootCommand("PPO (CleanRL's details), IMPALA or IMPACT through ClusterVecEnv with a local worker pool, or locally with --local.")
+var root = new RootCommand("IMPALA (default), IMPACT or PPO (CleanRL's details) through ClusterVecEnv with a local worker pool, or locally with --local.")
 {
     algoOption, envOption, seedOption, numEnvsOption, workersOption, totalStepsOption, syncOption, localOption, outOption,
 };
