@@ -86,16 +86,14 @@ public sealed class PolicyPublisher
         for (int w = 0; w < workers.Count; w++)
         {
             var (_, offset, count) = workers[w];
-            int keep = Math.Min(T, _states[w].Length / m / Math.Max(1, count));
-            // The latest rows of this worker's columns, row by row.
-            _stateCount[w] = 0;
-            for (int t = T - keep; t < T; t++)
-            {
-                rollout.Observations.AsSpan((t * n + offset) * m, count * m).CopyTo(_states[w].AsSpan(_stateCount[w] * m));
-                _stateCount[w] += count;
-            }
+            // This worker's columns of every row, then evenly spaced states of them.
+            if (_scratch.Length < T * count * m) _scratch = new float[T * count * m];
+            for (int t = 0; t < T; t++) rollout.Observations.AsSpan((t * n + offset) * m, count * m).CopyTo(_scratch.AsSpan(t * count * m));
+            Keep(w, _scratch.AsSpan(0, T * count * m), T * count);
         }
     }
+
+    private float[] _scratch = [];
 
     private void Keep(int w, ReadOnlySpan<float> observations, int count)
     {

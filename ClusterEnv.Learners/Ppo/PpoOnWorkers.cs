@@ -14,7 +14,7 @@ public static partial class Ppo
     /// <summary>
     /// PPO where the workers act (DETACH rollouts): each iteration every worker runs its local copy of the policy for
     /// <see cref="PpoOptions.NumSteps"/> steps and ships the rollout in one message; the learner updates, and the
-    /// <see cref="ApsGate"/> decides per worker whether the new weights are worth sending.
+    /// <see cref="PolicyPublisher"/> decides per worker whether the new weights are worth sending.
     /// </summary>
     /// <remarks>
     /// <para>The behaviour log-probabilities recorded by the worker are the "old" log-probabilities of the ratio
@@ -45,7 +45,7 @@ public static partial class Ppo
         var adam = new Adam(policy.Store.Count, o.LearningRate, eps: o.AdamEps);
         var rng = new Common.Rng(o.Seed);
         var workers = envs.Workers;
-        var gate = new ApsGate(spec, workers.Count, strategy);
+        var publisher = new PolicyPublisher(envs, spec, strategy);
         int m = spec.ObservationSize, k = spec.ActionSize;
         double threshold = o.RewardThreshold ?? envs.Spec?.RewardThreshold ?? double.PositiveInfinity;
 
@@ -62,18 +62,15 @@ public static partial class Ppo
         var pendingReset = new bool[n];
         var returnRms = o.NormalizeRewards ? new RunningMeanStd(1) : null;
         var discountedReturn = new double[n];
-        var workerStates = new float[T * n * m];
         var episodeLog = new EpisodeLog(threshold);
         var history = new List<PpoMetrics>();
-        long globalStep = 0, bytesPushed = 0;
+        long globalStep = 0;
         double busySeconds = 0; // the learner computing (advantages and the update), not waiting for rollouts or pushing
-        int totalPushes = 0;
-        ulong version = 1;
         var clock = Stopwatch.StartNew();
 
         envs.Reset(seed: o.Seed);
-        for (int w = 0; w < workers.Count; w++) bytesPushed += Push(envs, gate, w, version, policy);
-        totalPushes = workers.Count;
+        publisher.Publish(policy); // version 1 to every worker
+        ulong version = publisher.Version;
 
         int iterations = o.NumIterations(n);
         for (int iteration = 1; iteration <= iterations; iteration++)
@@ -120,23 +117,11 @@ public static partial class Ppo
             var indices = Enumerable.Range(0, T * n).Where(j => valid[j]).ToArray();
             var stats = Update(policy, adam, o, indices, rng, obs, m, batch.DiscreteActions, batch.ContinuousActions, batch.LogProbs, values, advantages, returns);
             busySeconds += Stopwatch.GetElapsedTime(learnStart).TotalSeconds;
-            version++;
 
-            // ---- APS: per worker, push only when the gate says so ----
-            int pushes = 0;
-            double klSum = 0;
-            int klCount = 0;
-            for (int w = 0; w < workers.Count; w++)
-            {
-                var (_, offset, count) = workers[w];
-                for (int t = 0; t < T; t++) obs.AsSpan((t * n + offset) * m, count * m).CopyTo(workerStates.AsSpan(t * count * m, count * m));
-                var decision = gate.Decide(w, policy, version, workerStates.AsSpan(0, T * count * m), T * count);
-                if (double.IsFinite(decision.Kl)) { klSum += decision.Kl; klCount++; }
-                if (!decision.Push) continue;
-                bytesPushed += Push(envs, gate, w, version, policy);
-                pushes++;
-            }
-            totalPushes += pushes;
+            // ---- APS: the publisher pushes the new version where the strategy says so ----
+            publisher.Observe(batch);
+            var round = publisher.Publish(policy);
+            version = round.Version;
 
             double seconds = clock.Elapsed.TotalSeconds;
             var metrics = stats with
@@ -148,10 +133,10 @@ public static partial class Ppo
                 LearningRate = adam.LearningRate,
                 ExplainedVariance = ExplainedVariance(values, returns, valid),
                 PolicyVersion = version,
-                Pushes = pushes,
-                TotalPushes = totalPushes,
-                BytesPushed = bytesPushed,
-                MeanKl = klCount > 0 ? klSum / klCount : double.NaN,
+                Pushes = round.Pushes,
+                TotalPushes = publisher.TotalPushes,
+                BytesPushed = publisher.BytesPushed,
+                MeanKl = round.MeanKl,
                 MeanPolicyLag = lag,
                 BusyFraction = busySeconds / seconds,
             };
@@ -166,10 +151,4 @@ public static partial class Ppo
         };
     }
 
-    private static long Push(ClusterVecEnv envs, ApsGate gate, int worker, ulong version, ActorCritic policy)
-    {
-        long bytes = envs.PushPolicy(worker, version, policy.Spec, policy.Parameters);
-        gate.Deployed(worker, version, policy.Parameters);
-        return bytes;
-    }
 }
