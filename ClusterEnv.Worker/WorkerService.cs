@@ -350,7 +350,13 @@ public sealed class WorkerService : IAsyncDisposable
                 {
                     try
                     {
+                        var normalizer = update.ObsMean is { } mean
+                            ? new ObservationNormalizer(MemoryMarshal.Cast<byte, float>(mean.Data.Span), MemoryMarshal.Cast<byte, float>((update.ObsVar ?? new Transport.Protos.Tensor()).Data.Span), update.ObsClip)
+                            : null; // refuses bad statistics before anything changes
+                        if (normalizer is not null && normalizer.Mean.Length != spec.ObservationSize)
+                            throw new ArgumentException($"The push carries {normalizer.Mean.Length} observation statistics; the envs' observations have {spec.ObservationSize}.");
                         next.LoadParameters(MemoryMarshal.Cast<byte, float>(update.Weights.Data.Span)); // refuses NaN/∞ and leaves the policy as it was
+                        next.Normalizer = normalizer;
                         _policy = next;
                         _policyVersion = update.Version;
                         WorkerLog.PolicyApplied(_logger, _options.WorkerId, _policyVersion);

@@ -462,14 +462,14 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     /// Unlike the other methods, this one may be called from another thread while a step or rollout is in flight.
     /// </summary>
     /// <exception cref="ArgumentException">A weight is NaN or infinite (named by index), or the push is larger than the worker accepts.</exception>
-    public long PushPolicy(int workerIndex, ulong version, Policies.PolicySpec spec, ReadOnlySpan<float> weights) =>
-        Push(workerIndex, version, spec, weights, checkFinite: true);
+    public long PushPolicy(int workerIndex, ulong version, Policies.PolicySpec spec, ReadOnlySpan<float> weights, Policies.ObservationNormalizer? normalizer = null) =>
+        Push(workerIndex, version, spec, weights, checkFinite: true, normalizer);
 
     /// <summary>Tests only: a push without the learner's finiteness check, so that the worker's own check can be seen to work.</summary>
     internal long PushPolicyUnchecked(int workerIndex, ulong version, Policies.PolicySpec spec, ReadOnlySpan<float> weights) =>
         Push(workerIndex, version, spec, weights, checkFinite: false);
 
-    private long Push(int workerIndex, ulong version, Policies.PolicySpec spec, ReadOnlySpan<float> weights, bool checkFinite)
+    private long Push(int workerIndex, ulong version, Policies.PolicySpec spec, ReadOnlySpan<float> weights, bool checkFinite, Policies.ObservationNormalizer? normalizer = null)
     {
         ThrowIfUnusable(allowPending: true);
         ArgumentOutOfRangeException.ThrowIfNegative(workerIndex);
@@ -487,6 +487,14 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             SpecJson = spec.ToJson(),
             Weights = new Tensor { Dtype = Transport.Protos.DType.Float32, Shape = { weights.Length }, Data = ByteString.CopyFrom(MemoryMarshal.AsBytes(weights)) },
         };
+        if (normalizer is not null)
+        {
+            if (normalizer.Mean.Length != spec.ObservationSize)
+                throw new ArgumentException($"The observation statistics have {normalizer.Mean.Length} elements; the policy's observations have {spec.ObservationSize}.", nameof(normalizer));
+            update.ObsMean = new Tensor { Dtype = Transport.Protos.DType.Float32, Shape = { normalizer.Mean.Length }, Data = ByteString.CopyFrom(MemoryMarshal.AsBytes(normalizer.Mean.AsSpan())) };
+            update.ObsVar = new Tensor { Dtype = Transport.Protos.DType.Float32, Shape = { normalizer.Var.Length }, Data = ByteString.CopyFrom(MemoryMarshal.AsBytes(normalizer.Var.AsSpan())) };
+            update.ObsClip = normalizer.Clip;
+        }
         var message = new HubMessage { Policy = update };
         long bytes = message.CalculateSize() + WireMessage.PrefixSize;
         if (bytes > s.Connection.MaxCommandSize)

@@ -46,6 +46,25 @@ public sealed class ActorCritic
     /// <summary>All parameters, flat (what is shipped to workers).</summary>
     public float[] Parameters => Store.Values;
 
+    /// <summary>
+    /// The observation statistics this policy acts with (null: raw observations). <see cref="Act"/> and
+    /// <see cref="Value(ReadOnlySpan{float}, int, Span{float})"/> take raw observations and apply them;
+    /// <see cref="Actor"/> and <see cref="Critic"/> called directly take normalised ones.
+    /// </summary>
+    public ObservationNormalizer? Normalizer { get; set; }
+
+    private float[] _normalized = [];
+
+    // Raw observations as the networks see them: normalised into a reusable buffer, or as they are.
+    private ReadOnlySpan<float> Prepare(ReadOnlySpan<float> observations, int batch)
+    {
+        if (Normalizer is not { } n) return observations;
+        int size = batch * Spec.ObservationSize;
+        if (_normalized.Length < size) _normalized = new float[size];
+        n.Normalize(observations[..size], _normalized);
+        return _normalized.AsSpan(0, size);
+    }
+
     /// <summary>The log standard deviations (continuous policies; empty otherwise).</summary>
     public Span<float> LogStd => _logStd < 0 ? Span<float>.Empty : Store[_logStd].Values;
 
@@ -61,6 +80,7 @@ public sealed class ActorCritic
     public void Act(ReadOnlySpan<float> observations, int batch, Rng rng, Span<int> discreteActions, Span<float> continuousActions,
         Span<float> logProbs, Span<float> values, bool deterministic = false, Span<float> distributionParameters = default)
     {
+        observations = Prepare(observations, batch);
         var head = Actor.Forward(observations, batch);
         int k = Spec.ActionSize;
         if (!distributionParameters.IsEmpty) head[..(batch * k)].CopyTo(distributionParameters);
@@ -87,11 +107,11 @@ public sealed class ActorCritic
                 else logProbs[i] = DiagGaussian.Sample(row, LogStd, rng, act);
             }
         }
-        Value(observations, batch, values);
+        Critic.Forward(observations, batch)[..batch].CopyTo(values);
     }
 
-    /// <summary>The critic's values for a batch of observations.</summary>
-    public void Value(ReadOnlySpan<float> observations, int batch, Span<float> values) => Critic.Forward(observations, batch)[..batch].CopyTo(values);
+    /// <summary>The critic's values for a batch of raw observations (normalised with <see cref="Normalizer"/> when set).</summary>
+    public void Value(ReadOnlySpan<float> observations, int batch, Span<float> values) => Critic.Forward(Prepare(observations, batch), batch)[..batch].CopyTo(values);
 
     /// <summary>The value of one observation.</summary>
     public float Value(ReadOnlySpan<float> observation)

@@ -16,6 +16,8 @@ public sealed class ApsGate
 {
     private readonly float[][] _deployed;
     private readonly ulong[] _deployedVersion;
+    private readonly Policies.ObservationNormalizer?[] _deployedNormalizer;
+    private float[] _normalized = [];
     private readonly int[] _updatesSincePush;
     private readonly ActorCritic _scratch;
     private float[] _headCurrent = [];
@@ -32,6 +34,7 @@ public sealed class ApsGate
         MaxStates = maxStates;
         _deployed = new float[numWorkers][];
         _deployedVersion = new ulong[numWorkers];
+        _deployedNormalizer = new Policies.ObservationNormalizer?[numWorkers];
         _updatesSincePush = new int[numWorkers];
         _scratch = new ActorCritic(spec);
         Pushes = new int[numWorkers];
@@ -71,7 +74,7 @@ public sealed class ApsGate
         if (_deployed[worker] is null) return new SyncDecision(worker, true, double.PositiveInfinity, 0, currentVersion);
         _updatesSincePush[worker]++;
         bool needKl = Strategy.Kind == SyncKind.KlThreshold;
-        double kl = needKl || count > 0 ? MeanKl(_deployed[worker], current, states, count) : double.NaN;
+        double kl = needKl || count > 0 ? MeanKl(_deployed[worker], current, states, count, _deployedNormalizer[worker]) : double.NaN;
         LastKl[worker] = kl;
         bool push = Strategy.Kind switch
         {
@@ -84,9 +87,10 @@ public sealed class ApsGate
         return new SyncDecision(worker, push, kl, _deployedVersion[worker], currentVersion);
     }
 
-    /// <summary>Records that <paramref name="weights"/> (version <paramref name="version"/>) were sent to <paramref name="worker"/>.</summary>
-    public void Deployed(int worker, ulong version, ReadOnlySpan<float> weights)
+    /// <summary>Records that <paramref name="weights"/> (version <paramref name="version"/>, acting with <paramref name="normalizer"/>'s statistics) were deployed to <paramref name="worker"/>.</summary>
+    public void Deployed(int worker, ulong version, ReadOnlySpan<float> weights, Policies.ObservationNormalizer? normalizer = null)
     {
+        _deployedNormalizer[worker] = normalizer;
         if (weights.Length != _scratch.Store.Count)
             throw new ArgumentException($"Got {weights.Length} weights; the gate's spec has {_scratch.Store.Count}.", nameof(weights));
         _deployed[worker] ??= new float[weights.Length];
@@ -96,8 +100,11 @@ public sealed class ApsGate
         Pushes[worker]++;
     }
 
-    /// <summary>Mean over states of KL(π_deployed(·|s) ‖ π_current(·|s)), exact for categorical and diagonal-Gaussian policies.</summary>
-    public double MeanKl(ReadOnlySpan<float> deployedWeights, ActorCritic current, ReadOnlySpan<float> states, int count)
+    /// <summary>
+    /// Mean over raw states of KL(π_deployed(·|s) ‖ π_current(·|s)), exact for categorical and diagonal-Gaussian
+    /// policies; each policy sees the states normalised with its own statistics (the deployed ones with <paramref name="deployedNormalizer"/>).
+    /// </summary>
+    public double MeanKl(ReadOnlySpan<float> deployedWeights, ActorCritic current, ReadOnlySpan<float> states, int count, Policies.ObservationNormalizer? deployedNormalizer = null)
     {
         if (count <= 0) return 0;
         int m = Spec.ObservationSize, k = Spec.ActionSize;
@@ -111,8 +118,8 @@ public sealed class ApsGate
         }
         _scratch.LoadParameters(deployedWeights);
         if (_headCurrent.Length < used * k) _headCurrent = new float[used * k];
-        current.Actor.Forward(picked, used)[..(used * k)].CopyTo(_headCurrent);
-        var headDeployed = _scratch.Actor.Forward(picked, used);
+        current.Actor.Forward(Normalized(picked, current.Normalizer), used)[..(used * k)].CopyTo(_headCurrent);
+        var headDeployed = _scratch.Actor.Forward(Normalized(picked, deployedNormalizer), used);
         double sum = 0;
         for (int j = 0; j < used; j++)
         {
@@ -121,5 +128,13 @@ public sealed class ApsGate
             sum += Spec.Continuous ? DiagGaussian.Kl(p, _scratch.LogStd, q, current.LogStd) : Categorical.Kl(p, q);
         }
         return sum / used;
+    }
+
+    private ReadOnlySpan<float> Normalized(float[] states, Policies.ObservationNormalizer? normalizer)
+    {
+        if (normalizer is null) return states;
+        if (_normalized.Length < states.Length) _normalized = new float[states.Length];
+        normalizer.Normalize(states, _normalized.AsSpan(0, states.Length));
+        return _normalized.AsSpan(0, states.Length);
     }
 }

@@ -26,6 +26,7 @@ public sealed class PolicyPublisher
     private readonly int _workers;
     private readonly ulong[] _pending;          // version sent and not yet acknowledged (0: none)
     private readonly float[][] _pendingWeights;
+    private readonly Policies.ObservationNormalizer?[] _pendingNormalizer;
     private readonly ulong[] _acked;            // version the worker acknowledged acting with
     private readonly float[][] _states;         // recent observations per worker, for the KL
     private readonly int[] _stateCount;
@@ -42,6 +43,7 @@ public sealed class PolicyPublisher
         _gate = new ApsGate(spec, _workers, strategy, maxStates);
         _pending = new ulong[_workers];
         _pendingWeights = new float[_workers][];
+        _pendingNormalizer = new Policies.ObservationNormalizer?[_workers];
         _acked = new ulong[_workers];
         _states = Enumerable.Range(0, _workers).Select(_ => new float[maxStates * spec.ObservationSize]).ToArray();
         _stateCount = new int[_workers];
@@ -142,7 +144,7 @@ public sealed class PolicyPublisher
                 {
                     // Deployed (a newer version pushed by someone else counts too; the gate then measures from ours).
                     _acked[w] = st.ActiveVersion;
-                    _gate.Deployed(w, _pending[w], _pendingWeights[w]);
+                    _gate.Deployed(w, _pending[w], _pendingWeights[w], _pendingNormalizer[w]);
                 }
                 else (refused ??= []).Add($"worker '{_envs.Workers[w].WorkerId}' refused version {_pending[w]} and keeps acting with version {st.ActiveVersion}: {st.LastError ?? "no reason given"}");
                 _pending[w] = 0;
@@ -159,7 +161,8 @@ public sealed class PolicyPublisher
             push = decision.Push || byLag;
             if (!push) continue;
             if (byLag && !decision.Push) lagPushes++;
-            BytesPushed += _envs.PushPolicy(w, Version, Spec, policy.Parameters);
+            BytesPushed += _envs.PushPolicy(w, Version, Spec, policy.Parameters, policy.Normalizer);
+            _pendingNormalizer[w] = policy.Normalizer;
             _pendingWeights[w] ??= new float[policy.Parameters.Length];
             policy.Parameters.CopyTo(_pendingWeights[w]);
             _pending[w] = Version;

@@ -23,7 +23,9 @@ public static partial class Ppo
     /// outside [1 − ε, 1 + ε] and contribute no gradient — the clipped objective discards what staleness made
     /// off-policy. The metrics show it: clip fraction and approx-KL rise with <see cref="PpoMetrics.MeanPolicyLag"/>.
     /// Values and advantages are recomputed with the learner's current critic.</para>
-    /// <para>Observations reach the policy raw (no learner-side normalisation), since workers act on them.</para>
+    /// <para>With <see cref="PpoOptions.NormalizeObservations"/>, the statistics belong to the policy
+    /// (<see cref="ActorCritic.Normalizer"/>): the learner updates them from the raw observations of each rollout, and
+    /// every push carries the snapshot the weights were trained with, so each worker acts with a consistent pair.</para>
     /// </remarks>
     public static PpoResult TrainOnWorkers(ClusterVecEnv envs, PpoOptions options, SyncStrategy strategy, Action<PpoMetrics>? onIteration = null,
         CancellationToken cancellationToken = default)
@@ -34,8 +36,6 @@ public static partial class Ppo
         var o = options;
         int n = envs.NumEnvs, T = o.NumSteps;
         o.Validate(n);
-        if (o.NormalizeObservations)
-            throw new ArgumentException("NormalizeObservations is not supported with worker-side acting (workers act on raw observations); turn it off.", nameof(options));
         if (envs.AutoresetMode == AutoresetMode.Disabled)
             throw new ArgumentException("PPO needs an autoresetting vector env; create it with AutoresetMode.NextStep (the default) or SameStep.", nameof(envs));
 
@@ -68,6 +68,9 @@ public static partial class Ppo
         double busySeconds = 0; // the learner computing (advantages and the update), not waiting for rollouts or pushing
         var clock = Stopwatch.StartNew();
 
+        var obsRms = o.NormalizeObservations ? new RunningMeanStd(m) : null;
+        var normalized = o.NormalizeObservations ? new float[T * n * m] : obs; // what the update's networks see
+        if (obsRms is not null) policy.Normalizer = ObservationNormalizer.From(obsRms, o.ObservationClip);
         envs.Reset(seed: o.Seed);
         publisher.Publish(policy); // version 1 to every worker
         ulong version = publisher.Version;
@@ -86,6 +89,13 @@ public static partial class Ppo
             for (int i = 0; i < n; i++) lag += version - batch.PolicyVersion[i];
             lag /= n;
             Array.Copy(batch.Observations, obs, T * n * m);
+            if (obsRms is not null)
+            {
+                // The statistics move with the raw observations; the values and the update below use the new snapshot.
+                for (int j = 0; j < T * n; j++) obsRms.Update(obs.AsSpan(j * m, m));
+                policy.Normalizer = ObservationNormalizer.From(obsRms, o.ObservationClip);
+                policy.Normalizer.Normalize(obs, normalized);
+            }
             for (int t = 0; t < T; t++)
                 for (int i = 0; i < n; i++)
                 {
@@ -115,7 +125,7 @@ public static partial class Ppo
 
             // ---- update: the behaviour log-probabilities are the old ones ----
             var indices = Enumerable.Range(0, T * n).Where(j => valid[j]).ToArray();
-            var stats = Update(policy, adam, o, indices, rng, obs, m, batch.DiscreteActions, batch.ContinuousActions, batch.LogProbs, values, advantages, returns);
+            var stats = Update(policy, adam, o, indices, rng, normalized, m, batch.DiscreteActions, batch.ContinuousActions, batch.LogProbs, values, advantages, returns);
             busySeconds += Stopwatch.GetElapsedTime(learnStart).TotalSeconds;
 
             // ---- APS: the publisher pushes the new version where the strategy says so ----
@@ -145,7 +155,7 @@ public static partial class Ppo
             onIteration?.Invoke(metrics);
         }
         envs.WaitForPolicyAcks();
-        return new PpoResult(policy, history, episodeLog.StepsToThreshold, episodeLog.SecondsToThreshold, episodeLog.MeanReturn20, null)
+        return new PpoResult(policy, history, episodeLog.StepsToThreshold, episodeLog.SecondsToThreshold, episodeLog.MeanReturn20, obsRms)
         {
             Stopped = history.Count < iterations,
         };

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using ClusterEnv.Cluster;
 using ClusterEnv.Policies;
 using ClusterEnv.Rollouts;
+using ClusterEnv.Sync;
 using ClusterEnv.Tests.Cluster;
 
 namespace ClusterEnv.Tests.Sync;
@@ -174,6 +175,71 @@ public class StreamingTests
             var ex = Assert.Throws<WorkerTimeoutException>(() => source.Take(1, []))!;
             Assert.That(ex.WorkerIds, Is.EqualTo(new[] { "w0" }));
             Assert.That(ex.Message, Does.Contain("no rollout and no progress"));
+        }
+    }
+}
+
+public class PolicyNormalizerTests
+{
+    [Test]
+    public void AWorkerActsWithTheObservationStatisticsShippedWithItsWeights()
+    {
+        var (env, _) = TestCluster.InProcess("CartPole-v1", [3]);
+        using (env)
+        {
+            var spec = PolicySpec.For(env.SingleObservationSpace, env.SingleActionSpace);
+            var policy = new ActorCritic(spec, seed: 4) { Normalizer = new ObservationNormalizer([0.1f, -0.2f, 0.05f, 0.3f], [0.01f, 2f, 0.04f, 3f], clip: 5) };
+            env.Reset(seed: 0);
+            env.PushPolicy(0, 1, spec, policy.Parameters, policy.Normalizer);
+            var b = env.CollectRollouts(6);
+            // The recorded observations are raw; the behaviour log-probs and values are those of the normalised ones.
+            var raw = b.Observations.AsSpan(0, 6 * 3 * 4).ToArray();
+            var norm = new float[raw.Length];
+            policy.Normalizer.Normalize(raw, norm);
+            var head = policy.Actor.Forward(norm, 18).ToArray();
+            var values = new float[18];
+            policy.Value(raw, 18, values);
+            for (int j = 0; j < 18; j++)
+            {
+                Assert.That(b.LogProbs[j], Is.EqualTo(ClusterEnv.Nn.Categorical.LogProb(head.AsSpan(j * 2, 2), b.DiscreteActions[j])).Within(1e-5));
+                Assert.That(b.Values[j], Is.EqualTo(values[j]).Within(1e-5));
+            }
+            var plain = new ActorCritic(spec, seed: 4);
+            var plainHead = plain.Actor.Forward(raw, 18).ToArray();
+            Assert.That(Enumerable.Range(0, 18).Count(j => Math.Abs(plainHead[j * 2] - head[j * 2]) > 1e-4), Is.GreaterThan(9), "the statistics made a difference");
+        }
+    }
+
+    [Test]
+    public void BadStatistics_AreRefusedByTheWorker_AndItKeepsItsPolicy()
+    {
+        var (env, _) = TestCluster.InProcess("CartPole-v1", [1]);
+        using (env)
+        {
+            var spec = PolicySpec.For(env.SingleObservationSpace, env.SingleActionSpace);
+            var policy = new ActorCritic(spec, seed: 4);
+            env.Reset(seed: 0);
+            env.PushPolicy(0, 1, spec, policy.Parameters);
+            env.WaitForPolicyAcks();
+            Assert.Throws<ArgumentException>(() => new ObservationNormalizer([0f, 0f], [1f, 1f], 5).Normalize(new float[3], new float[3]));
+            var ex = Assert.Throws<ArgumentException>(() => env.PushPolicy(0, 2, spec, policy.Parameters, new ObservationNormalizer([0f, 0f], [1f, 1f], 5)))!;
+            Assert.That(ex.Message, Does.Contain("2 elements").And.Contain("4"));
+            Assert.That(env.PolicyStates[0].ActiveVersion, Is.EqualTo(1UL));
+        }
+    }
+
+    [Test]
+    public void PpoOnWorkers_WithNormalizedObservations_Learns()
+    {
+        var (env, _) = TestCluster.InProcess("CartPole-v1", [2, 2]);
+        using (env)
+        {
+            var r = ClusterEnv.Learners.Ppo.Ppo.TrainOnWorkers(env, new ClusterEnv.Learners.Ppo.PpoOptions { Seed = 1, TotalTimesteps = 60_000, NormalizeObservations = true },
+                SyncStrategy.Always);
+            Assert.That(r.ObservationStatistics, Is.Not.Null);
+            Assert.That(r.Policy.Normalizer, Is.Not.Null);
+            Assert.That(r.ObservationStatistics!.Count, Is.GreaterThan(50_000));
+            Assert.That(r.FinalMeanReturn20, Is.GreaterThan(60), "learning happened (random is about 22)");
         }
     }
 }
