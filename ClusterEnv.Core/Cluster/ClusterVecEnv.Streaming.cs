@@ -42,17 +42,7 @@ public sealed partial class ClusterVecEnv
             throw new InvalidOperationException($"No policy has been pushed to {string.Join(", ", unpolicied.Select(id => $"worker '{id}'"))}; push one (PushPolicy) before streaming rollouts.");
         _stream = new StreamState(queue, steps, credit);
         foreach (var s in _slots)
-        {
-            lock (s.SendLock)
-            {
-                WritePendingPushLocked(s);
-                ulong seq = Interlocked.Increment(ref _seq);
-                Volatile.Write(ref s.InFlight, credit);
-                Volatile.Write(ref s.LastHeard, Stopwatch.GetTimestamp());
-                Volatile.Write(ref s.StreamSeq, seq); // before sending: the first rollout may arrive before Send returns
-                s.Connection.Send(new HubMessage { Seq = seq, Stream = new StreamRollouts { Steps = (uint)steps, Credit = (uint)credit, Seed = seed } });
-            }
-        }
+            s.StartStream(new HubMessage { Stream = new StreamRollouts { Steps = (uint)steps, Credit = (uint)credit, Seed = seed } }, credit);
     }
 
     /// <summary>Gives worker <paramref name="workerId"/> credit for one more rollout (the learner has taken one of its rollouts). Unknown ids are ignored (a rollout left in a Redis queue by an earlier run).</summary>
@@ -63,12 +53,9 @@ public sealed partial class ClusterVecEnv
         {
             if (s.Connection.Id != workerId) continue;
             if (Volatile.Read(ref s.StreamSeq) == 0) return;
-            lock (s.SendLock)
-            {
-                // A worker without credit is silent by design: its no-progress deadline counts from now.
-                if (Interlocked.Increment(ref s.InFlight) == 1) Volatile.Write(ref s.LastHeard, Stopwatch.GetTimestamp());
-                s.Connection.Send(new HubMessage { Seq = Interlocked.Increment(ref _seq), Credit = new Credit { Rollouts = 1 } });
-            }
+            // A worker without credit is silent by design: its no-progress deadline counts from now.
+            if (Interlocked.Increment(ref s.InFlight) == 1) Volatile.Write(ref s.LastHeard, Stopwatch.GetTimestamp());
+            s.SendUntracked(new HubMessage { Credit = new Credit { Rollouts = 1 } });
             return;
         }
     }
@@ -128,7 +115,7 @@ public sealed partial class ClusterVecEnv
     // On the connection's read loop: a rollout of the stream goes to the queue with its worker's id appended (a
     // protobuf field appended to a message's bytes is merged into it), progress only refreshes LastHeard, and an
     // error ends the stream for the learner.
-    private void OnStreamReply(Slot s, int bodyField, ReadOnlySpan<byte> body)
+    private void OnStreamReply(WorkerChannel s, int bodyField, ReadOnlySpan<byte> body)
     {
         var stream = _stream;
         if (stream is null) return;

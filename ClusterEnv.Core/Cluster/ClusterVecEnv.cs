@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
-using System.Security.Cryptography;
 using ClusterEnv.Envs;
 using ClusterEnv.Spaces;
 using ClusterEnv.Transport;
@@ -38,38 +37,11 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
 {
     private enum State { Idle, Pending, Broken, Closed }
 
-    private sealed class Slot(WorkerConnection connection)
-    {
-        public readonly WorkerConnection Connection = connection;
-        public int Offset;
-        public int Count;
-        public bool Lost;
-        // Commands sent and not yet answered, oldest first (workers answer in order). Guarded by itself: the learner
-        // enqueues, the connection's read loop dequeues.
-        public readonly Queue<(ulong Seq, int Field, long SentAt)> Outstanding = new(4);
-        // Held while a command is registered and written, so the wire order is the queue's order even when a push is
-        // sent from another thread while a rollout is being collected. The read loop never takes it.
-        public readonly Lock SendLock = new();
-        public int Gathering;                 // outstanding commands that the current gather waits for
-        public long LastHeard;                // Stopwatch timestamp of the worker's last message (reply or progress); read loop writes
-        public readonly WorkerPolicyState Policy = new();
-        // A push not yet written because the stream is back-pressured; a newer push replaces it. Under SendLock.
-        public (HubMessage Message, ulong Version, long Bytes)? PendingPush;
-        // Streaming: the StreamRollouts command's seq (0: not streaming; its rollouts bypass the ledger), rollouts
-        // granted and not yet received, rollouts received, and the worker_id field appended to each queued rollout.
-        public ulong StreamSeq;
-        public int InFlight;
-        public long StreamReceived;
-        public byte[] IdField = [];
-    }
-
     private readonly ClusterOptions _options;
     private readonly Microsoft.Extensions.Logging.ILogger _logger;
-    private readonly ClusterHub _hub;
-    private readonly LocalWorkerPool? _pool;
+    private readonly WorkerFleet _fleet;
     private readonly Lock _lock = new();
-    private readonly List<WorkerConnection> _joined = [];
-    private readonly Slot[] _slots;
+    private readonly WorkerChannel[] _slots;
     private readonly ActionLayout _actions;
     private readonly int[] _actionShape;
     private readonly float[] _observations;
@@ -79,7 +51,6 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     private readonly bool[] _autoreset;
     private readonly VectorInfo _info;
     private readonly ManualResetEventSlim _replied = new(false, spinCount: 50);
-    private readonly ManualResetEventSlim _allJoined = new(false);
     private int _pending;
     private ulong _seq;
     private long _gatherStart;              // Stopwatch timestamp of the current gather's Begin
@@ -101,26 +72,16 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        int numWorkers = options.EffectiveNumWorkers;
-        if (options.LocalWorkers && string.IsNullOrEmpty(options.Hub.Token))
-            options = options with { Hub = options.Hub with { Token = Convert.ToHexString(RandomNumberGenerator.GetBytes(16)) } };
-        _options = options;
         _logger = (options.LoggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger<ClusterVecEnv>();
-        _hub = ClusterHub.StartAsync(options.Hub, loggerFactory: options.LoggerFactory).GetAwaiter().GetResult();
-        _hub.SetAdmission(Admit);
+        _fleet = new WorkerFleet(options, _logger);
+        _options = options = _fleet.Options;
         try
         {
-            if (options.LocalWorkers)
-            {
-                var counts = Enumerable.Range(0, numWorkers).Select(w => options.NumEnvs / numWorkers + (w < options.NumEnvs % numWorkers ? 1 : 0)).ToArray();
-                _pool = LocalWorkerPool.Start(_hub.Url, options.EnvId, counts, options.Hub.Token, options.WorkerAssemblies, options.EnvArgs, options.WorkerPath);
-            }
-            _slots = WaitForWorkers(numWorkers);
+            _slots = _fleet.WaitForAll().Select(c => new WorkerChannel(c, () => Interlocked.Increment(ref _seq))).ToArray();
         }
         catch
         {
-            _pool?.Dispose();
-            _hub.Dispose();
+            _fleet.Dispose();
             throw;
         }
 
@@ -162,7 +123,7 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         {
             var slot = _slots[i];
             slot.Connection.Attach(this);
-            slot.Connection.Drained = () => SendPendingPush(slot);
+            slot.Connection.Drained = slot.SendPendingPush;
             var welcome = new HubMessage
             {
                 Welcome = new Welcome
@@ -177,7 +138,7 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             };
             if (!slot.Connection.Started.IsCompletedSuccessfully || !slot.Connection.Send(welcome))
             {
-                var lost = new WorkerLostException(slot.Connection.Id, "its stream ended before it was welcomed", _pool?.Describe(slot.Connection.Id));
+                var lost = new WorkerLostException(slot.Connection.Id, "its stream ended before it was welcomed", _fleet.Describe(slot.Connection.Id));
                 Dispose();
                 throw lost;
             }
@@ -222,84 +183,17 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         TimeSpan.FromMilliseconds(Math.Clamp(stepTimeout.TotalMilliseconds / 4, 10, 1000));
 
     /// <summary>The hub the workers are connected to (its URL is what external workers dial).</summary>
-    public ClusterHub Hub => _hub;
+    public ClusterHub Hub => _fleet.Hub;
 
     /// <summary>The options this vector env was created with.</summary>
     public ClusterOptions Options => _options;
 
     /// <summary>The local worker pool, when this vector env started one.</summary>
-    public LocalWorkerPool? Pool => _pool;
+    public LocalWorkerPool? Pool => _fleet.Pool;
 
     /// <summary>The workers in sub-env order, with the index of each one's first sub-env.</summary>
     public IReadOnlyList<(string WorkerId, int EnvOffset, int NumEnvs)> Workers =>
         _slots.Select(s => (s.Connection.Id, s.Offset, s.Count)).ToArray();
-
-    // ---------------- registration ----------------
-
-    private string? Admit(WorkerConnection w)
-    {
-        lock (_lock)
-        {
-            if (_allJoined.IsSet || _closing)
-            {
-                var lost = _joined.Where(j => j.IsCompleted).Select(j => j.Id).ToArray();
-                var live = _joined.Where(j => !j.IsCompleted).Select(j => j.Id).ToArray();
-                return lost.Length == 0
-                    ? $"This vector env already has its {live.Length} workers ({string.Join(", ", live)}); worker '{w.Id}' is not needed."
-                    : $"This vector env lost {string.Join(", ", lost.Select(l => $"worker '{l}'"))} and does not take replacements " +
-                      $"({live.Length} live: {(live.Length == 0 ? "none" : string.Join(", ", live))}); worker '{w.Id}' cannot join. Close the vector env and create a new one.";
-            }
-            if (w.Registration.EnvId != _options.EnvId)
-                return $"Worker '{w.Id}' hosts '{w.Registration.EnvId}' but this vector env runs '{_options.EnvId}'; start the worker with --env {_options.EnvId}.";
-            _joined.RemoveAll(j => j.IsCompleted);
-            if (_joined.Any(j => j.Id == w.Id))
-                return $"A worker with id '{w.Id}' is already registered; give every worker a unique --worker-id.";
-            if (_joined.Count > 0)
-            {
-                var first = _joined[0];
-                if (!w.ObservationSpace.Equals(first.ObservationSpace))
-                    return $"Worker '{w.Id}' has observation space {w.ObservationSpace} but '{first.Id}' has {first.ObservationSpace}; all workers must host the same env.";
-                if (!w.ActionSpace.Equals(first.ActionSpace))
-                    return $"Worker '{w.Id}' has action space {w.ActionSpace} but '{first.Id}' has {first.ActionSpace}; all workers must host the same env.";
-            }
-            else
-            {
-                try { ActionLayout.For(w.ActionSpace); }
-                catch (NotSupportedException e) { return e.Message; }
-            }
-            _joined.Add(w);
-            if (_joined.Count == _options.EffectiveNumWorkers) _allJoined.Set();
-            return null;
-        }
-    }
-
-    private Slot[] WaitForWorkers(int numWorkers)
-    {
-        var sw = Stopwatch.StartNew();
-        while (!_allJoined.Wait(TimeSpan.FromMilliseconds(100)))
-        {
-            _pool?.ThrowIfAnyExited();
-            if (sw.Elapsed < _options.ConnectTimeout) continue;
-            lock (_lock)
-            {
-                _closing = true;
-                var have = _joined.Select(j => j.Id).ToArray();
-                var missing = _pool is null ? [] : _pool.WorkerIds.Except(have).ToArray();
-                var refused = _hub.Refusals;
-                throw new WorkerTimeoutException(
-                    $"Only {have.Length} of {numWorkers} workers registered within {_options.ConnectTimeout.TotalSeconds:0.#} s " +
-                    $"(registered: {(have.Length == 0 ? "none" : string.Join(", ", have))}" +
-                    (missing.Length > 0 ? $"; missing: {string.Join(", ", missing)}" : "") +
-                    (refused.Count > 0 ? $"; {refused.Count} refused: {string.Join("; ", refused)}" : "") +
-                    $"). Workers must dial {_hub.Url} with --env {_options.EnvId}" + (string.IsNullOrEmpty(_options.Hub.Token) ? "" : " and the hub's token") + ".",
-                    missing);
-            }
-        }
-        lock (_lock)
-            return _joined.OrderBy(j => j.Id, StringComparer.Ordinal).Select(j => new Slot(j)).ToArray();
-    }
-
-    // ---------------- reset ----------------
 
     /// <inheritdoc />
     public VectorResetResult Reset(int? seed = null, ResetOptions? options = null)
@@ -423,10 +317,10 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         foreach (var s in _slots)
         {
             _actionShape[0] = s.Count;
+            Interlocked.Increment(ref _pending); // before the command is written: its reply may race the write
             lock (s.SendLock)
             {
-                if (s.PendingPush is not null) WritePendingPushLocked(s);
-                ulong seq = Expect(s, WorkerMessage.StepFieldNumber);
+                ulong seq = s.RegisterLocked(WorkerMessage.StepFieldNumber, gather: true);
                 var st = continuous
                     ? new StepState(seq, _actionShape, default, floats.Slice(s.Offset * size, s.Count * size))
                     : new StepState(seq, _actionShape, ints.Slice(s.Offset * size, s.Count * size), default);
@@ -447,172 +341,6 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         return new VectorStepResult(_observations, _rewards, _terminated, _truncated, _info);
     }
 
-    // ---------------- worker-side acting (DETACH rollouts) and policy pushes ----------------
-
-    /// <summary>Per worker, in sub-env order: the policy versions it was sent and acts with, pushes, bytes and latency.</summary>
-    public IReadOnlyList<WorkerPolicyState> PolicyStates => _slots.Select(s => s.Policy).ToArray();
-
-    /// <summary>
-    /// Sends policy weights to worker <paramref name="workerIndex"/> (in <see cref="Workers"/> order) and returns at
-    /// once, whatever the network does: the worker applies them between commands, so a rollout in progress finishes
-    /// with the old version. When the worker's stream is back-pressured (it is busy in a long rollout and not reading),
-    /// the push waits in a one-slot queue and a newer push replaces it (counted in <see cref="WorkerPolicyState.Coalesced"/>);
-    /// a queued push always goes out before the next command to that worker. Returns the push's size on the wire.
-    /// The acknowledgement updates <see cref="PolicyStates"/>; <see cref="WaitForPolicyAcks"/> waits for it.
-    /// Unlike the other methods, this one may be called from another thread while a step or rollout is in flight.
-    /// </summary>
-    /// <exception cref="ArgumentException">A weight is NaN or infinite (named by index), or the push is larger than the worker accepts.</exception>
-    public long PushPolicy(int workerIndex, ulong version, Policies.PolicySpec spec, ReadOnlySpan<float> weights, Policies.ObservationNormalizer? normalizer = null) =>
-        Push(workerIndex, version, spec, weights, checkFinite: true, normalizer);
-
-    /// <summary>Tests only: a push without the learner's finiteness check, so that the worker's own check can be seen to work.</summary>
-    internal long PushPolicyUnchecked(int workerIndex, ulong version, Policies.PolicySpec spec, ReadOnlySpan<float> weights) =>
-        Push(workerIndex, version, spec, weights, checkFinite: false);
-
-    private long Push(int workerIndex, ulong version, Policies.PolicySpec spec, ReadOnlySpan<float> weights, bool checkFinite, Policies.ObservationNormalizer? normalizer = null)
-    {
-        ThrowIfUnusable(allowPending: true);
-        ArgumentOutOfRangeException.ThrowIfNegative(workerIndex);
-        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(workerIndex, _slots.Length);
-        ArgumentNullException.ThrowIfNull(spec);
-        if (version == 0) throw new ArgumentOutOfRangeException(nameof(version), version, "Policy versions start at 1 (0 means 'no policy').");
-        int bad = checkFinite ? Policies.ActorCritic.IndexOfNonFinite(weights) : -1;
-        if (bad >= 0)
-            throw new ArgumentException($"Weight {bad} of {weights.Length} is {weights[bad]}; a policy with NaN or infinite weights acts with NaN log-probs. " +
-                                        "The update diverged: lower the learning rate or clip gradients, and push the last finite weights.", nameof(weights));
-        var s = _slots[workerIndex];
-        var update = new PolicyUpdate
-        {
-            Version = version,
-            SpecJson = spec.ToJson(),
-            Weights = new Tensor { Dtype = Transport.Protos.DType.Float32, Shape = { weights.Length }, Data = ByteString.CopyFrom(MemoryMarshal.AsBytes(weights)) },
-        };
-        if (normalizer is not null)
-        {
-            if (normalizer.Mean.Length != spec.ObservationSize)
-                throw new ArgumentException($"The observation statistics have {normalizer.Mean.Length} elements; the policy's observations have {spec.ObservationSize}.", nameof(normalizer));
-            update.ObsMean = new Tensor { Dtype = Transport.Protos.DType.Float32, Shape = { normalizer.Mean.Length }, Data = ByteString.CopyFrom(MemoryMarshal.AsBytes(normalizer.Mean.AsSpan())) };
-            update.ObsVar = new Tensor { Dtype = Transport.Protos.DType.Float32, Shape = { normalizer.Var.Length }, Data = ByteString.CopyFrom(MemoryMarshal.AsBytes(normalizer.Var.AsSpan())) };
-            update.ObsClip = normalizer.Clip;
-        }
-        var message = new HubMessage { Policy = update };
-        long bytes = message.CalculateSize() + WireMessage.PrefixSize;
-        if (bytes > s.Connection.MaxCommandSize)
-            throw new ArgumentException($"The push is {bytes:N0} bytes but worker '{s.Connection.Id}' accepts commands of at most {s.Connection.MaxCommandSize:N0} bytes; " +
-                                        "start the worker with a larger --max-message-size (or use a smaller policy).", nameof(weights));
-        lock (s.SendLock)
-        {
-            s.Policy.Queued(version, replaced: s.PendingPush is not null);
-            s.PendingPush = (message, version, bytes);
-        }
-        SendPendingPush(s);
-        return bytes;
-    }
-
-    // Writes the queued push unless the stream is back-pressured (then the connection's Drained callback comes back here).
-    private void SendPendingPush(Slot s)
-    {
-        lock (s.SendLock)
-        {
-            if (s.PendingPush is null || s.Connection.IsBackPressured) return;
-            WritePendingPushLocked(s);
-        }
-    }
-
-    // Under s.SendLock. Registers and writes the queued push, if any.
-    private void WritePendingPushLocked(Slot s)
-    {
-        if (s.PendingPush is not { } push) return;
-        s.PendingPush = null;
-        push.Message.Seq = Expect(s, WorkerMessage.PolicyAckFieldNumber, gather: false);
-        s.Policy.Sent(push.Bytes); // before sending: the acknowledgement may arrive before Send returns
-        s.Connection.Send(push.Message);
-    }
-
-    /// <summary>Waits until every push has been acknowledged; throws <see cref="PolicyRejectedException"/> naming workers that refused one.</summary>
-    public void WaitForPolicyAcks(TimeSpan? timeout = null)
-    {
-        var deadline = System.Diagnostics.Stopwatch.StartNew();
-        var limit = timeout ?? _options.StepTimeout;
-        while (_slots.Any(s => s.Policy.Unacknowledged > 0))
-        {
-            if (Volatile.Read(ref _fatal) is { } fatal) throw fatal;
-            if (deadline.Elapsed > limit)
-                throw new WorkerTimeoutException($"Policy pushes were not acknowledged within {limit.TotalSeconds:0.#} s by " +
-                    string.Join(", ", _slots.Where(s => s.Policy.Unacknowledged > 0).Select(s => $"worker '{s.Connection.Id}'")) +
-                    " (a worker busy in a long rollout acknowledges when it ends; wait longer or collect shorter rollouts).",
-                    _slots.Where(s => s.Policy.Unacknowledged > 0).Select(s => s.Connection.Id).ToArray());
-            Thread.Sleep(1);
-        }
-        var refused = _slots.Where(s => s.Policy.LastError is not null).ToArray();
-        if (refused.Length > 0)
-            throw new PolicyRejectedException(string.Join("; ", refused.Select(s => $"worker '{s.Connection.Id}' refused the push and keeps acting with version {s.Policy.ActiveVersion}: {s.Policy.LastError}")));
-    }
-
-    private void OnPolicyAck(Slot s, long sentAt, int bodyField, ReadOnlySpan<byte> body)
-    {
-        double latencyMs = (System.Diagnostics.Stopwatch.GetTimestamp() - sentAt) * 1000.0 / System.Diagnostics.Stopwatch.Frequency;
-        if (bodyField == WorkerMessage.PolicyAckFieldNumber)
-        {
-            var ack = PolicyAck.Parser.ParseFrom(body);
-            s.Policy.Acknowledged(ack.ActiveVersion, ack.Error, latencyMs);
-        }
-        else if (bodyField == WorkerMessage.ErrorFieldNumber)
-        {
-            var e = WorkerError.Parser.ParseFrom(body);
-            s.Policy.Acknowledged(s.Policy.ActiveVersion, $"{e.Type}: {e.Message}", latencyMs);
-        }
-        else throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Reply field {bodyField} does not answer a policy push (expects policy_ack).");
-    }
-
-    /// <summary>
-    /// Has every worker act with its local policy for <paramref name="steps"/> steps of each of its sub-envs and
-    /// gathers the rollouts, one round trip per worker. Each worker must have acknowledged a policy push first. The
-    /// returned batch is reused by the next call with the same <paramref name="steps"/>. A rollout may take longer than
-    /// <see cref="ClusterOptions.StepTimeout"/>: workers report progress, and only a worker silent for that long is hung.
-    /// </summary>
-    /// <exception cref="ArgumentOutOfRangeException">A worker's rollout would not fit in one message (<see cref="HubOptions.MaxMessageSize"/>) or in memory; the message gives the largest step count that fits.</exception>
-    public Rollouts.RolloutBatch CollectRollouts(int steps, ulong seed = 0)
-    {
-        ThrowIfNotSteppable();
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(steps);
-        var layout = ActionLayout.For(SingleActionSpace);
-        int dist = SingleActionSpace is Spaces.Discrete d ? d.N : layout.Size;
-        if (_rollouts is null || _rollouts.Steps != steps)
-        {
-            CheckRolloutSize(steps, layout, dist);
-            _rollouts = new Rollouts.RolloutBatch(steps, NumEnvs, ObservationSize, layout.IsContinuous, layout.Size, dist);
-        }
-        _rollouts.Episodes.Clear();
-        Begin();
-        foreach (var s in _slots)
-        {
-            SendTracked(s, new HubMessage { Rollout = new CollectRollout { Steps = (uint)steps, Seed = seed } }, WorkerMessage.RolloutFieldNumber);
-        }
-        End("CollectRollouts");
-        _rollouts.SortEpisodes(); // they arrive worker by worker, in whatever order the replies came
-        return _rollouts;
-    }
-
-    // Refuses, before any work, a rollout that a worker could not send in one message or that the learner could not hold.
-    private void CheckRolloutSize(int steps, ActionLayout layout, int dist)
-    {
-        long limit = _options.Hub.MaxMessageSize;
-        foreach (var s in _slots)
-        {
-            var (fixedBytes, perStep) = Rollouts.RolloutBatch.MessageSize(s.Count, ObservationSize, layout.IsContinuous, layout.Size, dist);
-            long bytes = fixedBytes + steps * perStep;
-            if (bytes > limit)
-                throw new ArgumentOutOfRangeException(nameof(steps), steps,
-                    $"A rollout of {steps:N0} steps would make worker '{s.Connection.Id}' ({s.Count} envs) send at least {bytes / 1048576.0:N1} MiB in one message, " +
-                    $"above HubOptions.MaxMessageSize ({limit / 1048576.0:N1} MiB). Collect at most {Math.Max(0, (limit - fixedBytes) / perStep):N0} steps per call, or raise HubOptions.MaxMessageSize.");
-        }
-        long floats = (steps + 1L) * NumEnvs * Math.Max(ObservationSize, dist);
-        if (floats > Array.MaxLength)
-            throw new ArgumentOutOfRangeException(nameof(steps), steps,
-                $"A rollout of {steps:N0} steps of {NumEnvs} envs needs arrays of {floats:N0} elements, more than .NET allows ({Array.MaxLength:N0}); collect fewer steps per call.");
-    }
-
     // ---------------- the gather ----------------
 
     private void Begin()
@@ -629,34 +357,15 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     /// <summary>Commands written to worker <paramref name="workerIndex"/> and not yet answered (a command is counted once it is on the wire).</summary>
     internal int OutstandingCommands(int workerIndex)
     {
-        var s = _slots[workerIndex];
-        lock (s.SendLock) lock (s.Outstanding) return s.Outstanding.Count;
+        return _slots[workerIndex].OutstandingCount;
     }
 
-    // Registers and writes a generated command as one step under the slot's send lock (a queued push goes first).
-    // A send to a stream that has ended is not reported here: the stream's read loop always reports the loss, with
-    // the reason it saw (reset, silence, protocol error), and that wakes the gather.
-    private void SendTracked(Slot s, HubMessage command, int replyField, bool gather = true)
+    // Registers and writes a generated command (a queued push goes first). A gathered command holds the learner's
+    // wait: the count goes up before the write, since the reply may race it.
+    private void SendTracked(WorkerChannel s, HubMessage command, int replyField, bool gather = true)
     {
-        lock (s.SendLock)
-        {
-            WritePendingPushLocked(s);
-            command.Seq = Expect(s, replyField, gather);
-            s.Connection.Send(command);
-        }
-    }
-
-    // Registers a command before it is sent (its reply may race the send). Gathered commands hold the learner's wait.
-    private ulong Expect(Slot s, int field, bool gather = true)
-    {
-        ulong seq = Interlocked.Increment(ref _seq);
-        if (gather)
-        {
-            Interlocked.Increment(ref _pending);
-            Interlocked.Increment(ref s.Gathering);
-        }
-        lock (s.Outstanding) s.Outstanding.Enqueue((seq, field, System.Diagnostics.Stopwatch.GetTimestamp()));
-        return seq;
+        if (gather) Interlocked.Increment(ref _pending);
+        s.SendTracked(command, replyField, gather);
     }
 
     // Waits for the gather. A worker is hung when it has sent nothing — no reply, no progress — for StepTimeout since
@@ -722,13 +431,13 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         _brokenBecause = reason;
     }
 
-    private void Done(Slot s)
+    private void Done(WorkerChannel s)
     {
         Interlocked.Decrement(ref s.Gathering);
         if (Interlocked.Decrement(ref _pending) == 0) _replied.Set();
     }
 
-    private Slot SlotOf(WorkerConnection w)
+    private WorkerChannel SlotOf(WorkerConnection w)
     {
         foreach (var s in _slots) if (ReferenceEquals(s.Connection, w)) return s;
         throw new InvalidOperationException($"Unknown {w}.");
@@ -747,18 +456,10 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         }
         if (bodyField == WorkerMessage.ProgressFieldNumber)
         {
-            lock (s.Outstanding)
-                if (!s.Outstanding.TryPeek(out head) || head.Seq != seq)
-                    throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Progress for seq {seq} does not belong to the oldest pending command" +
-                        (s.Outstanding.Count == 0 ? " (none is pending)" : $" (seq {head.Seq})") + ".");
+            s.CheckProgress(seq);
             return;
         }
-        lock (s.Outstanding)
-        {
-            if (!s.Outstanding.TryDequeue(out head) || head.Seq != seq)
-                throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Reply with seq {seq} (field {bodyField}) does not answer the oldest pending command" +
-                    (s.Outstanding.Count == 0 && head.Seq == 0 ? " (none is pending)" : $" (seq {head.Seq})") + "; answer each command once, in order.");
-        }
+        head = s.TakeReply(seq, bodyField);
         if (head.Field == WorkerMessage.PolicyAckFieldNumber)
         {
             OnPolicyAck(s, head.SentAt, bodyField, body);
@@ -793,7 +494,7 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
 
     private static string? NullIfEmpty(string s) => s.Length == 0 ? null : s;
 
-    private void ReadReset(Slot s, ResetResult r)
+    private void ReadReset(WorkerChannel s, ResetResult r)
     {
         var t = r.Observations ?? throw new InvalidDataException("ResetResult has no observations.");
         int n = s.Count * ObservationSize;
@@ -807,7 +508,7 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     public void OnLost(WorkerConnection worker, string reason)
     {
         if (Volatile.Read(ref _closing)) return;
-        Slot s;
+        WorkerChannel s;
         try { s = SlotOf(worker); }
         catch (InvalidOperationException) { return; }
         lock (_lock)
@@ -816,7 +517,7 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             s.Lost = true;
         }
         ClusterLog.WorkerLost(_logger, worker.Id, reason);
-        var lost = new WorkerLostException(worker.Id, reason, _pool?.Describe(worker.Id));
+        var lost = new WorkerLostException(worker.Id, reason, _fleet.Describe(worker.Id));
         Interlocked.CompareExchange(ref _fatal, lost, null);
         _replied.Set(); // wake the learner at once; the other workers' replies no longer matter
     }
@@ -856,23 +557,14 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         }
         _state = State.Closed;
         Volatile.Write(ref _closing, true);
-        var slots = _slots ?? [];
-        foreach (var s in slots)
-            lock (s.SendLock) s.Connection.Send(new HubMessage { Seq = Interlocked.Increment(ref _seq), Close = new CloseCommand() });
-        var sw = Stopwatch.StartNew();
-        while (slots.Any(s => !s.Connection.IsCompleted) && sw.Elapsed < _options.CloseTimeout) Thread.Sleep(5);
-        foreach (var s in slots) s.Connection.Close(GrpcStatusCode.OK, null);
-        _hub.Dispose();
-        _pool?.Stop(_options.CloseTimeout);
-        ClusterLog.Closed(_logger, slots.Length);
-        _pool?.Dispose();
+        _fleet.Close(_slots ?? []);
     }
 
     /// <inheritdoc />
     public void Dispose() => Close();
 
     /// <inheritdoc />
-    public override string ToString() => $"ClusterVecEnv({_options.EnvId}, num_envs={NumEnvs}, workers={_slots.Length}, hub={_hub.Url})";
+    public override string ToString() => $"ClusterVecEnv({_options.EnvId}, num_envs={NumEnvs}, workers={_slots.Length}, hub={_fleet.Hub.Url})";
 
-    private static string Describe(Slot[] slots) => string.Join(", ", slots.Select(s => $"{s.Connection.Id}: {s.Connection.NumEnvs}"));
+    private static string Describe(WorkerChannel[] slots) => string.Join(", ", slots.Select(s => $"{s.Connection.Id}: {s.Connection.NumEnvs}"));
 }

@@ -1,0 +1,157 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using ClusterEnv.Transport;
+using ClusterEnv.Transport.Protos;
+using ClusterEnv.Vector;
+using Microsoft.Extensions.Logging;
+
+namespace ClusterEnv.Cluster;
+
+/// <summary>
+/// The workers behind one vector env, as a group: it starts the hub and, when asked, the local pool; admits the workers
+/// that register (the right env, the same spaces, unique ids, no more than expected, no replacements); waits for all of
+/// them and, when they do not come, says who is missing and who was refused; and closes everything (a goodbye to every
+/// worker, the streams, the hub, the pool).
+/// </summary>
+internal sealed class WorkerFleet : IDisposable
+{
+    private readonly ClusterOptions _options;
+    private readonly ILogger _logger;
+    private readonly Lock _lock = new();
+    private readonly List<WorkerConnection> _joined = [];
+    private readonly ManualResetEventSlim _allJoined = new(false);
+    private bool _closing;
+    private bool _disposed;
+
+    /// <summary>Starts the hub (and the local pool when <see cref="ClusterOptions.LocalWorkers"/>); does not wait for the workers.</summary>
+    public WorkerFleet(ClusterOptions options, ILogger logger)
+    {
+        if (options.LocalWorkers && string.IsNullOrEmpty(options.Hub.Token))
+            options = options with { Hub = options.Hub with { Token = Convert.ToHexString(RandomNumberGenerator.GetBytes(16)) } };
+        _options = options;
+        _logger = logger;
+        Hub = ClusterHub.StartAsync(options.Hub, loggerFactory: options.LoggerFactory).GetAwaiter().GetResult();
+        Hub.SetAdmission(Admit);
+        try
+        {
+            if (options.LocalWorkers)
+            {
+                int numWorkers = options.EffectiveNumWorkers;
+                var counts = Enumerable.Range(0, numWorkers).Select(w => options.NumEnvs / numWorkers + (w < options.NumEnvs % numWorkers ? 1 : 0)).ToArray();
+                Pool = LocalWorkerPool.Start(Hub.Url, options.EnvId, counts, options.Hub.Token, options.WorkerAssemblies, options.EnvArgs, options.WorkerPath);
+            }
+        }
+        catch
+        {
+            Hub.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The options, with the generated token of a local pool filled in.</summary>
+    public ClusterOptions Options => _options;
+
+    /// <summary>The hub the workers dial.</summary>
+    public ClusterHub Hub { get; }
+
+    /// <summary>The local pool, when this fleet started one.</summary>
+    public LocalWorkerPool? Pool { get; }
+
+    /// <summary>What is known about a worker's process (the pool's exit code and last stderr lines), or null.</summary>
+    public string? Describe(string workerId) => Pool?.Describe(workerId);
+
+    /// <summary>Blocks until every expected worker has registered; returns them ordered by id.</summary>
+    /// <exception cref="WorkerTimeoutException">Not all came within <see cref="ClusterOptions.ConnectTimeout"/>: names the registered, the missing and the refused.</exception>
+    public WorkerConnection[] WaitForAll()
+    {
+        int numWorkers = _options.EffectiveNumWorkers;
+        var sw = Stopwatch.StartNew();
+        while (!_allJoined.Wait(TimeSpan.FromMilliseconds(100)))
+        {
+            Pool?.ThrowIfAnyExited();
+            if (sw.Elapsed < _options.ConnectTimeout) continue;
+            lock (_lock)
+            {
+                _closing = true;
+                var have = _joined.Select(j => j.Id).ToArray();
+                var missing = Pool is null ? [] : Pool.WorkerIds.Except(have).ToArray();
+                var refused = Hub.Refusals;
+                throw new WorkerTimeoutException(
+                    $"Only {have.Length} of {numWorkers} workers registered within {_options.ConnectTimeout.TotalSeconds:0.#} s " +
+                    $"(registered: {(have.Length == 0 ? "none" : string.Join(", ", have))}" +
+                    (missing.Length > 0 ? $"; missing: {string.Join(", ", missing)}" : "") +
+                    (refused.Count > 0 ? $"; {refused.Count} refused: {string.Join("; ", refused)}" : "") +
+                    $"). Workers must dial {Hub.Url} with --env {_options.EnvId}" + (string.IsNullOrEmpty(_options.Hub.Token) ? "" : " and the hub's token") + ".",
+                    missing);
+            }
+        }
+        lock (_lock) return [.. _joined.OrderBy(j => j.Id, StringComparer.Ordinal)];
+    }
+
+    private string? Admit(WorkerConnection w)
+    {
+        lock (_lock)
+        {
+            if (_allJoined.IsSet || _closing)
+            {
+                var lost = _joined.Where(j => j.IsCompleted).Select(j => j.Id).ToArray();
+                var live = _joined.Where(j => !j.IsCompleted).Select(j => j.Id).ToArray();
+                return lost.Length == 0
+                    ? $"This vector env already has its {live.Length} workers ({string.Join(", ", live)}); worker '{w.Id}' is not needed."
+                    : $"This vector env lost {string.Join(", ", lost.Select(l => $"worker '{l}'"))} and does not take replacements " +
+                      $"({live.Length} live: {(live.Length == 0 ? "none" : string.Join(", ", live))}); worker '{w.Id}' cannot join. Close the vector env and create a new one.";
+            }
+            if (w.Registration.EnvId != _options.EnvId)
+                return $"Worker '{w.Id}' hosts '{w.Registration.EnvId}' but this vector env runs '{_options.EnvId}'; start the worker with --env {_options.EnvId}.";
+            _joined.RemoveAll(j => j.IsCompleted);
+            if (_joined.Any(j => j.Id == w.Id))
+                return $"A worker with id '{w.Id}' is already registered; give every worker a unique --worker-id.";
+            if (_joined.Count > 0)
+            {
+                var first = _joined[0];
+                if (!w.ObservationSpace.Equals(first.ObservationSpace))
+                    return $"Worker '{w.Id}' has observation space {w.ObservationSpace} but '{first.Id}' has {first.ObservationSpace}; all workers must host the same env.";
+                if (!w.ActionSpace.Equals(first.ActionSpace))
+                    return $"Worker '{w.Id}' has action space {w.ActionSpace} but '{first.Id}' has {first.ActionSpace}; all workers must host the same env.";
+            }
+            else
+            {
+                try { ActionLayout.For(w.ActionSpace); }
+                catch (NotSupportedException e) { return e.Message; }
+            }
+            _joined.Add(w);
+            if (_joined.Count == _options.EffectiveNumWorkers) _allJoined.Set();
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Says goodbye to every worker (a Close command through its channel, so it follows anything already written),
+    /// waits up to <see cref="ClusterOptions.CloseTimeout"/> for them to end their streams, then ends what is left and
+    /// stops the hub and the pool.
+    /// </summary>
+    public void Close(IReadOnlyList<WorkerChannel> channels)
+    {
+        if (_disposed) return;
+        lock (_lock) _closing = true;
+        foreach (var c in channels) c.SendUntracked(new HubMessage { Close = new CloseCommand() });
+        var sw = Stopwatch.StartNew();
+        while (channels.Any(c => !c.Connection.IsCompleted) && sw.Elapsed < _options.CloseTimeout) Thread.Sleep(5);
+        foreach (var c in channels) c.Connection.Close(GrpcStatusCode.OK, null);
+        _disposed = true;
+        Hub.Dispose();
+        Pool?.Stop(_options.CloseTimeout);
+        ClusterLog.Closed(_logger, channels.Count);
+        Pool?.Dispose();
+    }
+
+    /// <summary>Stops the hub and kills the pool without a goodbye (when the vector env could not be set up).</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        lock (_lock) _closing = true;
+        Pool?.Dispose();
+        Hub.Dispose();
+    }
+}
