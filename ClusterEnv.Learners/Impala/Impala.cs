@@ -91,10 +91,17 @@ public static class Impala
         {
             // ---- take a batch of rollouts; drop the ones acted by a policy too old to learn from ----
             taken.Clear();
-            while (taken.Count < o.BatchSize)
+            while (taken.Count < o.BatchSize && !cancellationToken.IsCancellationRequested)
             {
                 int before = taken.Count;
-                source.Take(o.BatchSize - taken.Count, taken, cancellationToken);
+                try
+                {
+                    source.Take(o.BatchSize - taken.Count, taken, cancellationToken);
+                }
+                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                {
+                    break; // stopped while waiting for rollouts: return what was learned
+                }
                 for (int j = taken.Count - 1; j >= before; j--)
                 {
                     ulong lag = version - System.Math.Min(version, taken[j].PolicyVersion[0]);
@@ -105,6 +112,11 @@ public static class Impala
                         taken.RemoveAt(j);
                     }
                 }
+            }
+            if (taken.Count < o.BatchSize)
+            {
+                foreach (var b in taken) source.Return(b);
+                break;
             }
             var batch = taken.ToArray();
             foreach (var b in batch)

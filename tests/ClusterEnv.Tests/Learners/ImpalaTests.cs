@@ -63,6 +63,35 @@ public class ImpalaTests
     }
 
     [Test]
+    public void CancelledWhileWaitingForRollouts_ReturnsWhatWasLearned_WithoutThrowing()
+    {
+        var spec = PolicySpec.For(new ClusterEnv.Spaces.Box(-1, 1, [4]), new ClusterEnv.Spaces.Discrete(2));
+        var policy = new ActorCritic(spec, seed: 1);
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+        var source = new WaitingSource();
+        var r = Impala.Run(source, policy, null, new ImpalaOptions { TotalTimesteps = 1_000_000 }, double.PositiveInfinity, cancellationToken: cancel.Token);
+        Assert.That(r.Stopped, Is.True);
+        Assert.That(r.History, Is.Empty);
+        Assert.That(source.Waited, Is.True, "the cancellation arrived while the learner waited in Take");
+    }
+
+    private sealed class WaitingSource : IRolloutSource
+    {
+        public bool Waited { get; private set; }
+        public string Description => "nothing comes";
+        public int Steps => 20;
+        public long QueueDepth => 0;
+        public int Take(int max, List<RolloutBatch> into, CancellationToken cancellationToken = default)
+        {
+            Waited = true;
+            Task.Delay(Timeout.Infinite, cancellationToken).GetAwaiter().GetResult(); // throws once cancelled
+            return 0;
+        }
+        public void Return(RolloutBatch rollout) { }
+        public void Dispose() { }
+    }
+
+    [Test]
     public void BadOptions_AreNamed()
     {
         Assert.That(() => new ImpalaOptions { UnrollLength = 0 }.Validate(), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("UnrollLength"));
