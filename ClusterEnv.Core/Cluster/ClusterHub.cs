@@ -315,13 +315,19 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
     private RpcException Refused(string peer, Register registration, StatusCode status, string reason)
     {
         ClusterLog.WorkerRefused(_logger, registration.WorkerId, peer, (GrpcStatusCode)status, reason);
+        var refusal = new WorkerRefusal(registration.WorkerId, peer, (GrpcStatusCode)status, reason);
         lock (_refusals)
         {
-            _refusals.Enqueue(new WorkerRefusal(registration.WorkerId, peer, (GrpcStatusCode)status, reason));
+            _refusals.Enqueue(refusal);
             if (_refusals.Count > 32) _refusals.Dequeue();
         }
+        try { OnRefused?.Invoke(refusal); }
+        catch (Exception) { } // an observer's failure must not change what the worker is told
         return new RpcException(new Status(status, reason));
     }
+
+    /// <summary>Called (on the refused stream's thread) for every worker the hub refuses, with the status it is sent and why.</summary>
+    public Action<WorkerRefusal>? OnRefused { get; set; }
 
     // A stream closed before it registered (malformed, missing or late Register).
     private RpcException Rejected(string peer, StatusCode status, string message)

@@ -53,6 +53,19 @@ public sealed record ClusterOptions
     /// </summary>
     public Microsoft.Extensions.Logging.ILoggerFactory? LoggerFactory { get; init; }
 
+    /// <summary>
+    /// A file to write the hub's URL to (nothing secret: not the token) as soon as it listens, before waiting for the
+    /// workers: with <c>Hub.Port = 0</c> this is how a job script learns where its workers must dial. Written whole
+    /// (a temporary file, then a rename), so a reader never sees half a URL.
+    /// </summary>
+    public string? HubUrlFile { get; init; }
+
+    /// <summary>
+    /// Lines for a person watching the waiting phase: where the hub listens, each worker that registers (k of N, its
+    /// address), each worker refused and why. Called from the hub's threads; keep it quick (e.g. Console.Error.WriteLine).
+    /// </summary>
+    public Action<string>? Progress { get; init; }
+
     /// <summary>Number of workers after defaults.</summary>
     public int EffectiveNumWorkers => NumWorkers > 0 ? NumWorkers : LocalWorkers ? Math.Max(1, Math.Min(Environment.ProcessorCount, NumEnvs)) : 1;
 

@@ -76,6 +76,9 @@ public sealed class WorkerConnection
     /// <summary>The worker's address as the hub sees it.</summary>
     public string RemoteEndPoint { get; }
 
+    /// <summary>Why the stream ended, as the hub saw it (null while it is open).</summary>
+    public string? LostReason { get; private set; }
+
     /// <summary>True once the stream has ended (the worker left, failed or was closed).</summary>
     public bool IsCompleted
     {
@@ -255,6 +258,7 @@ public sealed class WorkerConnection
             _completed = true;
             _backlog.Clear();
         }
+        LostReason = lostReason;
         _sink?.OnLost(this, lostReason);
         return (status, message);
     }

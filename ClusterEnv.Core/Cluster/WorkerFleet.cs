@@ -31,9 +31,13 @@ internal sealed class WorkerFleet : IDisposable
         _options = options;
         _logger = logger;
         Hub = ClusterHub.StartAsync(options.Hub, loggerFactory: options.LoggerFactory).GetAwaiter().GetResult();
+        Hub.OnRefused = r => Say($"refused worker {r}");
         Hub.SetAdmission(Admit);
         try
         {
+            if (options.HubUrlFile is { } file) WriteUrl(file, Hub.Url);
+            Say($"hub listening at {Hub.Url}; waiting up to {options.ConnectTimeout.TotalSeconds:0.#} s for {options.EffectiveNumWorkers} worker(s) of {options.EnvId}" +
+                (options.LocalWorkers ? " (starting them here)" : ""));
             if (options.LocalWorkers)
             {
                 int numWorkers = options.EffectiveNumWorkers;
@@ -46,6 +50,22 @@ internal sealed class WorkerFleet : IDisposable
             Hub.Dispose();
             throw;
         }
+    }
+
+    private void Say(string line)
+    {
+        try { _options.Progress?.Invoke(line); }
+        catch (Exception) { } // a progress observer must not break admission
+    }
+
+    // The URL, whole or not at all: a temporary file beside the target, then a rename.
+    private static void WriteUrl(string path, Uri url)
+    {
+        string full = Path.GetFullPath(path);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        string temp = full + $".{Environment.ProcessId}.tmp";
+        File.WriteAllText(temp, url.ToString().TrimEnd('/') + "\n");
+        File.Move(temp, full, overwrite: true);
     }
 
     /// <summary>The options, with the generated token of a local pool filled in.</summary>
@@ -69,6 +89,7 @@ internal sealed class WorkerFleet : IDisposable
         while (!_allJoined.Wait(TimeSpan.FromMilliseconds(100)))
         {
             Pool?.ThrowIfAnyExited();
+            ThrowIfARegisteredWorkerDied();
             if (sw.Elapsed < _options.ConnectTimeout) continue;
             lock (_lock)
             {
@@ -88,6 +109,21 @@ internal sealed class WorkerFleet : IDisposable
         lock (_lock) return [.. _joined.OrderBy(j => j.Id, StringComparer.Ordinal)];
     }
 
+    // A worker that registered and whose stream then ended will not come back by itself: say so now, with why and
+    // (for a local pool) its last lines of stderr, rather than at the end of the timeout as "registered".
+    private void ThrowIfARegisteredWorkerDied()
+    {
+        WorkerConnection? dead;
+        lock (_lock)
+        {
+            dead = _joined.FirstOrDefault(j => j.IsCompleted);
+            if (dead is null) return;
+            _closing = true;
+        }
+        throw new WorkerLostException(dead.Id, $"it registered and then its stream ended before all workers had registered ({dead.LostReason ?? "no reason recorded"})",
+            Describe(dead.Id));
+    }
+
     private string? Admit(WorkerConnection w)
     {
         lock (_lock)
@@ -103,7 +139,6 @@ internal sealed class WorkerFleet : IDisposable
             }
             if (w.Registration.EnvId != _options.EnvId)
                 return $"Worker '{w.Id}' hosts '{w.Registration.EnvId}' but this vector env runs '{_options.EnvId}'; start the worker with --env {_options.EnvId}.";
-            _joined.RemoveAll(j => j.IsCompleted);
             if (_joined.Any(j => j.Id == w.Id))
                 return $"A worker with id '{w.Id}' is already registered; give every worker a unique --worker-id.";
             if (_joined.Count > 0)
@@ -120,6 +155,7 @@ internal sealed class WorkerFleet : IDisposable
                 catch (NotSupportedException e) { return e.Message; }
             }
             _joined.Add(w);
+            Say($"worker '{w.Id}' registered from {w.RemoteEndPoint} ({w.Registration.Host}, pid {w.Registration.Pid}, {w.NumEnvs} envs): {_joined.Count} of {_options.EffectiveNumWorkers}");
             if (_joined.Count == _options.EffectiveNumWorkers) _allJoined.Set();
             return null;
         }
