@@ -32,10 +32,17 @@ var numEnvsOption = Cli.Option("--num-envs", "parallel envs (PPO: 4, or 1 for co
 var workersOption = Cli.Option("--workers", "worker processes of the local pool", 2);
 var totalStepsOption = Cli.Option<long?>("--total-steps", "env steps to train for (default: PPO 500,000, or 1,000,000 for continuous actions; IMPALA/IMPACT 1,000,000)");
 var localOption = Cli.Option("--local", "train on an in-process SyncVectorEnv instead of a cluster", false);
+var externalOption = Cli.Option("--workers-external", "wait for this many workers started elsewhere (scripts/launch-workers.sh, Slurm) instead of starting a local pool; 0: local pool", 0);
+var hostOption = Cli.Option("--host", "address the hub listens on: 127.0.0.1 (this machine), 0.0.0.0 (all interfaces, for other nodes) or an IP", "127.0.0.1");
+var portOption = Cli.Option("--port", "the hub's port (0: a free one; see --hub-url-file)", 0);
+var tokenFileOption = Cli.Option<string?>("--token-file", "file holding the token external workers must present (the same file their --token-file reads)");
+var urlFileOption = Cli.Option<string?>("--hub-url-file", "write the hub's URL here once it listens (launch-workers.sh --hub-url-file reads it)");
+var connectTimeoutOption = Cli.Option("--connect-timeout", "seconds to wait for all workers to register", 60.0);
 var outOption = Cli.Option<string?>("--out", "run folder for metrics.csv, TensorBoard events and the checkpoint (default runs/ppo-ENV-seedN-MODE)");
 var root = new RootCommand("IMPALA (default), IMPACT or PPO (CleanRL's details) through ClusterVecEnv with a local worker pool, or locally with --local.")
 {
     algoOption, envOption, seedOption, numEnvsOption, workersOption, totalStepsOption, syncOption, localOption, outOption,
+    externalOption, hostOption, portOption, tokenFileOption, urlFileOption, connectTimeoutOption,
 };
 if (Cli.Parse(root, args, out var parsed) is int exit) return exit;
 string envId = parsed.GetValue(envOption)!;
@@ -44,6 +51,18 @@ long? totalSteps = parsed.GetValue(totalStepsOption);
 bool local = parsed.GetValue(localOption);
 string? outDir = parsed.GetValue(outOption);
 string algo = parsed.GetValue(algoOption)!;
+int external = parsed.GetValue(externalOption);
+string? tokenFile = parsed.GetValue(tokenFileOption);
+if (external < 0 || (external > 0 && local))
+{
+    Console.Error.WriteLine(external < 0 ? $"--workers-external ({external}) must be 0 or more." : "--workers-external and --local cannot be combined.");
+    return Cli.UsageError;
+}
+if (tokenFile is not null && !File.Exists(tokenFile))
+{
+    Console.Error.WriteLine($"--token-file '{tokenFile}' does not exist.");
+    return Cli.UsageError;
+}
 var sync = SyncStrategy.Parse(parsed.GetValue(syncOption)!);
 bool impala = algo != "ppo";
 if (numEnvs < 1 || workers < 1)
@@ -77,7 +96,7 @@ try
 {
     return Run();
 }
-catch (Exception e) when (e is WorkerLostException or WorkerTimeoutException or WorkerException or SubEnvException or PolicyRejectedException or ClusterEnv.Rollouts.TrajectoryQueueException)
+catch (Exception e) when (e is WorkerLostException or WorkerTimeoutException or WorkerException or SubEnvException or PolicyRejectedException or ClusterEnv.Rollouts.TrajectoryQueueException or ArgumentException)
 {
     // The cluster failed under the learner: say which worker and why, and exit non-zero instead of crashing.
     Console.Error.WriteLine($"Training stopped: {e.Message}");
@@ -92,7 +111,23 @@ int Run()
     // The one line that differs between a local vector env and a cluster of worker processes:
     using IVectorEnv envs = local
         ? Gym.MakeVec(envId, numEnvs, wrap: e => new RecordEpisodeStatistics(e))
-        : new ClusterVecEnv(new ClusterOptions { EnvId = envId, NumEnvs = numEnvs, NumWorkers = Math.Min(workers, numEnvs), LoggerFactory = warnings });
+        : new ClusterVecEnv(new ClusterOptions
+        {
+            EnvId = envId,
+            // External workers bring their own envs: take whatever they host.
+            NumEnvs = external > 0 ? 0 : numEnvs,
+            NumWorkers = external > 0 ? external : Math.Min(workers, numEnvs),
+            LocalWorkers = external == 0,
+            Hub = new HubOptions
+            {
+                Host = parsed.GetValue(hostOption)!, Port = parsed.GetValue(portOption),
+                Token = tokenFile is null ? null : File.ReadAllText(tokenFile).Trim(),
+            },
+            HubUrlFile = parsed.GetValue(urlFileOption),
+            ConnectTimeout = TimeSpan.FromSeconds(parsed.GetValue(connectTimeoutOption)),
+            Progress = external > 0 ? line => Console.Error.WriteLine($"[hub] {line}") : null,
+            LoggerFactory = warnings,
+        });
 
     if (impala) return RunImpala(envs);
     Console.WriteLine($"PPO on {envs} | {options.TotalTimesteps:N0} steps | {numEnvs} envs × {options.NumSteps} steps per rollout | seed {seed}");

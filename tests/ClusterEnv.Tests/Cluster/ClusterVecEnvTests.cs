@@ -127,4 +127,49 @@ public class LaunchScriptTests
         Assert.That(script.ExitCode, Is.Zero, script.StandardError.ReadToEnd());
         File.Delete(token);
     }
+
+    [Test]
+    public void TheTrainExample_TrainsOnExternalWorkers_FoundThroughTheUrlFile_WithSlurmStyleIds()
+    {
+        string root = TestCluster.RepoRoot;
+        string dir = Path.Combine(Path.GetTempPath(), $"clusterenv-ext-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "token"), "ext-token\n");
+        string urlFile = Path.Combine(dir, "hub.url");
+        var train = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "Train.dll"), "--workers-external", "2", "--port", "0", "--hub-url-file", urlFile,
+                     "--token-file", Path.Combine(dir, "token"), "--total-steps", "4000", "--out", Path.Combine(dir, "run") })
+            train.ArgumentList.Add(a);
+        using var learner = System.Diagnostics.Process.Start(train)!;
+        var stderr = learner.StandardError.ReadToEndAsync();
+        var stdout = learner.StandardOutput.ReadToEndAsync();
+        // Two "srun tasks" of one launch each: without SLURM_PROCID in the id they would collide.
+        var scripts = Enumerable.Range(0, 2).Select(procid =>
+        {
+            var psi = new System.Diagnostics.ProcessStartInfo("bash") { RedirectStandardError = true };
+            foreach (var a in new[] { Path.Combine(root, "scripts", "launch-workers.sh"), "--hub-url-file", urlFile, "--count", "1", "--env", "CartPole-v1",
+                         "--envs-per-worker", "2", "--token-file", Path.Combine(dir, "token"), "--worker", Path.Combine(AppContext.BaseDirectory, "ClusterEnv.Worker.dll") })
+                psi.ArgumentList.Add(a);
+            psi.Environment["SLURM_PROCID"] = procid.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return System.Diagnostics.Process.Start(psi)!;
+        }).ToArray();
+        try
+        {
+            Assert.That(learner.WaitForExit(120_000), Is.True, "training ends");
+            Assert.That(learner.ExitCode, Is.Zero, stderr.Result + stdout.Result);
+            Assert.That(stdout.Result, Does.Contain("Done:"));
+            Assert.That(stderr.Result, Does.Contain("[hub] hub listening at").And.Contain("-p0-000' registered").And.Contain("-p1-000' registered").And.Contain("2 of 2"));
+            foreach (var s in scripts)
+            {
+                Assert.That(s.WaitForExit(20_000), Is.True, "each launch ends when its worker does");
+                Assert.That(s.ExitCode, Is.Zero, s.StandardError.ReadToEnd());
+            }
+        }
+        finally
+        {
+            foreach (var s in scripts) { if (!s.HasExited) s.Kill(entireProcessTree: true); s.Dispose(); }
+            if (!learner.HasExited) learner.Kill(entireProcessTree: true);
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }
