@@ -17,8 +17,15 @@ public sealed record ClusterOptions
     /// <summary>Workers to wait for. 0 picks min(processor count, NumEnvs) for a local pool, 1 for external workers.</summary>
     public int NumWorkers { get; init; }
 
-    /// <summary>Start the workers as local processes (<see cref="LocalWorkerPool"/>). False waits for workers started elsewhere (scripts/launch-workers.sh, Slurm).</summary>
+    /// <summary>Start the workers as local processes (<see cref="LocalWorkerPool"/>). False waits for workers started elsewhere (scripts/launch-workers.sh, Slurm). Ignored when <see cref="Launcher"/> is set.</summary>
     public bool LocalWorkers { get; init; } = true;
+
+    /// <summary>
+    /// Who starts the workers (null: a <see cref="LocalWorkerPool"/> when <see cref="LocalWorkers"/>, else
+    /// <see cref="ExternalWorkers"/>). The vector env starts it once its hub listens and stops it when it closes.
+    /// Set <see cref="NumWorkers"/> with it.
+    /// </summary>
+    public IWorkerLauncher? Launcher { get; init; }
 
     /// <summary>Gymnasium's autoreset mode, applied by every worker.</summary>
     public AutoresetMode AutoresetMode { get; init; } = AutoresetMode.NextStep;
@@ -67,7 +74,8 @@ public sealed record ClusterOptions
     public Action<string>? Progress { get; init; }
 
     /// <summary>Number of workers after defaults.</summary>
-    public int EffectiveNumWorkers => NumWorkers > 0 ? NumWorkers : LocalWorkers ? Math.Max(1, Math.Min(Environment.ProcessorCount, NumEnvs)) : 1;
+    public int EffectiveNumWorkers => NumWorkers > 0 ? NumWorkers
+        : (Launcher is null ? LocalWorkers : Launcher is not ExternalWorkers) ? Math.Max(1, Math.Min(Environment.ProcessorCount, NumEnvs)) : 1;
 
     /// <summary>Throws naming the first invalid setting and how to fix it.</summary>
     public void Validate()

@@ -8,17 +8,63 @@ namespace ClusterEnv.Cluster;
 /// waits for them to exit and kills any that do not. Each worker also watches this process and exits if it dies, so
 /// no worker outlives its learner. The last lines a worker wrote to stderr are kept for error messages.
 /// </summary>
-public sealed class LocalWorkerPool : IDisposable
+public sealed class LocalWorkerPool : IWorkerLauncher
 {
     /// <summary>Environment variable naming the worker (.dll or executable) when it is not next to the application.</summary>
     public const string WorkerPathVariable = "CLUSTERENV_WORKER";
 
     private readonly List<(string Id, Process Process, Queue<string> Stderr)> _workers = [];
 
-    private LocalWorkerPool() { }
+    private readonly string? _workerPath;
+    private WorkerLaunch? _launch;
+
+    /// <summary>A pool that will start ClusterEnv.Worker from <paramref name="workerPath"/> (default: next to this application, or CLUSTERENV_WORKER).</summary>
+    public LocalWorkerPool(string? workerPath = null) => _workerPath = workerPath;
 
     /// <summary>The ids of the workers, in start order.</summary>
-    public IReadOnlyList<string> WorkerIds => _workers.Select(w => w.Id).ToArray();
+    public IReadOnlyList<string> WorkerIds
+    {
+        get { lock (_workers) return _workers.Select(w => w.Id).ToArray(); }
+    }
+
+    /// <inheritdoc />
+    public string Description
+    {
+        get { lock (_workers) return $"local pool of {_workers.Count} worker process{(_workers.Count == 1 ? "" : "es")}"; }
+    }
+
+    /// <inheritdoc />
+    public void Start(WorkerLaunch launch)
+    {
+        ArgumentNullException.ThrowIfNull(launch);
+        if (_launch is not null) throw new InvalidOperationException("This pool has already started its workers.");
+        _launch = launch;
+        try
+        {
+            for (int w = 0; w < launch.EnvsPerWorker.Count; w++) StartWorker($"worker-{w:D3}", launch.EnvsPerWorker[w]);
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    /// <inheritdoc />
+    public bool Replace(string workerId)
+    {
+        if (_launch is null) return false;
+        int index;
+        lock (_workers) index = _workers.FindIndex(w => w.Id == workerId);
+        if (index < 0) return false;
+        var old = _workers[index];
+        try { if (!old.Process.HasExited) old.Process.Kill(entireProcessTree: true); }
+        catch (InvalidOperationException) { }
+        int envs = _launch.EnvsPerWorker[int.Parse(workerId.AsSpan(workerId.LastIndexOf('-') + 1), CultureInfo.InvariantCulture)];
+        StartWorker(workerId, envs, index);
+        old.Process.Dispose();
+        return true;
+    }
 
     /// <summary>
     /// Starts one worker per entry of <paramref name="envsPerWorker"/> (ids <c>worker-000</c>, <c>worker-001</c>, ...).
@@ -29,52 +75,51 @@ public sealed class LocalWorkerPool : IDisposable
     {
         ArgumentNullException.ThrowIfNull(hubUrl);
         ArgumentNullException.ThrowIfNull(envsPerWorker);
-        var (fileName, prefixArgs) = LocateWorker(workerPath);
-        var pool = new LocalWorkerPool();
-        try
-        {
-            for (int w = 0; w < envsPerWorker.Count; w++)
-            {
-                string id = $"worker-{w:D3}";
-                var psi = new ProcessStartInfo(fileName)
-                {
-                    UseShellExecute = false,
-                    RedirectStandardError = true,
-                    RedirectStandardOutput = true,
-                };
-                foreach (var a in prefixArgs) psi.ArgumentList.Add(a);
-                AddArgs(psi, "--hub", hubUrl.ToString().TrimEnd('/'), "--env", envId, "--num-envs", envsPerWorker[w].ToString(CultureInfo.InvariantCulture),
-                    "--worker-id", id, "--parent-pid", Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
-                foreach (var asm in assemblies ?? []) AddArgs(psi, "--assembly", Path.GetFullPath(asm));
-                foreach (var (k, v) in envArgs ?? new Dictionary<string, string>()) AddArgs(psi, "--env-arg", $"{k}={v}");
-                if (!string.IsNullOrEmpty(token)) psi.Environment["CLUSTERENV_TOKEN"] = token;
-                // A worker has one socket and does its work in the socket's completion: run it inline on the epoll thread
-                // instead of hopping to the thread pool (tens of µs per step on a busy 2-core box).
-                psi.Environment["DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS"] = "1";
-                var stderr = new Queue<string>();
-                var process = new Process { StartInfo = psi, EnableRaisingEvents = true };
-                process.ErrorDataReceived += (_, e) =>
-                {
-                    if (e.Data is null) return;
-                    lock (stderr)
-                    {
-                        stderr.Enqueue(e.Data);
-                        if (stderr.Count > 40) stderr.Dequeue();
-                    }
-                };
-                process.OutputDataReceived += (_, _) => { };
-                if (!process.Start()) throw new InvalidOperationException($"Could not start worker process '{fileName}'.");
-                process.BeginErrorReadLine();
-                process.BeginOutputReadLine();
-                pool._workers.Add((id, process, stderr));
-            }
-        }
-        catch
-        {
-            pool.Dispose();
-            throw;
-        }
+        var pool = new LocalWorkerPool(workerPath);
+        pool.Start(new WorkerLaunch(hubUrl, envId, envsPerWorker, token, assemblies ?? [], envArgs ?? new Dictionary<string, string>()));
         return pool;
+    }
+
+    // Starts one worker process; at <paramref name="replacing"/> it takes the place of a lost one with the same id.
+    private void StartWorker(string id, int numEnvs, int replacing = -1)
+    {
+        var launch = _launch!;
+        var (fileName, prefixArgs) = LocateWorker(_workerPath);
+        var psi = new ProcessStartInfo(fileName)
+        {
+            UseShellExecute = false,
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+        };
+        foreach (var a in prefixArgs) psi.ArgumentList.Add(a);
+        AddArgs(psi, "--hub", launch.Hub.ToString().TrimEnd('/'), "--env", launch.EnvId, "--num-envs", numEnvs.ToString(CultureInfo.InvariantCulture),
+            "--worker-id", id, "--parent-pid", Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
+        foreach (var asm in launch.Assemblies) AddArgs(psi, "--assembly", Path.GetFullPath(asm));
+        foreach (var (k, v) in launch.EnvArgs) AddArgs(psi, "--env-arg", $"{k}={v}");
+        if (!string.IsNullOrEmpty(launch.Token)) psi.Environment["CLUSTERENV_TOKEN"] = launch.Token;
+        // A worker has one socket and does its work in the socket's completion: run it inline on the epoll thread
+        // instead of hopping to the thread pool (tens of µs per step on a busy 2-core box).
+        psi.Environment["DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS"] = "1";
+        var stderr = new Queue<string>();
+        var process = new Process { StartInfo = psi, EnableRaisingEvents = true };
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            lock (stderr)
+            {
+                stderr.Enqueue(e.Data);
+                if (stderr.Count > 40) stderr.Dequeue();
+            }
+        };
+        process.OutputDataReceived += (_, _) => { };
+        if (!process.Start()) throw new InvalidOperationException($"Could not start worker process '{fileName}'.");
+        process.BeginErrorReadLine();
+        process.BeginOutputReadLine();
+        lock (_workers)
+        {
+            if (replacing >= 0) _workers[replacing] = (id, process, stderr);
+            else _workers.Add((id, process, stderr));
+        }
     }
 
     private static void AddArgs(ProcessStartInfo psi, params string[] args)
@@ -85,7 +130,7 @@ public sealed class LocalWorkerPool : IDisposable
     /// <summary>Throws <see cref="WorkerLostException"/> if a worker process has exited (with its last stderr lines).</summary>
     public void ThrowIfAnyExited()
     {
-        foreach (var (id, p, _) in _workers)
+        foreach (var (id, p, _) in Snapshot())
             if (p.HasExited)
                 throw new WorkerLostException(id, $"the worker process exited with code {p.ExitCode} before registering", Describe(id));
     }
@@ -93,7 +138,7 @@ public sealed class LocalWorkerPool : IDisposable
     /// <summary>The last lines worker <paramref name="workerId"/> wrote to stderr, or null.</summary>
     public string? Describe(string workerId)
     {
-        foreach (var (id, _, stderr) in _workers)
+        foreach (var (id, _, stderr) in Snapshot())
         {
             if (id != workerId) continue;
             lock (stderr)
@@ -103,13 +148,18 @@ public sealed class LocalWorkerPool : IDisposable
     }
 
     /// <summary>The process of worker <paramref name="workerId"/> (for tests and diagnostics).</summary>
-    public Process? ProcessOf(string workerId) => _workers.FirstOrDefault(w => w.Id == workerId).Process;
+    public Process? ProcessOf(string workerId) => Snapshot().FirstOrDefault(w => w.Id == workerId).Process;
+
+    private (string Id, Process Process, Queue<string> Stderr)[] Snapshot()
+    {
+        lock (_workers) return [.. _workers];
+    }
 
     /// <summary>Waits up to <paramref name="timeout"/> for the workers to exit on their own, then kills the rest.</summary>
     public void Stop(TimeSpan timeout)
     {
         var deadline = Stopwatch.StartNew();
-        foreach (var (_, p, _) in _workers)
+        foreach (var (_, p, _) in Snapshot())
         {
             try
             {
@@ -125,8 +175,8 @@ public sealed class LocalWorkerPool : IDisposable
     public void Dispose()
     {
         Stop(TimeSpan.FromSeconds(5));
-        foreach (var (_, p, _) in _workers) p.Dispose();
-        _workers.Clear();
+        foreach (var (_, p, _) in Snapshot()) p.Dispose();
+        lock (_workers) _workers.Clear();
     }
 
     /// <summary>Finds the worker: an explicit path, CLUSTERENV_WORKER, or ClusterEnv.Worker next to this application.</summary>

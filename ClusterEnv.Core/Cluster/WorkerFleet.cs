@@ -26,7 +26,9 @@ internal sealed class WorkerFleet : IDisposable
     /// <summary>Starts the hub (and the local pool when <see cref="ClusterOptions.LocalWorkers"/>); does not wait for the workers.</summary>
     public WorkerFleet(ClusterOptions options, ILogger logger)
     {
-        if (options.LocalWorkers && string.IsNullOrEmpty(options.Hub.Token))
+        // Workers this process starts get a fresh random token (in their environment) unless one was set.
+        bool startsWorkers = options.Launcher is null ? options.LocalWorkers : options.Launcher is not ExternalWorkers;
+        if (startsWorkers && string.IsNullOrEmpty(options.Hub.Token))
             options = options with { Hub = options.Hub with { Token = Convert.ToHexString(RandomNumberGenerator.GetBytes(16)) } };
         _options = options;
         _logger = logger;
@@ -36,14 +38,11 @@ internal sealed class WorkerFleet : IDisposable
         try
         {
             if (options.HubUrlFile is { } file) WriteUrl(file, Hub.Url);
-            Say($"hub listening at {Hub.Url}; waiting up to {options.ConnectTimeout.TotalSeconds:0.#} s for {options.EffectiveNumWorkers} worker(s) of {options.EnvId}" +
-                (options.LocalWorkers ? " (starting them here)" : ""));
-            if (options.LocalWorkers)
-            {
-                int numWorkers = options.EffectiveNumWorkers;
-                var counts = Enumerable.Range(0, numWorkers).Select(w => options.NumEnvs / numWorkers + (w < options.NumEnvs % numWorkers ? 1 : 0)).ToArray();
-                Pool = LocalWorkerPool.Start(Hub.Url, options.EnvId, counts, options.Hub.Token, options.WorkerAssemblies, options.EnvArgs, options.WorkerPath);
-            }
+            Launcher = options.Launcher ?? (options.LocalWorkers ? new LocalWorkerPool(options.WorkerPath) : new ExternalWorkers());
+            int numWorkers = options.EffectiveNumWorkers;
+            var counts = Enumerable.Range(0, numWorkers).Select(w => options.NumEnvs / numWorkers + (w < options.NumEnvs % numWorkers ? 1 : 0)).ToArray();
+            Launcher.Start(new WorkerLaunch(Hub.Url, options.EnvId, counts, options.Hub.Token, options.WorkerAssemblies, options.EnvArgs));
+            Say($"hub listening at {Hub.Url}; waiting up to {options.ConnectTimeout.TotalSeconds:0.#} s for {numWorkers} worker(s) of {options.EnvId} ({Launcher.Description})");
         }
         catch
         {
@@ -74,11 +73,14 @@ internal sealed class WorkerFleet : IDisposable
     /// <summary>The hub the workers dial.</summary>
     public ClusterHub Hub { get; }
 
-    /// <summary>The local pool, when this fleet started one.</summary>
-    public LocalWorkerPool? Pool { get; }
+    /// <summary>Who started the workers.</summary>
+    public IWorkerLauncher Launcher { get; } = new ExternalWorkers();
 
-    /// <summary>What is known about a worker's process (the pool's exit code and last stderr lines), or null.</summary>
-    public string? Describe(string workerId) => Pool?.Describe(workerId);
+    /// <summary>The local pool, when the launcher is one.</summary>
+    public LocalWorkerPool? Pool => Launcher as LocalWorkerPool;
+
+    /// <summary>What is known about a worker's process (the launcher's exit code and last stderr lines), or null.</summary>
+    public string? Describe(string workerId) => Launcher.Describe(workerId);
 
     /// <summary>Blocks until every expected worker has registered; returns them ordered by id.</summary>
     /// <exception cref="WorkerTimeoutException">Not all came within <see cref="ClusterOptions.ConnectTimeout"/>: names the registered, the missing and the refused.</exception>
@@ -88,14 +90,14 @@ internal sealed class WorkerFleet : IDisposable
         var sw = Stopwatch.StartNew();
         while (!_allJoined.Wait(TimeSpan.FromMilliseconds(100)))
         {
-            Pool?.ThrowIfAnyExited();
+            Launcher.ThrowIfAnyExited();
             ThrowIfARegisteredWorkerDied();
             if (sw.Elapsed < _options.ConnectTimeout) continue;
             lock (_lock)
             {
                 _closing = true;
                 var have = _joined.Select(j => j.Id).ToArray();
-                var missing = Pool is null ? [] : Pool.WorkerIds.Except(have).ToArray();
+                var missing = Launcher.WorkerIds.Except(have).ToArray();
                 var refused = Hub.Refusals;
                 throw new WorkerTimeoutException(
                     $"Only {have.Length} of {numWorkers} workers registered within {_options.ConnectTimeout.TotalSeconds:0.#} s " +
@@ -176,9 +178,9 @@ internal sealed class WorkerFleet : IDisposable
         foreach (var c in channels) c.Connection.Close(GrpcStatusCode.OK, null);
         _disposed = true;
         Hub.Dispose();
-        Pool?.Stop(_options.CloseTimeout);
+        Launcher.Stop(_options.CloseTimeout);
         ClusterLog.Closed(_logger, channels.Count);
-        Pool?.Dispose();
+        Launcher.Dispose();
     }
 
     /// <summary>Stops the hub and kills the pool without a goodbye (when the vector env could not be set up).</summary>
@@ -187,7 +189,7 @@ internal sealed class WorkerFleet : IDisposable
         if (_disposed) return;
         _disposed = true;
         lock (_lock) _closing = true;
-        Pool?.Dispose();
+        Launcher.Dispose();
         Hub.Dispose();
     }
 }
