@@ -73,6 +73,21 @@ public sealed record ClusterOptions
     /// </summary>
     public Action<string>? Progress { get; init; }
 
+    /// <summary>
+    /// While rollouts stream, a lost worker is replaced instead of ending the run: the launcher starts a new process
+    /// under the same id (an external worker may also re-register under it), it takes over the same sub-env slots with
+    /// a fresh reset, gets the current policy at the next publish, and streams again; the learner keeps consuming from
+    /// the others meanwhile. Needs a launcher that can replace (<see cref="LocalWorkerPool"/>) or workers that re-dial.
+    /// Lockstep calls (Step, Reset, CollectRollouts) still fail on a lost worker.
+    /// </summary>
+    public bool ReplaceLostWorkers { get; init; }
+
+    /// <summary>Most replacements in one vector env's life; the next loss ends the run.</summary>
+    public int MaxReplacements { get; init; } = 10;
+
+    /// <summary>How long a lost worker's replacement may take to register before the loss ends the run.</summary>
+    public TimeSpan ReplaceTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Number of workers after defaults.</summary>
     public int EffectiveNumWorkers => NumWorkers > 0 ? NumWorkers
         : (Launcher is null ? LocalWorkers : Launcher is not ExternalWorkers) ? Math.Max(1, Math.Min(Environment.ProcessorCount, NumEnvs)) : 1;

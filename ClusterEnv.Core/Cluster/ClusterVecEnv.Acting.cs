@@ -63,6 +63,7 @@ public sealed partial class ClusterVecEnv
             throw new ArgumentException($"The push is {bytes:N0} bytes but worker '{s.Connection.Id}' accepts commands of at most {s.Connection.MaxCommandSize:N0} bytes; " +
                                         "start the worker with a larger --max-message-size (or use a smaller policy).", nameof(weights));
         s.QueuePush(message, version, bytes);
+        StartReplacementStream(s);
         return bytes;
     }
 

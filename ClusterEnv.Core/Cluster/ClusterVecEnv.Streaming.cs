@@ -8,11 +8,12 @@ namespace ClusterEnv.Cluster;
 
 public sealed partial class ClusterVecEnv
 {
-    private sealed class StreamState(ITrajectoryQueue queue, int steps, int credit)
+    private sealed class StreamState(ITrajectoryQueue queue, int steps, int credit, ulong seed)
     {
         public readonly ITrajectoryQueue Queue = queue;
         public readonly int Steps = steps;
         public readonly int Credit = credit;
+        public readonly ulong Seed = seed;
         public Exception? Failure; // the first worker error or queue failure of the stream
     }
 
@@ -40,10 +41,12 @@ public sealed partial class ClusterVecEnv
         var unpolicied = _slots.Where(s => s.Policy.ActiveVersion == 0 && s.Policy.Unacknowledged == 0).Select(s => s.Connection.Id).ToArray();
         if (unpolicied.Length > 0)
             throw new InvalidOperationException($"No policy has been pushed to {string.Join(", ", unpolicied.Select(id => $"worker '{id}'"))}; push one (PushPolicy) before streaming rollouts.");
-        _stream = new StreamState(queue, steps, credit);
-        foreach (var s in _slots)
-            s.StartStream(new HubMessage { Stream = new StreamRollouts { Steps = (uint)steps, Credit = (uint)credit, Seed = seed } }, credit);
+        _stream = new StreamState(queue, steps, credit, seed);
+        foreach (var s in _slots) StartStream(s, _stream);
     }
+
+    private static void StartStream(WorkerChannel s, StreamState stream) =>
+        s.StartStream(new HubMessage { Stream = new StreamRollouts { Steps = (uint)stream.Steps, Credit = (uint)stream.Credit, Seed = stream.Seed } }, stream.Credit);
 
     /// <summary>Gives worker <paramref name="workerId"/> credit for one more rollout (the learner has taken one of its rollouts). Unknown ids are ignored (a rollout left in a Redis queue by an earlier run).</summary>
     public void GrantCredit(string workerId)
@@ -78,7 +81,8 @@ public sealed partial class ClusterVecEnv
             throw failure;
         }
         long now = Stopwatch.GetTimestamp(), timeout = (long)(_options.StepTimeout.TotalSeconds * Stopwatch.Frequency);
-        var hung = _slots.Where(s => Volatile.Read(ref s.StreamSeq) != 0 && Volatile.Read(ref s.InFlight) > 0 && now - Volatile.Read(ref s.LastHeard) > timeout
+        ThrowIfAReplacementIsLate();
+        var hung = _slots.Where(s => !s.Lost && Volatile.Read(ref s.StreamSeq) != 0 && Volatile.Read(ref s.InFlight) > 0 && now - Volatile.Read(ref s.LastHeard) > timeout
                                      && _stream is not null).ToArray();
         if (hung.Length == 0) return;
         string message = $"Streaming rollouts: {string.Join(", ", hung.Select(s => $"worker '{s.Connection.Id}'"))} sent no rollout and no progress for " +
@@ -102,7 +106,7 @@ public sealed partial class ClusterVecEnv
         ThrowIfUnusable();
         Begin();
         foreach (var s in _slots)
-            SendTracked(s, new HubMessage { StopStream = new StopStream() }, WorkerMessage.StreamEndedFieldNumber);
+            if (!s.Lost) SendTracked(s, new HubMessage { StopStream = new StopStream() }, WorkerMessage.StreamEndedFieldNumber); // a lost one never answers
         End("StopStreaming");
         var failure = _stream.Failure;
         _stream = null;

@@ -77,7 +77,8 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         _options = options = _fleet.Options;
         try
         {
-            _slots = _fleet.WaitForAll().Select(c => new WorkerChannel(c, () => Interlocked.Increment(ref _seq))).ToArray();
+            _slots = _fleet.WaitForAll().Select(c => new WorkerChannel(c, NextSeq)).ToArray();
+            _fleet.ReplacementAdmission = TryAdmitReplacement;
         }
         catch
         {
@@ -124,19 +125,7 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             var slot = _slots[i];
             slot.Connection.Attach(this);
             slot.Connection.Drained = slot.SendPendingPush;
-            var welcome = new HubMessage
-            {
-                Welcome = new Welcome
-                {
-                    ProtocolVersion = ClusterHub.ProtocolVersion,
-                    AutoresetMode = (Autoreset)(int)options.AutoresetMode,
-                    RecordEpisodeStatistics = options.RecordEpisodeStatistics,
-                    EnvOffset = (uint)slot.Offset,
-                    ProgressIntervalMs = (uint)ProgressInterval(options.StepTimeout).TotalMilliseconds,
-                    MaxMessageSize = (uint)options.Hub.MaxMessageSize,
-                },
-            };
-            if (!slot.Connection.Started.IsCompletedSuccessfully || !slot.Connection.Send(welcome))
+            if (!slot.Connection.Started.IsCompletedSuccessfully || !slot.Connection.Send(WelcomeFor(slot)))
             {
                 var lost = new WorkerLostException(slot.Connection.Id, "its stream ended before it was welcomed", _fleet.Describe(slot.Connection.Id));
                 Dispose();
@@ -144,6 +133,19 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             }
         }
     }
+
+    private HubMessage WelcomeFor(WorkerChannel slot) => new()
+    {
+        Welcome = new Welcome
+        {
+            ProtocolVersion = ClusterHub.ProtocolVersion,
+            AutoresetMode = (Autoreset)(int)_options.AutoresetMode,
+            RecordEpisodeStatistics = _options.RecordEpisodeStatistics,
+            EnvOffset = (uint)slot.Offset,
+            ProgressIntervalMs = (uint)ProgressInterval(_options.StepTimeout).TotalMilliseconds,
+            MaxMessageSize = (uint)_options.Hub.MaxMessageSize,
+        },
+    };
 
     /// <inheritdoc />
     public int NumEnvs { get; }
@@ -448,7 +450,7 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         if (Volatile.Read(ref _closing)) return;
         var s = SlotOf(worker);
         Volatile.Write(ref s.LastHeard, System.Diagnostics.Stopwatch.GetTimestamp());
-        (ulong Seq, int Field, long SentAt) head;
+        (ulong Seq, int Field, long SentAt, bool Gather) head;
         if (seq != 0 && seq == Volatile.Read(ref s.StreamSeq))
         {
             OnStreamReply(s, bodyField, body);
@@ -489,10 +491,12 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             default:
                 throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Reply field {bodyField} does not answer the pending command (expects field {head.Field}).");
         }
-        Done(s);
+        if (head.Gather) Done(s);
     }
 
     private static string? NullIfEmpty(string s) => s.Length == 0 ? null : s;
+
+    private ulong NextSeq() => Interlocked.Increment(ref _seq);
 
     private void ReadReset(WorkerChannel s, ResetResult r)
     {
@@ -517,6 +521,7 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             s.Lost = true;
         }
         ClusterLog.WorkerLost(_logger, worker.Id, reason);
+        if (TryReplace(s, reason)) return; // streaming carries on with the others while a replacement starts
         var lost = new WorkerLostException(worker.Id, reason, _fleet.Describe(worker.Id));
         Interlocked.CompareExchange(ref _fatal, lost, null);
         _replied.Set(); // wake the learner at once; the other workers' replies no longer matter

@@ -14,7 +14,7 @@ namespace ClusterEnv.Cluster;
 internal sealed class WorkerChannel(WorkerConnection connection, Func<ulong> nextSeq)
 {
     // Commands sent and not yet answered, oldest first. Guarded by itself: the learner enqueues, the read loop dequeues.
-    private readonly Queue<(ulong Seq, int Field, long SentAt)> _outstanding = new(4);
+    private readonly Queue<(ulong Seq, int Field, long SentAt, bool Gather)> _outstanding = new(4);
 
     public readonly WorkerConnection Connection = connection;
     public int Offset;
@@ -37,6 +37,12 @@ internal sealed class WorkerChannel(WorkerConnection connection, Func<ulong> nex
 
     public string Id => Connection.Id;
 
+    /// <summary>0 for the worker that first registered under this id; one more for each replacement.</summary>
+    public int Generation;
+
+    /// <summary>A replacement whose rollout stream starts once its first policy push is queued.</summary>
+    public bool NeedsStream;
+
     /// <summary>Commands written and not yet answered (a command counts once it is on the wire).</summary>
     public int OutstandingCount
     {
@@ -48,7 +54,7 @@ internal sealed class WorkerChannel(WorkerConnection connection, Func<ulong> nex
     {
         ulong seq = nextSeq();
         if (gather) Interlocked.Increment(ref Gathering);
-        lock (_outstanding) _outstanding.Enqueue((seq, replyField, Stopwatch.GetTimestamp()));
+        lock (_outstanding) _outstanding.Enqueue((seq, replyField, Stopwatch.GetTimestamp(), gather));
         return seq;
     }
 
@@ -128,9 +134,9 @@ internal sealed class WorkerChannel(WorkerConnection connection, Func<ulong> nex
     }
 
     /// <summary>On the read loop: the command this reply answers (the oldest outstanding). Throws naming the violation when it answers none.</summary>
-    public (ulong Seq, int Field, long SentAt) TakeReply(ulong seq, int bodyField)
+    public (ulong Seq, int Field, long SentAt, bool Gather) TakeReply(ulong seq, int bodyField)
     {
-        (ulong Seq, int Field, long SentAt) head;
+        (ulong Seq, int Field, long SentAt, bool Gather) head;
         lock (_outstanding)
         {
             if (!_outstanding.TryDequeue(out head) || head.Seq != seq)

@@ -126,8 +126,19 @@ internal sealed class WorkerFleet : IDisposable
             Describe(dead.Id));
     }
 
+    /// <summary>Decides on a worker that registers after all expected ones did: true when it is a replacement candidate (then a null refusal admits it).</summary>
+    public delegate bool ReplacementDecision(WorkerConnection worker, out string? refusal);
+
+    /// <summary>Set by the vector env once it runs: a worker registering under the id of a lost one may take its place.</summary>
+    public ReplacementDecision? ReplacementAdmission { get; set; }
+
     private string? Admit(WorkerConnection w)
     {
+        if (_allJoined.IsSet && !_closing && ReplacementAdmission is { } replacement && replacement(w, out string? verdict))
+        {
+            if (verdict is null) Say($"worker '{w.Id}' registered from {w.RemoteEndPoint} ({w.Registration.Host}, pid {w.Registration.Pid}) to replace the lost one");
+            return verdict;
+        }
         lock (_lock)
         {
             if (_allJoined.IsSet || _closing)

@@ -100,6 +100,15 @@ public sealed class ApsGate
         Pushes[worker]++;
     }
 
+    /// <summary>Forgets what worker <paramref name="worker"/> acts with (it was replaced by a new process): its next decision deploys.</summary>
+    public void Forget(int worker)
+    {
+        _deployed[worker] = null!;
+        _deployedVersion[worker] = 0;
+        _deployedNormalizer[worker] = null;
+        _updatesSincePush[worker] = 0;
+    }
+
     /// <summary>
     /// Mean over raw states of KL(π_deployed(·|s) ‖ π_current(·|s)), exact for categorical and diagonal-Gaussian
     /// policies; each policy sees the states normalised with its own statistics (the deployed ones with <paramref name="deployedNormalizer"/>).

@@ -31,6 +31,7 @@ public sealed class PolicyPublisher
     private readonly float[][] _states;         // recent observations per worker, for the KL
     private readonly int[] _stateCount;
     private readonly Dictionary<string, int> _index;
+    private readonly int[] _generation;         // the worker's slot generation when last seen (a replacement starts afresh)
 
     /// <summary>A publisher for the workers of <paramref name="envs"/>, acting with policies of <paramref name="spec"/>.</summary>
     public PolicyPublisher(ClusterVecEnv envs, PolicySpec spec, SyncStrategy strategy, int maxStates = 512)
@@ -47,6 +48,7 @@ public sealed class PolicyPublisher
         _acked = new ulong[_workers];
         _states = Enumerable.Range(0, _workers).Select(_ => new float[maxStates * spec.ObservationSize]).ToArray();
         _stateCount = new int[_workers];
+        _generation = new int[_workers];
         _index = envs.Workers.Select((w, i) => (w.WorkerId, i)).ToDictionary(x => x.WorkerId, x => x.i);
     }
 
@@ -131,6 +133,15 @@ public sealed class PolicyPublisher
         List<string>? refused = null;
         for (int w = 0; w < _workers; w++)
         {
+            int generation = _envs.WorkerGeneration(w);
+            if (generation != _generation[w])
+            {
+                // A replacement took this worker's place: it acts with nothing yet, so it gets the current policy now.
+                _generation[w] = generation;
+                _pending[w] = 0;
+                _acked[w] = 0;
+                _gate.Forget(w);
+            }
             var st = states[w];
             if (_pending[w] != 0)
             {
