@@ -126,6 +126,8 @@ int Run()
             HubUrlFile = parsed.GetValue(urlFileOption),
             ConnectTimeout = TimeSpan.FromSeconds(parsed.GetValue(connectTimeoutOption)),
             Progress = external > 0 ? line => Console.Error.WriteLine($"[hub] {line}") : null,
+            // Streaming learners carry on when a worker is lost: the pool (or the worker's own script) replaces it.
+            ReplaceLostWorkers = impala,
             LoggerFactory = warnings,
         });
 
@@ -205,6 +207,13 @@ int RunImpala(IVectorEnv envs)
     Console.WriteLine(result.StepsToThreshold is long s
         ? $"Reached the {envId} threshold ({envs.Spec?.RewardThreshold}) after {s:N0} steps, {result.SecondsToThreshold:F1} s."
         : $"Did not reach the {envId} threshold ({envs.Spec?.RewardThreshold?.ToString() ?? "none"}).");
+    if (envs is ClusterVecEnv c)
+    {
+        string replaced = $"workers lost {c.WorkersLost}, replaced {c.WorkersReplaced}" +
+                          (c.ReplaceSeconds.Count > 0 ? $" (in {string.Join(", ", c.ReplaceSeconds.Select(x => x.ToString("F2", CultureInfo.InvariantCulture)))} s)" : "");
+        Console.WriteLine(replaced);
+        File.WriteAllText(Path.Combine(outDir, "summary.txt"), replaced + Environment.NewLine);
+    }
     Console.WriteLine($"Metrics: {Path.Combine(outDir, "metrics.csv")} and {tensorBoard.Path}   Checkpoint: {checkpoint}");
     return result.Stopped ? signalExitCode : 0;
 }

@@ -42,10 +42,36 @@ public class SignalTests
     }
 
     [Test]
-    public void Train_WhenAWorkerIsKilled_EndsWithItsNameAndExitCodeOne_NotACrash()
+    public void Train_WhenAWorkerIsKilledWhileStreaming_ReplacesIt_AndFinishes()
+    {
+        string outDir = Directory.CreateTempSubdirectory("clusterenv-replace-").FullName;
+        using var train = Start("Train.dll", "--total-steps", "300000", "--out", outDir);
+        try
+        {
+            var stderr = new System.Text.StringBuilder();
+            train.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (stderr) stderr.AppendLine(e.Data); };
+            WaitForLine(train, l => l.TrimStart().StartsWith("step", StringComparison.Ordinal), "a progress line (training has started)", drainStderr: false);
+            train.BeginErrorReadLine();
+            var workers = ChildPids(train.Id);
+            Assert.That(workers, Has.Count.EqualTo(2));
+            Process.GetProcessById(workers[1]).Kill();
+            Assert.That(train.WaitForExit(120_000), Is.True, "the run finishes");
+            train.WaitForExit();
+            lock (stderr) Assert.That(train.ExitCode, Is.Zero, stderr.ToString());
+            Assert.That(File.ReadAllText(Path.Combine(outDir, "summary.txt")), Does.Contain("workers lost 1, replaced 1"));
+        }
+        finally
+        {
+            if (!train.HasExited) train.Kill(entireProcessTree: true);
+            Directory.Delete(outDir, recursive: true);
+        }
+    }
+
+    [Test]
+    public void Train_WhenAWorkerIsKilledInLockstepPpo_EndsWithItsNameAndExitCodeOne_NotACrash()
     {
         string outDir = Directory.CreateTempSubdirectory("clusterenv-lost-").FullName;
-        using var train = Start("Train.dll", "--total-steps", "50000000", "--out", outDir);
+        using var train = Start("Train.dll", "--algo", "ppo", "--total-steps", "50000000", "--out", outDir);
         try
         {
             var stderr = new System.Text.StringBuilder();
