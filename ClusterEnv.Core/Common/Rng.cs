@@ -15,6 +15,13 @@ public sealed class Rng
 {
     private ulong _s0, _s1, _s2, _s3;
 
+    /// <summary>The generator's whole state (for checkpoints): setting it back continues the same stream.</summary>
+    public (ulong S0, ulong S1, ulong S2, ulong S3) State
+    {
+        get => (_s0, _s1, _s2, _s3);
+        set => (_s0, _s1, _s2, _s3) = value;
+    }
+
     /// <summary>Creates a generator seeded with <paramref name="seed"/>, or from OS entropy when null.</summary>
     public Rng(long? seed = null) => Reseed(seed ?? System.Random.Shared.NextInt64());
 

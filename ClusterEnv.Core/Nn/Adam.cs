@@ -21,6 +21,23 @@ public sealed class Adam(int size, double learningRate, double beta1 = 0.9, doub
     /// <summary>Steps taken.</summary>
     public int Steps => _t;
 
+    /// <summary>The first-moment estimates (for checkpoints).</summary>
+    public ReadOnlySpan<float> FirstMoment => _m;
+
+    /// <summary>The second-moment estimates (for checkpoints).</summary>
+    public ReadOnlySpan<float> SecondMoment => _v;
+
+    /// <summary>Restores the state a checkpoint saved: both moments and the step count, so the next step is the one the saved optimizer would have taken.</summary>
+    public void Restore(ReadOnlySpan<float> firstMoment, ReadOnlySpan<float> secondMoment, int steps)
+    {
+        if (firstMoment.Length != _m.Length || secondMoment.Length != _v.Length)
+            throw new ArgumentException($"The saved optimizer has {firstMoment.Length} and {secondMoment.Length} moments; this one has {_m.Length} parameters.");
+        ArgumentOutOfRangeException.ThrowIfNegative(steps);
+        firstMoment.CopyTo(_m);
+        secondMoment.CopyTo(_v);
+        _t = steps;
+    }
+
     /// <summary>One update of <paramref name="parameters"/> from <paramref name="grads"/>.</summary>
     public void Step(Span<float> parameters, ReadOnlySpan<float> grads)
     {

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using ClusterEnv.Cluster;
+using ClusterEnv.Learners.Checkpoints;
 using ClusterEnv.Learners.Math;
 using ClusterEnv.Learners.Ppo;
 using ClusterEnv.Nn;
@@ -40,13 +41,14 @@ public static class Impala
             throw new ArgumentException("IMPALA needs an autoresetting vector env; create it with AutoresetMode.NextStep (the default) or SameStep.", nameof(envs));
         var spec = PolicySpec.For(envs.SingleObservationSpace, envs.SingleActionSpace, options.Hidden);
         var policy = new ActorCritic(spec, options.Seed);
+        var resume = Resume(options, policy);
         var publisher = new PolicyPublisher(envs, spec, strategy);
         envs.Reset(seed: options.Seed);
         publisher.Publish(policy); // version 1 to every worker
         envs.WaitForPolicyAcks();
         using var source = new StreamingRolloutSource(envs, options.UnrollLength, options.Credit, queue, (ulong)options.Seed);
         var threshold = options.RewardThreshold ?? envs.Spec?.RewardThreshold ?? double.PositiveInfinity;
-        var result = Run(source, policy, publisher, options, threshold, onUpdate, cancellationToken);
+        var result = Run(source, policy, publisher, options, threshold, onUpdate, cancellationToken, resume);
         source.Stop();
         return result;
     }
@@ -59,15 +61,28 @@ public static class Impala
         options.Validate();
         var spec = PolicySpec.For(envs.SingleObservationSpace, envs.SingleActionSpace, options.Hidden);
         var policy = new ActorCritic(spec, options.Seed);
+        var resume = Resume(options, policy);
         ulong version = 1;
         using var source = new LocalRolloutSource(envs, options.UnrollLength, () => (policy, version), options.Seed);
         var threshold = options.RewardThreshold ?? envs.Spec?.RewardThreshold ?? double.PositiveInfinity;
-        return Run(source, policy, null, options, threshold, m => { version = m.PolicyVersion; onUpdate?.Invoke(m); }, cancellationToken);
+        return Run(source, policy, null, options, threshold, m => { version = m.PolicyVersion; onUpdate?.Invoke(m); }, cancellationToken, resume);
+    }
+
+    // Loads ImpalaOptions.ResumeFrom into the fresh policy before anyone acts with it.
+    private static TrainingCheckpoint? Resume(ImpalaOptions o, ActorCritic policy)
+    {
+        if (o.ResumeFrom is not { } from) return null;
+        var checkpoint = TrainingCheckpoint.Load(from);
+        if (!checkpoint.Policy.Spec.Equals(policy.Spec))
+            throw new ArgumentException($"The checkpoint in '{from}' holds a policy of spec {checkpoint.Policy.Spec.ToJson()}; this run builds {policy.Spec.ToJson()}. Resume with the same env and hidden sizes.");
+        policy.LoadParameters(checkpoint.Policy.Parameters);
+        policy.Normalizer = checkpoint.Policy.Normalizer;
+        return checkpoint;
     }
 
     /// <summary>The learner loop over any rollout source. <paramref name="publisher"/> is null when the learner acts itself.</summary>
     public static ImpalaResult Run(IRolloutSource source, ActorCritic policy, PolicyPublisher? publisher, ImpalaOptions o, double threshold,
-        Action<ImpalaMetrics>? onUpdate = null, CancellationToken cancellationToken = default)
+        Action<ImpalaMetrics>? onUpdate = null, CancellationToken cancellationToken = default, TrainingCheckpoint? resume = null)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(policy);
@@ -84,7 +99,16 @@ public static class Impala
         var taken = new List<RolloutBatch>();
         var lags = new LagHistogram();
         ulong version = publisher?.Version ?? 1;
-        long consumed = 0, dropped = 0, updates = 0;
+        long consumed = 0, dropped = 0, updates = 0, firstUpdate = 0;
+        if (resume is not null)
+        {
+            resume.RestoreInto(policy, adam, rng);
+            target?.LoadParameters(policy.Parameters);
+            (consumed, firstUpdate) = (resume.GlobalStep, resume.Update);
+            if (resume.Counters.TryGetValue("optimizer_updates", out var u)) updates = long.Parse(u, System.Globalization.CultureInfo.InvariantCulture);
+            if (resume.Counters.TryGetValue("dropped_stale", out var d)) dropped = long.Parse(d, System.Globalization.CultureInfo.InvariantCulture);
+        }
+        long startConsumed = consumed;
         double busy = 0;
         var clock = Stopwatch.StartNew();
         while (consumed < o.TotalTimesteps && !cancellationToken.IsCancellationRequested)
@@ -162,10 +186,10 @@ public static class Impala
             double seconds = clock.Elapsed.TotalSeconds;
             var metrics = episodes.EndIteration(new ImpalaMetrics
             {
-                Update = history.Count + 1,
+                Update = (int)firstUpdate + history.Count + 1,
                 GlobalStep = consumed,
                 Seconds = seconds,
-                Sps = consumed / seconds,
+                Sps = (consumed - startConsumed) / seconds,
                 UpdatesPerSecond = updates / seconds,
                 BusyFraction = busy / seconds,
                 LearningRate = adam.LearningRate,
@@ -187,11 +211,23 @@ public static class Impala
             lags.Reset();
             history.Add(metrics);
             onUpdate?.Invoke(metrics);
+            if (o.CheckpointDirectory is { } dir && o.CheckpointEvery > 0 && metrics.Update % o.CheckpointEvery == 0)
+                SaveCheckpoint(dir, metrics.Update, consumed, updates, dropped);
         }
+        // The last state, finished or stopped (Ctrl-C, SIGTERM, pre-emption): a run can always continue from here.
+        if (o.CheckpointDirectory is { } last && history.Count > 0) SaveCheckpoint(last, history[^1].Update, consumed, updates, dropped);
         return new ImpalaResult(policy, history, episodes.StepsToThreshold, episodes.SecondsToThreshold, episodes.MeanReturn20)
         {
             Stopped = consumed < o.TotalTimesteps,
         };
+
+        void SaveCheckpoint(string dir, long update, long steps, long optimizerUpdates, long droppedStale) =>
+            TrainingCheckpoint.Save(dir, update, steps, policy, adam, rng, new Dictionary<string, string>
+            {
+                ["optimizer_updates"] = optimizerUpdates.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["dropped_stale"] = droppedStale.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["algorithm"] = o.Impact ? "impact" : "impala",
+            }, o.KeepCheckpoints);
     }
 
     /// <summary>One optimizer step's loss terms (means over the batch's transitions).</summary>

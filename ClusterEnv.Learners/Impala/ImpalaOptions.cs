@@ -75,6 +75,25 @@ public sealed record ImpalaOptions
     /// <summary>Overrides the env's registry threshold for reporting steps to threshold (null: the registry's).</summary>
     public double? RewardThreshold { get; init; }
 
+    // ---- checkpoints ----
+
+    /// <summary>A folder for checkpoints (policy, optimizer, random state, counters); null writes none.</summary>
+    public string? CheckpointDirectory { get; init; }
+
+    /// <summary>Write a checkpoint every this many updates (and always one at the end, finished or stopped).</summary>
+    public int CheckpointEvery { get; init; } = 500;
+
+    /// <summary>How many of the newest checkpoints to keep.</summary>
+    public int KeepCheckpoints { get; init; } = 3;
+
+    /// <summary>
+    /// A checkpoint folder, or a run folder (its newest checkpoint), to continue from: weights, statistics, optimizer,
+    /// random state and counters; <see cref="TotalTimesteps"/> stays the whole run's budget. With the same rollouts,
+    /// IMPALA continues bit for bit; IMPACT starts with an empty replay buffer and its target network equal to the policy.
+    /// Envs and workers start afresh (their state is not in the checkpoint).
+    /// </summary>
+    public string? ResumeFrom { get; init; }
+
     // ---- IMPACT ----
 
     /// <summary>IMPACT instead of IMPALA: a target network, a circular replay buffer and a clipped surrogate on the ratio against the target.</summary>
@@ -115,6 +134,8 @@ public sealed record ImpalaOptions
         Positive(Credit, nameof(Credit));
         if (!(Gamma >= 0 && Gamma <= 1)) throw new ArgumentOutOfRangeException(nameof(Gamma), Gamma, "Gamma must lie in [0, 1].");
         if (!(Lambda >= 0 && Lambda <= 1)) throw new ArgumentOutOfRangeException(nameof(Lambda), Lambda, "Lambda must lie in [0, 1].");
+        if (CheckpointEvery < 0) throw new ArgumentOutOfRangeException(nameof(CheckpointEvery), CheckpointEvery, "CheckpointEvery must be >= 0 (0: only the final checkpoint).");
+        if (KeepCheckpoints < 1) throw new ArgumentOutOfRangeException(nameof(KeepCheckpoints), KeepCheckpoints, "KeepCheckpoints must be >= 1.");
         if (MaxPolicyLag < 0) throw new ArgumentOutOfRangeException(nameof(MaxPolicyLag), MaxPolicyLag, "MaxPolicyLag must be >= 0 (0: no limit).");
         if (Impact)
         {
