@@ -38,11 +38,13 @@ var portOption = Cli.Option("--port", "the hub's port (0: a free one; see --hub-
 var tokenFileOption = Cli.Option<string?>("--token-file", "file holding the token external workers must present (the same file their --token-file reads)");
 var urlFileOption = Cli.Option<string?>("--hub-url-file", "write the hub's URL here once it listens (launch-workers.sh --hub-url-file reads it)");
 var connectTimeoutOption = Cli.Option("--connect-timeout", "seconds to wait for all workers to register", 60.0);
+var checkpointEveryOption = Cli.Option("--checkpoint-every", "IMPALA/IMPACT: write a checkpoint (RUN/checkpoints) every N updates, and always at the end (0: only at the end)", 500);
+var resumeOption = Cli.Option<string?>("--resume", "IMPALA/IMPACT: continue from a checkpoint folder, or a run folder's newest checkpoint");
 var outOption = Cli.Option<string?>("--out", "run folder for metrics.csv, TensorBoard events and the checkpoint (default runs/ppo-ENV-seedN-MODE)");
 var root = new RootCommand("IMPALA (default), IMPACT or PPO (CleanRL's details) through ClusterVecEnv with a local worker pool, or locally with --local.")
 {
     algoOption, envOption, seedOption, numEnvsOption, workersOption, totalStepsOption, syncOption, localOption, outOption,
-    externalOption, hostOption, portOption, tokenFileOption, urlFileOption, connectTimeoutOption,
+    externalOption, hostOption, portOption, tokenFileOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption,
 };
 if (Cli.Parse(root, args, out var parsed) is int exit) return exit;
 string envId = parsed.GetValue(envOption)!;
@@ -85,12 +87,14 @@ void OnSignal(PosixSignalContext context)
 {
     if (stop.IsCancellationRequested) return; // the second signal: the default action, which ends the process now
     context.Cancel = true;
-    signalExitCode = context.Signal == PosixSignal.SIGTERM ? 143 : 130;
+    signalExitCode = context.Signal == PosixSignal.SIGTERM ? 143 : context.Signal == PosixSignal.SIGINT ? 130 : 138;
     Console.Error.WriteLine($"{context.Signal}: stopping after this update and writing the checkpoint (send it again to stop at once).");
     stop.Cancel();
 }
 using var onSigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
 using var onSigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+// SIGUSR1 (10 on Linux) is what Slurm sends before pre-empting a job (--signal=USR1@T): stop, checkpoint, exit.
+using var onSigusr1 = OperatingSystem.IsLinux() ? PosixSignalRegistration.Create((PosixSignal)10, OnSignal) : null;
 
 try
 {
@@ -174,8 +178,14 @@ int Run()
 // learner acts. Same outputs as PPO: metrics.csv, TensorBoard events, a checkpoint, the threshold line.
 int RunImpala(IVectorEnv envs)
 {
-    var o = new ImpalaOptions { Seed = seed, TotalTimesteps = totalSteps ?? 1_000_000 };
+    var o = new ImpalaOptions
+    {
+        Seed = seed, TotalTimesteps = totalSteps ?? 1_000_000,
+        CheckpointDirectory = Path.Combine(outDir, "checkpoints"), CheckpointEvery = parsed.GetValue(checkpointEveryOption),
+        ResumeFrom = parsed.GetValue(resumeOption) is { } r ? (Directory.Exists(Path.Combine(r, "checkpoints")) ? Path.Combine(r, "checkpoints") : r) : null,
+    };
     if (algo == "impact") o = o.AsImpact();
+    if (o.ResumeFrom is { } from) Console.WriteLine($"Resuming from {from}");
     Console.WriteLine($"{algo.ToUpperInvariant()} on {envs} | {o.TotalTimesteps:N0} steps | rollouts of {o.UnrollLength} steps | " +
                       $"{(envs is ClusterVecEnv ? $"workers act, sync {sync}" : "the learner acts")} | seed {seed}");
     using var csv = new StreamWriter(Path.Combine(outDir, "metrics.csv"));
