@@ -11,13 +11,13 @@ namespace ClusterEnv.Tests.Cluster;
 [Category("Process")]
 public class SignalTests
 {
-    private const int Sigint = 2, Sigterm = 15;
+    private const int Sigint = 2, Sigterm = 15, Sigusr1 = 10; // SIGUSR1: Slurm's pre-emption warning (--signal=USR1@T)
 
     [DllImport("libc", SetLastError = true)]
     private static extern int kill(int pid, int sig);
 
     [Test]
-    public void Train_OnSigintOrSigterm_StopsWithinTwoSeconds_WritesItsCheckpoint_AndItsWorkersExit([Values(Sigint, Sigterm)] int signal)
+    public void Train_OnSigintSigtermOrSigusr1_StopsWithinTwoSeconds_WritesItsCheckpoint_AndItsWorkersExit([Values(Sigint, Sigterm, Sigusr1)] int signal)
     {
         string outDir = Directory.CreateTempSubdirectory("clusterenv-signal-").FullName;
         using var train = Start("Train.dll", "--total-steps", "50000000", "--out", outDir);
@@ -32,6 +32,7 @@ public class SignalTests
             Assert.That(train.WaitForExit(2_000), Is.True, $"the learner exits within 2 s of signal {signal}");
             Assert.That(train.ExitCode, Is.EqualTo(128 + signal), "the exit code says which signal stopped it");
             Assert.That(File.Exists(Path.Combine(outDir, "policy.cepolicy")), Is.True, "the checkpoint is written on the way out");
+            Assert.That(ClusterEnv.Learners.Checkpoints.TrainingCheckpoint.List(Path.Combine(outDir, "checkpoints")), Is.Not.Empty, "and a checkpoint to resume from");
             AssertAllExit(workers, TimeSpan.FromSeconds(2) - sw.Elapsed + TimeSpan.FromSeconds(1));
         }
         finally
