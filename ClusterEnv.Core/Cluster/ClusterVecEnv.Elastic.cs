@@ -29,6 +29,8 @@ public sealed partial class ClusterVecEnv
     private bool TryReplace(WorkerChannel s, string reason)
     {
         if (!_options.ReplaceLostWorkers || _stream is null || _state == State.Closed) return false;
+        // A call waits for this worker's answer (the stream is being stopped): the loss must wake it, by name.
+        if (Volatile.Read(ref s.Gathering) > 0) return false;
         if (Volatile.Read(ref _workersLost) >= _options.MaxReplacements) return false;
         if (!_replacingSince.TryAdd(s.Id, Stopwatch.GetTimestamp())) return false;
         Interlocked.Increment(ref _workersLost);
@@ -65,7 +67,11 @@ public sealed partial class ClusterVecEnv
         else if (!c.ObservationSpace.Equals(SingleObservationSpace) || !c.ActionSpace.Equals(SingleActionSpace))
             refusal = $"Worker '{c.Id}' has spaces {c.ObservationSpace} / {c.ActionSpace}; the others have {SingleObservationSpace} / {SingleActionSpace}.";
         if (refusal is not null) return true;
-        var fresh = new WorkerChannel(c, NextSeq) { Offset = old.Offset, Count = old.Count, Generation = old.Generation + 1, NeedsStream = true };
+        var fresh = new WorkerChannel(c, NextSeq)
+        {
+            Offset = old.Offset, Count = old.Count, Generation = old.Generation + 1, NeedsStream = true,
+            StreamReceived = Interlocked.Read(ref old.StreamReceived), // the slot's count goes on across replacements
+        };
         _ = Task.Run(() => TakeOver(w, fresh));
         return true;
     }

@@ -79,6 +79,7 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         {
             _slots = _fleet.WaitForAll().Select(c => new WorkerChannel(c, NextSeq)).ToArray();
             _fleet.ReplacementAdmission = TryAdmitReplacement;
+            _gathered = new WorkerChannel[_slots.Length];
         }
         catch
         {
@@ -320,6 +321,7 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         {
             _actionShape[0] = s.Count;
             Interlocked.Increment(ref _pending); // before the command is written: its reply may race the write
+            _gathered[_gatheredCount++] = s;
             lock (s.SendLock)
             {
                 ulong seq = s.RegisterLocked(WorkerMessage.StepFieldNumber, gather: true);
@@ -352,6 +354,7 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         _replied.Reset();
         _gatherStart = System.Diagnostics.Stopwatch.GetTimestamp();
         Volatile.Write(ref _pending, 1); // a guard released by End, so replies racing the sends cannot finish early
+        _gatheredCount = 0;
         _state = State.Pending;
         if (Volatile.Read(ref _fatal) is not null) _replied.Set(); // a loss reported just before the Reset above must still wake End
     }
@@ -366,9 +369,17 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     // wait: the count goes up before the write, since the reply may race it.
     private void SendTracked(WorkerChannel s, HubMessage command, int replyField, bool gather = true)
     {
-        if (gather) Interlocked.Increment(ref _pending);
+        if (gather)
+        {
+            Interlocked.Increment(ref _pending);
+            _gathered[_gatheredCount++] = s;
+        }
         s.SendTracked(command, replyField, gather);
     }
+
+    // The channels the current gather waits on (a lost worker's replacement takes its slot, not its place here).
+    private WorkerChannel[] _gathered = [];
+    private int _gatheredCount;
 
     // Waits for the gather. A worker is hung when it has sent nothing — no reply, no progress — for StepTimeout since
     // the gather began or since its last message, so a long rollout that reports progress never times out.
@@ -380,10 +391,11 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         {
             long now = System.Diagnostics.Stopwatch.GetTimestamp(), wait = timeout;
             bool late = false;
-            foreach (var s in _slots)
+            for (int g = 0; g < _gatheredCount; g++)
             {
+                var s = _gathered[g];
                 if (Volatile.Read(ref s.Gathering) <= 0) continue;
-                long left = Math.Max(Volatile.Read(ref s.LastHeard), _gatherStart) + timeout - now;
+                long left = Volatile.Read(ref s.Lost) ? 0 : Math.Max(Volatile.Read(ref s.LastHeard), _gatherStart) + timeout - now;
                 if (left <= 0) late = true;
                 else wait = Math.Min(wait, left);
             }
@@ -414,7 +426,8 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     private void ThrowHung(string operation, long timeout)
     {
         long now = System.Diagnostics.Stopwatch.GetTimestamp();
-        var hung = _slots.Where(s => Volatile.Read(ref s.Gathering) > 0 && now - Math.Max(Volatile.Read(ref s.LastHeard), _gatherStart) >= timeout).ToArray();
+        var hung = _gathered.Take(_gatheredCount).Where(s => Volatile.Read(ref s.Gathering) > 0 &&
+            (Volatile.Read(ref s.Lost) || now - Math.Max(Volatile.Read(ref s.LastHeard), _gatherStart) >= timeout)).ToArray();
         var late = hung.Select(s => s.Connection.Id).ToArray();
         string message = $"{operation} got no reply and no progress from {string.Join(", ", late.Select(l => $"worker '{l}'"))} for " +
                          $"{_options.StepTimeout.TotalSeconds:0.###} s (ClusterOptions.StepTimeout). The worker may be hung in its env; the vector env is unusable now, close it and create a new one.";
