@@ -246,8 +246,16 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
         string? reason = _admit is { } admit ? admit(worker) : "this hub has no vector env accepting workers";
         if (reason is not null) throw Refused(peer, registration, StatusCode.FailedPrecondition, reason);
 
-        if (_options.DelayBeforeHeadersForTests > TimeSpan.Zero) await Task.Delay(_options.DelayBeforeHeadersForTests).ConfigureAwait(false);
-        await call.WriteResponseHeadersAsync([]).ConfigureAwait(false); // on the wire now, so the worker's call completes
+        try
+        {
+            if (_options.DelayBeforeHeadersForTests > TimeSpan.Zero) await Task.Delay(_options.DelayBeforeHeadersForTests).ConfigureAwait(false);
+            await call.WriteResponseHeadersAsync([]).ConfigureAwait(false); // on the wire now, so the worker's call completes
+        }
+        catch (Exception e)
+        {
+            worker.MarkFailed(e); // whoever waits for this worker to start hears it now, not at its timeout
+            throw;
+        }
         worker.MarkStarted(); // the owner may send commands from now on (not earlier: they would race the headers above)
         ClusterLog.WorkerRegistered(_logger, worker.Id, peer, registration.Host, registration.Pid, registration.Runtime, worker.NumEnvs, registration.EnvId);
         var (status, message) = await worker.RunAsync(_stopping.Token).ConfigureAwait(false);

@@ -128,7 +128,7 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             slot.Connection.Drained = slot.SendPendingPush;
             if (!slot.Connection.Started.IsCompletedSuccessfully || !slot.Connection.Send(WelcomeFor(slot)))
             {
-                var lost = new WorkerLostException(slot.Connection.Id, "its stream ended before it was welcomed", _fleet.Describe(slot.Connection.Id));
+                var lost = new WorkerLostException(slot.Connection.Id, slot.Connection.LostReason ?? "its stream ended before it was welcomed", _fleet.Describe(slot.Connection.Id));
                 Dispose();
                 throw lost;
             }

@@ -99,6 +99,14 @@ public sealed class WorkerConnection
 
     internal void MarkStarted() => _started.TrySetResult();
 
+    /// <summary>The stream ended before the hub could answer the registration: it will never start.</summary>
+    internal void MarkFailed(Exception reason)
+    {
+        lock (_writeLock) _completed = true;
+        LostReason = $"its stream ended before the hub answered its registration ({reason.GetType().Name}: {reason.Message})";
+        _started.TrySetException(reason);
+    }
+
     /// <inheritdoc />
     public override string ToString() => $"worker '{Id}' ({Registration.Host}, pid {Registration.Pid}, {RemoteEndPoint})";
 
