@@ -555,17 +555,27 @@ public sealed class WorkerService : IAsyncDisposable
             WriteNow(new WorkerMessage { Seq = push.Seq, PolicyAck = ApplyPolicy(push.Update) });
     }
 
+    // A reply the hub would refuse as too large would make it end this stream: send an error that says why instead, and stay connected.
+    private WorkerMessage Fitting(WorkerMessage message)
+    {
+        int size = message.CalculateSize();
+        if (_maxReplySize <= 0 || size + WireMessage.PrefixSize <= _maxReplySize || message.BodyCase == WorkerMessage.BodyOneofCase.Error) return message;
+        return new WorkerMessage
+        {
+            Seq = message.Seq,
+            Error = new WorkerError
+            {
+                EnvIndex = -1,
+                Type = typeof(InvalidOperationException).FullName!,
+                Message = $"The {message.BodyCase} reply is {size:N0} bytes, above the hub's limit of {_maxReplySize:N0} (HubOptions.MaxMessageSize); ask for less per call (shorter rollouts) or raise the limit.",
+            },
+        };
+    }
+
     // Encodes and writes one message from the stream's thread, one write at a time with the command loop's.
     private void WriteNow(WorkerMessage message)
     {
-        int size = message.CalculateSize();
-        if (_maxReplySize > 0 && size + 5 > _maxReplySize && message.BodyCase != WorkerMessage.BodyOneofCase.Error)
-            message = new WorkerMessage
-            {
-                Seq = message.Seq,
-                Error = new WorkerError { EnvIndex = -1, Type = typeof(InvalidOperationException).FullName!, Message = $"The {message.BodyCase} reply is {size:N0} bytes, above the hub's limit of {_maxReplySize:N0} (HubOptions.MaxMessageSize); stream shorter rollouts or raise the limit." },
-            };
-        var bytes = message.ToByteArray();
+        var bytes = Fitting(message).ToByteArray();
         _writeGate.Wait(_runToken);
         try
         {
@@ -594,22 +604,8 @@ public sealed class WorkerService : IAsyncDisposable
     private void Reply(ulong seq, WorkerMessage message)
     {
         message.Seq = seq;
+        message = Fitting(message);
         int size = message.CalculateSize();
-        if (_maxReplySize > 0 && size + 5 > _maxReplySize && message.BodyCase != WorkerMessage.BodyOneofCase.Error)
-        {
-            // Sending it would make the hub end this stream; say why instead, and stay connected.
-            message = new WorkerMessage
-            {
-                Seq = seq,
-                Error = new WorkerError
-                {
-                    EnvIndex = -1,
-                    Type = typeof(InvalidOperationException).FullName!,
-                    Message = $"The {message.BodyCase} reply is {size:N0} bytes, above the hub's limit of {_maxReplySize:N0} (HubOptions.MaxMessageSize); ask for less per call or raise the limit.",
-                },
-            };
-            size = message.CalculateSize();
-        }
         message.WriteTo(Reserve(size));
     }
 

@@ -69,8 +69,8 @@ public sealed record ImpalaMetrics
     ];
 
     /// <summary>CSV header matching <see cref="ToCsv"/>.</summary>
-    public static string CsvHeader { get; } = string.Join(",", new ImpalaMetrics().Scalars().Select(s => s.Tag[(s.Tag.IndexOf('/') + 1)..]));
+    public static string CsvHeader { get; } = Metrics.MetricsCsv.Header(new ImpalaMetrics().Scalars());
 
     /// <summary>One CSV row.</summary>
-    public string ToCsv() => string.Join(",", Scalars().Select(s => s.Value.ToString("R", System.Globalization.CultureInfo.InvariantCulture)));
+    public string ToCsv() => Metrics.MetricsCsv.Row(Scalars());
 }

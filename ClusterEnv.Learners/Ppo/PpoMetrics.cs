@@ -69,8 +69,8 @@ public sealed record PpoMetrics
     ];
 
     /// <summary>CSV header matching <see cref="ToCsv"/>.</summary>
-    public static string CsvHeader { get; } = string.Join(",", new PpoMetrics().Scalars().Select(s => s.Tag[(s.Tag.IndexOf('/') + 1)..]));
+    public static string CsvHeader { get; } = Metrics.MetricsCsv.Header(new PpoMetrics().Scalars());
 
     /// <summary>One CSV row.</summary>
-    public string ToCsv() => string.Join(",", Scalars().Select(s => s.Value.ToString("R", System.Globalization.CultureInfo.InvariantCulture)));
+    public string ToCsv() => Metrics.MetricsCsv.Row(Scalars());
 }
