@@ -74,11 +74,13 @@ public sealed record ClusterOptions
     public Action<string>? Progress { get; init; }
 
     /// <summary>
-    /// While rollouts stream, a lost worker is replaced instead of ending the run: the launcher starts a new process
-    /// under the same id (an external worker may also re-register under it), it takes over the same sub-env slots with
-    /// a fresh reset, gets the current policy at the next publish, and streams again; the learner keeps consuming from
-    /// the others meanwhile. Needs a launcher that can replace (<see cref="LocalWorkerPool"/>) or workers that re-dial.
-    /// Lockstep calls (Step, Reset, CollectRollouts) still fail on a lost worker.
+    /// A lost worker is replaced instead of ending the run: the launcher starts a new process under the same id (an
+    /// external worker may also re-register under it), and it takes over the same sub-env slots with a fresh reset.
+    /// While rollouts stream, it gets the newest policy at once and streams again; the learner keeps consuming from the
+    /// others meanwhile. A lockstep Step or Reset waits for the replacement (up to <see cref="ReplaceTimeout"/>, then a
+    /// <see cref="WorkerLostException"/> names the worker); the Step reports the lost worker's sub-envs truncated, with
+    /// reward 0 and the replacement's first observation. CollectRollouts still fails on a lost worker (its rollout is
+    /// gone). Needs a launcher that can replace (<see cref="LocalWorkerPool"/>, <see cref="SlurmWorkerPool"/>) or workers that re-dial.
     /// </summary>
     public bool ReplaceLostWorkers { get; init; }
 

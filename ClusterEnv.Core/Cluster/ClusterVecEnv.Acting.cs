@@ -63,9 +63,15 @@ public sealed partial class ClusterVecEnv
             throw new ArgumentException($"The push is {bytes:N0} bytes but worker '{s.Connection.Id}' accepts commands of at most {s.Connection.MaxCommandSize:N0} bytes; " +
                                         "start the worker with a larger --max-message-size (or use a smaller policy).", nameof(weights));
         s.QueuePush(message, version, bytes);
+        if (version >= (Volatile.Read(ref _latestPush)?.Version ?? 0)) Volatile.Write(ref _latestPush, new LatestPush(message, version, bytes));
         StartReplacementStream(s);
         return bytes;
     }
+
+    // The newest policy pushed to any worker: a replacement gets it as soon as it takes over, so that it streams again
+    // even while the learner waits for rollouts (every worker lost at once) and so publishes nothing.
+    private sealed record LatestPush(HubMessage Message, ulong Version, long Bytes);
+    private LatestPush? _latestPush;
 
     /// <summary>Waits until every push has been acknowledged; throws <see cref="PolicyRejectedException"/> naming workers that refused one.</summary>
     public void WaitForPolicyAcks(TimeSpan? timeout = null)

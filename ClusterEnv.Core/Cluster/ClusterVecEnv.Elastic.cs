@@ -28,12 +28,14 @@ public sealed partial class ClusterVecEnv
     // On the lost worker's read loop. True when a replacement is on its way and the loss is not fatal.
     private bool TryReplace(WorkerChannel s, string reason)
     {
-        if (!_options.ReplaceLostWorkers || _stream is null || _state == State.Closed) return false;
-        // A call waits for this worker's answer (the stream is being stopped): the loss must wake it, by name.
-        if (Volatile.Read(ref s.Gathering) > 0) return false;
+        if (!_options.ReplaceLostWorkers || _state == State.Closed) return false;
+        // A call waits for this worker's answer: a lockstep Step or Reset goes on without it (End waits for the
+        // replacement); a rollout collection or the end of a stream cannot, so the loss wakes it, by name.
+        if (Volatile.Read(ref s.Gathering) > 0 && !(_stream is null && _interruptible)) return false;
         if (Volatile.Read(ref _workersLost) >= _options.MaxReplacements) return false;
         if (!_replacingSince.TryAdd(s.Id, Stopwatch.GetTimestamp())) return false;
         Interlocked.Increment(ref _workersLost);
+        ReleaseGather(s);
         _ = Task.Run(() =>
         {
             string? why = null;
@@ -69,7 +71,7 @@ public sealed partial class ClusterVecEnv
         if (refusal is not null) return true;
         var fresh = new WorkerChannel(c, NextSeq)
         {
-            Offset = old.Offset, Count = old.Count, Generation = old.Generation + 1, NeedsStream = true,
+            Offset = old.Offset, Count = old.Count, Generation = old.Generation + 1, NeedsStream = 1,
             StreamReceived = Interlocked.Read(ref old.StreamReceived), // the slot's count goes on across replacements
         };
         _ = Task.Run(() => TakeOver(w, fresh));
@@ -100,13 +102,18 @@ public sealed partial class ClusterVecEnv
             reset.Seeds.Add(seedBase + i);
         }
         fresh.SendTracked(new HubMessage { Reset = reset }, WorkerMessage.ResetFieldNumber, gather: false);
+        if (Volatile.Read(ref _latestPush) is { } push && push.Bytes <= fresh.Connection.MaxCommandSize)
+        {
+            fresh.QueuePush(push.Message, push.Version, push.Bytes);
+            StartReplacementStream(fresh);
+        }
     }
 
     // From PushPolicy: a replacement's first push is queued, so its stream may start (the push goes first on the wire).
     private void StartReplacementStream(WorkerChannel s)
     {
-        if (!s.NeedsStream || _stream is not { } stream) return;
-        s.NeedsStream = false;
+        if (Volatile.Read(ref s.NeedsStream) == 0 || _stream is not { } stream) return;
+        if (Interlocked.Exchange(ref s.NeedsStream, 0) == 0) return;
         StartStream(s, stream);
         if (_replacingSince.TryRemove(s.Id, out long since))
         {
@@ -114,6 +121,53 @@ public sealed partial class ClusterVecEnv
             Interlocked.Increment(ref _workersReplaced);
         }
     }
+
+    // A lockstep Step or Reset stops waiting for a lost worker that is being replaced (End then waits for the
+    // replacement instead). Called from the loss and from End, whichever comes first; the exchange makes it once.
+    private void ReleaseGather(WorkerChannel s)
+    {
+        int waiting = Interlocked.Exchange(ref s.Gathering, 0);
+        for (int i = 0; i < waiting; i++)
+            if (Interlocked.Decrement(ref _pending) == 0) _replied.Set();
+    }
+
+    // Lockstep: every worker being replaced has taken its slot and answered its reset (fresh seeds) before the call
+    // goes on, or ReplaceTimeout ends the run by name. Returns the slots taken over, whose envs start new episodes.
+    private bool AwaitReplacements()
+    {
+        if (_replacingSince.IsEmpty) return false;
+        bool any = false;
+        for (int w = 0; w < _slots.Length; w++)
+        {
+            if (!_replacingSince.ContainsKey(_slots[w].Id)) continue;
+            while (true)
+            {
+                var s = Volatile.Read(ref _slots[w]);
+                if (!Volatile.Read(ref s.Lost) && Volatile.Read(ref s.ResetAnswered))
+                {
+                    if (_replacingSince.TryRemove(s.Id, out long since))
+                    {
+                        _replaceSeconds.Enqueue(Stopwatch.GetElapsedTime(since).TotalSeconds);
+                        Interlocked.Increment(ref _workersReplaced);
+                    }
+                    _interrupted[w] = any = true;
+                    break;
+                }
+                if (Volatile.Read(ref _fatal) is { } fatal)
+                {
+                    Break(fatal.Message);
+                    throw fatal;
+                }
+                ThrowIfAReplacementIsLate();
+                Thread.Sleep(5);
+            }
+        }
+        return any;
+    }
+
+    // Sub-envs of a replaced worker whose episodes were cut short: the next Step reports them truncated, with the
+    // replacement's first observation, instead of stepping them.
+    private bool[] _interrupted = [];
 
     // A lost worker whose replacement has not registered within ReplaceTimeout ends the run, by name.
     private void ThrowIfAReplacementIsLate()

@@ -56,6 +56,7 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     private long _gatherStart;              // Stopwatch timestamp of the current gather's Begin
     private State _state = State.Idle;
     private bool _needsReset = true;
+    private volatile bool _interruptible; // the current gather is a Step or Reset, which may go on without a lost worker
     private bool _closing;
     private string? _brokenBecause;
     private Exception? _fatal;              // set by the read loops: the first lost worker
@@ -113,6 +114,7 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         _terminated = new bool[NumEnvs];
         _truncated = new bool[NumEnvs];
         _autoreset = new bool[NumEnvs];
+        _interrupted = new bool[_slots.Length];
         _info = new VectorInfo(NumEnvs, ObservationSize);
         Spec = Gym.Ids.Contains(options.EnvId) ? Gym.Spec(options.EnvId) : null;
         _replied.Wait(1); // the event creates its lock object on its first blocking wait: do that now, not inside a step
@@ -249,13 +251,17 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         }
 
         _info.Clear();
-        Begin();
+        AwaitReplacements();
+        Begin(interruptible: true);
         for (int w = 0; w < _slots.Length; w++)
         {
             if (commands[w] is not { } cmd) continue;
             SendTracked(_slots[w], cmd, WorkerMessage.ResetFieldNumber);
         }
         End("Reset");
+        // A worker replaced during the reset: its replacement was reset with fresh seeds, not the ones asked for.
+        AwaitReplacements();
+        Array.Clear(_interrupted);
         for (int i = 0; i < NumEnvs; i++)
         {
             if (mask is not null && !mask[i]) continue;
@@ -314,11 +320,14 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     private void SendSteps(ReadOnlySpan<int> ints, ReadOnlySpan<float> floats)
     {
         _info.Clear();
-        Begin();
+        AwaitReplacements();
+        Begin(interruptible: true);
         int size = _actions.Size;
         bool continuous = !floats.IsEmpty;
-        foreach (var s in _slots)
+        for (int w = 0; w < _slots.Length; w++)
         {
+            var s = _slots[w];
+            if (_interrupted[w]) continue; // taken over since the last step: reported truncated by StepWait
             _actionShape[0] = s.Count;
             Interlocked.Increment(ref _pending); // before the command is written: its reply may race the write
             _gathered[_gatheredCount++] = s;
@@ -341,14 +350,36 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         // Reset and Step finish their own gathers, so a pending state between calls is always a StepAsync.
         if (_state != State.Pending) throw new NoAsyncCallException("StepWait was called with no step pending; call StepAsync(actions) first.");
         End("Step");
+        if (AwaitReplacements() || _interruptedAny) ReportInterrupted();
         for (int i = 0; i < NumEnvs; i++) _autoreset[i] = _terminated[i] || _truncated[i];
         return new VectorStepResult(_observations, _rewards, _terminated, _truncated, _info);
     }
 
+    private bool _interruptedAny => Array.IndexOf(_interrupted, true) >= 0;
+
+    // The envs of a worker lost during or before this step: their episodes were cut short, so they report truncated
+    // with reward 0 and the replacement's first observation (already in place from its reset).
+    private void ReportInterrupted()
+    {
+        for (int w = 0; w < _slots.Length; w++)
+        {
+            if (!_interrupted[w]) continue;
+            _interrupted[w] = false;
+            var s = _slots[w];
+            for (int i = s.Offset; i < s.Offset + s.Count; i++)
+            {
+                _rewards[i] = 0;
+                _terminated[i] = false;
+                _truncated[i] = true;
+            }
+        }
+    }
+
     // ---------------- the gather ----------------
 
-    private void Begin()
+    private void Begin(bool interruptible = false)
     {
+        _interruptible = interruptible;
         _subEnvError = null;
         _workerError = null;
         _replied.Reset();
@@ -395,6 +426,11 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             {
                 var s = _gathered[g];
                 if (Volatile.Read(ref s.Gathering) <= 0) continue;
+                if (_interruptible && Volatile.Read(ref s.Lost) && _replacingSince.ContainsKey(s.Id))
+                {
+                    ReleaseGather(s); // lost after its loss was handled (a command written to a dead stream)
+                    continue;
+                }
                 long left = Volatile.Read(ref s.Lost) ? 0 : Math.Max(Volatile.Read(ref s.LastHeard), _gatherStart) + timeout - now;
                 if (left <= 0) late = true;
                 else wait = Math.Min(wait, left);
@@ -487,6 +523,7 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
                 break;
             case WorkerMessage.ResetFieldNumber when head.Field == WorkerMessage.ResetFieldNumber:
                 ReadReset(s, ResetResult.Parser.ParseFrom(body));
+                Volatile.Write(ref s.ResetAnswered, true);
                 break;
             case WorkerMessage.RolloutFieldNumber when head.Field == WorkerMessage.RolloutFieldNumber:
                 _rollouts!.Fill(RolloutResult.Parser.ParseFrom(body), s.Offset, s.Count);

@@ -41,7 +41,8 @@ internal sealed class WorkerChannel(WorkerConnection connection, Func<ulong> nex
     public int Generation;
 
     /// <summary>A replacement whose rollout stream starts once its first policy push is queued.</summary>
-    public bool NeedsStream;
+    public int NeedsStream;
+    public bool ResetAnswered;            // a reset reply has been read (a replacement is ready for lockstep calls) // 1 until its stream starts (claimed once, by whichever push comes first)
 
     /// <summary>Commands written and not yet answered (a command counts once it is on the wire).</summary>
     public int OutstandingCount

@@ -40,11 +40,20 @@ var urlFileOption = Cli.Option<string?>("--hub-url-file", "write the hub's URL h
 var connectTimeoutOption = Cli.Option("--connect-timeout", "seconds to wait for all workers to register", 60.0);
 var checkpointEveryOption = Cli.Option("--checkpoint-every", "IMPALA/IMPACT: write a checkpoint (RUN/checkpoints) every N updates, and always at the end (0: only at the end)", 500);
 var resumeOption = Cli.Option<string?>("--resume", "IMPALA/IMPACT: continue from a checkpoint folder, or a run folder's newest checkpoint");
+var slurmOption = Cli.Option("--slurm", "start the --workers workers through Slurm (srun inside an allocation, else sbatch) instead of a local pool", false);
+var slurmPartitionOption = Cli.Option<string?>("--slurm-partition", "Slurm: --partition for the workers");
+var slurmTimeOption = Cli.Option<string?>("--slurm-time", "Slurm: --time for the worker job (e.g. 01:00:00)");
+var slurmCpusOption = Cli.Option("--slurm-cpus-per-task", "Slurm: --cpus-per-task of each worker", 1);
+var slurmNodesOption = Cli.Option<int?>("--slurm-nodes", "Slurm: --nodes for the worker job");
+var slurmModeOption = Cli.Option("--slurm-mode", "Slurm: auto (srun inside an allocation, else sbatch), sbatch or srun", "auto")
+    .Check(m => m is "auto" or "sbatch" or "srun" ? null : $"--slurm-mode '{m}' must be auto, sbatch or srun.");
+var slurmArgOption = Cli.Option("--slurm-arg", "Slurm: one more sbatch/srun flag, as it is (repeatable, e.g. --slurm-arg=--account=rl)", Array.Empty<string>());
 var outOption = Cli.Option<string?>("--out", "run folder for metrics.csv, TensorBoard events and the checkpoint (default runs/ppo-ENV-seedN-MODE)");
 var root = new RootCommand("IMPALA (default), IMPACT or PPO (CleanRL's details) through ClusterVecEnv with a local worker pool, or locally with --local.")
 {
     algoOption, envOption, seedOption, numEnvsOption, workersOption, totalStepsOption, syncOption, localOption, outOption,
     externalOption, hostOption, portOption, tokenFileOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption,
+    slurmOption, slurmPartitionOption, slurmTimeOption, slurmCpusOption, slurmNodesOption, slurmModeOption, slurmArgOption,
 };
 if (Cli.Parse(root, args, out var parsed) is int exit) return exit;
 string envId = parsed.GetValue(envOption)!;
@@ -55,9 +64,16 @@ string? outDir = parsed.GetValue(outOption);
 string algo = parsed.GetValue(algoOption)!;
 int external = parsed.GetValue(externalOption);
 string? tokenFile = parsed.GetValue(tokenFileOption);
-if (external < 0 || (external > 0 && local))
+bool slurm = parsed.GetValue(slurmOption);
+if (external < 0 || (external > 0 && local) || (slurm && (local || external > 0)))
 {
-    Console.Error.WriteLine(external < 0 ? $"--workers-external ({external}) must be 0 or more." : "--workers-external and --local cannot be combined.");
+    Console.Error.WriteLine(external < 0 ? $"--workers-external ({external}) must be 0 or more."
+        : slurm ? "--slurm starts its own workers; it cannot be combined with --local or --workers-external." : "--workers-external and --local cannot be combined.");
+    return Cli.UsageError;
+}
+if (slurm && !SlurmWorkerPool.IsAvailable)
+{
+    Console.Error.WriteLine("--slurm needs the Slurm client commands (sbatch, squeue) on PATH; run it on a Slurm node or load the Slurm module.");
     return Cli.UsageError;
 }
 if (tokenFile is not null && !File.Exists(tokenFile))
@@ -122,6 +138,13 @@ int Run()
             NumEnvs = external > 0 ? 0 : numEnvs,
             NumWorkers = external > 0 ? external : Math.Min(workers, numEnvs),
             LocalWorkers = external == 0,
+            Launcher = slurm ? new SlurmWorkerPool(new SlurmOptions
+            {
+                Mode = parsed.GetValue(slurmModeOption) switch { "sbatch" => SlurmLaunchMode.Sbatch, "srun" => SlurmLaunchMode.Srun, _ => SlurmLaunchMode.Auto },
+                Partition = parsed.GetValue(slurmPartitionOption), Time = parsed.GetValue(slurmTimeOption),
+                CpusPerTask = parsed.GetValue(slurmCpusOption), Nodes = parsed.GetValue(slurmNodesOption),
+                ExtraArgs = parsed.GetValue(slurmArgOption) ?? [], WorkDir = Path.GetFullPath(Path.Combine(outDir, "slurm")),
+            }) : null,
             Hub = new HubOptions
             {
                 Host = parsed.GetValue(hostOption)!, Port = parsed.GetValue(portOption),
@@ -129,7 +152,7 @@ int Run()
             },
             HubUrlFile = parsed.GetValue(urlFileOption),
             ConnectTimeout = TimeSpan.FromSeconds(parsed.GetValue(connectTimeoutOption)),
-            Progress = external > 0 ? line => Console.Error.WriteLine($"[hub] {line}") : null,
+            Progress = external > 0 || slurm ? line => Console.Error.WriteLine($"[hub] {line}") : null,
             // Streaming learners carry on when a worker is lost: the pool (or the worker's own script) replaces it.
             ReplaceLostWorkers = impala,
             LoggerFactory = warnings,

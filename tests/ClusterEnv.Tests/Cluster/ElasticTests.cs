@@ -47,3 +47,85 @@ public class ElasticTests
         Assert.That(ex.WorkerId, Is.EqualTo("worker-000"));
     }
 }
+
+[NonParallelizable]
+public class LockstepElasticTests
+{
+    [Test]
+    public void ALocalWorkerKilledBetweenSteps_IsReplaced_ItsEnvsReportTruncated_AndSteppingGoesOn()
+    {
+        using var env = new ClusterVecEnv(new ClusterOptions { EnvId = "CartPole-v1", NumEnvs = 4, NumWorkers = 2, ReplaceLostWorkers = true });
+        env.Reset(seed: 1);
+        int[] actions = [0, 1, 0, 1];
+        for (int t = 0; t < 5; t++) env.Step(actions);
+        var victim = env.Pool!.ProcessOf("worker-001")!;
+        victim.Kill();
+        victim.WaitForExit();
+        int interruptedAt = -1;
+        for (int t = 0; t < 400 && interruptedAt < 0; t++)
+        {
+            var r = env.Step(actions);
+            if (r.Truncated[2] && r.Truncated[3] && r.Rewards[2] == 0 && r.Rewards[3] == 0) interruptedAt = t;
+            if (interruptedAt < 0) Assert.That(env.WorkerGeneration(1), Is.EqualTo(0), "the replacement is reported the step it takes over");
+        }
+        Assert.That(interruptedAt, Is.GreaterThanOrEqualTo(0), "the lost worker's envs reported their episodes cut short");
+        Assert.That(env.WorkersLost, Is.EqualTo(1));
+        Assert.That(env.WorkersReplaced, Is.EqualTo(1));
+        Assert.That(env.WorkerGeneration(1), Is.EqualTo(1));
+        // The replacement steps like any worker: its observations move and episodes run to their end.
+        var before = env.Step(actions).Observations.ToArray();
+        var after = env.Step(actions).Observations;
+        Assert.That(after.AsSpan(2 * 4, 8).ToArray(), Is.Not.EqualTo(before.AsSpan(2 * 4, 8).ToArray()));
+        TestContext.Out.WriteLine($"replaced in {env.ReplaceSeconds.Single():F2} s");
+    }
+
+    [Test]
+    public void AWorkerLostDuringAStep_IsReplacedWithinThatStep()
+    {
+        using var env = new ClusterVecEnv(new ClusterOptions { EnvId = "CartPole-v1", NumEnvs = 4, NumWorkers = 2, ReplaceLostWorkers = true });
+        env.Reset(seed: 2);
+        var victim = env.Pool!.ProcessOf("worker-000")!;
+        int[] actions = [1, 1, 1, 1];
+        // Kill it while steps are in flight; whichever step meets the loss waits for the replacement and reports it.
+        var killer = Task.Run(async () => { await Task.Delay(300); victim.Kill(); });
+        bool seen = false;
+        for (int t = 0; t < 5000 && !seen; t++)
+        {
+            var r = env.Step(actions);
+            seen = env.WorkersReplaced == 1;
+            if (seen) Assert.That(r.Truncated[0] && r.Truncated[1] && r.Rewards[0] == 0, Is.True, "reported in the step that waited for it");
+        }
+        killer.Wait();
+        Assert.That(seen, Is.True);
+        env.Step(actions);
+    }
+
+    [Test]
+    public void ALostExternalWorker_ThatNobodyReplaces_FailsTheNextStep_ByName_AfterReplaceTimeout()
+    {
+        int port = TestCluster.FreePort();
+        var hub = new Uri($"http://127.0.0.1:{port}");
+        using var stopA = new CancellationTokenSource();
+        using var stopB = new CancellationTokenSource();
+        var a = Task.Run(() => new ClusterEnv.Worker.WorkerService(new ClusterEnv.Worker.WorkerOptions { Hub = hub, EnvId = "CartPole-v1", NumEnvs = 2, WorkerId = "a" }).RunAsync(stopA.Token));
+        var b = Task.Run(() => new ClusterEnv.Worker.WorkerService(new ClusterEnv.Worker.WorkerOptions { Hub = hub, EnvId = "CartPole-v1", NumEnvs = 2, WorkerId = "b" }).RunAsync(stopB.Token));
+        using var env = new ClusterVecEnv(new ClusterOptions
+        {
+            EnvId = "CartPole-v1", NumWorkers = 2, LocalWorkers = false, Hub = new HubOptions { Port = port }, ConnectTimeout = TimeSpan.FromSeconds(30),
+            ReplaceLostWorkers = true, ReplaceTimeout = TimeSpan.FromSeconds(1),
+        });
+        env.Reset(seed: 3);
+        env.Step([0, 0, 0, 0]);
+        stopB.Cancel();
+        try { b.Wait(TimeSpan.FromSeconds(10)); } catch (AggregateException) { }
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var ex = Assert.Throws<WorkerLostException>(() =>
+        {
+            for (int t = 0; t < 100_000; t++) env.Step([0, 0, 0, 0]);
+        })!;
+        Assert.That(ex.WorkerId, Is.EqualTo("b"));
+        Assert.That(ex.Message, Does.Contain("no replacement registered within 1 s"));
+        Assert.That(sw.Elapsed, Is.LessThan(TimeSpan.FromSeconds(20)));
+        stopA.Cancel();
+    }
+}
