@@ -113,7 +113,7 @@ public sealed class SlurmWorkerPool : IWorkerLauncher
     /// <inheritdoc />
     public IReadOnlyList<string> WorkerIds => _ids;
 
-    /// <summary>The pid file, stderr and exit-code file of worker <paramref name="index"/>'s generation <paramref name="generation"/>.</summary>
+    /// <summary>A file of worker <paramref name="index"/>'s generation <paramref name="generation"/>, by <paramref name="kind"/>: "pid" (the worker process), "err" (its stderr), "exit" (its exit code), "where" (host, job, step).</summary>
     public string FileOf(int index, int generation, string kind) => Path.Combine(WorkDir, $"worker-{index:D3}.{generation}.{kind}");
 
     /// <inheritdoc />
@@ -153,12 +153,13 @@ public sealed class SlurmWorkerPool : IWorkerLauncher
         sb.Append("i=${1:-${SLURM_PROCID:?not started by srun}}; g=${2:-0}\n");
         sb.Append("counts=(").Append(string.Join(' ', launch.EnvsPerWorker)).Append(")\n");
         sb.Append("id=$(printf 'worker-%03d' \"$i\"); f=").Append(Quote(WorkDir)).Append("/$id.$g\n");
-        sb.Append("echo $$ > \"$f.pid\"; echo \"$(hostname) ${SLURM_JOB_ID:-} ${SLURM_STEP_ID:-}\" > \"$f.where\"\n");
+        sb.Append("echo \"$(hostname) ${SLURM_JOB_ID:-} ${SLURM_STEP_ID:-}\" > \"$f.where\"\n");
         sb.Append("export DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 TERM=dumb\n");
-        // Not exec: the shell stays to record the exit code. It is the worker's parent, so scancel still reaches both.
-        sb.Append(Quote(fileName));
+        // A subshell that records its pid and becomes the worker (exec), so the pid file names the worker itself;
+        // this shell stays to record the exit code. Both are the step's processes, so scancel reaches both.
+        sb.Append("( echo $BASHPID > \"$f.pid\"; exec ").Append(Quote(fileName));
         foreach (var a in args) sb.Append(' ').Append(Quote(a));
-        sb.Append(" --num-envs \"${counts[$i]}\" --worker-id \"$id\" 2>> \"$f.err\"\n");
+        sb.Append(" --num-envs \"${counts[$i]}\" --worker-id \"$id\" 2>> \"$f.err\" )\n");
         sb.Append("rc=$?; echo $rc > \"$f.exit.tmp\"; mv \"$f.exit.tmp\" \"$f.exit\"; exit $rc\n");
         File.WriteAllText(TaskScript, sb.ToString());
     }
@@ -254,17 +255,12 @@ public sealed class SlurmWorkerPool : IWorkerLauncher
             if (!File.Exists(pidFile) || !File.Exists(FileOf(index, generation, "where"))) return;
             var where = File.ReadAllText(FileOf(index, generation, "where")).Split(' ');
             if (where[0] != System.Net.Dns.GetHostName()) return; // on another node: its job's end or scancel takes it
-            if (int.TryParse(File.ReadAllText(pidFile).Trim(), out int pid))
-                foreach (var child in ChildrenOf(pid)) Kill(child, 9);
+            // Only while it has not exited, and only the process that still runs this worker (pids are reused).
+            if (ExitCode(index, generation) is null && int.TryParse(File.ReadAllText(pidFile).Trim(), out int pid) &&
+                File.Exists($"/proc/{pid}/cmdline") && File.ReadAllText($"/proc/{pid}/cmdline").Contains(_ids[index], StringComparison.Ordinal))
+                Kill(pid, 9);
         }
         catch (IOException) { }
-    }
-
-    private static IEnumerable<int> ChildrenOf(int pid)
-    {
-        string path = $"/proc/{pid}/task/{pid}/children";
-        if (!File.Exists(path)) return [];
-        return File.ReadAllText(path).Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse);
     }
 
     [DllImport("libc", EntryPoint = "kill", SetLastError = true)]

@@ -67,9 +67,7 @@ public class SlurmTests
                         // kill -9 of one worker process (a crash, the job itself lives on): its shell records exit 137.
                         killedIndex = env.WorkerGeneration(0) == 2 ? 0 : 1;
                         killedGeneration = env.WorkerGeneration(killedIndex);
-                        int shell = int.Parse(File.ReadAllText(pool.FileOf(killedIndex, killedGeneration, "pid")).Trim());
-                        var child = File.ReadAllText($"/proc/{shell}/task/{shell}/children").Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).Single();
-                        Process.GetProcessById(child).Kill();
+                        Process.GetProcessById(int.Parse(File.ReadAllText(pool.FileOf(killedIndex, killedGeneration, "pid")).Trim())).Kill();
                         break;
                 }
             });
@@ -134,8 +132,8 @@ public class SlurmTests
         using var env = new ClusterVecEnv(new ClusterOptions
         {
             EnvId = "CartPole-v1", NumWorkers = 2, LocalWorkers = false, ConnectTimeout = TimeSpan.FromSeconds(60),
-            Launcher = new TaskLauncher(url => Sh("sbatch", "--parsable", "--ntasks=2", $"--output={_dir}/launch-%j.out", "--job-name=ce-test-launch", "--wrap",
-                $"srun {Path.Combine(TestCluster.RepoRoot, "scripts", "launch-workers.sh")} --hub {url} --count 1 --env CartPole-v1 --envs-per-worker 2 --worker {worker}")),
+            Launcher = new TaskLauncher(launch => ShWithToken(launch.Token, "sbatch", "--parsable", "--ntasks=2", $"--output={_dir}/launch-%j.out", "--job-name=ce-test-launch", "--wrap",
+                $"srun {Path.Combine(TestCluster.RepoRoot, "scripts", "launch-workers.sh")} --hub {launch.Hub} --count 1 --env CartPole-v1 --envs-per-worker 2 --worker {worker}")),
         });
         var ids = env.Workers.Select(w => w.WorkerId).ToArray();
         Assert.That(ids, Has.Length.EqualTo(2));
@@ -146,13 +144,13 @@ public class SlurmTests
     }
 
     // External workers that one shell command starts (here: a Slurm job), and that end when the hub closes.
-    private sealed class TaskLauncher(Func<Uri, (int, string)> start) : IWorkerLauncher
+    private sealed class TaskLauncher(Func<WorkerLaunch, (int, string)> start) : IWorkerLauncher
     {
         public string Description => "test job";
         public IReadOnlyList<string> WorkerIds => [];
         public void Start(WorkerLaunch launch)
         {
-            var (code, output) = start(launch.Hub);
+            var (code, output) = start(launch);
             if (code != 0) throw new InvalidOperationException($"could not start the job: {output}");
         }
         public void ThrowIfAnyExited() { }
@@ -162,9 +160,13 @@ public class SlurmTests
         public void Dispose() { }
     }
 
-    private static (int Code, string Output) Sh(string tool, params string[] args)
+    private static (int Code, string Output) Sh(string tool, params string[] args) => ShWithToken(null, tool, args);
+
+    // The token goes in the environment, which sbatch exports to the job, as a user's script would do it.
+    private static (int Code, string Output) ShWithToken(string? token, string tool, params string[] args)
     {
         var psi = new ProcessStartInfo(tool) { RedirectStandardOutput = true, RedirectStandardError = true };
+        if (token is not null) psi.Environment["CLUSTERENV_TOKEN"] = token;
         foreach (var a in args) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         var err = p.StandardError.ReadToEndAsync();
