@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using ClusterEnv.Cluster;
 using ClusterEnv.Learners.Checkpoints;
+using ClusterEnv.Learners.Distributed;
 using ClusterEnv.Learners.Math;
 using ClusterEnv.Learners.Ppo;
 using ClusterEnv.Nn;
@@ -43,10 +44,11 @@ public static class Impala
         var policy = new ActorCritic(spec, options.Seed);
         var resume = Resume(options, policy);
         var publisher = new PolicyPublisher(envs, spec, strategy);
-        envs.Reset(seed: options.Seed);
+        long envSeed = DataParallel.RankSeed(options.Seed, options.Collective ?? SingleCollective.Instance); // ranks act on different episodes
+        envs.Reset(seed: (int)envSeed);
         publisher.Publish(policy); // version 1 to every worker
         envs.WaitForPolicyAcks();
-        using var source = new StreamingRolloutSource(envs, options.UnrollLength, options.Credit, queue, (ulong)options.Seed);
+        using var source = new StreamingRolloutSource(envs, options.UnrollLength, options.Credit, queue, (ulong)envSeed);
         var threshold = options.RewardThreshold ?? envs.Spec?.RewardThreshold ?? double.PositiveInfinity;
         var result = Run(source, policy, publisher, options, threshold, onUpdate, cancellationToken, resume);
         source.Stop();
@@ -63,7 +65,7 @@ public static class Impala
         var policy = new ActorCritic(spec, options.Seed);
         var resume = Resume(options, policy);
         ulong version = 1;
-        using var source = new LocalRolloutSource(envs, options.UnrollLength, () => (policy, version), options.Seed);
+        using var source = new LocalRolloutSource(envs, options.UnrollLength, () => (policy, version), (int)DataParallel.RankSeed(options.Seed, options.Collective ?? SingleCollective.Instance));
         var threshold = options.RewardThreshold ?? envs.Spec?.RewardThreshold ?? double.PositiveInfinity;
         return Run(source, policy, null, options, threshold, m => { version = m.PolicyVersion; onUpdate?.Invoke(m); }, cancellationToken, resume);
     }
@@ -96,6 +98,7 @@ public static class Impala
         var rng = new Common.Rng(o.Seed + 7919);
         var episodes = new EpisodeLog(threshold);
         var history = new List<ImpalaMetrics>();
+        long updatesDone = 0; // this run's updates (History may keep only the newest of them)
         var taken = new List<RolloutBatch>();
         var lags = new LagHistogram();
         ulong version = publisher?.Version ?? 1;
@@ -108,10 +111,15 @@ public static class Impala
             if (resume.Counters.TryGetValue("optimizer_updates", out var u)) updates = long.Parse(u, System.Globalization.CultureInfo.InvariantCulture);
             if (resume.Counters.TryGetValue("dropped_stale", out var d)) dropped = long.Parse(d, System.Globalization.CultureInfo.InvariantCulture);
         }
-        long startConsumed = consumed;
+        var dp = o.Collective ?? SingleCollective.Instance;
+        if (dp.WorldSize > 1 && resume is not null) consumed /= dp.WorldSize; // a checkpoint counts every rank's steps
+        DataParallel.Start(dp, policy.Store.Values, o.BatchSize);
+        long globalConsumed = consumed * dp.WorldSize;
+        if (target is not null) target.LoadParameters(policy.Parameters);
+        long startConsumed = globalConsumed;
         double busy = 0;
         var clock = Stopwatch.StartNew();
-        while (consumed < o.TotalTimesteps && !cancellationToken.IsCancellationRequested)
+        while (globalConsumed < o.TotalTimesteps && !DataParallel.AnyStopped(dp, cancellationToken.IsCancellationRequested))
         {
             // ---- take a batch of rollouts; drop the ones acted by a policy too old to learn from ----
             taken.Clear();
@@ -137,16 +145,22 @@ public static class Impala
                     }
                 }
             }
-            if (taken.Count < o.BatchSize)
+            long batchSteps = 0;
+            foreach (var b in taken) batchSteps += (long)b.Steps * b.NumEnvs;
+            // Every rank agrees to go on (none stopped while waiting) and on the steps taken by all of them.
+            var (anyShort, total) = DataParallel.Agree(dp, taken.Count < o.BatchSize, consumed + batchSteps);
+            if (anyShort)
             {
                 foreach (var b in taken) source.Return(b);
                 break;
             }
             var batch = taken.ToArray();
+            long stepsBefore = globalConsumed;
             foreach (var b in batch)
             {
                 foreach (var (step, _, ep) in b.Episodes)
-                    episodes.Add(ep, consumed + (long)(step + 1) * b.NumEnvs, clock.Elapsed.TotalSeconds);
+                    episodes.Add(ep, stepsBefore + (long)(step + 1) * b.NumEnvs * dp.WorldSize, clock.Elapsed.TotalSeconds);
+                stepsBefore += (long)b.Steps * b.NumEnvs * dp.WorldSize;
                 consumed += (long)b.Steps * b.NumEnvs;
                 for (int i = 0; i < b.NumEnvs; i++) lags.Add(version - System.Math.Min(version, b.PolicyVersion[i]));
                 publisher?.Observe(b);
@@ -154,7 +168,8 @@ public static class Impala
 
             // ---- learner steps: one on the new batch (IMPACT: and more drawn from the replay buffer) ----
             long start = Stopwatch.GetTimestamp();
-            if (o.AnnealLearningRate) adam.LearningRate = o.LearningRate * System.Math.Max(0, 1.0 - (double)consumed / o.TotalTimesteps);
+            globalConsumed = total;
+            if (o.AnnealLearningRate) adam.LearningRate = o.LearningRate * System.Math.Max(0, 1.0 - (double)globalConsumed / o.TotalTimesteps);
             var stats = learner.Step(policy, target, adam, batch);
             updates++;
             if (o.Impact)
@@ -186,10 +201,10 @@ public static class Impala
             double seconds = clock.Elapsed.TotalSeconds;
             var metrics = episodes.EndIteration(new ImpalaMetrics
             {
-                Update = (int)firstUpdate + history.Count + 1,
-                GlobalStep = consumed,
+                Update = (int)(firstUpdate + ++updatesDone),
+                GlobalStep = globalConsumed,
                 Seconds = seconds,
-                Sps = (consumed - startConsumed) / seconds,
+                Sps = (globalConsumed - startConsumed) / seconds,
                 UpdatesPerSecond = updates / seconds,
                 BusyFraction = busy / seconds,
                 LearningRate = adam.LearningRate,
@@ -209,16 +224,19 @@ public static class Impala
                 MeanKl = round.MeanKl,
             });
             lags.Reset();
+            if (dp.WorldSize > 1) Collectives.CheckInSync(dp, policy.Store.Values, metrics.Update);
             history.Add(metrics);
+            if (o.HistoryLimit > 0 && history.Count >= 2 * o.HistoryLimit) history.RemoveRange(0, history.Count - o.HistoryLimit);
             onUpdate?.Invoke(metrics);
-            if (o.CheckpointDirectory is { } dir && o.CheckpointEvery > 0 && metrics.Update % o.CheckpointEvery == 0)
-                SaveCheckpoint(dir, metrics.Update, consumed, updates, dropped);
+            if (dp.Rank == 0 && o.CheckpointDirectory is { } dir && o.CheckpointEvery > 0 && metrics.Update % o.CheckpointEvery == 0)
+                SaveCheckpoint(dir, metrics.Update, globalConsumed, updates, dropped);
         }
         // The last state, finished or stopped (Ctrl-C, SIGTERM, pre-emption): a run can always continue from here.
-        if (o.CheckpointDirectory is { } last && history.Count > 0) SaveCheckpoint(last, history[^1].Update, consumed, updates, dropped);
+        if (dp.Rank == 0 && o.CheckpointDirectory is { } last && history.Count > 0) SaveCheckpoint(last, history[^1].Update, globalConsumed, updates, dropped);
+        if (o.HistoryLimit > 0 && history.Count > o.HistoryLimit) history.RemoveRange(0, history.Count - o.HistoryLimit);
         return new ImpalaResult(policy, history, episodes.StepsToThreshold, episodes.SecondsToThreshold, episodes.MeanReturn20)
         {
-            Stopped = consumed < o.TotalTimesteps,
+            Stopped = globalConsumed < o.TotalTimesteps,
         };
 
         void SaveCheckpoint(string dir, long update, long steps, long optimizerUpdates, long droppedStale) =>
@@ -318,7 +336,8 @@ public static class Impala
             Array.Clear(_dHead, 0, TN * k);
             int count = 0;
             for (int j = 0; j < TN; j++) if (_valid[j]) count++;
-            if (count == 0) return default;
+            var dp = o.Collective ?? SingleCollective.Instance;
+            if (count == 0 && dp.WorldSize == 1) return default; // a rank of a world still takes part in the all-reduce
             double pgLoss = 0, vLoss = 0, entropy = 0, clipped = 0;
             for (int j = 0; j < TN; j++)
             {
@@ -358,8 +377,10 @@ public static class Impala
             }
             policy.Actor.Backward(_dHead.AsSpan(0, TN * k));
             policy.Critic.Backward(_dValue.AsSpan(0, TN));
+            if (dp.WorldSize > 1) dp.AllReduce(policy.Store.Grads, ReduceOp.Mean); // one flat buffer, between backward and clipping
             Adam.ClipGradNorm(policy.Store.Grads, o.MaxGradNorm);
             adam.Step(policy.Store.Values, policy.Store.Grads);
+            count = System.Math.Max(count, 1);
             return new StepStats(pgLoss / count, vLoss / count, entropy / count, clipped / count);
         }
 

@@ -120,9 +120,24 @@ public sealed record ImpalaOptions
     /// </summary>
     public ImpalaOptions AsImpact() => this with { Impact = true, LearningRate = 7e-4 };
 
+    /// <summary>
+    /// Most per-update metrics kept in <see cref="ImpalaResult.History"/> (the newest; 0 keeps all). Long runs set it so
+    /// that memory stays flat: the metrics CSV and TensorBoard have every update anyway.
+    /// </summary>
+    public int HistoryLimit { get; init; }
+
+    /// <summary>
+    /// Data-parallel training: this learner is one rank of a world (<see cref="Distributed.MpiCollective"/> under
+    /// mpirun or srun), each rank with its own workers. Every rank starts from rank 0's weights and all-reduces the
+    /// gradient of every learner step, so all ranks take the same optimizer steps (checked after every update); rank
+    /// 0 alone writes checkpoints. <see cref="TotalTimesteps"/> counts all ranks' steps. Null: a world of 1.
+    /// </summary>
+    public Distributed.ICollective? Collective { get; init; }
+
     /// <summary>Throws, naming the setting and the fix, when a value cannot work.</summary>
     public void Validate()
     {
+        if (HistoryLimit < 0) throw new ArgumentOutOfRangeException(nameof(HistoryLimit), HistoryLimit, "HistoryLimit must be 0 (keep all) or positive.");
         void Positive(double v, string name) { if (!(v > 0) || !double.IsFinite(v)) throw new ArgumentOutOfRangeException(name, v, $"{name} must be a finite number > 0."); }
         Positive(UnrollLength, nameof(UnrollLength));
         Positive(BatchSize, nameof(BatchSize));

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using ClusterEnv.Common;
+using ClusterEnv.Learners.Distributed;
 using ClusterEnv.Learners.Math;
 using ClusterEnv.Nn;
 using ClusterEnv.Policies;
@@ -44,7 +45,9 @@ public static partial class Ppo
         var spec = PolicySpec.For(envs.SingleObservationSpace, envs.SingleActionSpace, o.Hidden);
         var policy = new ActorCritic(spec, o.Seed);
         var adam = new Adam(policy.Store.Count, o.LearningRate, eps: o.AdamEps);
-        var rng = new Rng(o.Seed);
+        var dp = o.Collective ?? SingleCollective.Instance;
+        var rng = new Rng(DataParallel.RankSeed(o.Seed, dp));
+        DataParallel.Start(dp, policy.Store.Values, T * n);
         int obsSize = spec.ObservationSize, k = spec.ActionSize, actSize = envs.ActionSize;
         bool continuous = spec.Continuous;
         var (low, high) = continuous ? Bounds((Box)envs.SingleActionSpace) : ([], []);
@@ -78,13 +81,13 @@ public static partial class Ppo
         long globalStep = 0;
         var clock = Stopwatch.StartNew();
 
-        var first = envs.Reset(seed: o.Seed);
+        var first = envs.Reset(seed: (int)DataParallel.RankSeed(o.Seed, dp));
         Observe(first.Observations, nextObs, obsRms, o.ObservationClip);
 
-        int iterations = o.NumIterations(n);
+        int iterations = (int)(o.TotalTimesteps / ((long)o.BatchSize(n) * dp.WorldSize));
         for (int iteration = 1; iteration <= iterations; iteration++)
         {
-            if (cancellationToken.IsCancellationRequested) break;
+            if (DataParallel.AnyStopped(dp, cancellationToken.IsCancellationRequested)) break;
             if (o.AnnealLearningRate) adam.LearningRate = (1.0 - (iteration - 1.0) / iterations) * o.LearningRate;
 
             // ---- rollout: T steps of every env with the current policy ----
@@ -118,7 +121,7 @@ public static partial class Ppo
                     terminated[idx] = term || (trunc && o.TruncationAsTermination);
                     done[idx] = term || trunc;
                     rewards[idx] = (float)ScaleReward(r.Rewards[i], i, valid[idx], done[idx], discountedReturn, returnRms, o);
-                    if (r.Info.TryGetEpisode(i, out var ep)) episodeLog.Add(ep, globalStep, clock.Elapsed.TotalSeconds);
+                    if (r.Info.TryGetEpisode(i, out var ep)) episodeLog.Add(ep, globalStep * dp.WorldSize, clock.Elapsed.TotalSeconds);
                     // SameStep: the final observation of a truncated episode is in the info; bootstrap from its value.
                     nextValues[idx] = float.NaN;
                     if (trunc && r.Info.HasFinalObservation[i] && !o.TruncationAsTermination)
@@ -144,14 +147,15 @@ public static partial class Ppo
             // ---- update: epochs of shuffled minibatches over the valid transitions ----
             var indices = Enumerable.Range(0, T * n).Where(j => valid[j]).ToArray();
             var stats = Update(policy, adam, o, indices, rng, obs, obsSize, discreteActions, continuousActions, logProbs, values, advantages, returns);
+            if (dp.WorldSize > 1) Collectives.CheckInSync(dp, policy.Store.Values, iteration);
 
             double seconds = clock.Elapsed.TotalSeconds;
             var metrics = stats with
             {
                 Iteration = iteration,
-                GlobalStep = globalStep,
+                GlobalStep = globalStep * dp.WorldSize,
                 Seconds = seconds,
-                Sps = globalStep / seconds,
+                Sps = globalStep * dp.WorldSize / seconds,
                 LearningRate = adam.LearningRate,
                 ExplainedVariance = ExplainedVariance(values, returns, valid),
             };
@@ -166,9 +170,10 @@ public static partial class Ppo
     }
 
     // One PPO update over the rollout. Returns the loss statistics (other fields are filled by the caller).
-    private static PpoMetrics Update(ActorCritic policy, Adam adam, PpoOptions o, int[] indices, Rng rng, float[] obs, int obsSize,
+    internal static PpoMetrics Update(ActorCritic policy, Adam adam, PpoOptions o, int[] indices, Rng rng, float[] obs, int obsSize,
         int[] discreteActions, float[] continuousActions, float[] oldLogProbs, float[] oldValues, float[] advantages, float[] returns)
     {
+        var dp = o.Collective ?? SingleCollective.Instance;
         var spec = policy.Spec;
         int k = spec.ActionSize, count = indices.Length;
         int maxMb = (count + o.NumMinibatches - 1) / o.NumMinibatches;
@@ -183,14 +188,18 @@ public static partial class Ppo
             for (int m = 0; m < o.NumMinibatches; m++)
             {
                 int start = (int)((long)m * count / o.NumMinibatches), end = (int)((long)(m + 1) * count / o.NumMinibatches), B = end - start;
-                if (B == 0) continue;
+                if (B == 0 && dp.WorldSize == 1) continue; // a rank of a world still takes part in the all-reduce
                 for (int b = 0; b < B; b++)
                 {
                     int j = indices[start + b];
                     obs.AsSpan(j * obsSize, obsSize).CopyTo(mbObs.AsSpan(b * obsSize, obsSize));
                     mbAdv[b] = advantages[j];
                 }
-                if (o.NormalizeAdvantages) NormalizeUnbiased(mbAdv.AsSpan(0, B));
+                if (o.NormalizeAdvantages)
+                {
+                    if (dp.WorldSize == 1) NormalizeUnbiased(mbAdv.AsSpan(0, B));
+                    else DataParallel.NormalizeUnbiased(dp, mbAdv.AsSpan(0, B)); // over the union of the ranks' minibatches
+                }
 
                 var head = policy.Actor.Forward(mbObs.AsSpan(0, B * obsSize), B);
                 var newValues = policy.Critic.Forward(mbObs.AsSpan(0, B * obsSize), B);
@@ -240,12 +249,14 @@ public static partial class Ppo
                 }
                 policy.Actor.Backward(dHead.AsSpan(0, B * k));
                 policy.Critic.Backward(dValue.AsSpan(0, B));
+                if (dp.WorldSize > 1) dp.AllReduce(policy.Store.Grads, ReduceOp.Mean); // one flat buffer, between backward and clipping
                 Adam.ClipGradNorm(policy.Store.Grads, o.MaxGradNorm);
                 adam.Step(policy.Store.Values, policy.Store.Grads);
-                pgLoss /= B; vLoss /= B; entropy /= B; oldKl /= B; kl /= B;
+                int per = System.Math.Max(B, 1);
+                pgLoss /= per; vLoss /= per; entropy /= per; oldKl /= per; kl /= per;
                 clipCount += B;
             }
-            if (o.TargetKl is double target && kl > target) break;
+            if (o.TargetKl is double target && DataParallel.Mean(dp, kl) > target) break; // every rank stops at the same epoch
         }
         return new PpoMetrics
         {

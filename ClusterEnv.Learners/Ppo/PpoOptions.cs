@@ -81,6 +81,15 @@ public sealed record PpoOptions
     /// <summary>Mean return over the last 20 episodes to report first reaching (default: the env's registry threshold).</summary>
     public double? RewardThreshold { get; init; }
 
+    /// <summary>
+    /// Data-parallel training: this learner is one rank of a world (<see cref="Distributed.MpiCollective"/> under
+    /// mpirun or srun). Every rank steps its own envs (seeded apart by rank), starts from rank 0's weights, and
+    /// all-reduces the gradient of each minibatch (and the advantage statistics and KL that decide the update), so
+    /// every rank takes the same optimizer step; the weights are checked identical after every iteration.
+    /// <see cref="TotalTimesteps"/> counts all ranks' steps. Null: a world of 1.
+    /// </summary>
+    public Distributed.ICollective? Collective { get; init; }
+
     /// <summary>CleanRL's <c>ppo_continuous_action.py</c> defaults.</summary>
     public static PpoOptions ContinuousDefaults => new()
     {

@@ -45,7 +45,7 @@ public static class Soak
         double lastUpdate = 0, nextKill = killEvery, nextReport = 30, warmRss = 0;
         int warmFds = 0, kills = 0;
         var rng = new Random(7);
-        var result = Impala.Train(env, new ImpalaOptions { Seed = 1, TotalTimesteps = long.MaxValue / 4 }, SyncStrategy.KlThreshold(0.05, 8), m =>
+        var result = Impala.Train(env, new ImpalaOptions { Seed = 1, TotalTimesteps = long.MaxValue / 4, HistoryLimit = 1000 }, SyncStrategy.KlThreshold(0.05, 8), m =>
         {
             double now = clock.Elapsed.TotalSeconds;
             if (now - lastUpdate > options.StepTimeout.TotalSeconds) hangs++;

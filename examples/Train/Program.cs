@@ -48,12 +48,13 @@ var slurmNodesOption = Cli.Option<int?>("--slurm-nodes", "Slurm: --nodes for the
 var slurmModeOption = Cli.Option("--slurm-mode", "Slurm: auto (srun inside an allocation, else sbatch), sbatch or srun", "auto")
     .Check(m => m is "auto" or "sbatch" or "srun" ? null : $"--slurm-mode '{m}' must be auto, sbatch or srun.");
 var slurmArgOption = Cli.Option("--slurm-arg", "Slurm: one more sbatch/srun flag, as it is (repeatable, e.g. --slurm-arg=--account=rl)", Array.Empty<string>());
+var distributedOption = Cli.Option("--distributed", "data-parallel learners: one rank per process started by `mpirun -np N` or `srun --mpi=pmix -n N`, each with its own workers; gradients are all-reduced over MPI", false);
 var outOption = Cli.Option<string?>("--out", "run folder for metrics.csv, TensorBoard events and the checkpoint (default runs/ppo-ENV-seedN-MODE)");
 var root = new RootCommand("IMPALA (default), IMPACT or PPO (CleanRL's details) through ClusterVecEnv with a local worker pool, or locally with --local.")
 {
     algoOption, envOption, seedOption, numEnvsOption, workersOption, totalStepsOption, syncOption, localOption, outOption,
     externalOption, hostOption, portOption, tokenFileOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption,
-    slurmOption, slurmPartitionOption, slurmTimeOption, slurmCpusOption, slurmNodesOption, slurmModeOption, slurmArgOption,
+    distributedOption, slurmOption, slurmPartitionOption, slurmTimeOption, slurmCpusOption, slurmNodesOption, slurmModeOption, slurmArgOption,
 };
 if (Cli.Parse(root, args, out var parsed) is int exit) return exit;
 string envId = parsed.GetValue(envOption)!;
@@ -95,6 +96,25 @@ bool numEnvsGiven = parsed.GetResult(numEnvsOption) is not (null or { Implicit: 
 if (!numEnvsGiven) numEnvs = impala ? 16 : continuous ? 1 : numEnvs; // CleanRL's continuous default: 1 env × 2048 steps
 if (totalSteps is long ts) options = options with { TotalTimesteps = ts };
 outDir ??= Path.Combine("runs", $"{algo}-{envId}-seed{seed}-{(local ? "local" : "cluster")}");
+
+// Data-parallel: every rank trains the same model on its own envs; rank 0 alone prints, logs and writes checkpoints.
+using ClusterEnv.Learners.Distributed.ICollective collective = parsed.GetValue(distributedOption)
+    ? ClusterEnv.Learners.Distributed.Collectives.ForContext(ClusterEnv.Learners.Distributed.DistributedContext.FromEnvironment())
+    : ClusterEnv.Learners.Distributed.SingleCollective.Instance;
+string? rankScratch = null;
+if (collective.WorldSize > 1)
+{
+    options = options with { Collective = collective };
+    if (collective.Rank == 0)
+        Console.WriteLine($"Data-parallel over {collective.WorldSize} ranks ({collective.Backend}); each rank has its own {(local ? "envs" : "workers")}, gradients are averaged every step.");
+    else
+    {
+        Console.SetOut(TextWriter.Null); // the others stay quiet (errors still go to stderr) and write nothing that lasts
+        rankScratch = outDir = Path.Combine(Path.GetTempPath(), $"clusterenv-rank{collective.Rank}-{Environment.ProcessId}");
+    }
+}
+else if (parsed.GetValue(distributedOption))
+    Console.WriteLine("--distributed, but no launcher set a world larger than 1 (OMPI_COMM_WORLD_SIZE, SLURM_NTASKS, WORLD_SIZE): training as a world of 1.");
 Directory.CreateDirectory(outDir);
 
 using var stop = new CancellationTokenSource();
@@ -116,11 +136,15 @@ try
 {
     return Run();
 }
-catch (Exception e) when (e is WorkerLostException or WorkerTimeoutException or WorkerException or SubEnvException or PolicyRejectedException or ClusterEnv.Rollouts.TrajectoryQueueException or ArgumentException)
+catch (Exception e) when (e is WorkerLostException or WorkerTimeoutException or WorkerException or SubEnvException or PolicyRejectedException or ClusterEnv.Rollouts.TrajectoryQueueException or ClusterEnv.Learners.Distributed.CollectiveException or ArgumentException)
 {
     // The cluster failed under the learner: say which worker and why, and exit non-zero instead of crashing.
     Console.Error.WriteLine($"Training stopped: {e.Message}");
     return 1;
+}
+finally
+{
+    if (rankScratch is not null) try { Directory.Delete(rankScratch, recursive: true); } catch (IOException) { }
 }
 
 int Run()
@@ -194,7 +218,14 @@ int Run()
         ? $"Reached the {envId} threshold ({envs.Spec?.RewardThreshold}) after {s:N0} steps, {result.SecondsToThreshold:F1} s."
         : $"Did not reach the {envId} threshold ({envs.Spec?.RewardThreshold?.ToString() ?? "none"}).");
     Console.WriteLine($"Metrics: {Path.Combine(outDir, "metrics.csv")} and {tensorBoard.Path}   Checkpoint: {checkpoint}");
+    SayInSync(result.History.Count);
     return result.Stopped ? signalExitCode : 0;
+}
+
+void SayInSync(int updates)
+{
+    if (collective.WorldSize > 1)
+        Console.WriteLine($"Weights identical on all {collective.WorldSize} ranks after each of the {updates} updates (compared by hash after every update).");
 }
 
 // IMPALA / IMPACT: on a ClusterVecEnv the workers act with their own copy of the policy and stream rollouts; locally the
@@ -205,9 +236,11 @@ int RunImpala(IVectorEnv envs)
     {
         Seed = seed, TotalTimesteps = totalSteps ?? 1_000_000,
         CheckpointDirectory = Path.Combine(outDir, "checkpoints"), CheckpointEvery = parsed.GetValue(checkpointEveryOption),
+        HistoryLimit = 10_000, // every update is in metrics.csv; memory stays flat on long runs
         ResumeFrom = parsed.GetValue(resumeOption) is { } r ? (Directory.Exists(Path.Combine(r, "checkpoints")) ? Path.Combine(r, "checkpoints") : r) : null,
     };
     if (algo == "impact") o = o.AsImpact();
+    if (collective.WorldSize > 1) o = o with { Collective = collective };
     if (o.ResumeFrom is { } from) Console.WriteLine($"Resuming from {from}");
     Console.WriteLine($"{algo.ToUpperInvariant()} on {envs} | {o.TotalTimesteps:N0} steps | rollouts of {o.UnrollLength} steps | " +
                       $"{(envs is ClusterVecEnv ? $"workers act, sync {sync}" : "the learner acts")} | seed {seed}");
@@ -248,5 +281,6 @@ int RunImpala(IVectorEnv envs)
         File.WriteAllText(Path.Combine(outDir, "summary.txt"), replaced + Environment.NewLine);
     }
     Console.WriteLine($"Metrics: {Path.Combine(outDir, "metrics.csv")} and {tensorBoard.Path}   Checkpoint: {checkpoint}");
+    SayInSync(result.History.Count);
     return result.Stopped ? signalExitCode : 0;
 }

@@ -1,0 +1,73 @@
+namespace ClusterEnv.Learners.Distributed;
+
+/// <summary>The steps a data-parallel learner shares between PPO and IMPALA: the same start, the same stop, the same statistics.</summary>
+public static class DataParallel
+{
+    /// <summary>Rank r's seed for its envs and action sampling (rank 0 keeps <paramref name="seed"/>, so a world of 1 is unchanged).</summary>
+    public static long RankSeed(long seed, ICollective dp) => seed + 100_003L * dp.Rank;
+
+    /// <summary>
+    /// Before the first update: every rank takes rank 0's initial weights, and every rank must bring the same batch
+    /// shape (<paramref name="batchSize"/> samples per update), or the ranks would disagree on the number of all-reduces.
+    /// </summary>
+    public static void Start(ICollective dp, Span<float> weights, int batchSize)
+    {
+        if (dp.WorldSize == 1) return;
+        Span<double> sizes = [batchSize, -batchSize, weights.Length, -weights.Length];
+        dp.AllReduce(sizes, ReduceOp.Max);
+        if (sizes[0] != -sizes[1])
+            throw new CollectiveException($"Rank {dp.Rank}: the ranks collect batches of different sizes (this one {batchSize}, others up to {sizes[0]} and down to {-sizes[1]}); give every rank the same number of envs and steps.");
+        if (sizes[2] != -sizes[3])
+            throw new CollectiveException($"Rank {dp.Rank}: the ranks built networks of different sizes ({weights.Length} parameters here); every rank needs the same env and network.");
+        dp.Broadcast(weights, 0);
+    }
+
+    /// <summary>Whether any rank wants to stop (a signal reached one of them): all ranks stop at the same update.</summary>
+    public static bool AnyStopped(ICollective dp, bool stopHere)
+    {
+        if (dp.WorldSize == 1) return stopHere;
+        Span<double> flag = [stopHere ? 1 : 0];
+        dp.AllReduce(flag, ReduceOp.Max);
+        return flag[0] > 0;
+    }
+
+    /// <summary>
+    /// After each rank took its batch: whether any rank came up short (it stopped while waiting), and the steps all
+    /// ranks have consumed together (<paramref name="consumedHere"/> summed), which drives the schedule and the budget.
+    /// </summary>
+    public static (bool AnyShort, long Total) Agree(ICollective dp, bool shortHere, long consumedHere)
+    {
+        if (dp.WorldSize == 1) return (shortHere, consumedHere);
+        Span<double> v = [shortHere ? 1 : 0, consumedHere];
+        dp.AllReduce(v, ReduceOp.Sum);
+        return (v[0] > 0, (long)v[1]);
+    }
+
+    /// <summary>The mean of <paramref name="value"/> over the ranks.</summary>
+    public static double Mean(ICollective dp, double value)
+    {
+        if (dp.WorldSize == 1) return value;
+        Span<double> v = [value];
+        dp.AllReduce(v, ReduceOp.Mean);
+        return v[0];
+    }
+
+    /// <summary>
+    /// Normalises <paramref name="x"/> by the mean and unbiased standard deviation of all ranks' values together (as
+    /// if the ranks' minibatches were one), so that the normalised advantages do not depend on how data is split.
+    /// </summary>
+    public static void NormalizeUnbiased(ICollective dp, Span<float> x)
+    {
+        double sum = 0;
+        foreach (float v in x) sum += v;
+        Span<double> totals = [sum, x.Length];
+        dp.AllReduce(totals, ReduceOp.Sum);
+        if (totals[1] < 2) return;
+        double mean = totals[0] / totals[1], sq = 0;
+        foreach (float v in x) sq += (v - mean) * (v - mean);
+        Span<double> var = [sq];
+        dp.AllReduce(var, ReduceOp.Sum);
+        double std = System.Math.Sqrt(var[0] / (totals[1] - 1));
+        for (int i = 0; i < x.Length; i++) x[i] = (float)((x[i] - mean) / (std + 1e-8));
+    }
+}
