@@ -75,6 +75,7 @@ public static class Soak
             rollouts_sent = sent, rollouts_taken = queue.Taken, rollouts_left_queued = left,
             transitions_lost = lost * envsPerWorker * new ImpalaOptions().UnrollLength, // rollouts × envs per worker × T
             transitions_duplicated = queue.Duplicates * envsPerWorker * new ImpalaOptions().UnrollLength,
+            stream_gaps = queue.Gaps,
             hangs,
             rss_mb_start = Math.Round(warmRss, 1), rss_mb_end = Math.Round(RssMb(), 1), fds_start = warmFds, fds_end = Fds(),
             final_mean_return_20 = Math.Round(result.FinalMeanReturn20, 1),
@@ -83,12 +84,15 @@ public static class Soak
         }));
     }
 
-    // The in-memory queue, counting what the learner takes and noticing the same rollout bytes taken twice.
+    // The in-memory queue, counting what the learner takes and noticing a rollout taken twice. Each worker numbers the
+    // rollouts of its stream 0, 1, ... (a replacement starts a new stream at 0), so a duplicate is a number at or below
+    // the last one seen from that worker id: memory stays flat however long the soak runs.
     private sealed class CountingQueue(ClusterEnv.Rollouts.ITrajectoryQueue inner) : ClusterEnv.Rollouts.ITrajectoryQueue
     {
-        private readonly HashSet<ulong> _seen = [];
+        private readonly Dictionary<string, long> _next = [];
         public long Taken { get; private set; }
         public long Duplicates { get; private set; }
+        public long Gaps { get; private set; }
         public string Description => inner.Description;
         public long Count => inner.Count;
         public long Dropped => inner.Dropped;
@@ -100,7 +104,15 @@ public static class Soak
             for (int i = before; i < into.Count; i++)
             {
                 Taken++;
-                if (!_seen.Add(System.IO.Hashing.XxHash64.HashToUInt64(into[i]))) Duplicates++;
+                var r = ClusterEnv.Transport.Protos.RolloutResult.Parser.ParseFrom(into[i]);
+                long expected = _next.GetValueOrDefault(r.WorkerId);
+                if (r.Index == expected || (r.Index == 0 && expected > 0)) _next[r.WorkerId] = r.Index + 1; // the next one, or a replacement's first
+                else if (r.Index < expected) Duplicates++;
+                else
+                {
+                    Gaps++;
+                    _next[r.WorkerId] = r.Index + 1;
+                }
             }
             return n;
         }

@@ -1,0 +1,133 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using ClusterEnv.CommandLine;
+using ClusterEnv.Common;
+using ClusterEnv.Learners.Distributed;
+using ClusterEnv.Learners.Ppo;
+using ClusterEnv.Nn;
+using ClusterEnv.Policies;
+
+namespace ClusterEnv.Benchmarks;
+
+/// <summary>
+/// Data-parallel learner throughput on a fixed synthetic batch (no envs): PPO updates (forward, backward, all-reduce,
+/// Adam) for --seconds. Run it under <c>mpirun -np R</c> (or alone, a world of 1); rank 0 prints one JSON line with the
+/// world size, updates and samples per second over all ranks, and the all-reduce time per minibatch.
+/// <c>collective-check</c> checks every collective on every rank (for <c>mpirun --oversubscribe -np 4</c>).
+/// </summary>
+public static class LearnerThroughput
+{
+    public static Command Command()
+    {
+        var hidden = Cli.Option("--hidden", "width of the two hidden layers (CleanRL: 64, about 9k parameters for CartPole-sized inputs)", 64);
+        var batch = Cli.Option("--batch", "samples per rank per update (split into --minibatches)", 512);
+        var minibatches = Cli.Option("--minibatches", "minibatches per update (one all-reduce each)", 4);
+        var seconds = Cli.Option("--seconds", "how long to run", 5.0);
+        var command = new Command("learner-throughput", "PPO updates per second on a synthetic batch, under mpirun -np R: samples/s over all ranks and all-reduce time per minibatch")
+        {
+            hidden, batch, minibatches, seconds,
+        };
+        command.SetAction(p => Run(p.GetValue(hidden), p.GetValue(batch), p.GetValue(minibatches), p.GetValue(seconds)));
+        return command;
+    }
+
+    public static Command CheckCommand()
+    {
+        var command = new Command("collective-check", "checks AllReduce (sum, mean, max, float and double), Broadcast and Barrier on every rank; prints one line per rank");
+        command.SetAction(_ => Check());
+        return command;
+    }
+
+    private static ICollective Open() => Collectives.ForContext(DistributedContext.FromEnvironment());
+
+    private static void Run(int hidden, int batch, int minibatches, double seconds)
+    {
+        using var inner = Open();
+        var dp = new TimedCollective(inner);
+        var spec = PolicySpec.For(new Spaces.Box(-1, 1, [8]), new Spaces.Discrete(4), [hidden, hidden]);
+        var policy = new ActorCritic(spec, seed: 1);
+        var adam = new Adam(policy.Store.Count, 2.5e-4);
+        var rng = new Rng(3 + dp.Rank);
+        int n = batch;
+        var obs = Enumerable.Range(0, n * 8).Select(_ => (float)rng.Uniform(-1, 1)).ToArray();
+        var actions = new int[n];
+        var logProbs = new float[n];
+        var values = new float[n];
+        policy.Act(obs, n, rng, actions, Span<float>.Empty, logProbs, values);
+        var adv = Enumerable.Range(0, n).Select(_ => (float)rng.Uniform(-1, 1)).ToArray();
+        var ret = values.Select((v, i) => v + adv[i]).ToArray();
+        var indices = Enumerable.Range(0, n).ToArray();
+        var o = new PpoOptions { NumMinibatches = minibatches, UpdateEpochs = 1, Collective = dp.WorldSize > 1 ? dp : null };
+        DataParallel.Start(dp, policy.Store.Values, n);
+        // Warm up, then run until every rank agrees the time is up (the ranks must make the same number of updates).
+        for (int i = 0; i < 3; i++) Ppo.Update(policy, adam, o, indices, rng, obs, 8, actions, [], logProbs, values, adv, ret);
+        dp.Reset();
+        var clock = Stopwatch.StartNew();
+        long updates = 0;
+        while (!DataParallel.AnyStopped(dp, clock.Elapsed.TotalSeconds >= seconds))
+        {
+            Ppo.Update(policy, adam, o, indices, rng, obs, 8, actions, [], logProbs, values, adv, ret);
+            updates++;
+        }
+        double elapsed = clock.Elapsed.TotalSeconds;
+        Collectives.CheckInSync(dp, policy.Store.Values, updates);
+        if (dp.Rank != 0) return;
+        Console.WriteLine(JsonSerializer.Serialize(new
+        {
+            bench = "learner-throughput", world_size = dp.WorldSize, backend = dp.Backend, hidden, parameters = policy.Store.Count,
+            samples_per_rank_per_update = n, minibatches, updates_per_sec = Math.Round(updates / elapsed, 1),
+            samples_per_sec = Math.Round(updates * (double)n * dp.WorldSize / elapsed),
+            allreduce_us_p50 = dp.WorldSize > 1 ? Math.Round(dp.GradientP50Microseconds(policy.Store.Count), 1) : 0,
+            allreduces = dp.GradientCount(policy.Store.Count),
+        }));
+    }
+
+    private static void Check()
+    {
+        using var dp = Open();
+        int size = dp.WorldSize, r = dp.Rank;
+        var x = Enumerable.Range(0, 1 << 20).Select(i => (float)((r + 1) * (i % 7 + 1))).ToArray();
+        dp.AllReduce(x, ReduceOp.Sum);
+        float expect = size * (size + 1) / 2f;
+        for (int i = 0; i < x.Length; i++)
+            if (x[i] != expect * (i % 7 + 1)) throw new InvalidOperationException($"rank {r}: sum[{i}] = {x[i]}, expected {expect * (i % 7 + 1)}");
+        var d = new double[] { r, -r, 0.5 * (r + 1) };
+        dp.AllReduce(d.AsSpan(0, 2), ReduceOp.Max);
+        dp.AllReduce(d.AsSpan(2, 1), ReduceOp.Mean);
+        if (d[0] != size - 1 || d[1] != 0 || Math.Abs(d[2] - 0.5 * (size + 1) / 2) > 1e-12)
+            throw new InvalidOperationException($"rank {r}: max/mean gave {string.Join(", ", d)}");
+        var b = new float[] { r, r };
+        dp.Broadcast(b, root: size - 1);
+        if (b[0] != size - 1) throw new InvalidOperationException($"rank {r}: broadcast gave {b[0]}");
+        dp.Barrier();
+        Console.WriteLine(JsonSerializer.Serialize(new { bench = "collective-check", rank = r, world_size = size, backend = dp.Backend, ok = true }));
+    }
+
+    // Times every all-reduce (for the gradient buffer's p50) and passes everything through.
+    private sealed class TimedCollective(ICollective inner) : ICollective
+    {
+        private readonly List<(int Length, double Us)> _times = [];
+        public int Rank => inner.Rank;
+        public int WorldSize => inner.WorldSize;
+        public string Backend => inner.Backend;
+        public void Reset() => _times.Clear();
+        public double GradientP50Microseconds(int length)
+        {
+            var t = _times.Where(x => x.Length == length).Select(x => x.Us).Order().ToArray();
+            return t.Length == 0 ? 0 : t[t.Length / 2];
+        }
+        public int GradientCount(int length) => _times.Count(x => x.Length == length);
+        public void AllReduce(Span<float> values, ReduceOp op)
+        {
+            long start = Stopwatch.GetTimestamp();
+            inner.AllReduce(values, op);
+            _times.Add((values.Length, Stopwatch.GetElapsedTime(start).TotalMicroseconds));
+        }
+        public void AllReduce(Span<double> values, ReduceOp op) => inner.AllReduce(values, op);
+        public void Broadcast(Span<float> values, int root) => inner.Broadcast(values, root);
+        public void Broadcast(Span<byte> bytes, int root) => inner.Broadcast(bytes, root);
+        public void Barrier() => inner.Barrier();
+        public void Dispose() { }
+    }
+}

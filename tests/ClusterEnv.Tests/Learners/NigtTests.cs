@@ -1,0 +1,96 @@
+using ClusterEnv.Envs;
+using ClusterEnv.Learners.Nigt;
+
+namespace ClusterEnv.Tests.Learners;
+
+public class NigtTests
+{
+    [Test]
+    public void NigtOptimizer_FollowsItsFormula()
+    {
+        // Two steps by hand: m₁ = (1−β)g₁, θ₁ = θ₀ − η m₁/‖m₁‖; x̃₁ = θ₁ + β/(1−β)(θ₁ − θ₀); m₂ = βm₁ + (1−β)g₂, θ₂ = θ₁ − η m₂/‖m₂‖.
+        double beta = 0.9, eta = 0.1;
+        var nigt = new NigtOptimizer(2, eta, beta);
+        float[] theta = [1f, -2f], point = new float[2];
+        nigt.Transport(theta, point);
+        Assert.That(point, Is.EqualTo(theta), "before the first step the transported point is θ itself");
+
+        float[] g1 = [3f, 4f];
+        nigt.Step(theta, g1);
+        double[] m1 = [(1 - beta) * 3, (1 - beta) * 4];
+        double n1 = Math.Sqrt(m1[0] * m1[0] + m1[1] * m1[1]);
+        double[] theta1 = [1 - eta * m1[0] / n1, -2 - eta * m1[1] / n1];
+        Assert.That(theta[0], Is.EqualTo(theta1[0]).Within(1e-6));
+        Assert.That(theta[1], Is.EqualTo(theta1[1]).Within(1e-6));
+        Assert.That(Math.Sqrt(Math.Pow(theta[0] - 1, 2) + Math.Pow(theta[1] + 2, 2)), Is.EqualTo(eta).Within(1e-6), "every step has length η");
+
+        nigt.Transport(theta, point);
+        double c = beta / (1 - beta);
+        Assert.That(point[0], Is.EqualTo(theta1[0] + c * (theta1[0] - 1)).Within(1e-5));
+        Assert.That(point[1], Is.EqualTo(theta1[1] + c * (theta1[1] + 2)).Within(1e-5));
+
+        float[] g2 = [-1f, 0.5f];
+        nigt.Step(theta, g2);
+        double[] m2 = [beta * m1[0] + (1 - beta) * -1, beta * m1[1] + (1 - beta) * 0.5];
+        double n2 = Math.Sqrt(m2[0] * m2[0] + m2[1] * m2[1]);
+        Assert.That(theta[0], Is.EqualTo(theta1[0] - eta * m2[0] / n2).Within(1e-5));
+        Assert.That(theta[1], Is.EqualTo(theta1[1] - eta * m2[1] / n2).Within(1e-5));
+        Assert.That(nigt.Momentum[0], Is.EqualTo(m2[0]).Within(1e-6));
+        Assert.That(nigt.Steps, Is.EqualTo(2));
+    }
+
+    [Test]
+    public void Rennala_AveragesTheFirstBFreshGradients_FromAnyWorkers_AndDiscardsStaleOnes()
+    {
+        var agg = new RennalaAggregator(workers: 3, size: 1, batch: 3);
+        Assert.That(agg.Add(0, 0, [1f]), Is.Null);
+        Assert.That(agg.Add(0, 0, [2f]), Is.Null, "a fast worker may give several");
+        var g = agg.Add(1, 0, [6f]);
+        Assert.That(g, Is.EqualTo(new[] { 3f }), "(1 + 2 + 6) / 3; worker 2, the straggler, was not waited for");
+        agg.Advance();
+        Assert.That(agg.Add(2, 0, [100f]), Is.Null, "the straggler's gradient at the old point is discarded");
+        Assert.That(agg.DiscardedStale, Is.EqualTo(1));
+        agg.Add(0, 1, [1f]);
+        agg.Add(1, 1, [1f]);
+        Assert.That(agg.Add(2, 1, [4f]), Is.EqualTo(new[] { 2f }), "the stale 100 did not count");
+    }
+
+    [Test]
+    public void Malenia_WeighsEveryWorkerEqually_AndWaitsForItsCondition()
+    {
+        var agg = new MaleniaAggregator(workers: 2, size: 1, s: 2);
+        // Harmonic mean of the counts must reach S/n = 1 with every worker present.
+        Assert.That(agg.Add(0, 0, [1f]), Is.Null);
+        Assert.That(agg.Add(0, 0, [3f]), Is.Null);
+        Assert.That(agg.Add(0, 0, [5f]), Is.Null, "worker 1 has sent nothing yet");
+        var g = agg.Add(1, 0, [10f]);
+        Assert.That(g, Is.EqualTo(new[] { 6.5f }), "(mean(1,3,5) + 10) / 2: worker 0's three gradients weigh as much as worker 1's one");
+        Assert.That(MaleniaAggregator.ConditionMet([1, 1], 2), Is.True);
+        Assert.That(MaleniaAggregator.ConditionMet([4, 1], 4), Is.False, "harmonic mean 1.6 < 4/2");
+        Assert.That(MaleniaAggregator.ConditionMet([4, 4], 4), Is.True);
+        Assert.That(MaleniaAggregator.ConditionMet([9, 0], 1), Is.False, "every worker must be heard");
+        agg.Advance();
+        Assert.That(agg.Add(1, 0, [1f]), Is.Null);
+        Assert.That(agg.DiscardedStale, Is.EqualTo(1));
+    }
+
+    [Test]
+    public void Synchronous_WaitsForOneGradientFromEveryWorker()
+    {
+        var agg = new SynchronousAggregator(workers: 2, size: 1);
+        Assert.That(agg.Add(0, 0, [2f]), Is.Null);
+        Assert.That(agg.Add(0, 0, [100f]), Is.Null, "a second one from the same worker is not used");
+        Assert.That(agg.Add(1, 0, [4f]), Is.EqualTo(new[] { 3f }));
+    }
+
+    [Test]
+    public void NigtWithGradientWorkers_LearnsCartPole_AndRennalaNeverWaitsForTheSlowOne()
+    {
+        var workers = Enumerable.Range(0, 3).Select(i => new NigtWorker(() => Gym.Make("CartPole-v1"), i == 2 ? 4 : 1)).ToArray();
+        var r = NigtTrainer.Train(workers, (n, size) => new RennalaAggregator(n, size, batch: n), new NigtOptions { Threshold = 100, TimeLimit = TimeSpan.FromSeconds(60), Seed = 2 });
+        TestContext.Out.WriteLine($"{r.Aggregator}: reached in {r.SecondsToThreshold:F1} s, {r.StepsToThreshold} steps, {r.OptimizerSteps} NIGT steps, " +
+                                  $"{r.GradientsDiscardedStale}/{r.GradientsReceived} stale; per worker {string.Join(", ", r.GradientsPerWorker)}");
+        Assert.That(r.SecondsToThreshold, Is.Not.Null, $"mean-20 reached 100 (final {r.FinalMeanReturn20:F1})");
+        Assert.That(r.GradientsPerWorker[2], Is.LessThan(r.GradientsPerWorker[0]), "the 4× slower worker sent fewer gradients");
+    }
+}
