@@ -58,16 +58,19 @@ public static class DataParallel
     /// </summary>
     public static void NormalizeUnbiased(ICollective dp, Span<float> x)
     {
-        double sum = 0;
-        foreach (float v in x) sum += v;
-        Span<double> totals = [sum, x.Length];
+        // One all-reduce of (Σx, Σx², n) in double: the mean and unbiased variance of the union.
+        double sum = 0, sq = 0;
+        foreach (float v in x)
+        {
+            sum += v;
+            sq += (double)v * v;
+        }
+        Span<double> totals = [sum, sq, x.Length];
         dp.AllReduce(totals, ReduceOp.Sum);
-        if (totals[1] < 2) return;
-        double mean = totals[0] / totals[1], sq = 0;
-        foreach (float v in x) sq += (v - mean) * (v - mean);
-        Span<double> var = [sq];
-        dp.AllReduce(var, ReduceOp.Sum);
-        double std = System.Math.Sqrt(var[0] / (totals[1] - 1));
+        double n = totals[2];
+        if (n < 2) return;
+        double mean = totals[0] / n, var = System.Math.Max(0, (totals[1] - totals[0] * mean) / (n - 1));
+        double std = System.Math.Sqrt(var);
         for (int i = 0; i < x.Length; i++) x[i] = (float)((x[i] - mean) / (std + 1e-8));
     }
 }

@@ -76,7 +76,24 @@ public sealed unsafe class MpiCollective : ICollective
         byte* buf = stackalloc byte[512];
         int len = 0;
         string version = _libraryVersion(buf, &len) == 0 ? Encoding.ASCII.GetString(buf, System.Math.Max(0, System.Math.Min(len, 512))).Split(',')[0].Trim() : "Open MPI";
+        if (rank == 0 && size > 1 && BoundToOneCpu() is { } cpus)
+            Console.Error.WriteLine($"warning: this MPI rank is bound to CPU {cpus} alone (mpirun binds each rank to one core by default " +
+                                    "for 2 ranks or fewer). .NET's JIT and GC threads then compete with the learner on that core, which measured several times slower " +
+                                    "here: start the ranks with `mpirun --bind-to none` (or `--map-by slot:PE=N` for N cores each).");
         return new MpiCollective(rank, size, version, timeout ?? TimeSpan.FromMinutes(5));
+    }
+
+    // The CPU this process may run on, when it is one of several (Linux: Cpus_allowed_list in /proc/self/status).
+    private static string? BoundToOneCpu()
+    {
+        try
+        {
+            var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("Cpus_allowed_list:", StringComparison.Ordinal));
+            string? list = line?.Split(':', 2)[1].Trim();
+            string online = File.Exists("/sys/devices/system/cpu/online") ? File.ReadAllText("/sys/devices/system/cpu/online").Trim() : "";
+            return list is not null && !list.Contains(',', StringComparison.Ordinal) && !list.Contains('-', StringComparison.Ordinal) && online != list ? list : null;
+        }
+        catch (IOException) { return null; }
     }
 
     private static void Load()

@@ -25,7 +25,7 @@ public class MpiTests
     private Process Mpirun(string outDir, params string[] trainArgs)
     {
         var psi = new ProcessStartInfo("mpirun") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "-np", "2", "dotnet", _train, "--distributed", "--out", outDir }.Concat(trainArgs)) psi.ArgumentList.Add(a);
+        foreach (var a in new[] { "-np", "2", "--bind-to", "none", "dotnet", _train, "--distributed", "--out", outDir }.Concat(trainArgs)) psi.ArgumentList.Add(a);
         psi.Environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1";
         psi.Environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1";
         psi.Environment["TERM"] = "dumb";
