@@ -11,7 +11,7 @@ namespace ClusterEnv.Benchmarks;
 
 /// <summary>
 /// Why Rennala and Malenia NIGT exist: gradient workers of different speeds (one 4× slower) on CartPole, and
-/// heterogeneous environments (half the workers see the observation negated, the paper's inverted state inputs),
+/// heterogeneous environments (half the workers read the state through a different sensor: observations scaled 3×),
 /// trained by NIGT with synchronous averaging, Rennala's rule and Malenia's rule. Time and env steps to a mean return;
 /// runs.csv, table.md and a bar chart in --out, and one JSON line per run.
 /// </summary>
@@ -24,7 +24,7 @@ public static class NigtExperiment
         var slowdown = Cli.Option("--slowdown", "how much slower the last worker is", 4.0);
         var threshold = Cli.Option("--threshold", "mean return of the last 20 episodes that counts as reached", 195.0);
         var limit = Cli.Option("--time-limit", "seconds before a run counts as not reached", 60.0);
-        var scenarios = Cli.List<string>("--scenarios", "slow (one slow worker) and/or hetero (one slow worker, half the workers with negated observations)", "slow,hetero");
+        var scenarios = Cli.List<string>("--scenarios", "slow (one slow worker) and/or hetero (one slow worker, half the workers with observations scaled 3x)", "slow,hetero");
         var aggregators = Cli.List<string>("--aggregators", "sync, rennala, malenia", "sync,rennala,malenia");
         var lr = Cli.Option("--lr", "NIGT step length η", 0.05);
         var outDir = Cli.Option("--out", "folder for runs.csv, table.md and the chart", "runs/nigt-experiment");
@@ -96,14 +96,16 @@ public static class NigtExperiment
         return v.Length == 0 ? double.NaN : v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
     }
 
-    // hetero: the second half of the workers see the observation negated, a different MDP for the same policy.
+    // hetero: the second half of the workers read the state through another sensor (every observation scaled 3×): a
+    // different MDP per worker that one policy can still solve. (Negating the observations, the paper's "inverted
+    // state inputs", makes CartPole unsolvable by one policy: it mirrors the state, so the right action flips.)
     private static IEnv MakeEnv(string scenario, int worker, int workers)
     {
         var env = Gym.Make("CartPole-v1");
         if (scenario != "hetero" || worker < workers / 2) return env;
         return new TransformObservation(env, (input, output) =>
         {
-            for (int i = 0; i < input.Length; i++) output[i] = -input[i];
+            for (int i = 0; i < input.Length; i++) output[i] = 3 * input[i];
         }, new ClusterEnv.Spaces.Box(-float.MaxValue, float.MaxValue, [4]));
     }
 }
