@@ -163,6 +163,21 @@ public sealed class WorkerService : IAsyncDisposable
     private static bool IsConnectionFailure(RpcException e) =>
         e.InnerException is HttpRequestException or IOException or System.Net.Sockets.SocketException || e.Status.DebugException is HttpRequestException or IOException;
 
+    // The registry's entry for the env this worker hosts, for a learner that does not know the id.
+    private static EnvSpecInfo? SpecInfo(string envId)
+    {
+        if (!Gym.Ids.Contains(envId)) return null;
+        var spec = Gym.Spec(envId);
+        var info = new EnvSpecInfo { Id = spec.Id, MaxEpisodeSteps = (uint)(spec.MaxEpisodeSteps ?? 0), Nondeterministic = spec.Nondeterministic };
+        if (spec.RewardThreshold is double t)
+        {
+            info.HasRewardThreshold = true;
+            info.RewardThreshold = t;
+        }
+        info.RenderModes.AddRange(spec.RenderModes);
+        return info;
+    }
+
     // Keeps dialling (with backoff) until the hub is up, then registers; a refusal comes back as the call's status.
     private async Task<AsyncDuplexStreamingCall<WireMessage, WireMessage>> DialAsync(CancellationToken ct)
     {
@@ -181,6 +196,7 @@ public sealed class WorkerService : IAsyncDisposable
                 Pid = Environment.ProcessId,
                 Runtime = $".NET {Environment.Version}",
                 MaxMessageSize = (uint)_options.MaxMessageSize,
+                EnvSpec = SpecInfo(_options.EnvId),
             },
         };
         var bytes = register.ToByteArray();

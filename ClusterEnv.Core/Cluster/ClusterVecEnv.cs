@@ -116,7 +116,7 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         _autoreset = new bool[NumEnvs];
         _interrupted = new bool[_slots.Length];
         _info = new VectorInfo(NumEnvs, ObservationSize);
-        Spec = Gym.Ids.Contains(options.EnvId) ? Gym.Spec(options.EnvId) : null;
+        Spec = Gym.Ids.Contains(options.EnvId) ? Gym.Spec(options.EnvId) : RemoteSpec(_slots[0].Connection.Registration.EnvSpec);
         _replied.Wait(1); // the event creates its lock object on its first blocking wait: do that now, not inside a step
 
         // A worker is admitted before the hub has sent its response headers; commands may only follow them.
@@ -179,6 +179,14 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
 
     /// <inheritdoc />
     public bool IsClosed => _state == State.Closed;
+
+    // An env known only to the workers: its spec as the first worker's registry gave it (Gymnasium's, for a Python worker).
+    private static EnvSpec? RemoteSpec(EnvSpecInfo? info) => info is null || info.Id.Length == 0 ? null
+        : new EnvSpec(info.Id, _ => throw new InvalidOperationException($"'{info.Id}' exists only on the workers; this process cannot make it (register it here with Gym.Register to run it locally)."),
+            info.MaxEpisodeSteps == 0 ? null : (int)info.MaxEpisodeSteps, info.HasRewardThreshold ? info.RewardThreshold : null)
+        {
+            Nondeterministic = info.Nondeterministic, RenderModes = [.. info.RenderModes], IsRemote = true,
+        };
 
     /// <summary>
     /// How often a worker reports progress during a rollout: often enough that a healthy worker always reports well

@@ -16,4 +16,13 @@ public sealed record EnvSpec(
 {
     /// <summary>The constructor arguments the env was made with (null for defaults).</summary>
     public IReadOnlyDictionary<string, object>? Kwargs { get; init; }
+
+    /// <summary>Gymnasium's <c>nondeterministic</c>: the same seed may not give the same episode.</summary>
+    public bool Nondeterministic { get; init; }
+
+    /// <summary>Gymnasium's <c>metadata["render_modes"]</c>, as far as known.</summary>
+    public IReadOnlyList<string> RenderModes { get; init; } = [];
+
+    /// <summary>True for a spec that came from a worker: the env exists there, not in this process's registry.</summary>
+    public bool IsRemote { get; init; }
 }

@@ -46,6 +46,7 @@ class CartPole:
     theta_threshold = 12 * 2 * math.pi / 360
     x_threshold = 2.4
     max_episode_steps = 500
+    reward_threshold = 475.0
 
     def __init__(self, raise_after=0):
         high = np.array([self.x_threshold * 2, np.inf, self.theta_threshold * 2, np.inf], dtype=np.float32)
@@ -193,7 +194,10 @@ def main():
     register = pb.WorkerMessage(register=pb.Register(
         protocol_version=PROTOCOL_VERSION, worker_id=args.worker_id, token=token, env_id=args.env, num_envs=args.num_envs,
         observation_space=obs_space, action_space=pb.Space(discrete=pb.DiscreteSpace(n=2, start=0)),
-        host=socket.gethostname(), pid=os.getpid(), runtime=f"python {sys.version.split()[0]} grpcio {grpc.__version__}"))
+        host=socket.gethostname(), pid=os.getpid(), runtime=f"python {sys.version.split()[0]} grpcio {grpc.__version__}",
+        # The env's registry entry (Gymnasium's EnvSpec), for a learner whose own registry does not know the id.
+        env_spec=pb.EnvSpecInfo(id=args.env, max_episode_steps=CartPole.max_episode_steps, has_reward_threshold=True,
+                                reward_threshold=CartPole.reward_threshold, render_modes=[])))
 
     target = args.hub.split("://", 1)[-1].rstrip("/")
     options = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
