@@ -255,8 +255,9 @@ public sealed class WorkerService : IAsyncDisposable
                 case HubMessage.StreamFieldNumber: OnStream(seq, StreamRollouts.Parser.ParseFrom(body)); break;
                 case HubMessage.CreditFieldNumber: OnCredit(Credit.Parser.ParseFrom(body)); break;
                 case HubMessage.StopStreamFieldNumber: _stopStreamSeq = seq; break; // the loop awaits the stream's end
+                case HubMessage.AttrFieldNumber: OnAttr(seq, AttrCommand.Parser.ParseFrom(body)); break;
                 default:
-                    throw new InvalidDataException($"Unknown command field {command}; this worker handles welcome (2), reset (3), step (4), close (5), policy (6), rollout (7), stream (8), credit (9) and stop_stream (10). Is the hub a newer protocol version?");
+                    throw new InvalidDataException($"Unknown command field {command}; this worker handles welcome (2), reset (3), step (4), close (5), policy (6), rollout (7), stream (8), credit (9), stop_stream (10) and attr (11). Is the hub a newer protocol version?");
             }
         }
         catch (SubEnvException e)
@@ -312,6 +313,41 @@ public sealed class WorkerService : IAsyncDisposable
         var dest = Reserve(size);
         int written = StepCodec.WriteStepResult(dest, seq, r, vec.ObservationSize);
         Debug.Assert(written == size);
+    }
+
+    // Gymnasium's get_attr / set_attr / call on every sub-env; an error names the sub-env it came from.
+    private void OnAttr(ulong seq, AttrCommand cmd)
+    {
+        var vec = Welcomed();
+        var result = new AttrResult();
+        var args = cmd.Args.Select(ValueCodec.FromProto).ToArray();
+        if (cmd.Op == AttrCommand.Types.Op.Set && cmd.Values.Count != vec.NumEnvs)
+            throw new ArgumentException($"SetAttr sent {cmd.Values.Count} values to a worker with {vec.NumEnvs} envs.");
+        for (int i = 0; i < vec.NumEnvs; i++)
+        {
+            try
+            {
+                var env = vec.Envs[i];
+                object? value = cmd.Op switch
+                {
+                    AttrCommand.Types.Op.Get => EnvAttributes.Get(env, cmd.Name),
+                    AttrCommand.Types.Op.Call => EnvAttributes.Call(env, cmd.Name, args),
+                    _ => Set(env, ValueCodec.FromProto(cmd.Values[i])),
+                };
+                result.Values.Add(ValueCodec.ToProto(value, $"'{cmd.Name}' of env {i}"));
+            }
+            catch (Exception e) when (e is not SubEnvException)
+            {
+                throw new SubEnvException(i, _options.WorkerId, e.GetType().FullName ?? e.GetType().Name, e.Message, e.StackTrace);
+            }
+        }
+        Reply(seq, new WorkerMessage { AttrResult = result });
+
+        object? Set(IEnv env, object? value)
+        {
+            EnvAttributes.Set(env, cmd.Name, value);
+            return null;
+        }
     }
 
     private void OnClose(ulong seq)

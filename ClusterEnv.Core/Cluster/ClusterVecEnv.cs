@@ -536,6 +536,9 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             case WorkerMessage.RolloutFieldNumber when head.Field == WorkerMessage.RolloutFieldNumber:
                 _rollouts!.Fill(RolloutResult.Parser.ParseFrom(body), s.Offset, s.Count);
                 break;
+            case WorkerMessage.AttrResultFieldNumber when head.Field == WorkerMessage.AttrResultFieldNumber:
+                ReadAttrResult(s, AttrResult.Parser.ParseFrom(body));
+                break;
             case WorkerMessage.StreamEndedFieldNumber when head.Field == WorkerMessage.StreamEndedFieldNumber:
                 Volatile.Write(ref s.StreamSeq, 0UL); // every rollout of the stream came before this reply
                 break;

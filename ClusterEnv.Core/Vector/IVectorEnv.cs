@@ -87,4 +87,21 @@ public interface IVectorEnv : IDisposable
 
     /// <summary>Closes all sub-envs; later calls throw <see cref="EnvironmentClosedException"/>. Idempotent.</summary>
     void Close();
+
+    /// <summary>
+    /// Gymnasium's <c>call(name, *args)</c>: on every sub-env, calls its method <paramref name="name"/> with
+    /// <paramref name="args"/>, or reads the attribute when it is not a method; one result per sub-env, in order.
+    /// Attributes are searched through wrappers (<see cref="EnvAttributes"/>); an unknown name throws
+    /// <see cref="UnknownAttributeException"/> naming it.
+    /// </summary>
+    IReadOnlyList<object?> Call(string name, params object?[] args) => throw new NotSupportedException($"{GetType().Name} does not support Call.");
+
+    /// <summary>Gymnasium's <c>get_attr(name)</c>: the attribute of every sub-env, in order.</summary>
+    IReadOnlyList<object?> GetAttr(string name) => throw new NotSupportedException($"{GetType().Name} does not support GetAttr.");
+
+    /// <summary>Gymnasium's <c>set_attr(name, values)</c> with one value per sub-env.</summary>
+    void SetAttr(string name, IReadOnlyList<object?> values) => throw new NotSupportedException($"{GetType().Name} does not support SetAttr.");
+
+    /// <summary>Gymnasium's <c>set_attr(name, value)</c>: the same value on every sub-env.</summary>
+    void SetAttr(string name, object? value) => SetAttr(name, Enumerable.Repeat(value, NumEnvs).ToArray());
 }

@@ -248,4 +248,31 @@ public sealed class SyncVectorEnv : IVectorEnv
         }
         return envs;
     }
+
+    /// <inheritdoc />
+    public IReadOnlyList<object?> Call(string name, params object?[] args)
+    {
+        if (IsClosed) throw VectorArgs.Closed();
+        return _envs.Select(e => EnvAttributes.Call(e, name, args)).ToArray();
+    }
+
+    /// <inheritdoc />
+    public IReadOnlyList<object?> GetAttr(string name)
+    {
+        if (IsClosed) throw VectorArgs.Closed();
+        return _envs.Select(e => EnvAttributes.Get(e, name)).ToArray();
+    }
+
+    /// <inheritdoc />
+    public void SetAttr(string name, IReadOnlyList<object?> values)
+    {
+        if (IsClosed) throw VectorArgs.Closed();
+        ArgumentNullException.ThrowIfNull(values);
+        if (values.Count != _envs.Length)
+            throw new ArgumentException($"SetAttr got {values.Count} values for {_envs.Length} sub-envs; give one per sub-env, or a single value for all.", nameof(values));
+        for (int i = 0; i < _envs.Length; i++) EnvAttributes.Set(_envs[i], name, values[i]);
+    }
+
+    /// <inheritdoc />
+    public void SetAttr(string name, object? value) => SetAttr(name, Enumerable.Repeat(value, _envs.Length).ToArray());
 }

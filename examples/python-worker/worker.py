@@ -190,6 +190,56 @@ def main():
         return pb.EpisodeStats(mask=tensor(s["mask"].astype(np.uint8), pb.BOOL), returns=tensor(s["r"].astype("<f8"), pb.FLOAT64),
                                lengths=tensor(s["l"].astype("<i8"), pb.INT64), seconds=tensor(s["t"].astype("<f8"), pb.FLOAT64))
 
+    def to_value(v, what):
+        if v is None:
+            return pb.Value(none=True)
+        if isinstance(v, (bool, np.bool_)):
+            return pb.Value(flag=bool(v))
+        if isinstance(v, (int, np.integer)):
+            return pb.Value(integer=int(v))
+        if isinstance(v, (float, np.floating)):
+            return pb.Value(number=float(v))
+        if isinstance(v, str):
+            return pb.Value(text=v)
+        if isinstance(v, (list, tuple, np.ndarray)):
+            a = np.asarray(v)
+            kinds = {"f": ("<f8", pb.FLOAT64), "i": ("<i8", pb.INT64), "u": ("<i8", pb.INT64), "b": (np.uint8, pb.BOOL)}
+            if a.ndim == 1 and a.dtype.kind in kinds:
+                dtype, code = kinds[a.dtype.kind]
+                return pb.Value(tensor=tensor(a.astype(dtype), code))
+        raise TypeError(f"{what} is a {type(v).__name__}, which cannot cross the wire (numbers, bools, strings and 1-D numeric arrays can)")
+
+    def from_value(v):
+        kind = v.WhichOneof("kind")
+        if kind in (None, "none"):
+            return None
+        if kind == "tensor":
+            dtype = {pb.FLOAT32: "<f4", pb.FLOAT64: "<f8", pb.INT32: "<i4", pb.INT64: "<i8", pb.BOOL: np.uint8}[v.tensor.dtype]
+            a = np.frombuffer(v.tensor.data, dtype=dtype)
+            return a.astype(bool) if v.tensor.dtype == pb.BOOL else a
+        return getattr(v, kind)
+
+    def attr(cmd):
+        """Gymnasium's get_attr / set_attr / call on every sub-env; an error carries the sub-env's index."""
+        args = [from_value(a) for a in cmd.args]
+        result = pb.AttrResult()
+        for i, env in enumerate(envs):
+            try:
+                if cmd.op == pb.AttrCommand.SET:
+                    if not hasattr(env, cmd.name):
+                        raise AttributeError(f"{type(env).__name__} has no attribute {cmd.name!r}")
+                    setattr(env, cmd.name, from_value(cmd.values[i]))
+                    value = None
+                else:
+                    value = getattr(env, cmd.name)  # AttributeError names the attribute
+                    if cmd.op == pb.AttrCommand.CALL and callable(value):
+                        value = value(*args)
+                result.values.append(to_value(value, f"{cmd.name!r} of env {i}"))
+            except Exception as e:
+                e.env_index = i
+                raise
+        return result
+
     obs_space = pb.Space(box=pb.BoxSpace(low=tensor(envs[0].observation_low, pb.FLOAT32), high=tensor(envs[0].observation_high, pb.FLOAT32), dtype=pb.FLOAT32))
     register = pb.WorkerMessage(register=pb.Register(
         protocol_version=PROTOCOL_VERSION, worker_id=args.worker_id, token=token, env_id=args.env, num_envs=args.num_envs,
@@ -238,11 +288,13 @@ def main():
                         if final["episode"]["mask"].any():
                             result.final_episode.CopyFrom(stats(final["episode"]))
                     outbox.put(pb.WorkerMessage(seq=msg.seq, step=result))
+                elif kind == "attr":
+                    outbox.put(pb.WorkerMessage(seq=msg.seq, attr_result=attr(msg.attr)))
                 elif kind == "close":
                     outbox.put(pb.WorkerMessage(seq=msg.seq, closed=pb.Closed()))
                     outbox.put(None)
                 else:
-                    raise ValueError(f"unknown command {kind!r}; this worker handles welcome, reset, step and close")
+                    raise ValueError(f"unknown command {kind!r}; this worker handles welcome, reset, step, attr and close")
             except Exception as e:  # a sub-env (or this worker) failed: tell the learner, keep serving
                 outbox.put(pb.WorkerMessage(seq=msg.seq, error=pb.WorkerError(
                     env_index=getattr(e, "env_index", -1), type=type(e).__name__, message=str(e), stack_trace=traceback.format_exc())))

@@ -9,14 +9,30 @@ namespace ClusterEnv.Envs.ClassicControl;
 /// </summary>
 public sealed class CartPole : EnvBase
 {
-    private const double Gravity = 9.8;
-    private const double MassCart = 1.0;
-    private const double MassPole = 0.1;
-    private const double TotalMass = MassPole + MassCart;
-    private const double Length = 0.5; // half the pole's length
-    private const double PoleMassLength = MassPole * Length;
-    private const double ForceMag = 10.0;
-    private const double Tau = 0.02;
+    // Gymnasium's physical constants, as settable attributes (its gravity, masscart, masspole, length, force_mag,
+    // tau; SetAttr("length", 1.0) on a vector env reaches them). Unlike Gymnasium, which computes total_mass and
+    // polemass_length once in __init__, they follow the masses and the length when those are changed.
+
+    /// <summary>g, m/s².</summary>
+    public double Gravity { get; set; } = 9.8;
+
+    /// <summary>The cart's mass.</summary>
+    public double MassCart { get; set; } = 1.0;
+
+    /// <summary>The pole's mass.</summary>
+    public double MassPole { get; set; } = 0.1;
+
+    /// <summary>Half the pole's length (Gymnasium's <c>length</c>).</summary>
+    public double Length { get; set; } = 0.5;
+
+    /// <summary>The force a push applies.</summary>
+    public double ForceMag { get; set; } = 10.0;
+
+    /// <summary>Seconds between state updates.</summary>
+    public double Tau { get; set; } = 0.02;
+
+    private double TotalMass => MassPole + MassCart;
+    private double PoleMassLength => MassPole * Length;
     private const double XThreshold = 2.4;
     private static readonly double ThetaThresholdRadians = 12 * 2 * Math.PI / 360;
 

@@ -53,6 +53,25 @@ public class PythonWorkerInteropTests
     }
 
     [Test]
+    public void PythonWorker_AnswersGetAttrSetAttrAndCall_WithGymnasiumsNames_AndItsSpec()
+    {
+        var (env, worker) = Start(3, AutoresetMode.NextStep);
+        using (env)
+        {
+            Assert.That(env.GetAttr("gravity"), Is.EqualTo(new object?[] { 9.8, 9.8, 9.8 }));
+            env.SetAttr("length", new object?[] { 0.5, 1.0, 2.0 });
+            Assert.That(env.GetAttr("length"), Is.EqualTo(new object?[] { 0.5, 1.0, 2.0 }));
+            Assert.That(env.Call("max_episode_steps"), Has.All.EqualTo(500L), "call on a non-callable returns the attribute");
+            var ex = Assert.Throws<SubEnvException>(() => env.GetAttr("no_such_thing"))!;
+            Assert.That(ex.ErrorType, Is.EqualTo("AttributeError"));
+            Assert.That(ex.Message, Does.Contain("no_such_thing"));
+            env.Reset(seed: 1);
+            env.Step([0, 1, 0]);
+        }
+        worker.WaitForExit(10_000);
+    }
+
+    [Test]
     public void PythonWorker_ServesCartPole_WithGymnasiumSemantics_ToTheCSharpLearner()
     {
         var (env, worker) = Start(4, AutoresetMode.NextStep);
