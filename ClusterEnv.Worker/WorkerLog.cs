@@ -34,4 +34,7 @@ internal static partial class WorkerLog
 
     [LoggerMessage(10, LogLevel.Error, "Worker '{WorkerId}': the rollout stream failed: {Reason}")]
     public static partial void StreamFailed(ILogger logger, string workerId, string reason);
+
+    [LoggerMessage(11, LogLevel.Warning, "Worker '{WorkerId}': {Reason}")]
+    public static partial void InfoDropped(ILogger logger, string workerId, string reason);
 }

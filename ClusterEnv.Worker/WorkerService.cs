@@ -300,8 +300,11 @@ public sealed class WorkerService : IAsyncDisposable
         _lastStep = null;
         var result = new ResetResult { Observations = Tensor(Transport.Protos.DType.Float32, [vec.NumEnvs, vec.ObservationSize], MemoryMarshal.AsBytes(r.Observations.AsSpan())) };
         if (r.Info.Episode.Any) result.Episode = Stats(r.Info.Episode);
+        result.Info.AddRange(InfoCodec.Encode(r.Info, InfoDropped));
         Reply(seq, new WorkerMessage { Reset = result });
     }
+
+    private void InfoDropped(string reason) => WorkerLog.InfoDropped(_logger, _options.WorkerId, reason);
 
     private void OnStep(ulong seq, ReadOnlySpan<byte> body)
     {
@@ -309,9 +312,10 @@ public sealed class WorkerService : IAsyncDisposable
         StepCodec.ReadStepCommand(body, _intActions, _floatActions);
         var r = _floatActions.Length > 0 ? vec.Step(_floatActions) : vec.Step(_intActions);
         _lastStep = r; // the actor continues from here if a rollout comes next (no copy on the step path)
-        int size = StepCodec.StepResultSize(seq, r, vec.ObservationSize);
+        var info = r.Info.HasExtra ? InfoCodec.ToField(InfoCodec.Encode(r.Info, InfoDropped), Transport.Protos.StepResult.InfoFieldNumber) : [];
+        int size = StepCodec.StepResultSize(seq, r, vec.ObservationSize, info);
         var dest = Reserve(size);
-        int written = StepCodec.WriteStepResult(dest, seq, r, vec.ObservationSize);
+        int written = StepCodec.WriteStepResult(dest, seq, r, vec.ObservationSize, info);
         Debug.Assert(written == size);
     }
 

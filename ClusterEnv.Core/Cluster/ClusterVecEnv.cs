@@ -567,6 +567,7 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             throw new InvalidDataException($"ResetResult observations are {t.Dtype} with {t.Data.Length} bytes; expected FLOAT32 with {n * 4}.");
         MemoryMarshal.Cast<byte, float>(t.Data.Span).CopyTo(_observations.AsSpan(s.Offset * ObservationSize, n));
         if (r.Episode is { } ep) StepCodec.ReadEpisodeStats(ep.ToByteArray(), _info.Episode, s.Offset, s.Count);
+        foreach (var entry in r.Info) InfoCodec.Decode(entry, _info, s.Offset, s.Count);
     }
 
     /// <inheritdoc cref="IWorkerReplySink.OnLost" />

@@ -242,16 +242,16 @@ internal static class StepCodec
         return s;
     }
 
-    /// <summary>Bytes of a WorkerMessage{seq, step} for a vector env's step result.</summary>
-    public static int StepResultSize(ulong seq, in VectorStepResult r, int obsSize) =>
-        EnvelopeSize(seq, StepResultBodySize(r, r.Rewards.Length, obsSize));
+    /// <summary>Bytes of a WorkerMessage{seq, step} for a vector env's step result (<paramref name="info"/>: encoded info entries, field 9).</summary>
+    public static int StepResultSize(ulong seq, in VectorStepResult r, int obsSize, ReadOnlySpan<byte> info = default) =>
+        EnvelopeSize(seq, StepResultBodySize(r, r.Rewards.Length, obsSize) + info.Length);
 
     /// <summary>Writes a WorkerMessage{seq, step} from a vector env's step result. Returns the bytes written.</summary>
-    public static int WriteStepResult(Span<byte> dest, ulong seq, in VectorStepResult r, int obsSize)
+    public static int WriteStepResult(Span<byte> dest, ulong seq, in VectorStepResult r, int obsSize, ReadOnlySpan<byte> info = default)
     {
         int n = r.Rewards.Length;
         var w = new ProtoWriter(dest);
-        WriteEnvelope(ref w, seq, StepResultBodySize(r, n, obsSize));
+        WriteEnvelope(ref w, seq, StepResultBodySize(r, n, obsSize) + info.Length);
         MemoryMarshal.AsBytes(r.Observations.AsSpan(0, n * obsSize)).CopyTo(WriteTensor(ref w, 1, DType.Float32, [n, obsSize], n * obsSize * 4));
         MemoryMarshal.AsBytes(r.Rewards.AsSpan()).CopyTo(WriteTensor(ref w, 2, DType.Float64, [n], n * 8));
         MemoryMarshal.AsBytes(r.Terminated.AsSpan()).CopyTo(WriteTensor(ref w, 3, DType.Bool, [n], n));
@@ -262,6 +262,11 @@ internal static class StepCodec
             MemoryMarshal.AsBytes(r.Info.HasFinalObservation.AsSpan()).CopyTo(WriteTensor(ref w, 6, DType.Bool, [n], n));
             MemoryMarshal.AsBytes(r.Info.FinalObservations.AsSpan(0, n * obsSize)).CopyTo(WriteTensor(ref w, 7, DType.Float32, [n, obsSize], n * obsSize * 4));
             if (r.Info.FinalEpisode.Any) WriteEpisodeStats(ref w, 8, r.Info.FinalEpisode);
+        }
+        if (!info.IsEmpty)
+        {
+            info.CopyTo(dest[w.Position..]);
+            return w.Position + info.Length;
         }
         return w.Position;
     }
@@ -287,7 +292,7 @@ internal static class StepCodec
         int seen = 0;
         while (r.TryReadTag(out int field, out int wt))
         {
-            if (wt != ProtoWire.LengthDelimited || field > 8) { r.Skip(wt); continue; }
+            if (wt != ProtoWire.LengthDelimited || field > 9) { r.Skip(wt); continue; }
             var sub = r.ReadLengthDelimited();
             switch (field)
             {
@@ -309,6 +314,7 @@ internal static class StepCodec
                     MemoryMarshal.Cast<byte, float>(Expect(ReadTensor(sub), "final_observations", DType.Float32, n * m, 4)).CopyTo(t.Info.FinalObservations.AsSpan(o * m, n * m));
                     break;
                 case 8: ReadEpisodeStats(sub, t.Info.FinalEpisode, o, n); break;
+                case 9: InfoCodec.Decode(Protos.InfoEntry.Parser.ParseFrom(sub), t.Info, o, n); break;
             }
         }
         if (seen != 15)

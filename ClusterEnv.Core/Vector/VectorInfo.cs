@@ -44,6 +44,40 @@ public sealed class VectorInfo
     /// <summary>Env-specific extra info of sub-env i (null when it reported none).</summary>
     public IReadOnlyDictionary<string, object>? Extra(int i) => _extras[i];
 
+    /// <summary>Whether any sub-env reported extra info in this call.</summary>
+    public bool HasExtra => _anyExtra;
+
+    /// <summary>The extra info keys reported by any sub-env in this call, sorted.</summary>
+    public IReadOnlyList<string> ExtraKeys =>
+        _anyExtra ? _extras.Where(e => e is not null).SelectMany(e => e!.Keys).Distinct().Order(StringComparer.Ordinal).ToArray() : [];
+
+    /// <summary>
+    /// Gymnasium 1.x's stacked form: <c>info[key]</c> as one value per sub-env (null where absent) and
+    /// <c>info["_" + key]</c> as the mask of sub-envs that reported it. False when no sub-env reported <paramref name="key"/>.
+    /// </summary>
+    public bool TryGetStacked(string key, out object?[] values, out bool[] mask)
+    {
+        values = new object?[NumEnvs];
+        mask = new bool[NumEnvs];
+        bool any = false;
+        for (int i = 0; i < NumEnvs; i++)
+            if (_extras[i] is { } e && e.TryGetValue(key, out var v))
+            {
+                values[i] = v;
+                mask[i] = any = true;
+            }
+        return any;
+    }
+
+    /// <summary>Adds one extra entry of sub-env i (what a cluster vector env reads off the wire).</summary>
+    internal void SetExtra(int i, string key, object value)
+    {
+        var d = _extras[i] as Dictionary<string, object> ?? (_extras[i] is { } old ? new Dictionary<string, object>(old) : []);
+        d[key] = value;
+        _extras[i] = d;
+        _anyExtra = true;
+    }
+
     /// <summary>The final observation of sub-env i (meaningful where <see cref="HasFinalObservation"/>[i]).</summary>
     public ReadOnlySpan<float> FinalObservation(int i) => FinalObservations.AsSpan(i * ObservationSize, ObservationSize);
 
