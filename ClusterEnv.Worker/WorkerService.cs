@@ -256,8 +256,9 @@ public sealed class WorkerService : IAsyncDisposable
                 case HubMessage.CreditFieldNumber: OnCredit(Credit.Parser.ParseFrom(body)); break;
                 case HubMessage.StopStreamFieldNumber: _stopStreamSeq = seq; break; // the loop awaits the stream's end
                 case HubMessage.AttrFieldNumber: OnAttr(seq, AttrCommand.Parser.ParseFrom(body)); break;
+                case HubMessage.GradientFieldNumber: OnGradient(seq, GradientCommand.Parser.ParseFrom(body)); break;
                 default:
-                    throw new InvalidDataException($"Unknown command field {command}; this worker handles welcome (2), reset (3), step (4), close (5), policy (6), rollout (7), stream (8), credit (9), stop_stream (10) and attr (11). Is the hub a newer protocol version?");
+                    throw new InvalidDataException($"Unknown command field {command}; this worker handles welcome (2), reset (3), step (4), close (5), policy (6), rollout (7), stream (8), credit (9), stop_stream (10), attr (11) and gradient (12). Is the hub a newer protocol version?");
             }
         }
         catch (SubEnvException e)
@@ -317,6 +318,35 @@ public sealed class WorkerService : IAsyncDisposable
         var dest = Reserve(size);
         int written = StepCodec.WriteStepResult(dest, seq, r, vec.ObservationSize, info);
         Debug.Assert(written == size);
+    }
+
+    private ActorCritic? _gradientPolicy;
+    private Rng? _gradientRng;
+
+    // NIGT: one policy gradient at the point sent, from episodes on this worker's envs (which then need a reset).
+    private void OnGradient(ulong seq, GradientCommand cmd)
+    {
+        var vec = Welcomed();
+        var spec = PolicySpec.FromJson(cmd.SpecJson);
+        if (_gradientPolicy is null || !_gradientPolicy.Spec.Equals(spec)) _gradientPolicy = new ActorCritic(spec);
+        var point = MemoryMarshal.Cast<byte, float>(cmd.Point.Data.Span);
+        if (point.Length != _gradientPolicy.Parameters.Length)
+            throw new ArgumentException($"The gradient point has {point.Length} weights; the policy {cmd.SpecJson} has {_gradientPolicy.Parameters.Length}.");
+        _gradientPolicy.LoadParameters(point);
+        if (cmd.Seed != 0 || _gradientRng is null) _gradientRng = new Rng(cmd.Seed == 0 ? null : (long)cmd.Seed);
+        var returns = new List<double>();
+        var settings = new GradientSettings((int)Math.Max(1, cmd.Episodes), (int)Math.Max(1, cmd.Horizon), cmd.Gamma, cmd.StandardizeReturns);
+        var grad = PolicyGradient.Reinforce(_gradientPolicy, vec.Envs, _gradientRng, settings, returns, out long steps,
+            cmd.Seed == 0 ? null : (int)(cmd.Seed % int.MaxValue));
+        _lastReset = null;
+        _lastStep = null;
+        var result = new GradientResult
+        {
+            Version = cmd.Version, Steps = (ulong)steps,
+            Gradient = Tensor(Transport.Protos.DType.Float32, [grad.Length], MemoryMarshal.AsBytes(grad.AsSpan())),
+        };
+        result.Returns.AddRange(returns);
+        Reply(seq, new WorkerMessage { GradientResult = result });
     }
 
     // Gymnasium's get_attr / set_attr / call on every sub-env; an error names the sub-env it came from.

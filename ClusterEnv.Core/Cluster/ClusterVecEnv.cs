@@ -524,6 +524,11 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             OnPolicyAck(s, head.SentAt, bodyField, body);
             return;
         }
+        if (head.Field == WorkerMessage.GradientResultFieldNumber)
+        {
+            OnGradientReply(s, bodyField, body);
+            return;
+        }
         switch (bodyField)
         {
             case WorkerMessage.StepFieldNumber when head.Field == WorkerMessage.StepFieldNumber:

@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using ClusterEnv.Cluster;
 using ClusterEnv.Common;
+using ClusterEnv.Spaces;
 using ClusterEnv.Envs;
 using ClusterEnv.Nn;
 using ClusterEnv.Policies;
@@ -27,6 +29,9 @@ public sealed record NigtOptions
 
     /// <summary>Standardise the reward-to-go over each gradient's steps (a variance-reduction baseline; off reproduces the paper's estimator).</summary>
     public bool StandardizeReturns { get; init; } = true;
+
+    /// <summary>The gradient estimator's settings, as a worker uses them.</summary>
+    public GradientSettings Gradient => new(EpisodesPerGradient, Horizon, Gamma, StandardizeReturns);
 
     /// <summary>Hidden layer width of the policy.</summary>
     public int Hidden { get; init; } = 64;
@@ -68,50 +73,22 @@ public static class NigtTrainer
         ArgumentNullException.ThrowIfNull(workers);
         if (workers.Count == 0) throw new ArgumentException("NIGT needs at least one gradient worker.", nameof(workers));
         var probe = workers[0].MakeEnv();
-        var spec = PolicySpec.For(probe.ObservationSpace, probe.ActionSpace, [o.Hidden, o.Hidden]);
-        if (spec.Continuous) throw new NotSupportedException("NigtTrainer's REINFORCE gradient is written for discrete actions.");
-        var theta = new ActorCritic(spec, o.Seed).Parameters.ToArray();
-        var nigt = new NigtOptimizer(theta.Length, o.LearningRate, o.Beta);
-        var aggregator = makeAggregator(workers.Count, theta.Length);
-        var point = new Point(0, (float[])theta.Clone());
+        var run = new Run(probe.ObservationSpace, probe.ActionSpace, workers.Count, makeAggregator, o);
+        var point = new Point(0, run.NextPoint());
         var inbox = new BlockingCollection<Gradient>();
         using var stop = new CancellationTokenSource();
-        var perWorker = new long[workers.Count];
-        var threads = workers.Select((w, i) => new Thread(() => WorkerLoop(i, w, spec, o, () => Volatile.Read(ref point), inbox, stop.Token))
+        var threads = workers.Select((w, i) => new Thread(() => WorkerLoop(i, w, run.Spec, o, () => Volatile.Read(ref point), inbox, stop.Token))
         {
             IsBackground = true, Name = $"nigt-worker-{i}",
         }).ToArray();
-        var clock = Stopwatch.StartNew();
         foreach (var t in threads) t.Start();
-        var recent = new Queue<double>();
-        double recentSum = 0;
-        long steps = 0;
-        double? secondsTo = null;
-        long? stepsTo = null;
         try
         {
-            while (clock.Elapsed < o.TimeLimit && secondsTo is null)
+            while (run.Going)
             {
                 if (!inbox.TryTake(out var g, TimeSpan.FromMilliseconds(100))) continue;
-                perWorker[g.Worker]++;
-                steps += g.Steps;
-                foreach (double r in g.Returns)
-                {
-                    recent.Enqueue(r);
-                    recentSum += r;
-                    if (recent.Count > 20) recentSum -= recent.Dequeue();
-                }
-                if (recent.Count == 20 && recentSum / 20 >= o.Threshold)
-                {
-                    secondsTo = clock.Elapsed.TotalSeconds;
-                    stepsTo = steps;
-                }
-                if (aggregator.Add(g.Worker, g.Version, g.Values) is not { } ghat) continue;
-                nigt.Step(theta, ghat);
-                aggregator.Advance();
-                var next = new float[theta.Length];
-                nigt.Transport(theta, next); // workers compute the next gradients at x̃ = θ + β/(1−β)(θ − θ_prev)
-                Volatile.Write(ref point, new Point(aggregator.Version, next));
+                if (run.Add(g.Worker, g.Version, g.Values, g.Returns, g.Steps))
+                    Volatile.Write(ref point, new Point(run.Version, run.NextPoint()));
             }
         }
         finally
@@ -119,75 +96,125 @@ public static class NigtTrainer
             stop.Cancel();
             foreach (var t in threads) t.Join(TimeSpan.FromSeconds(30));
         }
-        return new NigtResult(aggregator.Name, secondsTo, stepsTo, steps, nigt.Steps, aggregator.Received, aggregator.DiscardedStale,
-            recent.Count > 0 ? recentSum / recent.Count : double.NaN, clock.Elapsed.TotalSeconds, perWorker);
+        return run.Result();
+    }
+
+    /// <summary>
+    /// The same run with the workers of a <see cref="ClusterVecEnv"/> (one gradient worker per cluster worker, its
+    /// sub-envs used in turn for the episodes): each worker is asked for a gradient at the current point, and on each
+    /// answer is asked again at the newest one, so no worker waits for another. The cluster's envs need a reset afterwards.
+    /// </summary>
+    public static NigtResult TrainOnCluster(ClusterVecEnv envs, Func<int, int, GradientAggregator> makeAggregator, NigtOptions o)
+    {
+        ArgumentNullException.ThrowIfNull(envs);
+        ArgumentNullException.ThrowIfNull(o);
+        int n = envs.Workers.Count;
+        var run = new Run(envs.SingleObservationSpace, envs.SingleActionSpace, n, makeAggregator, o);
+        var point = run.NextPoint();
+        var settings = o.Gradient;
+        for (int w = 0; w < n; w++) envs.RequestGradient(w, 0, run.Spec, point, settings, seed: (ulong)(o.Seed * 1000L + w + 1));
+        try
+        {
+            while (run.Going)
+            {
+                if (!envs.TakeGradient(TimeSpan.FromMilliseconds(100), out var g)) continue;
+                if (g.Error is not null) throw new InvalidOperationException($"A gradient worker failed: {g.Error}");
+                if (!g.Replaced && run.Add(g.WorkerIndex, (long)g.Version, g.Gradient, g.Returns, g.Steps)) point = run.NextPoint();
+                envs.RequestGradient(g.WorkerIndex, (ulong)run.Version, run.Spec, point, settings);
+            }
+            // Take the last answers, so the vector env has nothing outstanding when it is reset or closed.
+            while (envs.GradientsOutstanding > 0) envs.TakeGradient(TimeSpan.FromMilliseconds(100), out _);
+        }
+        catch
+        {
+            envs.Dispose(); // a failed run leaves requests in flight: the vector env is not reusable
+            throw;
+        }
+        return run.Result();
+    }
+
+    // The aggregator side of a run, whoever the workers are: the NIGT state, the aggregator, the return statistics.
+    private sealed class Run
+    {
+        private readonly NigtOptions _o;
+        private readonly float[] _theta;
+        private readonly NigtOptimizer _nigt;
+        private readonly GradientAggregator _aggregator;
+        private readonly long[] _perWorker;
+        private readonly Queue<double> _recent = new();
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private double _recentSum;
+        private long _steps;
+        private double? _secondsTo;
+        private long? _stepsTo;
+
+        public Run(Space observation, Space action, int workers, Func<int, int, GradientAggregator> makeAggregator, NigtOptions o)
+        {
+            _o = o;
+            Spec = PolicySpec.For(observation, action, [o.Hidden, o.Hidden]);
+            if (Spec.Continuous) throw new NotSupportedException("NIGT's REINFORCE gradient is written for discrete actions.");
+            _theta = new ActorCritic(Spec, o.Seed).Parameters.ToArray();
+            _nigt = new NigtOptimizer(_theta.Length, o.LearningRate, o.Beta);
+            _aggregator = makeAggregator(workers, _theta.Length);
+            _perWorker = new long[workers];
+        }
+
+        public PolicySpec Spec { get; }
+
+        public long Version => _aggregator.Version;
+
+        public bool Going => _clock.Elapsed < _o.TimeLimit && _secondsTo is null;
+
+        // Counts the gradient's episodes; true when it completed a NIGT step (a new point to hand out).
+        public bool Add(int worker, long version, ReadOnlySpan<float> gradient, IEnumerable<double> returns, long steps)
+        {
+            _perWorker[worker]++;
+            _steps += steps;
+            foreach (double r in returns)
+            {
+                _recent.Enqueue(r);
+                _recentSum += r;
+                if (_recent.Count > 20) _recentSum -= _recent.Dequeue();
+            }
+            if (_recent.Count == 20 && _recentSum / 20 >= _o.Threshold && _secondsTo is null)
+            {
+                _secondsTo = _clock.Elapsed.TotalSeconds;
+                _stepsTo = _steps;
+            }
+            if (_aggregator.Add(worker, version, gradient) is not { } ghat) return false;
+            _nigt.Step(_theta, ghat);
+            _aggregator.Advance();
+            return true;
+        }
+
+        // Workers compute the next gradients at x̃ = θ + β/(1−β)(θ − θ_prev).
+        public float[] NextPoint()
+        {
+            var next = new float[_theta.Length];
+            _nigt.Transport(_theta, next);
+            return next;
+        }
+
+        public NigtResult Result() => new(_aggregator.Name, _secondsTo, _stepsTo, _steps, _nigt.Steps, _aggregator.Received, _aggregator.DiscardedStale,
+            _recent.Count > 0 ? _recentSum / _recent.Count : double.NaN, _clock.Elapsed.TotalSeconds, _perWorker);
     }
 
     // One worker: take the newest point, run episodes, compute g_H there, idle for its slowdown, send; again.
     private static void WorkerLoop(int index, NigtWorker worker, PolicySpec spec, NigtOptions o, Func<Point> current, BlockingCollection<Gradient> inbox, CancellationToken stop)
     {
-        var env = worker.MakeEnv();
+        IEnv[] env = [worker.MakeEnv()];
         var policy = new ActorCritic(spec);
         var rng = new Rng(o.Seed * 1000L + index);
-        int m = spec.ObservationSize, k = spec.ActionSize;
-        var obs = new List<float>();
-        var actions = new List<int>();
-        var weights = new List<float>();
-        var ob = new float[m];
-        var act = new int[1];
-        var logp = new float[1];
-        var value = new float[1];
+        var settings = o.Gradient;
         bool first = true;
         while (!stop.IsCancellationRequested)
         {
             var p = current();
             long start = Stopwatch.GetTimestamp();
             policy.LoadParameters(p.Weights);
-            obs.Clear();
-            actions.Clear();
-            weights.Clear();
             var returns = new List<double>();
-            long steps = 0;
-            for (int e = 0; e < o.EpisodesPerGradient; e++)
-            {
-                env.Reset(ob, seed: first ? o.Seed * 1000 + index : null);
-                first = false;
-                var rewards = new List<double>();
-                for (int t = 0; t < o.Horizon; t++)
-                {
-                    policy.Act(ob, 1, rng, act, Span<float>.Empty, logp, value);
-                    obs.AddRange(ob);
-                    actions.Add(act[0]);
-                    var r = env.Step(act[0], ob);
-                    rewards.Add(r.Reward);
-                    steps++;
-                    if (r.Done) break;
-                }
-                returns.Add(rewards.Sum());
-                // Reward-to-go from step t with the paper's discount from the episode's start: Σ_{h≥t} γ^h r_h.
-                var togo = new double[rewards.Count];
-                double acc = 0;
-                for (int t = rewards.Count - 1; t >= 0; t--)
-                {
-                    acc += System.Math.Pow(o.Gamma, t) * rewards[t];
-                    togo[t] = acc;
-                }
-                foreach (double g in togo) weights.Add((float)g);
-            }
-            int n = actions.Count;
-            if (o.StandardizeReturns && n > 1)
-            {
-                double mean = weights.Average(), var = weights.Sum(w => (w - mean) * (w - mean)) / (n - 1), sd = System.Math.Sqrt(var) + 1e-8;
-                for (int i = 0; i < n; i++) weights[i] = (float)((weights[i] - mean) / sd);
-            }
-            // Loss −(1/E)·Σ_t G_t log π(a_t|s_t): its gradient is the negative of g_H, which NIGT descends.
-            policy.Store.ZeroGrad();
-            var head = policy.Actor.Forward(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(obs), n);
-            var dHead = new float[n * k];
-            for (int i = 0; i < n; i++)
-                Categorical.Backward(head.Slice(i * k, k), actions[i], -weights[i] / o.EpisodesPerGradient, 0, dHead.AsSpan(i * k, k));
-            policy.Actor.Backward(dHead);
-            var grad = policy.Store.Grads.ToArray();
+            var grad = PolicyGradient.Reinforce(policy, env, rng, settings, returns, out long steps, first ? o.Seed * 1000 + index : null);
+            first = false;
             if (worker.Slowdown > 1)
             {
                 double busy = Stopwatch.GetElapsedTime(start).TotalSeconds;

@@ -80,6 +80,36 @@ public class LockstepElasticTests
     }
 
     [Test]
+    public void AGradientWorkerKilledMidRequest_IsReplaced_AndItsSlotIsAskedAgain()
+    {
+        using var env = new ClusterVecEnv(new ClusterOptions { EnvId = "CartPole-v1", NumEnvs = 2, NumWorkers = 2, ReplaceLostWorkers = true });
+        var spec = ClusterEnv.Policies.PolicySpec.For(env.SingleObservationSpace, env.SingleActionSpace, [8]);
+        var point = new ClusterEnv.Policies.ActorCritic(spec, 1).Parameters.ToArray();
+        var settings = new ClusterEnv.Policies.GradientSettings(Episodes: 4000, Horizon: 500); // long enough to be killed mid-request
+        var quick = settings with { Episodes = 1 };
+        env.RequestGradient(0, 1, spec, point, quick);
+        env.RequestGradient(1, 1, spec, point, settings);
+        env.Pool!.ProcessOf("worker-001")!.Kill();
+        GradientReply? replaced = null, fromZero = null;
+        var deadline = Stopwatch.StartNew();
+        while ((replaced is null || fromZero is null) && deadline.Elapsed < TimeSpan.FromMinutes(2))
+        {
+            if (!env.TakeGradient(TimeSpan.FromMilliseconds(200), out var g)) continue;
+            if (g.WorkerIndex == 1) replaced = g;
+            else fromZero = g;
+        }
+        Assert.That(fromZero?.Gradient, Has.Length.EqualTo(point.Length), "the other worker answered meanwhile");
+        Assert.That(replaced, Is.Not.Null, "the lost worker's slot was reported");
+        Assert.That(replaced!.Replaced, Is.True);
+        Assert.That(replaced.Gradient, Is.Empty);
+        Assert.That(env.WorkerGeneration(1), Is.EqualTo(1));
+        env.RequestGradient(1, 2, spec, point, quick);
+        Assert.That(env.TakeGradient(TimeSpan.FromMinutes(1), out var again), Is.True);
+        Assert.That((again.WorkerIndex, again.Version, again.Replaced, again.Error), Is.EqualTo((1, 2UL, false, (string?)null)), "the replacement computes gradients");
+        Assert.That(env.GradientsOutstanding, Is.Zero);
+    }
+
+    [Test]
     public void AWorkerLostDuringAStep_IsReplacedWithinThatStep()
     {
         using var env = new ClusterVecEnv(new ClusterOptions { EnvId = "CartPole-v1", NumEnvs = 4, NumWorkers = 2, ReplaceLostWorkers = true });

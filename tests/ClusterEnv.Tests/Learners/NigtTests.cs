@@ -93,4 +93,46 @@ public class NigtTests
         Assert.That(r.SecondsToThreshold, Is.Not.Null, $"mean-20 reached 100 (final {r.FinalMeanReturn20:F1})");
         Assert.That(r.GradientsPerWorker[2], Is.LessThan(r.GradientsPerWorker[0]), "the 4× slower worker sent fewer gradients");
     }
+
+    [Test]
+    public void NigtOnClusterWorkers_LearnsCartPole_AndTheVectorEnvStepsAgainAfterAReset()
+    {
+        var (envs, workers) = ClusterEnv.Tests.Cluster.TestCluster.InProcess("CartPole-v1", [2, 2]);
+        using (envs)
+        {
+            var r = NigtTrainer.TrainOnCluster(envs, (n, size) => new RennalaAggregator(n, size, batch: n), new NigtOptions { Threshold = 100, TimeLimit = TimeSpan.FromSeconds(90), Seed = 2 });
+            TestContext.Out.WriteLine($"{r.Aggregator} on the cluster: reached in {r.SecondsToThreshold:F1} s, {r.StepsToThreshold} steps, {r.OptimizerSteps} NIGT steps; per worker {string.Join(", ", r.GradientsPerWorker)}");
+            Assert.That(r.SecondsToThreshold, Is.Not.Null, $"mean-20 reached 100 (final {r.FinalMeanReturn20:F1})");
+            Assert.That(r.GradientsPerWorker, Has.All.GreaterThan(0), "both cluster workers computed gradients");
+            Assert.That(envs.GradientsOutstanding, Is.Zero);
+            Assert.Throws<ResetNeededException>(() => envs.Step(new int[4]), "the episodes used the envs");
+            envs.Reset(seed: 1);
+            envs.Step(new int[4]);
+        }
+    }
+
+    [Test]
+    public void AskingABusyWorkerForASecondGradient_IsRefusedByName()
+    {
+        var (envs, _) = ClusterEnv.Tests.Cluster.TestCluster.InProcess("CartPole-v1", [1]);
+        using (envs)
+        {
+            var spec = ClusterEnv.Policies.PolicySpec.For(envs.SingleObservationSpace, envs.SingleActionSpace, [8]);
+            var point = new ClusterEnv.Policies.ActorCritic(spec, 1).Parameters.ToArray();
+            var settings = new ClusterEnv.Policies.GradientSettings(Episodes: 1, Horizon: 50);
+            envs.RequestGradient(0, 7, spec, point, settings, seed: 3);
+            var e = Assert.Throws<InvalidOperationException>(() => envs.RequestGradient(0, 8, spec, point, settings));
+            Assert.That(e!.Message, Does.Contain("still computing a gradient").And.Contain("TakeGradient"));
+            Assert.That(envs.TakeGradient(TimeSpan.FromSeconds(30), out var g), Is.True);
+            Assert.That(g.Version, Is.EqualTo(7UL), "the point's version comes back");
+            Assert.That(g.Gradient, Has.Length.EqualTo(point.Length));
+            Assert.That(g.Gradient.Any(v => v != 0), Is.True);
+            Assert.That(g.Returns, Has.Length.EqualTo(1));
+            Assert.That(g.Steps, Is.EqualTo((long)g.Returns[0]), "CartPole pays 1 per step");
+            var wrong = new float[3];
+            envs.RequestGradient(0, 9, spec, wrong, settings);
+            Assert.That(envs.TakeGradient(TimeSpan.FromSeconds(30), out var bad), Is.True);
+            Assert.That(bad.Error, Does.Contain("3 weights"), "a point of the wrong size is named by the worker");
+        }
+    }
 }
