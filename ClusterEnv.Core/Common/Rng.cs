@@ -1,105 +1,209 @@
+using System.Numerics;
 using System.Runtime.CompilerServices;
 
 namespace ClusterEnv.Common;
 
+/// <summary>The whole state of an <see cref="Rng"/> (for checkpoints): PCG64's 128-bit state and increment, and the buffered half-word.</summary>
+public readonly record struct RngState(ulong StateHigh, ulong StateLow, ulong IncrementHigh, ulong IncrementLow, bool HasUInt32, uint UInt32);
+
 /// <summary>
-/// A small, fast, seedable pseudo-random generator (xoshiro256**, seeded through SplitMix64).
-/// Same seed, same stream, on every platform and runtime version — unlike <see cref="System.Random"/>,
-/// whose seeded algorithm is an implementation detail. Not thread-safe; each env owns one.
+/// NumPy's default generator, reimplemented: <c>np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))</c>,
+/// which is what Gymnasium's <c>np_random</c> is. The same seed gives NumPy's stream bit for bit in
+/// <see cref="NextUInt64"/>, <see cref="NextUInt32"/>, <see cref="NextDouble"/> (<c>random()</c>),
+/// <see cref="Uniform"/> (<c>uniform(low, high)</c>), <see cref="NextInt"/> and <see cref="NextLong"/>
+/// (<c>integers</c> with the default int64 dtype) and <see cref="NextBytes"/> (<c>integers(…, dtype=int8/uint8)</c>), so
+/// envs and spaces seeded alike start where Gymnasium's do. Not thread-safe; each env owns one.
 /// </summary>
 /// <remarks>
-/// Gymnasium uses NumPy's PCG64; streams therefore differ from Gymnasium's for the same seed. What carries over
-/// is the contract: the same seed gives the same trajectory.
+/// Two draws do not follow NumPy: <see cref="NextGaussian"/> (Box–Muller; NumPy uses a ziggurat with its own tables)
+/// and <see cref="NextExponential"/> (inversion). They only serve unbounded Box samples and weight initialisation.
 /// </remarks>
 public sealed class Rng
 {
-    private ulong _s0, _s1, _s2, _s3;
+    // PCG64 (XSL-RR 128/64): 128-bit LCG state and odd increment, as NumPy's pcg64.h.
+    private const ulong MultiplierHigh = 2549297995355413924UL, MultiplierLow = 4865540595714422341UL;
+    private ulong _hi, _lo, _incHi, _incLo;
+    private bool _hasUInt32;
+    private uint _uinteger;
 
-    /// <summary>The generator's whole state (for checkpoints): setting it back continues the same stream.</summary>
-    public (ulong S0, ulong S1, ulong S2, ulong S3) State
-    {
-        get => (_s0, _s1, _s2, _s3);
-        set => (_s0, _s1, _s2, _s3) = value;
-    }
-
-    /// <summary>Creates a generator seeded with <paramref name="seed"/>, or from OS entropy when null.</summary>
+    /// <summary>Creates a generator seeded with <paramref name="seed"/> (NumPy's <c>SeedSequence(seed)</c>), or from OS entropy when null.</summary>
     public Rng(long? seed = null) => Reseed(seed ?? System.Random.Shared.NextInt64());
 
-    /// <summary>Restarts the stream from <paramref name="seed"/>.</summary>
+    /// <summary>The generator's whole state: setting it back continues the same stream.</summary>
+    public RngState State
+    {
+        get => new(_hi, _lo, _incHi, _incLo, _hasUInt32, _uinteger);
+        set
+        {
+            if ((value.IncrementLow & 1) == 0) throw new ArgumentException("A PCG64 increment is odd; this state was not written by Rng.State.", nameof(value));
+            (_hi, _lo, _incHi, _incLo, _hasUInt32, _uinteger) = (value.StateHigh, value.StateLow, value.IncrementHigh, value.IncrementLow, value.HasUInt32, value.UInt32);
+        }
+    }
+
+    /// <summary>
+    /// Restarts the stream as NumPy's <c>PCG64(SeedSequence(seed))</c> does. A negative seed (which NumPy refuses) is
+    /// taken as its 64-bit two's complement.
+    /// </summary>
     public void Reseed(long seed)
     {
-        ulong x = unchecked((ulong)seed);
-        _s0 = SplitMix64(ref x);
-        _s1 = SplitMix64(ref x);
-        _s2 = SplitMix64(ref x);
-        _s3 = SplitMix64(ref x);
+        Span<ulong> words = stackalloc ulong[4];
+        SeedSequence.GenerateState(unchecked((ulong)seed), words);
+        // pcg64_set_seed: state = (words[0] << 64) | words[1], sequence = (words[2] << 64) | words[3]; srandom.
+        _incHi = (words[2] << 1) | (words[3] >> 63);
+        _incLo = (words[3] << 1) | 1;
+        _hi = 0;
+        _lo = 0;
+        Step();
+        ulong lo = _lo + words[1];
+        _hi += words[0] + (lo < _lo ? 1UL : 0UL);
+        _lo = lo;
+        Step();
+        _hasUInt32 = false;
+        _uinteger = 0;
     }
 
-    private static ulong SplitMix64(ref ulong x)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Step()
     {
-        ulong z = x += 0x9E3779B97F4A7C15UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
+        // state = state · M + inc (mod 2^128)
+        ulong high = Math.BigMul(_lo, MultiplierLow, out ulong low);
+        high += _hi * MultiplierLow + _lo * MultiplierHigh;
+        ulong sumLo = low + _incLo;
+        _hi = high + _incHi + (sumLo < low ? 1UL : 0UL);
+        _lo = sumLo;
     }
 
-    /// <summary>The next 64 uniformly random bits.</summary>
+    /// <summary>The next 64 random bits (NumPy's <c>next_uint64</c>: step, then the XSL-RR output of the new state).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong NextUInt64()
     {
-        ulong result = BitRotate(_s1 * 5, 7) * 9;
-        ulong t = _s1 << 17;
-        _s2 ^= _s0;
-        _s3 ^= _s1;
-        _s1 ^= _s2;
-        _s0 ^= _s3;
-        _s2 ^= t;
-        _s3 = BitRotate(_s3, 45);
-        return result;
+        Step();
+        return BitOperations.RotateRight(_hi ^ _lo, (int)(_hi >> 58));
     }
 
+    /// <summary>The next 32 random bits (NumPy's <c>next_uint32</c>: the low half of a 64-bit draw, then its high half).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong BitRotate(ulong x, int k) => (x << k) | (x >> (64 - k));
+    public uint NextUInt32()
+    {
+        if (_hasUInt32)
+        {
+            _hasUInt32 = false;
+            return _uinteger;
+        }
+        ulong next = NextUInt64();
+        _hasUInt32 = true;
+        _uinteger = (uint)(next >> 32);
+        return (uint)next;
+    }
 
-    /// <summary>Uniform double in [0, 1) with 53 random bits.</summary>
+    /// <summary>Uniform double in [0, 1) with 53 random bits (NumPy's <c>random()</c>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public double NextDouble() => (NextUInt64() >> 11) * (1.0 / (1UL << 53));
+    public double NextDouble() => (NextUInt64() >> 11) * (1.0 / 9007199254740992.0);
 
-    /// <summary>Uniform double in [low, high).</summary>
+    /// <summary>Uniform double in [low, high) (NumPy's <c>uniform(low, high)</c>: low + (high − low)·random()).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public double Uniform(double low, double high) => low + (high - low) * NextDouble();
 
-    /// <summary>Uniform integer in [0, n), unbiased (Lemire's multiply-and-reject).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    /// <summary>Uniform integer in [0, n) (NumPy's <c>integers(n)</c>, Lemire's multiply-and-reject on 32-bit draws).</summary>
     public int NextInt(int n)
     {
         if (n <= 0) throw new ArgumentOutOfRangeException(nameof(n), n, "The upper bound must be positive.");
-        ulong range = (ulong)n;
-        ulong m = Math.BigMul(NextUInt64(), range, out ulong low);
-        if (low < range)
-        {
-            ulong threshold = (0UL - range) % range;
-            while (low < threshold) m = Math.BigMul(NextUInt64(), range, out low);
-        }
-        return (int)m;
+        return (int)NextLong(0, n - 1);
     }
 
-    /// <summary>Uniform integer in [low, high] (inclusive), for ranges up to the full long range.</summary>
+    /// <summary>Uniform integer in [low, high], both included (NumPy's <c>integers(low, high + 1)</c> with the int64 dtype).</summary>
     public long NextLong(long low, long high)
     {
         if (low > high) throw new ArgumentOutOfRangeException(nameof(high), high, $"high must be >= low ({low}).");
-        ulong range = unchecked((ulong)(high - low)) + 1;
-        if (range == 0) return unchecked((long)NextUInt64());
-        ulong m = Math.BigMul(NextUInt64(), range, out ulong lo);
-        if (lo < range)
+        ulong range = unchecked((ulong)(high - low));
+        if (range == 0) return low;
+        if (range < uint.MaxValue) return unchecked(low + (long)BoundedUInt32((uint)range));
+        if (range == uint.MaxValue) return unchecked(low + (long)NextUInt32());
+        if (range == ulong.MaxValue) return unchecked(low + (long)NextUInt64());
+        // Lemire on 64-bit draws.
+        ulong excl = range + 1;
+        ulong m = Math.BigMul(NextUInt64(), excl, out ulong leftover);
+        if (leftover < excl)
         {
-            ulong threshold = (0UL - range) % range;
-            while (lo < threshold) m = Math.BigMul(NextUInt64(), range, out lo);
+            ulong threshold = (ulong.MaxValue - range) % excl;
+            while (leftover < threshold) m = Math.BigMul(NextUInt64(), excl, out leftover);
         }
         return unchecked(low + (long)m);
     }
 
-    /// <summary>Standard normal sample (Box–Muller, one value per call).</summary>
+    // Lemire on 32-bit draws, rng < 2^32 − 1 (NumPy's buffered_bounded_lemire_uint32).
+    private uint BoundedUInt32(uint rng)
+    {
+        uint excl = rng + 1;
+        ulong m = (ulong)NextUInt32() * excl;
+        uint leftover = (uint)m;
+        if (leftover < excl)
+        {
+            uint threshold = (uint.MaxValue - rng) % excl;
+            while (leftover < threshold)
+            {
+                m = (ulong)NextUInt32() * excl;
+                leftover = (uint)m;
+            }
+        }
+        return (uint)(m >> 32);
+    }
+
+    /// <summary>
+    /// Fills <paramref name="destination"/> with uniform integers in [low, high] as one NumPy call
+    /// <c>integers(low, high + 1, size=n, dtype=int8)</c> does (bytes cut from shared 32-bit draws); high − low ≤ 255.
+    /// </summary>
+    public void NextBytes(int low, int high, Span<int> destination)
+    {
+        if (low > high || high - low > 255) throw new ArgumentOutOfRangeException(nameof(high), high, $"NextBytes needs low <= high <= low + 255 (low {low}).");
+        uint range = (uint)(high - low);
+        uint buffer = 0;
+        int count = 0;
+        for (int i = 0; i < destination.Length; i++)
+        {
+            if (range == 0)
+            {
+                destination[i] = low;
+                continue;
+            }
+            if (range == 255)
+            {
+                destination[i] = low + (int)NextBufferedByte(ref buffer, ref count);
+                continue;
+            }
+            uint excl = range + 1;
+            uint m = NextBufferedByte(ref buffer, ref count) * excl;
+            uint leftover = m & 0xFF;
+            if (leftover < excl)
+            {
+                uint threshold = (255 - range) % excl;
+                while (leftover < threshold)
+                {
+                    m = NextBufferedByte(ref buffer, ref count) * excl;
+                    leftover = m & 0xFF;
+                }
+            }
+            destination[i] = low + (int)(m >> 8);
+        }
+    }
+
+    // NumPy's buffered_uint8: four bytes from each 32-bit draw, lowest first.
+    private uint NextBufferedByte(ref uint buffer, ref int count)
+    {
+        if (count == 0)
+        {
+            buffer = NextUInt32();
+            count = 3;
+        }
+        else
+        {
+            buffer >>= 8;
+            count--;
+        }
+        return buffer & 0xFF;
+    }
+
+    /// <summary>Standard normal sample (Box–Muller, one value per call; not NumPy's ziggurat stream).</summary>
     public double NextGaussian()
     {
         double u1 = 1.0 - NextDouble(); // (0, 1]
@@ -107,6 +211,66 @@ public sealed class Rng
         return Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2.0 * Math.PI * u2);
     }
 
-    /// <summary>Exponential(1) sample.</summary>
+    /// <summary>Exponential(1) sample (inversion; not NumPy's ziggurat stream).</summary>
     public double NextExponential() => -Math.Log(1.0 - NextDouble());
+}
+
+/// <summary>NumPy's <c>SeedSequence</c> for one non-negative integer of entropy (pool of 4 words, no spawn key).</summary>
+public static class SeedSequence
+{
+    private const uint InitA = 0x43b0d7e5, MultA = 0x931e8875, InitB = 0x8b51f9dd, MultB = 0x58f38ded;
+    private const uint MixMultL = 0xca01f9dd, MixMultR = 0x4973f715;
+    private const int PoolSize = 4;
+
+    /// <summary>The 4-word pool <c>SeedSequence(entropy).pool</c>.</summary>
+    public static uint[] Pool(ulong entropy)
+    {
+        // The entropy as 32-bit words, least significant first (0 is one word).
+        Span<uint> words = stackalloc uint[2];
+        int n = 0;
+        do
+        {
+            words[n++] = (uint)entropy;
+            entropy >>= 32;
+        }
+        while (entropy != 0);
+        var pool = new uint[PoolSize];
+        uint hashConst = InitA;
+        for (int i = 0; i < PoolSize; i++) pool[i] = HashMix(i < n ? words[i] : 0, ref hashConst);
+        for (int src = 0; src < PoolSize; src++)
+            for (int dst = 0; dst < PoolSize; dst++)
+                if (src != dst) pool[dst] = Mix(pool[dst], HashMix(pool[src], ref hashConst));
+        return pool;
+    }
+
+    /// <summary><c>SeedSequence(entropy).generate_state(len(destination), np.uint64)</c>.</summary>
+    public static void GenerateState(ulong entropy, Span<ulong> destination)
+    {
+        var pool = Pool(entropy);
+        uint hashConst = InitB;
+        for (int i = 0; i < destination.Length * 2; i++)
+        {
+            uint v = pool[i % PoolSize];
+            v ^= hashConst;
+            hashConst = unchecked(hashConst * MultB);
+            v = unchecked(v * hashConst);
+            v ^= v >> 16;
+            if ((i & 1) == 0) destination[i / 2] = v;
+            else destination[i / 2] |= (ulong)v << 32; // little-endian pairs of 32-bit words
+        }
+    }
+
+    private static uint HashMix(uint value, ref uint hashConst)
+    {
+        value ^= hashConst;
+        hashConst = unchecked(hashConst * MultA);
+        value = unchecked(value * hashConst);
+        return value ^ (value >> 16);
+    }
+
+    private static uint Mix(uint x, uint y)
+    {
+        uint r = unchecked(MixMultL * x - MixMultR * y);
+        return r ^ (r >> 16);
+    }
 }

@@ -81,27 +81,30 @@ public sealed class Box : Space
     {
         if (destination.Length != Size)
             throw new ArgumentException($"Destination has {destination.Length} elements; this Box needs {Size}.", nameof(destination));
+        // Gymnasium's order of draws: normal for the unbounded coordinates, exponential for the half-bounded ones
+        // (below, then above), uniform for the bounded ones; integer dtypes sample floor(x) over [low, high + 1).
         var rng = Random;
-        for (int i = 0; i < Size; i++)
+        bool integer = DType != DType.Float32;
+        for (int pass = 0; pass < 4; pass++)
         {
-            double lo = _low[i], hi = _high[i];
-            bool below = !double.IsNegativeInfinity(lo), above = !double.IsPositiveInfinity(hi);
-            if (DType != DType.Float32 && below && above)
+            for (int i = 0; i < Size; i++)
             {
-                destination[i] = rng.NextLong((long)lo, (long)hi);
-                continue;
+                double lo = _low[i], hi = _high[i];
+                bool below = !double.IsNegativeInfinity(lo), above = !double.IsPositiveInfinity(hi);
+                int kind = (below, above) switch { (false, false) => 0, (true, false) => 1, (false, true) => 2, (true, true) => 3 };
+                if (kind != pass) continue;
+                if (integer && above) hi += 1;
+                double v = kind switch
+                {
+                    0 => rng.NextGaussian(),
+                    1 => lo + rng.NextExponential(),
+                    2 => hi - rng.NextExponential(),
+                    _ => rng.Uniform(lo, hi),
+                };
+                float f = integer ? (float)Math.Floor(v) : (float)v;
+                // Rounding to float32 can step just outside a finite bound; keep samples inside the space.
+                destination[i] = Math.Clamp(f, _low[i], _high[i]);
             }
-            if (DType != DType.Float32) hi += 1; // Gymnasium samples integers as floor(x) over [low, high + 1)
-            double v = (below, above) switch
-            {
-                (true, true) => rng.Uniform(lo, hi),
-                (false, false) => rng.NextGaussian(),
-                (true, false) => lo + rng.NextExponential(),
-                (false, true) => hi - rng.NextExponential(),
-            };
-            float f = DType == DType.Float32 ? (float)v : MathF.Floor((float)v);
-            // Rounding to float32 can step just outside a finite bound; keep samples inside the space.
-            destination[i] = Math.Clamp(f, _low[i], _high[i]);
         }
     }
 

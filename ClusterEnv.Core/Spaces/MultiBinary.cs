@@ -26,7 +26,7 @@ public sealed class MultiBinary : Space
     {
         if (destination.Length != Size)
             throw new ArgumentException($"Destination has {destination.Length} elements; this MultiBinary has {Size}.", nameof(destination));
-        for (int i = 0; i < Size; i++) destination[i] = (int)(Random.NextUInt64() >> 63);
+        Random.NextBytes(0, 1, destination); // Gymnasium: integers(0, 2, size=n, dtype=int8)
     }
 
     /// <inheritdoc />

@@ -45,7 +45,7 @@ public sealed class MultiDiscrete : Space
     {
         if (destination.Length != _nvec.Length)
             throw new ArgumentException($"Destination has {destination.Length} elements; this MultiDiscrete has {_nvec.Length} components.", nameof(destination));
-        for (int i = 0; i < _nvec.Length; i++) destination[i] = _start[i] + Random.NextInt(_nvec[i]);
+        for (int i = 0; i < _nvec.Length; i++) destination[i] = _start[i] + (int)(Random.NextDouble() * _nvec[i]); // Gymnasium: (random(shape) · nvec).astype(int) + start
     }
 
     /// <inheritdoc />

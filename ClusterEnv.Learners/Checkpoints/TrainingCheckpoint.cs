@@ -14,7 +14,7 @@ namespace ClusterEnv.Learners.Checkpoints;
 /// temporary name and renamed when complete, so a run killed mid-write never leaves a half checkpoint behind. The
 /// newest <c>keep</c> are kept.
 /// </summary>
-public sealed record TrainingCheckpoint(ActorCritic Policy, float[] FirstMoment, float[] SecondMoment, int OptimizerSteps, (ulong, ulong, ulong, ulong) RngState,
+public sealed record TrainingCheckpoint(ActorCritic Policy, float[] FirstMoment, float[] SecondMoment, int OptimizerSteps, RngState RngState,
     long Update, long GlobalStep, IReadOnlyDictionary<string, string> Counters)
 {
     private const string Prefix = "checkpoint-";
@@ -43,11 +43,11 @@ public sealed record TrainingCheckpoint(ActorCritic Policy, float[] FirstMoment,
             f.Write(MemoryMarshal.AsBytes(adam.FirstMoment));
             f.Write(MemoryMarshal.AsBytes(adam.SecondMoment));
         }
-        var (s0, s1, s2, s3) = rng.State;
+        var r = rng.State;
         var state = new Dictionary<string, object>
         {
             ["format"] = 1, ["update"] = update, ["global_step"] = globalStep, ["optimizer_steps"] = adam.Steps,
-            ["rng"] = new[] { s0.ToString(CultureInfo.InvariantCulture), s1.ToString(CultureInfo.InvariantCulture), s2.ToString(CultureInfo.InvariantCulture), s3.ToString(CultureInfo.InvariantCulture) },
+            ["rng"] = new[] { r.StateHigh, r.StateLow, r.IncrementHigh, r.IncrementLow, r.HasUInt32 ? 1UL : 0UL, r.UInt32 }.Select(v => v.ToString(CultureInfo.InvariantCulture)).ToArray(),
             ["counters"] = counters ?? new Dictionary<string, string>(),
         };
         File.WriteAllText(Path.Combine(temp, "state.json"), JsonSerializer.Serialize(state));
@@ -80,9 +80,11 @@ public sealed record TrainingCheckpoint(ActorCritic Policy, float[] FirstMoment,
         using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "state.json")));
         var root = json.RootElement;
         var rng = root.GetProperty("rng").EnumerateArray().Select(e => ulong.Parse(e.GetString()!, CultureInfo.InvariantCulture)).ToArray();
+        if (rng.Length != 6)
+            throw new InvalidDataException($"'{folder}/state.json' holds a random state of {rng.Length} words; this version (NumPy's PCG64) writes 6. The checkpoint comes from an older version: resume it with that version, or start the run anew.");
         var counters = root.GetProperty("counters").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString() ?? "");
         return new TrainingCheckpoint(policy, moments[..count].ToArray(), moments[count..].ToArray(), root.GetProperty("optimizer_steps").GetInt32(),
-            (rng[0], rng[1], rng[2], rng[3]), root.GetProperty("update").GetInt64(), root.GetProperty("global_step").GetInt64(), counters);
+            new RngState(rng[0], rng[1], rng[2], rng[3], rng[4] != 0, (uint)rng[5]), root.GetProperty("update").GetInt64(), root.GetProperty("global_step").GetInt64(), counters);
     }
 
     private static float[] Floats(string csv) => csv.Split(',').Select(v => float.Parse(v, CultureInfo.InvariantCulture)).ToArray();
