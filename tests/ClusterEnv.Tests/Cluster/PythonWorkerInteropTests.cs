@@ -26,21 +26,27 @@ public class PythonWorkerInteropTests
         return null!;
     }
 
-    private static (ClusterVecEnv Env, Process Worker) Start(int numEnvs, AutoresetMode mode, params string[] extra)
+    private static (ClusterVecEnv Env, Process Worker) Start(int numEnvs, AutoresetMode mode, params string[] extra) =>
+        Start("CartPole-v1", numEnvs, mode, standin: false, extra);
+
+    // standin: Gymnasium is the project's stand-in module (tests/python/gymnasium_standin), so the worker serves
+    // gymnasium.make(envId) through its SyncVectorEnv.
+    private static (ClusterVecEnv Env, Process Worker) Start(string envId, int numEnvs, AutoresetMode mode, bool standin, params string[] extra)
     {
         string python = Python();
         int port = TestCluster.FreePort();
         var psi = new ProcessStartInfo(python) { RedirectStandardError = true, RedirectStandardOutput = true };
         foreach (var a in new[] { Path.Combine(TestCluster.RepoRoot, "examples", "python-worker", "worker.py"), "--hub", $"http://127.0.0.1:{port}",
-                     "--env", "CartPole-v1", "--num-envs", numEnvs.ToString(), "--worker-id", "py0" }.Concat(extra))
+                     "--env", envId, "--num-envs", numEnvs.ToString(), "--worker-id", "py0" }.Concat(standin ? ["--gymnasium"] : []).Concat(extra))
             psi.ArgumentList.Add(a);
         psi.Environment["CLUSTERENV_TOKEN"] = "py-token";
+        if (standin) psi.Environment["PYTHONPATH"] = StandinPath;
         var worker = Process.Start(psi)!;
         try
         {
             var env = new ClusterVecEnv(new ClusterOptions
             {
-                EnvId = "CartPole-v1", NumEnvs = numEnvs, NumWorkers = 1, LocalWorkers = false, AutoresetMode = mode,
+                EnvId = envId, NumEnvs = numEnvs, NumWorkers = 1, LocalWorkers = false, AutoresetMode = mode,
                 Hub = new HubOptions { Port = port, Token = "py-token" }, ConnectTimeout = TimeSpan.FromSeconds(60), StepTimeout = TimeSpan.FromSeconds(30),
             });
             return (env, worker);
@@ -142,6 +148,113 @@ public class PythonWorkerInteropTests
             Assert.DoesNotThrow(() => env.Step(new int[2]));
         }
         worker.WaitForExit(10_000);
+    }
+
+    // CLUSTERENV_GYMNASIUM_PATH runs these tests against another Gymnasium (e.g. a real release's source on PYTHONPATH).
+    private static string StandinPath => Environment.GetEnvironmentVariable("CLUSTERENV_GYMNASIUM_PATH") ?? Path.Combine(TestCluster.RepoRoot, "tests", "python", "gymnasium_standin");
+
+    [Test]
+    public void GymnasiumWorker_Discrete_MatchesTheCSharpCartPole_StepForStep_FromTheSameSeeds()
+    {
+        var (env, worker) = Start("CartPole-v1", 3, AutoresetMode.SameStep, standin: true);
+        using var local = ClusterEnv.Envs.Gym.MakeVec("CartPole-v1", 3, autoresetMode: AutoresetMode.SameStep);
+        using (env)
+        {
+            Assert.That(env.SingleObservationSpace, Is.EqualTo(local.SingleObservationSpace));
+            Assert.That(env.SingleActionSpace, Is.EqualTo(local.SingleActionSpace));
+            Assert.That(env.Reset(seed: 5).Observations.ToArray(), Is.EqualTo(local.Reset(seed: 5).Observations.ToArray()),
+                "NumPy's PCG64 on both sides: the same seeds give the same start states");
+            var rng = new Rng(3);
+            var actions = new int[3];
+            int finals = 0;
+            for (int t = 0; t < 300; t++)
+            {
+                for (int i = 0; i < 3; i++) actions[i] = rng.NextInt(2);
+                var a = env.Step(actions);
+                var b = local.Step(actions);
+                Assert.That(a.Observations.ToArray(), Is.EqualTo(b.Observations.ToArray()), $"step {t}");
+                Assert.That(a.Terminated.ToArray(), Is.EqualTo(b.Terminated.ToArray()), $"step {t}");
+                for (int i = 0; i < 3; i++)
+                {
+                    if (!b.Info.HasFinalObservation[i]) continue;
+                    finals++;
+                    Assert.That(a.Info.HasFinalObservation[i], Is.True, $"step {t} env {i}: SameStep's final observation");
+                    Assert.That(a.Info.FinalObservations.AsSpan(i * 4, 4).ToArray(), Is.EqualTo(b.Info.FinalObservations.AsSpan(i * 4, 4).ToArray()));
+                }
+            }
+            Assert.That(finals, Is.GreaterThan(5));
+        }
+        Assert.That(worker.WaitForExit(10_000), Is.True);
+        Assert.That(worker.ExitCode, Is.Zero, worker.StandardError.ReadToEnd());
+    }
+
+    [Test]
+    public void GymnasiumWorker_Continuous_TakesFloatActions_AndTruncatesAtItsTimeLimit()
+    {
+        var (env, worker) = Start("Pendulum-v1", 2, AutoresetMode.NextStep, standin: true);
+        using (env)
+        {
+            var pendulum = ClusterEnv.Envs.Gym.Make("Pendulum-v1");
+            Assert.That(env.SingleActionSpace, Is.EqualTo(pendulum.ActionSpace));
+            var start = new float[3];
+            pendulum.Reset(start, seed: 11);
+            Assert.That(env.Reset(seed: 11).Observations.AsSpan(0, 3).ToArray(), Is.EqualTo(start), "Gymnasium's start state for seed 11");
+            float[] torque = [2f, -2f];
+            int truncatedAt = -1;
+            for (int t = 0; t < 200 && truncatedAt < 0; t++)
+            {
+                var r = env.Step(torque);
+                Assert.That(r.Rewards[0], Is.LessThanOrEqualTo(0));
+                if (r.Truncated[0]) truncatedAt = t;
+            }
+            Assert.That(truncatedAt, Is.EqualTo(199), "200 steps, then the registered TimeLimit truncates");
+        }
+        Assert.That(worker.WaitForExit(10_000), Is.True);
+    }
+
+    [Test]
+    public void GymnasiumWorker_DictObservations_MultiDiscreteActions_InfoAndSpec_ArriveInCSharp()
+    {
+        var (env, worker) = Start("StandinDict-v0", 3, AutoresetMode.NextStep, standin: true);
+        using (env)
+        {
+            var dict = (ClusterEnv.Spaces.DictSpace)env.SingleObservationSpace;
+            Assert.That(dict.Keys, Is.EqualTo(new[] { "goal", "position", "sensors" }), "Gymnasium's sorted keys, in order");
+            Assert.That(dict["position"].Shape, Is.EqualTo(new[] { 2, 2 }), "the Box keeps its shape");
+            Assert.That(env.ObservationSize, Is.EqualTo(1 + 4 + 3));
+            Assert.That(env.SingleActionSpace, Is.EqualTo(new ClusterEnv.Spaces.MultiDiscrete([3, 3])));
+            Assert.That(env.Spec?.MaxEpisodeSteps, Is.EqualTo(50), "the spec comes from the worker: the C# registry does not know the id");
+            var reset = env.Reset(seed: 2);
+            Assert.That(reset.Info.TryGetStacked("distance", out var d0, out var m0), Is.True);
+            Assert.That(m0, Has.All.True);
+            var obs = reset.Observations.ToArray();
+            Assert.That(obs.Where((_, k) => k % 8 == 0), Has.All.InRange(0f, 3f), "goal: a Discrete(4) value");
+            for (int i = 0; i < 3; i++)
+                Assert.That((double)d0[i]!, Is.EqualTo(Enumerable.Range(1, 4).Sum(k => Math.Abs((double)obs[i * 8 + k]))).Within(1e-5), "distance = |position|₁");
+            var r = env.Step([2, 2, 0, 0, 1, 1]);
+            Assert.That(r.Info.TryGetStacked("moves", out var moves, out var mm), Is.True);
+            Assert.That(mm, Has.All.True);
+            Assert.That((double[])moves[0]!, Is.EqualTo(new[] { 1.0, 4.0 }), "moves = [t, sum(action)] for env 0");
+            Assert.That((double[])moves[1]!, Is.EqualTo(new[] { 1.0, 0.0 }));
+            Assert.Throws<ArgumentOutOfRangeException>(() => env.Step([3, 0, 0, 0, 0, 0]), "MultiDiscrete([3, 3]) bounds are checked before sending");
+        }
+        Assert.That(worker.WaitForExit(10_000), Is.True);
+    }
+
+    [Test]
+    public void PythonWorker_WithoutAHub_SaysSo_AndLeavesNoTempFolder()
+    {
+        string python = Python();
+        var before = Directory.GetDirectories(Path.GetTempPath(), "clusterenv-proto-*").ToHashSet();
+        var psi = new ProcessStartInfo(python) { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var a in new[] { Path.Combine(TestCluster.RepoRoot, "examples", "python-worker", "worker.py"), "--hub", $"http://127.0.0.1:{TestCluster.FreePort()}", "--connect-timeout", "1" })
+            psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        string err = p.StandardError.ReadToEnd();
+        Assert.That(p.WaitForExit(60_000), Is.True);
+        Assert.That(p.ExitCode, Is.EqualTo(2), err);
+        Assert.That(err, Does.Contain("no hub answered").And.Contain("--connect-timeout"));
+        Assert.That(Directory.GetDirectories(Path.GetTempPath(), "clusterenv-proto-*").Where(d => !before.Contains(d)), Is.Empty);
     }
 
     // CartPole-v1's equations in float64 from a float32 observation.
