@@ -10,6 +10,7 @@ internal static class TestEnvs
     public const string Hanging = "Test/Hanging-v0";
     public const string Slow = "Test/Slow-v0";
     public const string Info = "Test/Info-v0";
+    public const string Structured = "Test/Structured-v0";
 
     /// <summary>Released by tests so hung envs end.</summary>
     public static readonly ManualResetEventSlim Unblock = new(false);
@@ -25,6 +26,7 @@ internal static class TestEnvs
         Gym.Register(Throwing, kw => new ThrowingEnv(kw is not null && kw.TryGetValue("fail", out var f) && f is true));
         Gym.Register(Hanging, kw => new HangingEnv(kw is not null && kw.TryGetValue("hang", out var h) && h is true));
         Gym.Register(Info, () => new InfoEnv());
+        Gym.Register(Structured, () => new StructuredEnv());
         Gym.Register(Slow, kw => new SlowEnv(kw is not null && kw.TryGetValue("ms", out var ms) ? Convert.ToInt32(ms, System.Globalization.CultureInfo.InvariantCulture) : 5));
     }
 
@@ -51,6 +53,42 @@ internal static class TestEnvs
             };
             if (_t >= 2) extra["late"] = 7;
             return new StepResult(1, false, false, new EnvInfo { Extra = extra });
+        }
+    }
+
+    // A Dict observation with a nested Tuple: {"goal": Discrete(3, start=1), "grid": Box(0, 9, (2, 3)), "parts": (MultiDiscrete([2, 4]), MultiBinary(2))}.
+    // After reset and t steps with action a: goal 1 + (seed % 3), grid[i][j] = t + i·3 + j (capped at 9), parts = ([t % 2, a], [1, 0]).
+    private sealed class StructuredEnv : EnvBase
+    {
+        private int _t, _goal;
+        public override Space ObservationSpace { get; } = new DictSpace(new Dictionary<string, Space>
+        {
+            ["grid"] = new Box(0f, 9f, [2, 3]),
+            ["goal"] = new Discrete(3, start: 1),
+            ["parts"] = new TupleSpace(new MultiDiscrete([2, 4]), new MultiBinary(2)),
+        });
+        public override Space ActionSpace { get; } = new Discrete(4);
+        protected override EnvInfo ResetCore(Span<float> observation, ResetOptions? options)
+        {
+            _t = 0;
+            _goal = 1 + NpRandom.NextInt(3);
+            Write(observation, 0);
+            return default;
+        }
+        protected override StepResult StepCore(EnvAction action, Span<float> observation)
+        {
+            _t++;
+            Write(observation, action.AsDiscrete());
+            return new StepResult(1, _t >= 5, false, default);
+        }
+        private void Write(Span<float> o, int a)
+        {
+            o[0] = _goal; // keys sorted: goal, grid, parts
+            for (int k = 0; k < 6; k++) o[1 + k] = Math.Min(9, _t + k);
+            o[7] = _t % 2;
+            o[8] = a;
+            o[9] = 1;
+            o[10] = 0;
         }
     }
 
