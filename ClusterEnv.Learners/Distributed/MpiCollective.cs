@@ -68,7 +68,11 @@ public sealed unsafe class MpiCollective : ICollective
         Load();
         int flag;
         Check(_initialized(&flag), -1, "MPI_Initialized");
-        if (flag == 0) Check(_init(null, null), -1, "MPI_Init");
+        if (flag == 0)
+        {
+            PreferCopyInCopyOut();
+            Check(_init(null, null), -1, "MPI_Init");
+        }
         Check(_setErrhandler(_comm, Export("ompi_mpi_errors_return")), -1, "MPI_Comm_set_errhandler");
         int rank, size;
         Check(_commRank(_comm, &rank), -1, "MPI_Comm_rank");
@@ -82,6 +86,23 @@ public sealed unsafe class MpiCollective : ICollective
                                     "here: start the ranks with `mpirun --bind-to none` (or `--map-by slot:PE=N` for N cores each).");
         return new MpiCollective(rank, size, version, timeout ?? TimeSpan.FromMinutes(5));
     }
+
+    // Open MPI's shared-memory transport copies large messages in one step through the kernel (CMA) when it can; in
+    // containers that path measured 2.5× slower than copy-in/copy-out for gradient-sized messages (a 550 KB all-reduce at
+    // 2 ranks: 300 µs vs 117 µs; 40 KB: 30 µs vs 13 µs), which cost a tenth of the data-parallel speed-up. So unless
+    // the user chose (mpirun --mca btl_vader_single_copy_mechanism …, or the OMPI_MCA_ variable), take copy-in/copy-out.
+    // The variable must be in the native environment before MPI_Init reads it.
+    private const string SingleCopyVariable = "OMPI_MCA_btl_vader_single_copy_mechanism";
+
+    private static void PreferCopyInCopyOut()
+    {
+        if (Environment.GetEnvironmentVariable(SingleCopyVariable) is not null) return;
+        if (SetEnv(SingleCopyVariable, "none", 0) != 0) return; // not fatal: MPI runs with its own default
+        Environment.SetEnvironmentVariable(SingleCopyVariable, "none");
+    }
+
+    [DllImport("libc", EntryPoint = "setenv")]
+    private static extern int SetEnv([MarshalAs(UnmanagedType.LPStr)] string name, [MarshalAs(UnmanagedType.LPStr)] string value, int overwrite);
 
     // The CPU this process may run on, when it is one of several (Linux: Cpus_allowed_list in /proc/self/status).
     private static string? BoundToOneCpu()
