@@ -306,7 +306,7 @@ public static partial class Ppo
         return System.Math.Clamp(reward / System.Math.Sqrt(rms.Var[0] + 1e-8), -o.RewardClip, o.RewardClip);
     }
 
-    private static void NormalizeUnbiased(Span<float> x)
+    internal static void NormalizeUnbiased(Span<float> x)
     {
         if (x.Length < 2) return;
         double mean = 0;
@@ -318,7 +318,7 @@ public static partial class Ppo
         for (int i = 0; i < x.Length; i++) x[i] = (float)((x[i] - mean) / (std + 1e-8));
     }
 
-    private static void Shuffle(int[] a, Rng rng)
+    internal static void Shuffle(int[] a, Rng rng)
     {
         for (int i = a.Length - 1; i > 0; i--)
         {
