@@ -150,13 +150,13 @@ public sealed class GpuPpo : IDisposable
     // Between backward and clipping, as on the CPU: in device memory with NCCL, else through the host.
     private void AllReduceGradients(ICollective dp)
     {
-        if (dp.WorldSize == 1) return;
         var grads = _model.Gradients;
-        if (dp is IDeviceCollective device)
+        if (dp is IDeviceCollective device) // in device memory, even for a world of 1 (the device check runs that path)
         {
             device.AllReduceDevice(GpuDevice.Address(grads), grads.Length, ReduceOp.Mean, _model.Device.Stream);
             return;
         }
+        if (dp.WorldSize == 1) return;
         if (_hostGrads.Length != grads.Length) _hostGrads = new float[grads.Length];
         _model.DownloadGradients(_hostGrads);
         dp.AllReduce(_hostGrads, ReduceOp.Mean);
