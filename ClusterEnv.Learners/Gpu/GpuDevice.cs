@@ -5,6 +5,9 @@ using ILGPU.Runtime.Cuda;
 
 namespace ClusterEnv.Learners.Gpu;
 
+/// <summary>No usable GPU: the message says what is missing and what to do instead.</summary>
+public sealed class GpuUnavailableException(string message, Exception? inner = null) : InvalidOperationException(message, inner);
+
 /// <summary>
 /// A device for the learner: an NVIDIA GPU through ILGPU's CUDA backend (kernels compiled from C# to PTX, GEMMs on
 /// cuBLAS), or ILGPU's CPU accelerator, which runs the very same kernels on the CPU (what the tests use). One per
@@ -54,15 +57,15 @@ public sealed class GpuDevice : IDisposable
             ctx = Context.Create(b => b.Cuda().EnableAlgorithms().Math(MathMode.Default));
             var devices = ctx.GetCudaDevices();
             if (devices.Count == 0)
-                throw new InvalidOperationException("No CUDA device found: the NVIDIA driver (libcuda.so.1) is missing or sees no GPU. Train on the CPU engine (the default), or check nvidia-smi.");
+                throw new GpuUnavailableException("No CUDA device found: the NVIDIA driver (libcuda.so.1) is missing or sees no GPU. Train on the CPU engine (the default), or check nvidia-smi.");
             if (index >= devices.Count)
                 throw new ArgumentOutOfRangeException(nameof(name), $"cuda:{index} does not exist; this machine has {devices.Count} CUDA device(s).");
             return new GpuDevice(ctx, ctx.CreateCudaAccelerator(index), isCuda: true);
         }
-        catch (Exception e) when (e is not InvalidOperationException and not ArgumentOutOfRangeException)
+        catch (Exception e) when (e is not GpuUnavailableException and not ArgumentOutOfRangeException)
         {
             ctx?.Dispose();
-            throw new InvalidOperationException($"Could not open a CUDA device ({e.GetType().Name}: {e.Message}). Train on the CPU engine (the default), or check the NVIDIA driver with nvidia-smi.", e);
+            throw new GpuUnavailableException($"Could not open a CUDA device ({e.GetType().Name}: {e.Message}). Train on the CPU engine (the default), or check the NVIDIA driver with nvidia-smi.", e);
         }
     }
 

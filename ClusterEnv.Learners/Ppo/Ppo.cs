@@ -48,6 +48,9 @@ public static partial class Ppo
         var dp = o.Collective ?? SingleCollective.Instance;
         var rng = new Rng(DataParallel.RankSeed(o.Seed, dp));
         DataParallel.Start(dp, policy.Store.Values, T * n);
+        using var device = o.Device is { } deviceName ? Gpu.GpuDevice.Open(deviceName == "cpu-kernels" ? "cpu" : deviceName) : null;
+        using var gpuModel = device is null ? null : new Gpu.GpuActorCritic(device, policy);
+        using var gpuPpo = gpuModel is null ? null : new Gpu.GpuPpo(gpuModel);
         int obsSize = spec.ObservationSize, k = spec.ActionSize, actSize = envs.ActionSize;
         bool continuous = spec.Continuous;
         var (low, high) = continuous ? Bounds((Box)envs.SingleActionSpace) : ([], []);
@@ -146,7 +149,13 @@ public static partial class Ppo
 
             // ---- update: epochs of shuffled minibatches over the valid transitions ----
             var indices = Enumerable.Range(0, T * n).Where(j => valid[j]).ToArray();
-            var stats = Update(policy, adam, o, indices, rng, obs, obsSize, discreteActions, continuousActions, logProbs, values, advantages, returns);
+            PpoMetrics stats;
+            if (gpuPpo is null) stats = Update(policy, adam, o, indices, rng, obs, obsSize, discreteActions, continuousActions, logProbs, values, advantages, returns);
+            else
+            {
+                stats = gpuPpo.Update(o, adam.LearningRate, indices, rng, obs, discreteActions, continuousActions, logProbs, values, advantages, returns);
+                gpuModel!.Download(policy.Store.Values); // the acting policy gets the new weights
+            }
             if (dp.WorldSize > 1) Collectives.CheckInSync(dp, policy.Store.Values, iteration);
 
             double seconds = clock.Elapsed.TotalSeconds;

@@ -90,6 +90,15 @@ public sealed record PpoOptions
     /// </summary>
     public Distributed.ICollective? Collective { get; init; }
 
+    /// <summary>
+    /// Where the update runs: null (the default) on this project's CPU engine; "cuda" / "cuda:N" on an NVIDIA GPU
+    /// (<see cref="Gpu.GpuDevice"/>: networks, gradients and Adam in device memory, GEMMs on cuBLAS); "cpu-kernels" runs
+    /// the same device kernels on ILGPU's CPU accelerator (for checking, not speed). The acting policy stays on the CPU
+    /// and gets the new weights after every update. With data-parallel ranks on GPUs, pass an
+    /// <see cref="Gpu.NcclCollective"/> as <see cref="Collective"/> to all-reduce in device memory.
+    /// </summary>
+    public string? Device { get; init; }
+
     /// <summary>CleanRL's <c>ppo_continuous_action.py</c> defaults.</summary>
     public static PpoOptions ContinuousDefaults => new()
     {

@@ -24,11 +24,13 @@ public static class LearnerThroughput
         var batch = Cli.Option("--batch", "samples per rank per update (split into --minibatches)", 512);
         var minibatches = Cli.Option("--minibatches", "minibatches per update (one all-reduce each)", 4);
         var seconds = Cli.Option("--seconds", "how long to run", 5.0);
+        var device = Cli.Option<string?>("--device", "run the update on a device: cuda, cuda:N, or cpu-kernels (ILGPU's CPU accelerator); default: the CPU engine");
         var command = new Command("learner-throughput", "PPO updates per second on a synthetic batch, under mpirun -np R: samples/s over all ranks and all-reduce time per minibatch")
         {
-            hidden, batch, minibatches, seconds,
+            hidden, batch, minibatches, seconds, device,
         };
-        command.SetAction(p => Run(p.GetValue(hidden), p.GetValue(batch), p.GetValue(minibatches), p.GetValue(seconds)));
+        command.SetAction(p => Console.WriteLine(JsonSerializer.Serialize(
+            Measure(p.GetValue(hidden), p.GetValue(batch), p.GetValue(minibatches), p.GetValue(seconds), p.GetValue(device)) ?? new object())));
         return command;
     }
 
@@ -41,10 +43,17 @@ public static class LearnerThroughput
 
     private static ICollective Open() => Collectives.ForContext(DistributedContext.FromEnvironment());
 
-    private static void Run(int hidden, int batch, int minibatches, double seconds)
+    /// <summary>
+    /// Runs PPO updates on a synthetic batch for about <paramref name="seconds"/> (at least 2 after one warm-up) and
+    /// returns the record rank 0 prints (null on the other ranks).
+    /// </summary>
+    internal static object? Measure(int hidden, int batch, int minibatches, double seconds, string? deviceName, ICollective? collective = null,
+        ClusterEnv.Learners.Gpu.GpuDevice? sharedDevice = null)
     {
-        using var inner = Open();
-        var dp = new TimedCollective(inner);
+        using var inner = collective is null ? Open() : null;
+        using var ownDevice = deviceName is null || sharedDevice is not null ? null : ClusterEnv.Learners.Gpu.GpuDevice.Open(deviceName == "cpu-kernels" ? "cpu" : deviceName);
+        var device = deviceName is null ? null : sharedDevice ?? ownDevice;
+        var dp = collective is ClusterEnv.Learners.Gpu.IDeviceCollective dc ? new TimedDeviceCollective(dc, device!) : new TimedCollective(collective ?? inner!);
         var spec = PolicySpec.For(new Spaces.Box(-1, 1, [8]), new Spaces.Discrete(4), [hidden, hidden]);
         var policy = new ActorCritic(spec, seed: 1);
         var adam = new Adam(policy.Store.Count, 2.5e-4);
@@ -58,29 +67,37 @@ public static class LearnerThroughput
         var adv = Enumerable.Range(0, n).Select(_ => (float)rng.Uniform(-1, 1)).ToArray();
         var ret = values.Select((v, i) => v + adv[i]).ToArray();
         var indices = Enumerable.Range(0, n).ToArray();
-        var o = new PpoOptions { NumMinibatches = minibatches, UpdateEpochs = 1, Collective = dp.WorldSize > 1 ? dp : null };
+        var o = new PpoOptions { NumMinibatches = minibatches, UpdateEpochs = 1, Collective = dp.WorldSize > 1 || collective is not null ? dp : null };
         DataParallel.Start(dp, policy.Store.Values, n);
-        // Warm up, then run until every rank agrees the time is up (the ranks must make the same number of updates).
-        for (int i = 0; i < 3; i++) Ppo.Update(policy, adam, o, indices, rng, obs, 8, actions, [], logProbs, values, adv, ret);
+        using var model = device is null ? null : new ClusterEnv.Learners.Gpu.GpuActorCritic(device, policy);
+        using var gpu = model is null ? null : new ClusterEnv.Learners.Gpu.GpuPpo(model);
+        void Update()
+        {
+            if (gpu is null) Ppo.Update(policy, adam, o, indices, rng, obs, 8, actions, [], logProbs, values, adv, ret);
+            else gpu.Update(o, o.LearningRate, indices, rng, obs, actions, [], logProbs, values, adv, ret);
+        }
+        // Warm up (JIT, kernel compilation), then run until every rank agrees the time is up (the ranks must make the same number of updates).
+        Update();
         dp.Reset();
         var clock = Stopwatch.StartNew();
         long updates = 0;
-        while (!DataParallel.AnyStopped(dp, clock.Elapsed.TotalSeconds >= seconds))
+        while (updates < 2 || !DataParallel.AnyStopped(dp, clock.Elapsed.TotalSeconds >= seconds))
         {
-            Ppo.Update(policy, adam, o, indices, rng, obs, 8, actions, [], logProbs, values, adv, ret);
+            Update();
             updates++;
         }
         double elapsed = clock.Elapsed.TotalSeconds;
+        model?.Download(policy.Store.Values);
         Collectives.CheckInSync(dp, policy.Store.Values, updates);
-        if (dp.Rank != 0) return;
-        Console.WriteLine(JsonSerializer.Serialize(new
+        if (dp.Rank != 0) return null;
+        return new
         {
-            bench = "learner-throughput", world_size = dp.WorldSize, backend = dp.Backend, hidden, parameters = policy.Store.Count,
-            samples_per_rank_per_update = n, minibatches, updates_per_sec = Math.Round(updates / elapsed, 1),
+            bench = "learner-throughput", device = device?.Name ?? "cpu-engine", world_size = dp.WorldSize, backend = dp.Backend, hidden, parameters = policy.Store.Count,
+            samples_per_rank_per_update = n, minibatches, updates = updates, updates_per_sec = Math.Round(updates / elapsed, 2),
             samples_per_sec = Math.Round(updates * (double)n * dp.WorldSize / elapsed),
             allreduce_us_p50 = dp.WorldSize > 1 ? Math.Round(dp.GradientP50Microseconds(policy.Store.Count), 1) : 0,
             allreduces = dp.GradientCount(policy.Store.Count),
-        }));
+        };
     }
 
     private static void Check()
@@ -105,9 +122,9 @@ public static class LearnerThroughput
     }
 
     // Times every all-reduce (for the gradient buffer's p50) and passes everything through.
-    private sealed class TimedCollective(ICollective inner) : ICollective
+    private class TimedCollective(ICollective inner) : ICollective
     {
-        private readonly List<(int Length, double Us)> _times = [];
+        protected readonly List<(int Length, double Us)> _times = [];
         public int Rank => inner.Rank;
         public int WorldSize => inner.WorldSize;
         public string Backend => inner.Backend;
@@ -129,5 +146,17 @@ public static class LearnerThroughput
         public void Broadcast(Span<byte> bytes, int root) => inner.Broadcast(bytes, root);
         public void Barrier() => inner.Barrier();
         public void Dispose() { }
+    }
+
+    // The same for a device collective (NCCL): device all-reduces are timed to completion on the device.
+    private sealed class TimedDeviceCollective(ClusterEnv.Learners.Gpu.IDeviceCollective inner, ClusterEnv.Learners.Gpu.GpuDevice device) : TimedCollective(inner), ClusterEnv.Learners.Gpu.IDeviceCollective
+    {
+        public void AllReduceDevice(IntPtr buffer, long count, ReduceOp op, IntPtr stream)
+        {
+            long start = Stopwatch.GetTimestamp();
+            inner.AllReduceDevice(buffer, count, op, stream);
+            device.Synchronize();
+            _times.Add(((int)count, Stopwatch.GetElapsedTime(start).TotalMicroseconds));
+        }
     }
 }

@@ -49,12 +49,13 @@ var slurmModeOption = Cli.Option("--slurm-mode", "Slurm: auto (srun inside an al
     .Check(m => m is "auto" or "sbatch" or "srun" ? null : $"--slurm-mode '{m}' must be auto, sbatch or srun.");
 var slurmArgOption = Cli.Option("--slurm-arg", "Slurm: one more sbatch/srun flag, as it is (repeatable, e.g. --slurm-arg=--account=rl)", Array.Empty<string>());
 var distributedOption = Cli.Option("--distributed", "data-parallel learners: one rank per process started by `mpirun -np N` or `srun --mpi=pmix -n N`, each with its own workers; gradients are all-reduced over MPI", false);
+var deviceOption = Cli.Option<string?>("--device", "PPO: where the update runs: cuda or cuda:N (an NVIDIA GPU: networks, gradients and Adam in device memory), cpu-kernels (the same kernels on ILGPU's CPU accelerator, for checking); default: this project's CPU engine");
 var outOption = Cli.Option<string?>("--out", "run folder for metrics.csv, TensorBoard events and the checkpoint (default runs/ppo-ENV-seedN-MODE)");
 var root = new RootCommand("IMPALA (default), IMPACT or PPO (CleanRL's details) through ClusterVecEnv with a local worker pool, or locally with --local.")
 {
     algoOption, envOption, seedOption, numEnvsOption, workersOption, totalStepsOption, syncOption, localOption, outOption,
     externalOption, hostOption, portOption, tokenFileOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption,
-    distributedOption, slurmOption, slurmPartitionOption, slurmTimeOption, slurmCpusOption, slurmNodesOption, slurmModeOption, slurmArgOption,
+    distributedOption, deviceOption, slurmOption, slurmPartitionOption, slurmTimeOption, slurmCpusOption, slurmNodesOption, slurmModeOption, slurmArgOption,
 };
 if (Cli.Parse(root, args, out var parsed) is int exit) return exit;
 string envId = parsed.GetValue(envOption)!;
@@ -90,8 +91,27 @@ if (numEnvs < 1 || workers < 1)
     return Cli.UsageError;
 }
 
+string? device = parsed.GetValue(deviceOption);
+if (device is not null && impala)
+{
+    Console.Error.WriteLine($"--device {device}: the GPU learner runs PPO's update; add --algo ppo (IMPALA/IMPACT run on the CPU engine).");
+    return Cli.UsageError;
+}
+if (device is not null)
+{
+    try
+    {
+        using var probe = ClusterEnv.Learners.Gpu.GpuDevice.Open(device == "cpu-kernels" ? "cpu" : device); // fail before any worker starts
+        Console.WriteLine($"PPO updates on {probe.Name}.");
+    }
+    catch (Exception e) when (e is ClusterEnv.Learners.Gpu.GpuUnavailableException or ArgumentException)
+    {
+        Console.Error.WriteLine($"--device {device}: {e.Message}");
+        return Cli.UsageError;
+    }
+}
 bool continuous = Gym.Make(envId).ActionSpace is Box;
-var options = (continuous ? PpoOptions.ContinuousDefaults : new PpoOptions()) with { Seed = seed };
+var options = (continuous ? PpoOptions.ContinuousDefaults : new PpoOptions()) with { Seed = seed, Device = device };
 bool numEnvsGiven = parsed.GetResult(numEnvsOption) is not (null or { Implicit: true });
 if (!numEnvsGiven) numEnvs = impala ? 16 : continuous ? 1 : numEnvs; // CleanRL's continuous default: 1 env × 2048 steps
 if (totalSteps is long ts) options = options with { TotalTimesteps = ts };
