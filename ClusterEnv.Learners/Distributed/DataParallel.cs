@@ -53,6 +53,50 @@ public static class DataParallel
     }
 
     /// <summary>
+    /// The union moments of every minibatch of an epoch at once: minibatch m is advantages[indices[start..end]] with
+    /// start = m·count/M, end = (m+1)·count/M, as PPO slices it. One all-reduce of (Σx, Σx², n) per minibatch, all in
+    /// one call, instead of one call per minibatch (each call is a synchronisation point of the ranks; halving them
+    /// is most of what separates 2 ranks from 2× one). Returns (mean, std) per minibatch, std NaN when the union has
+    /// fewer than 2 values (then it is left as it is).
+    /// </summary>
+    public static (double Mean, double Std)[] UnionMoments(ICollective dp, ReadOnlySpan<float> advantages, ReadOnlySpan<int> indices, int minibatches)
+    {
+        int count = indices.Length;
+        var totals = new double[3 * minibatches];
+        for (int m = 0; m < minibatches; m++)
+        {
+            int start = (int)((long)m * count / minibatches), end = (int)((long)(m + 1) * count / minibatches);
+            double sum = 0, sq = 0;
+            for (int i = start; i < end; i++)
+            {
+                float v = advantages[indices[i]];
+                sum += v;
+                sq += (double)v * v;
+            }
+            totals[3 * m] = sum;
+            totals[3 * m + 1] = sq;
+            totals[3 * m + 2] = end - start;
+        }
+        dp.AllReduce(totals, ReduceOp.Sum);
+        var moments = new (double, double)[minibatches];
+        for (int m = 0; m < minibatches; m++)
+        {
+            double n = totals[3 * m + 2];
+            if (n < 2) { moments[m] = (0, double.NaN); continue; }
+            double mean = totals[3 * m] / n, var = System.Math.Max(0, (totals[3 * m + 1] - totals[3 * m] * mean) / (n - 1));
+            moments[m] = (mean, System.Math.Sqrt(var));
+        }
+        return moments;
+    }
+
+    /// <summary>x ← (x − mean) / (std + 1e-8), as <see cref="NormalizeUnbiased"/> does with the union's moments; nothing when std is NaN.</summary>
+    public static void Normalize(Span<float> x, (double Mean, double Std) moments)
+    {
+        if (double.IsNaN(moments.Std)) return;
+        for (int i = 0; i < x.Length; i++) x[i] = (float)((x[i] - moments.Mean) / (moments.Std + 1e-8));
+    }
+
+    /// <summary>
     /// Normalises <paramref name="x"/> by the mean and unbiased standard deviation of all ranks' values together (as
     /// if the ranks' minibatches were one), so that the normalised advantages do not depend on how data is split.
     /// </summary>

@@ -63,6 +63,8 @@ public sealed class GpuPpo : IDisposable
         for (int epoch = 0; epoch < o.UpdateEpochs; epoch++)
         {
             Ppo.Ppo.Shuffle(indices, rng);
+            // Over several ranks: every minibatch's union moments in one all-reduce per epoch.
+            var moments = o.NormalizeAdvantages && dp.WorldSize > 1 ? DataParallel.UnionMoments(dp, advantages, indices, o.NumMinibatches) : null;
             for (int m = 0; m < o.NumMinibatches; m++)
             {
                 int start = (int)((long)m * count / o.NumMinibatches), end = (int)((long)(m + 1) * count / o.NumMinibatches), B = end - start;
@@ -81,7 +83,7 @@ public sealed class GpuPpo : IDisposable
                 if (o.NormalizeAdvantages)
                 {
                     if (dp.WorldSize == 1) Ppo.Ppo.NormalizeUnbiased(mbAdv.AsSpan(0, B));
-                    else DataParallel.NormalizeUnbiased(dp, mbAdv.AsSpan(0, B));
+                    else DataParallel.Normalize(mbAdv.AsSpan(0, B), moments![m]); // over the union of the ranks' minibatches
                 }
                 // The minibatch in.
                 Upload(_obs!, mbObs.AsSpan(0, B * _obsSize));

@@ -194,6 +194,8 @@ public static partial class Ppo
         for (int epoch = 0; epoch < o.UpdateEpochs; epoch++)
         {
             Shuffle(indices, rng);
+            // Over several ranks: every minibatch's union moments in one all-reduce per epoch.
+            var moments = o.NormalizeAdvantages && dp.WorldSize > 1 ? DataParallel.UnionMoments(dp, advantages, indices, o.NumMinibatches) : null;
             for (int m = 0; m < o.NumMinibatches; m++)
             {
                 int start = (int)((long)m * count / o.NumMinibatches), end = (int)((long)(m + 1) * count / o.NumMinibatches), B = end - start;
@@ -207,7 +209,7 @@ public static partial class Ppo
                 if (o.NormalizeAdvantages)
                 {
                     if (dp.WorldSize == 1) NormalizeUnbiased(mbAdv.AsSpan(0, B));
-                    else DataParallel.NormalizeUnbiased(dp, mbAdv.AsSpan(0, B)); // over the union of the ranks' minibatches
+                    else DataParallel.Normalize(mbAdv.AsSpan(0, B), moments![m]); // over the union of the ranks' minibatches
                 }
 
                 var head = policy.Actor.Forward(mbObs.AsSpan(0, B * obsSize), B);

@@ -98,6 +98,28 @@ public class ThreadCollectiveTests
     }
 
     [Test]
+    public void UnionMoments_OfAllMinibatchesInOneCall_NormaliseAsOneCallPerMinibatchDoes()
+    {
+        var world = ThreadCollective.Create(2);
+        OnEveryRank(world, c =>
+        {
+            var rng = new ClusterEnv.Common.Rng(10 + c.Rank);
+            var adv = Enumerable.Range(0, 37).Select(_ => (float)rng.Uniform(-3, 5)).ToArray();
+            var indices = Enumerable.Range(0, 37).Reverse().ToArray();
+            var moments = DataParallel.UnionMoments(c, adv, indices, 4);
+            for (int m = 0; m < 4; m++)
+            {
+                int start = m * 37 / 4, end = (m + 1) * 37 / 4;
+                var once = indices[start..end].Select(j => adv[j]).ToArray();
+                var each = (float[])once.Clone();
+                DataParallel.Normalize(once, moments[m]);
+                DataParallel.NormalizeUnbiased(c, each);
+                Assert.That(once, Is.EqualTo(each), $"rank {c.Rank}, minibatch {m}");
+            }
+        });
+    }
+
+    [Test]
     public void Broadcast_CopiesTheRootsValues()
     {
         var world = ThreadCollective.Create(2);
