@@ -484,6 +484,10 @@ def main():
                 elif kind == "close":
                     outbox.put(pb.WorkerMessage(seq=msg.seq, closed=pb.Closed()))
                     outbox.put(None)
+                elif kind in ("policy", "rollout", "stream", "credit", "stop_stream", "gradient"):
+                    raise ValueError(f"this Python worker steps envs only and cannot act with a policy (command {kind!r}): learners whose "
+                                     f"workers act (IMPALA, IMPACT, PPO on workers, NIGT gradient workers) need the C# worker; with Python "
+                                     f"envs, let the learner step them (examples/Train --algo ppo)")
                 else:
                     raise ValueError(f"unknown command {kind!r}; this worker handles welcome, reset, step, attr and close")
             except Exception as e:  # a sub-env (or this worker) failed: tell the learner, keep serving
