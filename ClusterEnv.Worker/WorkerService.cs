@@ -337,7 +337,7 @@ public sealed class WorkerService : IAsyncDisposable
         var returns = new List<double>();
         var settings = new GradientSettings((int)Math.Max(1, cmd.Episodes), (int)Math.Max(1, cmd.Horizon), cmd.Gamma, cmd.StandardizeReturns);
         var grad = PolicyGradient.Reinforce(_gradientPolicy, vec.Envs, _gradientRng, settings, returns, out long steps,
-            cmd.Seed == 0 ? null : (int)(cmd.Seed % int.MaxValue));
+            cmd.Seed == 0 ? null : (int)(cmd.Seed % int.MaxValue), ThrottledProgress(seq)); // the learner's deadline counts from the last progress
         _lastReset = null;
         _lastStep = null;
         var result = new GradientResult
@@ -501,14 +501,20 @@ public sealed class WorkerService : IAsyncDisposable
         var batch = RolloutBuffer(policy, cmd.Steps);
         var actor = ReadyActor();
         _actRng ??= new Rng(cmd.Seed != 0 ? (long)cmd.Seed : _options.WorkerId.Aggregate(17L, (h, c) => h * 31 + c));
-        long nextProgress = _progressInterval > 0 ? Stopwatch.GetTimestamp() + _progressInterval : long.MaxValue;
-        actor.Act(policy, _policyVersion, batch, _actRng, done =>
-        {
-            if (Stopwatch.GetTimestamp() < nextProgress) return;
-            SendProgress(seq, done);
-            nextProgress = Stopwatch.GetTimestamp() + _progressInterval;
-        });
+        actor.Act(policy, _policyVersion, batch, _actRng, ThrottledProgress(seq));
         Reply(seq, new WorkerMessage { Rollout = batch.ToProto(_policyVersion, policy.LogStd) });
+    }
+
+    // Progress for a long command (a rollout, a gradient): at most one message per progress interval.
+    private Action<int> ThrottledProgress(ulong seq)
+    {
+        long next = _progressInterval > 0 ? Stopwatch.GetTimestamp() + _progressInterval : long.MaxValue;
+        return done =>
+        {
+            if (Stopwatch.GetTimestamp() < next) return;
+            SendProgress(seq, done);
+            next = Stopwatch.GetTimestamp() + _progressInterval;
+        };
     }
 
     // ---- streaming rollouts ----

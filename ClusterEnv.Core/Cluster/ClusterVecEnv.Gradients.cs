@@ -56,7 +56,7 @@ public sealed partial class ClusterVecEnv
     /// <summary>
     /// The next gradient any worker sent, waiting up to <paramref name="wait"/>; false when none came. A worker lost
     /// and replaced meanwhile gives a reply with <see cref="GradientReply.Replaced"/> set. Throws when a worker was lost
-    /// for good, or has been silent on a request for <see cref="ClusterOptions.StepTimeout"/>.
+    /// for good, or has been silent on a request — no reply and no progress — for <see cref="ClusterOptions.StepTimeout"/>.
     /// </summary>
     public bool TakeGradient(TimeSpan wait, out GradientReply reply)
     {

@@ -19,8 +19,12 @@ public sealed record GradientSettings(int Episodes = 2, int Horizon = 500, doubl
 /// </summary>
 public static class PolicyGradient
 {
-    /// <summary>Runs <see cref="GradientSettings.Episodes"/> episodes on <paramref name="envs"/> (episode e on env e mod count) with <paramref name="policy"/>, and returns −g_H.</summary>
-    public static float[] Reinforce(ActorCritic policy, IReadOnlyList<IEnv> envs, Rng rng, GradientSettings settings, List<double> returns, out long steps, int? firstSeed = null)
+    /// <summary>
+    /// Runs <see cref="GradientSettings.Episodes"/> episodes on <paramref name="envs"/> (episode e on env e mod count) with
+    /// <paramref name="policy"/>, and returns −g_H. <paramref name="progress"/> hears the steps taken so far after every step.
+    /// </summary>
+    public static float[] Reinforce(ActorCritic policy, IReadOnlyList<IEnv> envs, Rng rng, GradientSettings settings, List<double> returns, out long steps,
+        int? firstSeed = null, Action<int>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(policy);
         if (policy.Spec.Continuous) throw new NotSupportedException("The REINFORCE gradient here is written for discrete actions.");
@@ -47,6 +51,7 @@ public static class PolicyGradient
                 var r = env.Step(act[0], ob);
                 rewards.Add(r.Reward);
                 steps++;
+                progress?.Invoke((int)System.Math.Min(steps, int.MaxValue));
                 if (r.Done) break;
             }
             returns.Add(rewards.Sum());

@@ -56,63 +56,44 @@ public sealed class ThreadCollective : ICollective
     public TimeSpan Timeout => _world.Timeout;
 
     /// <inheritdoc />
-    public void AllReduce(Span<float> values, ReduceOp op)
+    public void AllReduce(Span<float> values, ReduceOp op) => AllReduce(_world.Floats, values, op);
+
+    /// <inheritdoc />
+    public void AllReduce(Span<double> values, ReduceOp op) => AllReduce(_world.Doubles, values, op);
+
+    /// <inheritdoc />
+    public void Broadcast(Span<float> values, int root) => Broadcast(_world.Floats, values, root);
+
+    /// <inheritdoc />
+    public void Broadcast(Span<byte> bytes, int root) => Broadcast(_world.Bytes, bytes, root);
+
+    // Every rank stages its values, then reduces all ranks' in rank order (the same bits everywhere).
+    private void AllReduce<T>(T[][] slots, Span<T> values, ReduceOp op) where T : System.Numerics.INumber<T>
     {
-        Stage(ref _world.Floats[Rank], values);
+        Stage(ref slots[Rank], values);
         Wait("AllReduce", values.Length);
-        CheckLengths(_world.Floats, values.Length, "AllReduce");
+        CheckLengths(slots, values.Length, "AllReduce");
         for (int i = 0; i < values.Length; i++)
         {
-            float acc = _world.Floats[0][i];
+            T acc = slots[0][i];
             for (int r = 1; r < WorldSize; r++)
             {
-                float x = _world.Floats[r][i];
-                acc = op switch { ReduceOp.Max => System.Math.Max(acc, x), ReduceOp.Min => System.Math.Min(acc, x), _ => acc + x };
+                T x = slots[r][i];
+                acc = op switch { ReduceOp.Max => T.Max(acc, x), ReduceOp.Min => T.Min(acc, x), _ => acc + x };
             }
-            values[i] = op == ReduceOp.Mean ? acc / WorldSize : acc;
+            values[i] = op == ReduceOp.Mean ? acc / T.CreateChecked(WorldSize) : acc;
         }
         Wait("AllReduce", values.Length); // nobody restages before everyone has read
     }
 
-    /// <inheritdoc />
-    public void AllReduce(Span<double> values, ReduceOp op)
-    {
-        Stage(ref _world.Doubles[Rank], values);
-        Wait("AllReduce", values.Length);
-        CheckLengths(_world.Doubles, values.Length, "AllReduce");
-        for (int i = 0; i < values.Length; i++)
-        {
-            double acc = _world.Doubles[0][i];
-            for (int r = 1; r < WorldSize; r++)
-            {
-                double x = _world.Doubles[r][i];
-                acc = op switch { ReduceOp.Max => System.Math.Max(acc, x), ReduceOp.Min => System.Math.Min(acc, x), _ => acc + x };
-            }
-            values[i] = op == ReduceOp.Mean ? acc / WorldSize : acc;
-        }
-        Wait("AllReduce", values.Length);
-    }
-
-    /// <inheritdoc />
-    public void Broadcast(Span<float> values, int root)
+    private void Broadcast<T>(T[][] slots, Span<T> values, int root)
     {
         CheckRoot(root);
-        if (Rank == root) Stage(ref _world.Floats[root], values);
+        if (Rank == root) Stage(ref slots[root], values);
         Wait("Broadcast", values.Length);
-        if (_world.Floats[root].Length < values.Length) throw Mismatch("Broadcast", values.Length, _world.Floats[root].Length);
-        if (Rank != root) _world.Floats[root].AsSpan(0, values.Length).CopyTo(values);
+        if (slots[root].Length < values.Length) throw Mismatch("Broadcast", values.Length, slots[root].Length);
+        if (Rank != root) slots[root].AsSpan(0, values.Length).CopyTo(values);
         Wait("Broadcast", values.Length);
-    }
-
-    /// <inheritdoc />
-    public void Broadcast(Span<byte> bytes, int root)
-    {
-        CheckRoot(root);
-        if (Rank == root) Stage(ref _world.Bytes[root], bytes);
-        Wait("Broadcast", bytes.Length);
-        if (_world.Bytes[root].Length < bytes.Length) throw Mismatch("Broadcast", bytes.Length, _world.Bytes[root].Length);
-        if (Rank != root) _world.Bytes[root].AsSpan(0, bytes.Length).CopyTo(bytes);
-        Wait("Broadcast", bytes.Length);
     }
 
     /// <inheritdoc />

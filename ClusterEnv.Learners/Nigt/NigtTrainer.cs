@@ -103,6 +103,8 @@ public static class NigtTrainer
     /// The same run with the workers of a <see cref="ClusterVecEnv"/> (one gradient worker per cluster worker, its
     /// sub-envs used in turn for the episodes): each worker is asked for a gradient at the current point, and on each
     /// answer is asked again at the newest one, so no worker waits for another. The cluster's envs need a reset afterwards.
+    /// When the run fails (a worker error or loss), <paramref name="envs"/> is closed: other workers' requests are still
+    /// in flight, so the vector env could not be used as it is.
     /// </summary>
     public static NigtResult TrainOnCluster(ClusterVecEnv envs, Func<int, int, GradientAggregator> makeAggregator, NigtOptions o)
     {

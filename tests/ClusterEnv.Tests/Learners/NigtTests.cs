@@ -1,3 +1,4 @@
+using ClusterEnv.Cluster;
 using ClusterEnv.Envs;
 using ClusterEnv.Learners.Nigt;
 
@@ -133,6 +134,29 @@ public class NigtTests
             envs.RequestGradient(0, 9, spec, wrong, settings);
             Assert.That(envs.TakeGradient(TimeSpan.FromSeconds(30), out var bad), Is.True);
             Assert.That(bad.Error, Does.Contain("3 weights"), "a point of the wrong size is named by the worker");
+        }
+    }
+
+    [Test]
+    public void AGradientLongerThanTheStepTimeout_IsNotCalledHung_WhileTheWorkerReportsProgress()
+    {
+        ClusterEnv.Tests.Cluster.TestEnvs.Register();
+        var (envs, _) = ClusterEnv.Tests.Cluster.TestCluster.InProcess(ClusterEnv.Tests.Cluster.TestEnvs.Slow, [1],
+            stepTimeout: TimeSpan.FromSeconds(1), envArgs: _ => new() { ["ms"] = "20" });
+        using (envs)
+        {
+            var spec = ClusterEnv.Policies.PolicySpec.For(envs.SingleObservationSpace, envs.SingleActionSpace, [8]);
+            var point = new ClusterEnv.Policies.ActorCritic(spec, 1).Parameters.ToArray();
+            // 150 steps of 20 ms: 3 s of work, three times the step timeout.
+            envs.RequestGradient(0, 1, spec, point, new ClusterEnv.Policies.GradientSettings(Episodes: 1, Horizon: 150));
+            GradientReply? reply = null;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (reply is null && clock.Elapsed < TimeSpan.FromMinutes(2))
+                if (envs.TakeGradient(TimeSpan.FromMilliseconds(200), out var g)) reply = g;
+            Assert.That(reply, Is.Not.Null);
+            Assert.That(reply!.Error, Is.Null);
+            Assert.That(reply.Steps, Is.EqualTo(150));
+            Assert.That(clock.Elapsed, Is.GreaterThan(TimeSpan.FromSeconds(1)), "the work outlasted the step timeout");
         }
     }
 }
