@@ -271,6 +271,7 @@ class GymnasiumVector:
         self.vec = gym.vector.SyncVectorEnv([lambda: wrap(make_env()) for _ in range(num_envs)], autoreset_mode=modes[mode])
         self.envs, self.n, self.wire, self.same_step = self.vec.envs, num_envs, wire, mode == 1
         self.obs_space, self.act_space = self.vec.single_observation_space, self.vec.single_action_space
+        self.obs_size = int(wire.encode_one(self.obs_space, self.obs_space.sample()).size)
 
     def reset(self, seeds, mask, options):
         opts = dict(options or {})
@@ -295,8 +296,7 @@ class GymnasiumVector:
         final = {"mask": np.zeros(self.n, dtype=bool), "obs": None, "episode": self._episode({})}
         if self.same_step and "final_obs" in infos:
             final["mask"] = np.asarray(infos["_final_obs"], dtype=bool)
-            size = int(self.wire.encode_one(self.obs_space, self.obs_space.sample()).size)
-            final["obs"] = np.stack([self.wire.encode_one(self.obs_space, o) if m else np.zeros(size, np.float32)
+            final["obs"] = np.stack([self.wire.encode_one(self.obs_space, o) if m else np.zeros(self.obs_size, np.float32)
                                      for o, m in zip(infos["final_obs"], final["mask"])])
             final["episode"] = self._episode(infos.get("final_info", {}))
         return (self.wire.encode(self.obs_space, obs, self.n), np.asarray(rew, dtype=np.float64), np.asarray(term, dtype=bool),

@@ -89,7 +89,7 @@ class MultiBinary(Space):
 class Tuple(Space):
     def __init__(self, spaces, seed=None):
         self.spaces = tuple(spaces)
-        super().__init__(None or (), None, seed)
+        super().__init__((), None, seed)
 
     def __getitem__(self, i):
         return self.spaces[i]
