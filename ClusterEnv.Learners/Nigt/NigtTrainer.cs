@@ -209,6 +209,7 @@ public static class NigtTrainer
         var rng = new Rng(o.Seed * 1000L + index);
         var settings = o.Gradient;
         bool first = true;
+        double owed = 0; // seconds of idle time the slow worker still owes
         while (!stop.IsCancellationRequested)
         {
             var p = current();
@@ -219,8 +220,15 @@ public static class NigtTrainer
             first = false;
             if (worker.Slowdown > 1)
             {
-                double busy = Stopwatch.GetElapsedTime(start).TotalSeconds;
-                if (stop.WaitHandle.WaitOne(TimeSpan.FromSeconds(busy * (worker.Slowdown - 1)))) return;
+                // Idle (Slowdown − 1) × the compute time. Waits round down to whole milliseconds (a 0.6 ms wait is
+                // none at all), so the idle time owed is carried over and paid once it is worth a wait.
+                owed += Stopwatch.GetElapsedTime(start).TotalSeconds * (worker.Slowdown - 1);
+                if (owed >= 0.002)
+                {
+                    long waitStart = Stopwatch.GetTimestamp();
+                    if (stop.WaitHandle.WaitOne(TimeSpan.FromSeconds(owed))) return;
+                    owed -= Stopwatch.GetElapsedTime(waitStart).TotalSeconds;
+                }
             }
             try { inbox.Add(new Gradient(index, p.Version, grad, returns, steps), stop); }
             catch (OperationCanceledException) { return; }
