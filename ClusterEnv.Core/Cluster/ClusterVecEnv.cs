@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime.InteropServices;
 using ClusterEnv.Envs;
 using ClusterEnv.Spaces;
@@ -33,15 +32,13 @@ namespace ClusterEnv.Cluster;
 /// using var envs = new ClusterVecEnv("CartPole-v1", numEnvs: 8);
 /// </code>
 /// </example>
-public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
+public sealed class ClusterVecEnv : IVectorEnv, IReplyOwner
 {
-    private enum State { Idle, Pending, Broken, Closed }
-
     private readonly ClusterOptions _options;
-    private readonly Microsoft.Extensions.Logging.ILogger _logger;
     private readonly WorkerFleet _fleet;
-    private readonly Lock _lock = new();
-    private readonly WorkerChannel[] _slots;
+    private readonly VectorCallState _calls;
+    private readonly WorkerSlot[] _slots;
+    private readonly AttributeCalls _attributes;
     private readonly ActionLayout _actions;
     private readonly int[] _actionShape;
     private readonly float[] _observations;
@@ -50,19 +47,7 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     private readonly bool[] _truncated;
     private readonly bool[] _autoreset;
     private readonly VectorInfo _info;
-    private readonly ManualResetEventSlim _replied = new(false, spinCount: 50);
-    private int _pending;
     private ulong _seq;
-    private long _gatherStart;              // Stopwatch timestamp of the current gather's Begin
-    private State _state = State.Idle;
-    private bool _needsReset = true;
-    private volatile bool _interruptible; // the current gather is a Step or Reset, which may go on without a lost worker
-    private bool _closing;
-    private string? _brokenBecause;
-    private Exception? _fatal;              // set by the read loops: the first lost worker
-    private SubEnvException? _subEnvError;  // set by the read loops: the first sub-env error of this call
-    private Exception? _workerError;
-    private Rollouts.RolloutBatch? _rollouts;   // the target of the rollouts being collected
 
     /// <summary>Starts a hub and a local pool of workers hosting <paramref name="numEnvs"/> sub-envs of <paramref name="envId"/> in total.</summary>
     public ClusterVecEnv(string envId, int numEnvs, int numWorkers = 0, AutoresetMode autoresetMode = AutoresetMode.NextStep)
@@ -73,14 +58,13 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        _logger = (options.LoggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger<ClusterVecEnv>();
-        _fleet = new WorkerFleet(options, _logger);
+        var logger = (options.LoggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger<ClusterVecEnv>();
+        _fleet = new WorkerFleet(options, logger);
         _options = options = _fleet.Options;
+        WorkerConnection[] joined;
         try
         {
-            _slots = _fleet.WaitForAll().Select(c => new WorkerChannel(c, NextSeq)).ToArray();
-            _fleet.ReplacementAdmission = TryAdmitReplacement;
-            _gathered = new WorkerChannel[_slots.Length];
+            joined = _fleet.WaitForAll();
         }
         catch
         {
@@ -88,22 +72,25 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             throw;
         }
 
+        _calls = new VectorCallState(options, logger);
+        Elastic = new WorkerReplacements(_fleet, _calls, options, logger);
+        var events = new SlotEvents(_calls, Elastic);
+        _slots = new WorkerSlot[joined.Length];
         int offset = 0;
-        foreach (var s in _slots)
+        for (int w = 0; w < joined.Length; w++)
         {
-            s.Offset = offset;
-            s.Count = s.Connection.NumEnvs;
-            offset += s.Count;
+            _slots[w] = new WorkerSlot(w, offset, joined[w].NumEnvs, events, NextSeq);
+            offset += joined[w].NumEnvs;
         }
         NumEnvs = offset;
-        ClusterLog.AllRegistered(_logger, _slots.Length, NumEnvs);
+        ClusterLog.AllRegistered(logger, _slots.Length, NumEnvs);
         if (options.NumEnvs > 0 && NumEnvs != options.NumEnvs)
         {
-            Dispose();
-            throw new InvalidOperationException($"The workers host {NumEnvs} envs in total ({Describe(_slots)}) but ClusterOptions.NumEnvs is {options.NumEnvs}; start workers with matching --num-envs or set NumEnvs = 0.");
+            _fleet.Dispose();
+            throw new InvalidOperationException($"The workers host {NumEnvs} envs in total ({string.Join(", ", joined.Select(c => $"{c.Id}: {c.NumEnvs}"))}) but ClusterOptions.NumEnvs is {options.NumEnvs}; start workers with matching --num-envs or set NumEnvs = 0.");
         }
-        SingleObservationSpace = _slots[0].Connection.ObservationSpace;
-        SingleActionSpace = _slots[0].Connection.ActionSpace;
+        SingleObservationSpace = joined[0].ObservationSpace;
+        SingleActionSpace = joined[0].ActionSpace;
         _actions = ActionLayout.For(SingleActionSpace);
         _actionShape = [.. new[] { 0 }, .. SingleActionSpace.Shape];
         ObservationSize = SingleObservationSpace.EncodedSize;
@@ -114,30 +101,34 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         _terminated = new bool[NumEnvs];
         _truncated = new bool[NumEnvs];
         _autoreset = new bool[NumEnvs];
-        _interrupted = new bool[_slots.Length];
         _info = new VectorInfo(NumEnvs, ObservationSize);
-        Spec = Gym.Ids.Contains(options.EnvId) ? Gym.Spec(options.EnvId) : RemoteSpec(_slots[0].Connection.Registration.EnvSpec);
-        _replied.Wait(1); // the event creates its lock object on its first blocking wait: do that now, not inside a step
+        Spec = Gym.Ids.Contains(options.EnvId) ? Gym.Spec(options.EnvId) : RemoteSpec(joined[0].Registration.EnvSpec);
+
+        Rollouts = new WorkerRollouts(_slots, _calls, Elastic, options, NumEnvs, ObservationSize, SingleActionSpace);
+        events.Rollouts = Rollouts;
+        Policies = new WorkerPolicies(_slots, _calls, options.StepTimeout);
+        Gradients = new WorkerGradients(_slots, _calls, Rollouts, options.StepTimeout);
+        _attributes = new AttributeCalls(_slots, _calls, Rollouts, NumEnvs);
+        Elastic.Seat(_slots, WelcomeFor, this, Policies.GiveStartingPolicy, () => Rollouts.IsStreaming);
 
         // A worker is admitted before the hub has sent its response headers; commands may only follow them.
-        var started = Task.WhenAll(_slots.Select(s => s.Connection.Started));
+        var started = Task.WhenAll(joined.Select(c => c.Started));
         try { started.Wait(options.ConnectTimeout); }
         catch (AggregateException) { }
-        for (int i = 0; i < _slots.Length; i++)
+        for (int w = 0; w < _slots.Length; w++)
         {
-            var slot = _slots[i];
-            slot.Connection.Attach(this);
-            slot.Connection.Drained = slot.SendPendingPush;
-            if (!slot.Connection.Started.IsCompletedSuccessfully || !slot.Connection.Send(WelcomeFor(slot)))
+            var c = joined[w];
+            _slots[w].Attach(c);
+            if (!c.Started.IsCompletedSuccessfully || !_slots[w].Welcome(WelcomeFor(_slots[w]), reset: null, this))
             {
-                var lost = new WorkerLostException(slot.Connection.Id, slot.Connection.LostReason ?? "its stream ended before it was welcomed", _fleet.Describe(slot.Connection.Id));
+                var lost = new WorkerLostException(c.Id, c.LostReason ?? "its stream ended before it was welcomed", _fleet.Describe(c.Id));
                 Dispose();
                 throw lost;
             }
         }
     }
 
-    private HubMessage WelcomeFor(WorkerChannel slot) => new()
+    private HubMessage WelcomeFor(WorkerSlot slot) => new()
     {
         Welcome = new Welcome
         {
@@ -149,6 +140,18 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
             MaxMessageSize = (uint)_options.Hub.MaxMessageSize,
         },
     };
+
+    /// <summary>Worker-side acting: lockstep rollouts and rollout streams.</summary>
+    public WorkerRollouts Rollouts { get; }
+
+    /// <summary>Policy weights pushed to the workers, and their acknowledgements.</summary>
+    public WorkerPolicies Policies { get; }
+
+    /// <summary>Policy gradients computed by the workers (NIGT).</summary>
+    public WorkerGradients Gradients { get; }
+
+    /// <summary>Lost workers and their replacements (<see cref="ClusterOptions.ReplaceLostWorkers"/>).</summary>
+    public WorkerReplacements Elastic { get; }
 
     /// <inheritdoc />
     public int NumEnvs { get; }
@@ -178,7 +181,7 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     public EnvSpec? Spec { get; }
 
     /// <inheritdoc />
-    public bool IsClosed => _state == State.Closed;
+    public bool IsClosed => _calls.IsClosed;
 
     // An env known only to the workers: its spec as the first worker's registry gave it (Gymnasium's, for a Python worker).
     private static EnvSpec? RemoteSpec(EnvSpecInfo? info) => info is null || info.Id.Length == 0 ? null
@@ -206,7 +209,10 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
 
     /// <summary>The workers in sub-env order, with the index of each one's first sub-env.</summary>
     public IReadOnlyList<(string WorkerId, int EnvOffset, int NumEnvs)> Workers =>
-        _slots.Select(s => (s.Connection.Id, s.Offset, s.Count)).ToArray();
+        _slots.Select(s => (s.Id, s.Offset, s.Count)).ToArray();
+
+    /// <summary>Commands written to worker <paramref name="workerIndex"/> and not yet answered (a command is counted once it is on the wire).</summary>
+    internal int OutstandingCommands(int workerIndex) => _slots[workerIndex].OutstandingCount;
 
     /// <inheritdoc />
     public VectorResetResult Reset(int? seed = null, ResetOptions? options = null)
@@ -220,9 +226,15 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
     public VectorResetResult Reset(IReadOnlyList<int?> seeds, ResetOptions? options = null)
     {
         ThrowIfUnusable();
-        if (_stream is not null) ThrowIfNotSteppable();
         VectorArgs.CheckSeeds(seeds, NumEnvs);
         return ResetCore(i => seeds[i], options);
+    }
+
+    // Refused while a call is pending, after a failure, once closed, and while rollouts stream.
+    private void ThrowIfUnusable()
+    {
+        _calls.ThrowIfUnusable();
+        Rollouts.ThrowIfStreaming("stepping, resetting or collecting lockstep rollouts (StopStreaming, or dispose the StreamingRolloutSource)");
     }
 
     private VectorResetResult ResetCore(Func<int, int?> seedOf, ResetOptions? options)
@@ -259,27 +271,26 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         }
 
         _info.Clear();
-        AwaitReplacements();
-        Begin(interruptible: true);
+        Elastic.AwaitReplacements();
+        _calls.Begin(interruptible: true);
         for (int w = 0; w < _slots.Length; w++)
         {
             if (commands[w] is not { } cmd) continue;
-            SendTracked(_slots[w], cmd, WorkerMessage.ResetFieldNumber);
+            _calls.Track(_slots[w]);
+            if (!_slots[w].Send(cmd, WorkerMessage.ResetFieldNumber, gather: true, this)) _calls.Untrack(_slots[w]); // lost meanwhile: its replacement resets with fresh seeds
         }
-        End("Reset");
+        _calls.End("Reset");
         // A worker replaced during the reset: its replacement was reset with fresh seeds, not the ones asked for.
-        AwaitReplacements();
-        Array.Clear(_interrupted);
+        Elastic.AwaitReplacements();
+        foreach (var s in _slots) s.Interrupted = false;
         for (int i = 0; i < NumEnvs; i++)
         {
             if (mask is not null && !mask[i]) continue;
             _terminated[i] = _truncated[i] = _autoreset[i] = false;
         }
-        if (mask is null) _needsReset = false;
+        if (mask is null) _calls.NeedsReset = false;
         return new VectorResetResult(_observations, _info);
     }
-
-    // ---------------- step ----------------
 
     /// <inheritdoc />
     public VectorStepResult Step(ReadOnlySpan<int> actions)
@@ -313,67 +324,51 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         SendSteps(default, actions);
     }
 
-    private readonly ref struct StepState(ulong seq, ReadOnlySpan<int> shape, ReadOnlySpan<int> ints, ReadOnlySpan<float> floats)
+    private void ThrowIfNotSteppable()
     {
-        public readonly ulong Seq = seq;
-        public readonly ReadOnlySpan<int> Shape = shape;
-        public readonly ReadOnlySpan<int> Ints = ints;
-        public readonly ReadOnlySpan<float> Floats = floats;
+        ThrowIfUnusable();
+        if (_calls.NeedsReset) throw VectorArgs.ResetNeeded();
     }
-
-    private static int WriteStep(Span<byte> dest, StepState st) => st.Floats.IsEmpty
-        ? StepCodec.WriteStepCommand(dest, st.Seq, st.Shape, st.Ints)
-        : StepCodec.WriteStepCommand(dest, st.Seq, st.Shape, st.Floats);
 
     private void SendSteps(ReadOnlySpan<int> ints, ReadOnlySpan<float> floats)
     {
         _info.Clear();
-        AwaitReplacements();
-        Begin(interruptible: true);
+        Elastic.AwaitReplacements();
+        _calls.Begin(interruptible: true);
         int size = _actions.Size;
-        bool continuous = !floats.IsEmpty;
-        for (int w = 0; w < _slots.Length; w++)
+        foreach (var s in _slots)
         {
-            var s = _slots[w];
-            if (_interrupted[w]) continue; // taken over since the last step: reported truncated by StepWait
+            if (s.Interrupted) continue; // taken over since the last step: reported truncated by StepWait
             _actionShape[0] = s.Count;
-            Interlocked.Increment(ref _pending); // before the command is written: its reply may race the write
-            _gathered[_gatheredCount++] = s;
-            lock (s.SendLock)
-            {
-                ulong seq = s.RegisterLocked(WorkerMessage.StepFieldNumber, gather: true);
-                var st = continuous
-                    ? new StepState(seq, _actionShape, default, floats.Slice(s.Offset * size, s.Count * size))
-                    : new StepState(seq, _actionShape, ints.Slice(s.Offset * size, s.Count * size), default);
-                int bytes = StepCodec.StepCommandSize(seq, _actionShape, s.Count * size, continuous);
-                s.Connection.Send(bytes, st, WriteStep); // false when the stream has ended: its read loop reports why
-            }
+            _calls.Track(s);
+            bool sent = floats.IsEmpty
+                ? s.SendStep(_actionShape, ints.Slice(s.Offset * size, s.Count * size), default, this)
+                : s.SendStep(_actionShape, default, floats.Slice(s.Offset * size, s.Count * size), this);
+            if (!sent) _calls.Untrack(s); // lost meanwhile: StepWait waits for its replacement and reports its envs truncated
         }
     }
 
     /// <summary>Waits for the step sent by <c>StepAsync</c> and returns its result (buffers owned by this vector env).</summary>
     public VectorStepResult StepWait()
     {
-        if (_state == State.Closed) throw VectorArgs.Closed();
+        if (_calls.IsClosed) throw VectorArgs.Closed();
         // Reset and Step finish their own gathers, so a pending state between calls is always a StepAsync.
-        if (_state != State.Pending) throw new NoAsyncCallException("StepWait was called with no step pending; call StepAsync(actions) first.");
-        End("Step");
-        if (AwaitReplacements() || _interruptedAny) ReportInterrupted();
+        if (!_calls.IsPending) throw new NoAsyncCallException("StepWait was called with no step pending; call StepAsync(actions) first.");
+        _calls.End("Step");
+        Elastic.AwaitReplacements();
+        ReportInterrupted();
         for (int i = 0; i < NumEnvs; i++) _autoreset[i] = _terminated[i] || _truncated[i];
         return new VectorStepResult(_observations, _rewards, _terminated, _truncated, _info);
     }
-
-    private bool _interruptedAny => Array.IndexOf(_interrupted, true) >= 0;
 
     // The envs of a worker lost during or before this step: their episodes were cut short, so they report truncated
     // with reward 0 and the replacement's first observation (already in place from its reset).
     private void ReportInterrupted()
     {
-        for (int w = 0; w < _slots.Length; w++)
+        foreach (var s in _slots)
         {
-            if (!_interrupted[w]) continue;
-            _interrupted[w] = false;
-            var s = _slots[w];
+            if (!s.Interrupted) continue;
+            s.Interrupted = false;
             for (int i = s.Offset; i < s.Offset + s.Count; i++)
             {
                 _rewards[i] = 0;
@@ -383,188 +378,27 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         }
     }
 
-    // ---------------- the gather ----------------
-
-    private void Begin(bool interruptible = false)
+    // On a worker's read loop: the reply to a step or a reset (a replacement's fresh-seed reset included).
+    void IReplyOwner.OnReply(WorkerSlot slot, in SlotCommand command, int bodyField, ReadOnlySpan<byte> body)
     {
-        _interruptible = interruptible;
-        _subEnvError = null;
-        _workerError = null;
-        _replied.Reset();
-        _gatherStart = System.Diagnostics.Stopwatch.GetTimestamp();
-        Volatile.Write(ref _pending, 1); // a guard released by End, so replies racing the sends cannot finish early
-        _gatheredCount = 0;
-        _state = State.Pending;
-        if (Volatile.Read(ref _fatal) is not null) _replied.Set(); // a loss reported just before the Reset above must still wake End
-    }
-
-    /// <summary>Commands written to worker <paramref name="workerIndex"/> and not yet answered (a command is counted once it is on the wire).</summary>
-    internal int OutstandingCommands(int workerIndex)
-    {
-        return _slots[workerIndex].OutstandingCount;
-    }
-
-    // Registers and writes a generated command (a queued push goes first). A gathered command holds the learner's
-    // wait: the count goes up before the write, since the reply may race it.
-    private void SendTracked(WorkerChannel s, HubMessage command, int replyField, bool gather = true)
-    {
-        if (gather)
-        {
-            Interlocked.Increment(ref _pending);
-            _gathered[_gatheredCount++] = s;
-        }
-        s.SendTracked(command, replyField, gather);
-    }
-
-    // The channels the current gather waits on (a lost worker's replacement takes its slot, not its place here).
-    private WorkerChannel[] _gathered = [];
-    private int _gatheredCount;
-
-    // Waits for the gather. A worker is hung when it has sent nothing — no reply, no progress — for StepTimeout since
-    // the gather began or since its last message, so a long rollout that reports progress never times out.
-    private void End(string operation)
-    {
-        if (Interlocked.Decrement(ref _pending) == 0) _replied.Set();
-        long timeout = (long)(_options.StepTimeout.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
-        while (true)
-        {
-            long now = System.Diagnostics.Stopwatch.GetTimestamp(), wait = timeout;
-            bool late = false;
-            for (int g = 0; g < _gatheredCount; g++)
-            {
-                var s = _gathered[g];
-                if (Volatile.Read(ref s.Gathering) <= 0) continue;
-                if (_interruptible && Volatile.Read(ref s.Lost) && _replacingSince.ContainsKey(s.Id))
-                {
-                    ReleaseGather(s); // lost after its loss was handled (a command written to a dead stream)
-                    continue;
-                }
-                long left = Volatile.Read(ref s.Lost) ? 0 : Math.Max(Volatile.Read(ref s.LastHeard), _gatherStart) + timeout - now;
-                if (left <= 0) late = true;
-                else wait = Math.Min(wait, left);
-            }
-            if (late && !_replied.IsSet) break;
-            int ms = (int)Math.Min(int.MaxValue, wait * 1000 / System.Diagnostics.Stopwatch.Frequency + 1);
-            if (_replied.Wait(ms)) break;
-        }
-        if (Volatile.Read(ref _fatal) is { } fatal)
-        {
-            Break(fatal.Message);
-            throw fatal;
-        }
-        if (!_replied.IsSet) ThrowHung(operation, timeout);
-        _state = State.Idle;
-        if (_workerError is { } we)
-        {
-            _needsReset = true;
-            throw we;
-        }
-        if (_subEnvError is { } se)
-        {
-            _needsReset = true;
-            throw se;
-        }
-    }
-
-    // Kept out of End: its lambdas capture locals, and a closure in End would be allocated on every step.
-    private void ThrowHung(string operation, long timeout)
-    {
-        long now = System.Diagnostics.Stopwatch.GetTimestamp();
-        var hung = _gathered.Take(_gatheredCount).Where(s => Volatile.Read(ref s.Gathering) > 0 &&
-            (Volatile.Read(ref s.Lost) || now - Math.Max(Volatile.Read(ref s.LastHeard), _gatherStart) >= timeout)).ToArray();
-        var late = hung.Select(s => s.Connection.Id).ToArray();
-        string message = $"{operation} got no reply and no progress from {string.Join(", ", late.Select(l => $"worker '{l}'"))} for " +
-                         $"{_options.StepTimeout.TotalSeconds:0.###} s (ClusterOptions.StepTimeout). The worker may be hung in its env; the vector env is unusable now, close it and create a new one.";
-        foreach (var s in hung)
-        {
-            ClusterLog.WorkerHung(_logger, operation, s.Connection.Id, _options.StepTimeout.TotalSeconds);
-            s.Connection.Close(GrpcStatusCode.DeadlineExceeded, $"No reply and no progress for {_options.StepTimeout.TotalSeconds:0.###} s.");
-        }
-        Break(message);
-        throw new WorkerTimeoutException(message, late);
-    }
-
-    private void Break(string reason)
-    {
-        _state = State.Broken;
-        _brokenBecause = reason;
-    }
-
-    private void Done(WorkerChannel s)
-    {
-        Interlocked.Decrement(ref s.Gathering);
-        if (Interlocked.Decrement(ref _pending) == 0) _replied.Set();
-    }
-
-    private WorkerChannel SlotOf(WorkerConnection w)
-    {
-        foreach (var s in _slots) if (ReferenceEquals(s.Connection, w)) return s;
-        throw new InvalidOperationException($"Unknown {w}.");
-    }
-
-    void IWorkerReplySink.OnReply(WorkerConnection worker, ulong seq, int bodyField, ReadOnlySpan<byte> body)
-    {
-        if (Volatile.Read(ref _closing)) return;
-        var s = SlotOf(worker);
-        Volatile.Write(ref s.LastHeard, System.Diagnostics.Stopwatch.GetTimestamp());
-        (ulong Seq, int Field, long SentAt, bool Gather) head;
-        if (seq != 0 && seq == Volatile.Read(ref s.StreamSeq))
-        {
-            OnStreamReply(s, bodyField, body);
-            return;
-        }
-        if (bodyField == WorkerMessage.ProgressFieldNumber)
-        {
-            s.CheckProgress(seq);
-            return;
-        }
-        head = s.TakeReply(seq, bodyField);
-        if (head.Field == WorkerMessage.PolicyAckFieldNumber)
-        {
-            OnPolicyAck(s, head.SentAt, bodyField, body);
-            return;
-        }
-        if (head.Field == WorkerMessage.GradientResultFieldNumber)
-        {
-            OnGradientReply(s, bodyField, body);
-            return;
-        }
         switch (bodyField)
         {
-            case WorkerMessage.StepFieldNumber when head.Field == WorkerMessage.StepFieldNumber:
-                StepCodec.ReadStepResult(body, new StepCodec.StepTarget(_observations, _rewards, _terminated, _truncated, _info, s.Offset, s.Count, ObservationSize));
+            case WorkerMessage.StepFieldNumber when command.ReplyField == WorkerMessage.StepFieldNumber:
+                StepCodec.ReadStepResult(body, new StepCodec.StepTarget(_observations, _rewards, _terminated, _truncated, _info, slot.Offset, slot.Count, ObservationSize));
                 break;
-            case WorkerMessage.ResetFieldNumber when head.Field == WorkerMessage.ResetFieldNumber:
-                ReadReset(s, ResetResult.Parser.ParseFrom(body));
-                Volatile.Write(ref s.ResetAnswered, true);
-                break;
-            case WorkerMessage.RolloutFieldNumber when head.Field == WorkerMessage.RolloutFieldNumber:
-                _rollouts!.Fill(RolloutResult.Parser.ParseFrom(body), s.Offset, s.Count);
-                break;
-            case WorkerMessage.AttrResultFieldNumber when head.Field == WorkerMessage.AttrResultFieldNumber:
-                ReadAttrResult(s, AttrResult.Parser.ParseFrom(body));
-                break;
-            case WorkerMessage.StreamEndedFieldNumber when head.Field == WorkerMessage.StreamEndedFieldNumber:
-                Volatile.Write(ref s.StreamSeq, 0UL); // every rollout of the stream came before this reply
+            case WorkerMessage.ResetFieldNumber when command.ReplyField == WorkerMessage.ResetFieldNumber:
+                ReadReset(slot, ResetResult.Parser.ParseFrom(body));
+                slot.ResetAnswered();
                 break;
             case WorkerMessage.ErrorFieldNumber:
-                var e = WorkerError.Parser.ParseFrom(body);
-                if (e.EnvIndex >= 0 && e.EnvIndex < s.Count)
-                    Interlocked.CompareExchange(ref _subEnvError, new SubEnvException(s.Offset + e.EnvIndex, worker.Id, e.Type, e.Message, NullIfEmpty(e.StackTrace)), null);
-                else
-                    Interlocked.CompareExchange(ref _workerError, new WorkerException(worker.Id, e.Type, e.Message, NullIfEmpty(e.StackTrace)), null);
+                WorkerErrors.Record(_calls, slot, body);
                 break;
             default:
-                throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Reply field {bodyField} does not answer the pending command (expects field {head.Field}).");
+                throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Reply field {bodyField} does not answer the pending command (expects field {command.ReplyField}).");
         }
-        if (head.Gather) Done(s);
     }
 
-    private static string? NullIfEmpty(string s) => s.Length == 0 ? null : s;
-
-    private ulong NextSeq() => Interlocked.Increment(ref _seq);
-
-    private void ReadReset(WorkerChannel s, ResetResult r)
+    private void ReadReset(WorkerSlot s, ResetResult r)
     {
         var t = r.Observations ?? throw new InvalidDataException("ResetResult has no observations.");
         int n = s.Count * ObservationSize;
@@ -575,60 +409,28 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
         foreach (var entry in r.Info) InfoCodec.Decode(entry, _info, s.Offset, s.Count);
     }
 
-    /// <inheritdoc cref="IWorkerReplySink.OnLost" />
-    public void OnLost(WorkerConnection worker, string reason)
+    private ulong NextSeq() => Interlocked.Increment(ref _seq);
+
+    /// <inheritdoc />
+    public IReadOnlyList<object?> GetAttr(string name) => _attributes.Run(AttrCommand.Types.Op.Get, name, [], null);
+
+    /// <inheritdoc />
+    public IReadOnlyList<object?> Call(string name, params object?[] args) => _attributes.Run(AttrCommand.Types.Op.Call, name, args ?? [], null);
+
+    /// <inheritdoc />
+    public void SetAttr(string name, IReadOnlyList<object?> values)
     {
-        if (Volatile.Read(ref _closing)) return;
-        WorkerChannel s;
-        try { s = SlotOf(worker); }
-        catch (InvalidOperationException) { return; }
-        lock (_lock)
-        {
-            if (s.Lost) return;
-            s.Lost = true;
-        }
-        ClusterLog.WorkerLost(_logger, worker.Id, reason);
-        if (TryReplace(s, reason)) return; // streaming carries on with the others while a replacement starts
-        var lost = new WorkerLostException(worker.Id, reason, _fleet.Describe(worker.Id));
-        Interlocked.CompareExchange(ref _fatal, lost, null);
-        _replied.Set(); // wake the learner at once; the other workers' replies no longer matter
+        ArgumentNullException.ThrowIfNull(values);
+        _attributes.Run(AttrCommand.Types.Op.Set, name, [], values);
     }
 
-    // ---------------- state checks and close ----------------
-
-    private void ThrowIfUnusable(bool allowPending = false)
-    {
-        switch (_state)
-        {
-            case State.Closed: throw VectorArgs.Closed();
-            case State.Pending when !allowPending: throw new AlreadyPendingCallException("A step is pending; call StepWait() before calling Reset or Step again.");
-            case State.Broken: throw new InvalidOperationException($"This vector env is unusable after an earlier failure ({_brokenBecause}); close it and create a new one.");
-        }
-        if (Volatile.Read(ref _fatal) is { } fatal)
-        {
-            Break(fatal.Message);
-            throw fatal;
-        }
-    }
-
-    private void ThrowIfNotSteppable()
-    {
-        ThrowIfUnusable();
-        if (_stream is not null)
-            throw new InvalidOperationException("Rollouts are streaming from the workers; stop the stream (StopStreaming, or dispose the StreamingRolloutSource) before stepping, resetting or collecting lockstep rollouts.");
-        if (_needsReset) throw VectorArgs.ResetNeeded();
-    }
+    /// <inheritdoc />
+    public void SetAttr(string name, object? value) => SetAttr(name, Enumerable.Repeat(value, NumEnvs).ToArray());
 
     /// <inheritdoc />
     public void Close()
     {
-        if (_state == State.Closed) return;
-        if (_state == State.Pending)
-        {
-            try { _replied.Wait(_options.CloseTimeout); } catch (ObjectDisposedException) { }
-        }
-        _state = State.Closed;
-        Volatile.Write(ref _closing, true);
+        if (!_calls.Close(_options.CloseTimeout)) return;
         _fleet.Close(_slots ?? []);
     }
 
@@ -637,6 +439,4 @@ public sealed partial class ClusterVecEnv : IVectorEnv, IWorkerReplySink
 
     /// <inheritdoc />
     public override string ToString() => $"ClusterVecEnv({_options.EnvId}, num_envs={NumEnvs}, workers={_slots.Length}, hub={_fleet.Hub.Url})";
-
-    private static string Describe(WorkerChannel[] slots) => string.Join(", ", slots.Select(s => $"{s.Connection.Id}: {s.Connection.NumEnvs}"));
 }

@@ -5,7 +5,7 @@ namespace ClusterEnv.Cluster;
 
 /// <summary>
 /// Lockstep workers: each <see cref="Take"/> asks every worker for <see cref="Steps"/> steps and returns one batch of
-/// all sub-envs once all have answered (<see cref="ClusterVecEnv.CollectRollouts"/>). The learner and the workers take
+/// all sub-envs once all have answered (<see cref="WorkerRollouts.Collect"/>). The learner and the workers take
 /// turns; PPO on workers uses this.
 /// </summary>
 public sealed class LockstepRolloutSource(ClusterVecEnv envs, int steps, ulong seed = 0) : IRolloutSource
@@ -22,7 +22,7 @@ public sealed class LockstepRolloutSource(ClusterVecEnv envs, int steps, ulong s
     /// <inheritdoc />
     public int Take(int max, List<RolloutBatch> into, CancellationToken cancellationToken = default)
     {
-        var batch = envs.CollectRollouts(Steps, seed);
+        var batch = envs.Rollouts.Collect(Steps, seed);
         batch.NextStepResets = envs.AutoresetMode == Vector.AutoresetMode.NextStep;
         into.Add(batch);
         return 1;
@@ -40,7 +40,7 @@ public sealed class LockstepRolloutSource(ClusterVecEnv envs, int steps, ulong s
 /// rollouts wait in an <see cref="ITrajectoryQueue"/> (in memory by default, or Redis) and the learner takes them as
 /// they come. Each worker holds at most <c>credit</c> rollouts in flight; taking one of its rollouts gives it credit
 /// for the next, so memory stays bounded and a slow learner slows the actors rather than piling up data. Disposing
-/// stops the stream cleanly (<see cref="ClusterVecEnv.StopStreaming"/>).
+/// stops the stream cleanly (<see cref="WorkerRollouts.StopStreaming"/>).
 /// </summary>
 public sealed class StreamingRolloutSource : IRolloutSource
 {
@@ -67,7 +67,7 @@ public sealed class StreamingRolloutSource : IRolloutSource
         _queue = queue ?? new InMemoryTrajectoryQueue(Math.Max(1, credit * envs.Workers.Count));
         _envsOf = envs.Workers.ToDictionary(w => w.WorkerId, w => w.NumEnvs);
         _poll = TimeSpan.FromMilliseconds(Math.Clamp(envs.Options.StepTimeout.TotalMilliseconds / 20, 5, 100));
-        envs.StartStreaming(steps, credit, _queue, seed);
+        envs.Rollouts.StartStreaming(steps, credit, _queue, seed);
     }
 
     /// <summary>Rollouts each worker may have in flight.</summary>
@@ -94,11 +94,11 @@ public sealed class StreamingRolloutSource : IRolloutSource
         ObjectDisposedException.ThrowIf(_stopped, this);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(max);
         _raw.Clear();
-        _envs.ThrowIfStreamFailed(); // at every take: a busy queue must not hide a lost worker
+        _envs.Rollouts.ThrowIfStreamFailed(); // at every take: a busy queue must not hide a lost worker
         while (_queue.Take(max, _raw, _poll, cancellationToken) == 0)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            _envs.ThrowIfStreamFailed();
+            _envs.Rollouts.ThrowIfStreamFailed();
         }
         foreach (var bytes in _raw)
         {
@@ -111,7 +111,7 @@ public sealed class StreamingRolloutSource : IRolloutSource
             batch.WorkerId = r.WorkerId;
             batch.Index = r.Index;
             into.Add(batch);
-            _envs.GrantCredit(r.WorkerId);
+            _envs.Rollouts.GrantCredit(r.WorkerId);
             Taken++;
         }
         return _raw.Count;
@@ -143,14 +143,14 @@ public sealed class StreamingRolloutSource : IRolloutSource
         stack.Push(rollout);
     }
 
-    /// <summary>Stops the stream (see <see cref="ClusterVecEnv.StopStreaming"/>); rollouts still queued stay in the queue. Returns what each worker sent.</summary>
+    /// <summary>Stops the stream (see <see cref="WorkerRollouts.StopStreaming"/>); rollouts still queued stay in the queue. Returns what each worker sent.</summary>
     public IReadOnlyList<long> Stop()
     {
-        if (_stopped) return _envs.StreamedRollouts;
+        if (_stopped) return _envs.Rollouts.StreamedRollouts;
         _stopped = true;
         try
         {
-            return _envs.StopStreaming();
+            return _envs.Rollouts.StopStreaming();
         }
         finally
         {

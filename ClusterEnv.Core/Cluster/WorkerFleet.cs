@@ -179,18 +179,19 @@ internal sealed class WorkerFleet : IDisposable
     /// waits up to <see cref="ClusterOptions.CloseTimeout"/> for them to end their streams, then ends what is left and
     /// stops the hub and the pool.
     /// </summary>
-    public void Close(IReadOnlyList<WorkerChannel> channels)
+    public void Close(IReadOnlyList<WorkerSlot> slots)
     {
         if (_disposed) return;
         lock (_lock) _closing = true;
-        foreach (var c in channels) c.SendUntracked(new HubMessage { Close = new CloseCommand() });
+        foreach (var s in slots) s.SendUntracked(new HubMessage { Close = new CloseCommand() }); // the live ones
+        var connections = slots.Select(s => s.Close()).OfType<WorkerConnection>().ToArray();
         var sw = Stopwatch.StartNew();
-        while (channels.Any(c => !c.Connection.IsCompleted) && sw.Elapsed < _options.CloseTimeout) Thread.Sleep(5);
-        foreach (var c in channels) c.Connection.Close(GrpcStatusCode.OK, null);
+        while (connections.Any(c => !c.IsCompleted) && sw.Elapsed < _options.CloseTimeout) Thread.Sleep(5);
+        foreach (var c in connections) c.Close(GrpcStatusCode.OK, null);
         _disposed = true;
         Hub.Dispose();
         Launcher.Stop(_options.CloseTimeout);
-        ClusterLog.Closed(_logger, channels.Count);
+        ClusterLog.Closed(_logger, slots.Count);
         Launcher.Dispose();
     }
 

@@ -59,6 +59,19 @@ public sealed class WorkerPolicyState
         }
     }
 
+    // A replacement took the slot: nothing in flight will be acknowledged, and it acts with nothing until its first push
+    // (a push queued for it stays queued). The counters go on.
+    internal void NewWorker()
+    {
+        lock (_lock)
+        {
+            _inFlight = 0;
+            ActiveVersion = 0;
+            LastError = null;
+            if (!_queued) PushedVersion = 0;
+        }
+    }
+
     internal void Acknowledged(ulong activeVersion, string? error, double latencyMs)
     {
         lock (_lock)

@@ -9,47 +9,64 @@ namespace ClusterEnv.Sync;
 /// <param name="Pushes">Workers sent the new weights this round.</param>
 /// <param name="MeanKl">Mean KL(deployed ‖ current) over the workers the gate measured (NaN when none).</param>
 /// <param name="InFlight">Workers skipped because their previous push is not acknowledged yet.</param>
-/// <param name="LagPushes">Pushes made because a worker was <see cref="SyncStrategy.MaxLag"/> versions behind, not because of the KL.</param>
+/// <param name="LagPushes">Pushes made because a worker was <see cref="PolicyPublisher.LagCap"/> versions behind, not because of the strategy.</param>
 public readonly record struct PublishRound(ulong Version, int Pushes, double MeanKl, int InFlight, int LagPushes);
 
 /// <summary>
-/// Adaptive Policy Synchronization as a publisher in front of the workers: it owns the version counter, the
-/// <see cref="ApsGate"/>, each worker's slice of state (the version it acts with, the weights it was sent, its recent
-/// observations) and the pushes. A version counts as deployed when the worker acknowledges it, not when it is sent, so
-/// the gate always measures KL against weights the worker really loaded; a worker that refused a push is reported at
-/// the next <see cref="Publish"/>, not at the end of the run. PPO on workers and IMPALA/IMPACT share it.
+/// Adaptive Policy Synchronization as a publisher in front of the workers, and the one owner of its state: the version
+/// counter, the latest weights, and per worker slot the weights it was sent and those it acknowledged (a version
+/// counts as deployed when the worker acknowledges it, so the gate always measures KL against weights the worker
+/// really loaded), its generation (a replacement starts afresh), its recent observations and its decision counters.
+/// It also decides the starting policy of every replacement (the newest version, pushed once), so no version is ever
+/// pushed twice to the same worker. <see cref="ApsGate"/> is its pure decision. A refused push is reported at the
+/// next <see cref="Publish"/>. PPO on workers and IMPALA/IMPACT share it. Thread-safe: replacements arrive on other threads.
 /// </summary>
 public sealed class PolicyPublisher
 {
+    private sealed class WorkerSync(int stateCapacity)
+    {
+        public int Generation;
+        public ulong PendingVersion;             // sent and not yet acknowledged (0: none)
+        public float[] PendingWeights = [];
+        public ObservationNormalizer? PendingNormalizer;
+        public ulong DeployedVersion;            // acknowledged
+        public float[] DeployedWeights = [];     // empty: nothing deployed (a new worker)
+        public ObservationNormalizer? DeployedNormalizer;
+        public int UpdatesSincePush;
+        public readonly float[] States = new float[stateCapacity];
+        public int StateCount;
+        public int Deployments, Skips;
+        public double LastKl = double.NaN;
+    }
+
     private readonly ClusterVecEnv _envs;
     private readonly ApsGate _gate;
-    private readonly int _workers;
-    private readonly ulong[] _pending;          // version sent and not yet acknowledged (0: none)
-    private readonly float[][] _pendingWeights;
-    private readonly Policies.ObservationNormalizer?[] _pendingNormalizer;
-    private readonly ulong[] _acked;            // version the worker acknowledged acting with
-    private readonly float[][] _states;         // recent observations per worker, for the KL
-    private readonly int[] _stateCount;
+    private readonly WorkerSync[] _workers;
     private readonly Dictionary<string, int> _index;
-    private readonly int[] _generation;         // the worker's slot generation when last seen (a replacement starts afresh)
+    private readonly Lock _lock = new();
+    private float[] _latest = [];
+    private ObservationNormalizer? _latestNormalizer;
+    private float[] _scratch = [];
 
-    /// <summary>A publisher for the workers of <paramref name="envs"/>, acting with policies of <paramref name="spec"/>.</summary>
-    public PolicyPublisher(ClusterVecEnv envs, PolicySpec spec, SyncStrategy strategy, int maxStates = 512)
+    /// <summary>
+    /// A publisher for the workers of <paramref name="envs"/>, acting with policies of <paramref name="spec"/>. The lag
+    /// cap is the tighter of the strategy's (<see cref="SyncStrategy.MaxLag"/>) and <paramref name="learnerLagLimit"/>,
+    /// the staleness a learner tolerates (IMPALA drops rollouts older than that, so a worker further behind would have
+    /// all its data thrown away); 0 for either means none.
+    /// </summary>
+    public PolicyPublisher(ClusterVecEnv envs, PolicySpec spec, SyncStrategy strategy, int maxStates = 512, int learnerLagLimit = 0)
     {
         ArgumentNullException.ThrowIfNull(envs);
+        ArgumentNullException.ThrowIfNull(spec);
+        ArgumentOutOfRangeException.ThrowIfNegative(learnerLagLimit);
         _envs = envs;
         Spec = spec;
         Strategy = strategy;
-        _workers = envs.Workers.Count;
-        _gate = new ApsGate(spec, _workers, strategy, maxStates);
-        _pending = new ulong[_workers];
-        _pendingWeights = new float[_workers][];
-        _pendingNormalizer = new Policies.ObservationNormalizer?[_workers];
-        _acked = new ulong[_workers];
-        _states = Enumerable.Range(0, _workers).Select(_ => new float[maxStates * spec.ObservationSize]).ToArray();
-        _stateCount = new int[_workers];
-        _generation = new int[_workers];
+        _gate = new ApsGate(spec, strategy, maxStates);
+        _workers = envs.Workers.Select(_ => new WorkerSync(maxStates * spec.ObservationSize)).ToArray();
         _index = envs.Workers.Select((w, i) => (w.WorkerId, i)).ToDictionary(x => x.WorkerId, x => x.i);
+        LagCap = strategy.MaxLag > 0 && learnerLagLimit > 0 ? Math.Min(strategy.MaxLag, learnerLagLimit) : Math.Max(strategy.MaxLag, learnerLagLimit);
+        envs.Policies.DecideReplacementPolicy(StartReplacement);
     }
 
     /// <summary>The architecture the workers act with.</summary>
@@ -58,129 +75,186 @@ public sealed class PolicyPublisher
     /// <summary>The push rule.</summary>
     public SyncStrategy Strategy { get; }
 
+    /// <summary>A worker this many versions behind is pushed whatever the strategy says (0: no cap).</summary>
+    public int LagCap { get; }
+
     /// <summary>The learner's latest version (0 before the first <see cref="Publish"/>).</summary>
     public ulong Version { get; private set; }
 
-    /// <summary>Pushes sent so far, the first deployment included.</summary>
-    public int TotalPushes { get; private set; }
+    /// <summary>Pushes written to the workers so far, the first deployment included (the slots' own count, so replacements' starting pushes are in it).</summary>
+    public int TotalPushes => _envs.Policies.States.Sum(s => s.Pushes);
 
     /// <summary>Bytes of those pushes on the wire.</summary>
-    public long BytesPushed { get; private set; }
+    public long BytesPushed => _envs.Policies.States.Sum(s => s.BytesPushed);
 
     /// <summary>The version worker <paramref name="worker"/> acknowledged acting with (0: none yet).</summary>
-    public ulong DeployedVersion(int worker) => _acked[worker];
+    public ulong DeployedVersion(int worker)
+    {
+        lock (_lock) return _workers[worker].DeployedVersion;
+    }
 
     /// <summary>How many versions worker <paramref name="worker"/>'s acknowledged policy is behind the learner.</summary>
-    public ulong Lag(int worker) => Version - Math.Min(Version, _acked[worker]);
+    public ulong Lag(int worker)
+    {
+        lock (_lock) return Version - Math.Min(Version, _workers[worker].DeployedVersion);
+    }
 
-    /// <summary>The gate's counters (pushes acknowledged, skips, the last KL per worker).</summary>
-    public ApsGate Gate => _gate;
+    /// <summary>Versions worker <paramref name="worker"/> acknowledged (deployments), the first included.</summary>
+    public int Deployments(int worker)
+    {
+        lock (_lock) return _workers[worker].Deployments;
+    }
+
+    /// <summary>Decisions not to push to worker <paramref name="worker"/>.</summary>
+    public int Skips(int worker)
+    {
+        lock (_lock) return _workers[worker].Skips;
+    }
+
+    /// <summary>The KL measured at worker <paramref name="worker"/>'s latest decision (NaN before any).</summary>
+    public double LastKl(int worker)
+    {
+        lock (_lock) return _workers[worker].LastKl;
+    }
 
     /// <summary>Remembers the observations of a rollout (a streaming worker's, or a lockstep gather of all workers) as that worker's recent states for the KL.</summary>
     public void Observe(RolloutBatch rollout)
     {
         ArgumentNullException.ThrowIfNull(rollout);
         int m = Spec.ObservationSize, n = rollout.NumEnvs, T = rollout.Steps;
-        if (rollout.WorkerId.Length > 0)
+        lock (_lock)
         {
-            if (_index.TryGetValue(rollout.WorkerId, out int w)) Keep(w, rollout.Observations.AsSpan(0, T * n * m), T * n);
-            return;
-        }
-        var workers = _envs.Workers;
-        for (int w = 0; w < workers.Count; w++)
-        {
-            var (_, offset, count) = workers[w];
-            // This worker's columns of every row, then evenly spaced states of them.
-            if (_scratch.Length < T * count * m) _scratch = new float[T * count * m];
-            for (int t = 0; t < T; t++) rollout.Observations.AsSpan((t * n + offset) * m, count * m).CopyTo(_scratch.AsSpan(t * count * m));
-            Keep(w, _scratch.AsSpan(0, T * count * m), T * count);
+            if (rollout.WorkerId.Length > 0)
+            {
+                if (_index.TryGetValue(rollout.WorkerId, out int w)) Keep(_workers[w], rollout.Observations.AsSpan(0, T * n * m), T * n);
+                return;
+            }
+            var workers = _envs.Workers;
+            for (int w = 0; w < workers.Count; w++)
+            {
+                var (_, offset, count) = workers[w];
+                // This worker's columns of every row, then evenly spaced states of them.
+                if (_scratch.Length < T * count * m) _scratch = new float[T * count * m];
+                for (int t = 0; t < T; t++) rollout.Observations.AsSpan((t * n + offset) * m, count * m).CopyTo(_scratch.AsSpan(t * count * m));
+                Keep(_workers[w], _scratch.AsSpan(0, T * count * m), T * count);
+            }
         }
     }
 
-    private float[] _scratch = [];
-
-    private void Keep(int w, ReadOnlySpan<float> observations, int count)
+    private void Keep(WorkerSync w, ReadOnlySpan<float> observations, int count)
     {
-        int m = Spec.ObservationSize, room = _states[w].Length / m;
+        int m = Spec.ObservationSize, room = w.States.Length / m;
         int take = Math.Min(count, room);
         // Evenly spaced over the rollout when it has more states than the buffer holds.
         for (int j = 0; j < take; j++)
         {
             int src = (int)((long)j * count / take);
-            observations.Slice(src * m, m).CopyTo(_states[w].AsSpan(j * m, m));
+            observations.Slice(src * m, m).CopyTo(w.States.AsSpan(j * m, m));
         }
-        _stateCount[w] = take;
+        w.StateCount = take;
     }
 
     /// <summary>
-    /// Advances the version and, per worker, pushes <paramref name="policy"/> when the strategy says so (KL over the
-    /// worker's recent states above τ, every N versions, always, or the lag cap reached). A worker whose last push is
-    /// still unacknowledged is skipped this round (its weights are on their way). The first call deploys to every worker.
+    /// Advances the version and, per worker, pushes <paramref name="policy"/> when the gate says so (KL over the
+    /// worker's recent states above τ, every N versions, always, or <see cref="LagCap"/> reached). A worker whose last
+    /// push is still unacknowledged is skipped this round (its weights are on their way). The first call deploys to every worker.
     /// </summary>
-    /// <param name="policy">The learner's policy after its update.</param>
-    /// <param name="forceLag">
-    /// When &gt; 0, a worker this many versions behind is pushed to whatever the strategy says: a learner that drops
-    /// rollouts older than that would otherwise throw that worker's data away forever.
-    /// </param>
     /// <exception cref="PolicyRejectedException">A worker refused a push since the last call (named, with its reason).</exception>
-    public PublishRound Publish(ActorCritic policy, int forceLag = 0)
+    public PublishRound Publish(ActorCritic policy)
     {
         ArgumentNullException.ThrowIfNull(policy);
-        Version++;
-        var states = _envs.PolicyStates;
-        int pushes = 0, inFlight = 0, lagPushes = 0, measured = 0;
-        double klSum = 0;
-        List<string>? refused = null;
-        for (int w = 0; w < _workers; w++)
+        lock (_lock)
         {
-            int generation = _envs.WorkerGeneration(w);
-            if (generation != _generation[w])
+            Version++;
+            if (_latest.Length != policy.Parameters.Length) _latest = new float[policy.Parameters.Length];
+            policy.Parameters.CopyTo(_latest);
+            _latestNormalizer = policy.Normalizer;
+            var states = _envs.Policies.States;
+            int pushes = 0, inFlight = 0, lagPushes = 0, measured = 0;
+            double klSum = 0;
+            List<string>? refused = null;
+            for (int i = 0; i < _workers.Length; i++)
             {
-                // A replacement took this worker's place: it acts with nothing yet, so it gets the current policy now.
-                _generation[w] = generation;
-                _pending[w] = 0;
-                _acked[w] = 0;
-                _gate.Forget(w);
-            }
-            var st = states[w];
-            if (_pending[w] != 0)
-            {
-                if (st.Unacknowledged > 0)
+                var w = _workers[i];
+                if (NewWorker(i)) w.UpdatesSincePush = 0;
+                var st = states[i];
+                if (w.PendingVersion != 0)
                 {
-                    inFlight++;
+                    if (st.Unacknowledged > 0)
+                    {
+                        inFlight++;
+                        continue;
+                    }
+                    if (st.LastError is null && st.ActiveVersion >= w.PendingVersion) Deployed(w);
+                    else (refused ??= []).Add($"worker '{_envs.Workers[i].WorkerId}' refused version {w.PendingVersion} and keeps acting with version {st.ActiveVersion}: {st.LastError ?? "no reason given"}");
+                    w.PendingVersion = 0;
+                }
+                if (w.DeployedWeights.Length > 0) w.UpdatesSincePush++;
+                ulong lag = w.DeployedVersion == 0 ? 0 : Version - w.DeployedVersion;
+                var decision = _gate.Decide(w.DeployedWeights, w.DeployedNormalizer, policy, w.UpdatesSincePush, lag, LagCap,
+                    w.States.AsSpan(0, w.StateCount * Spec.ObservationSize), w.StateCount);
+                w.LastKl = decision.Kl;
+                if (double.IsFinite(decision.Kl))
+                {
+                    klSum += decision.Kl;
+                    measured++;
+                }
+                if (!decision.Push)
+                {
+                    w.Skips++;
                     continue;
                 }
-                bool refusedOurs = st.LastError is not null && st.PushedVersion == _pending[w];
-                if (!refusedOurs && st.ActiveVersion >= _pending[w])
-                {
-                    // Deployed (a newer version pushed by someone else counts too; the gate then measures from ours).
-                    _acked[w] = st.ActiveVersion;
-                    _gate.Deployed(w, _pending[w], _pendingWeights[w], _pendingNormalizer[w]);
-                }
-                else (refused ??= []).Add($"worker '{_envs.Workers[w].WorkerId}' refused version {_pending[w]} and keeps acting with version {st.ActiveVersion}: {st.LastError ?? "no reason given"}");
-                _pending[w] = 0;
+                if (decision.ByLag) lagPushes++;
+                PushLatest(i);
+                pushes++;
             }
-            bool push;
-            int cap = Strategy.MaxLag > 0 && forceLag > 0 ? Math.Min(Strategy.MaxLag, forceLag) : Math.Max(Strategy.MaxLag, forceLag);
-            bool byLag = cap > 0 && _acked[w] != 0 && Version - _acked[w] >= (ulong)cap;
-            var decision = _gate.Decide(w, policy, Version, _states[w].AsSpan(0, _stateCount[w] * Spec.ObservationSize), _stateCount[w]);
-            if (double.IsFinite(decision.Kl))
-            {
-                klSum += decision.Kl;
-                measured++;
-            }
-            push = decision.Push || byLag;
-            if (!push) continue;
-            if (byLag && !decision.Push) lagPushes++;
-            BytesPushed += _envs.PushPolicy(w, Version, Spec, policy.Parameters, policy.Normalizer);
-            _pendingNormalizer[w] = policy.Normalizer;
-            _pendingWeights[w] ??= new float[policy.Parameters.Length];
-            policy.Parameters.CopyTo(_pendingWeights[w]);
-            _pending[w] = Version;
-            pushes++;
+            if (refused is not null) throw new PolicyRejectedException(string.Join("; ", refused));
+            return new PublishRound(Version, pushes, measured > 0 ? klSum / measured : double.NaN, inFlight, lagPushes);
         }
-        TotalPushes += pushes;
-        if (refused is not null) throw new PolicyRejectedException(string.Join("; ", refused));
-        return new PublishRound(Version, pushes, measured > 0 ? klSum / measured : double.NaN, inFlight, lagPushes);
+    }
+
+    // Under the lock: a replacement has taken slot i since this publisher last looked, so it acts with nothing yet.
+    private bool NewWorker(int i)
+    {
+        var w = _workers[i];
+        int generation = _envs.Elastic.Generation(i);
+        if (generation == w.Generation) return false;
+        w.Generation = generation;
+        w.PendingVersion = 0;
+        w.DeployedVersion = 0;
+        w.DeployedWeights = [];
+        w.DeployedNormalizer = null;
+        w.StateCount = 0;
+        return true;
+    }
+
+    private static void Deployed(WorkerSync w)
+    {
+        (w.DeployedWeights, w.PendingWeights) = (w.PendingWeights, w.DeployedWeights);
+        w.DeployedVersion = w.PendingVersion;
+        w.DeployedNormalizer = w.PendingNormalizer;
+        w.UpdatesSincePush = 0;
+        w.Deployments++;
+    }
+
+    // Under the lock: the latest weights to slot i (queued by the slot until its worker can take them).
+    private void PushLatest(int i)
+    {
+        var w = _workers[i];
+        _envs.Policies.Push(i, Version, Spec, _latest, _latestNormalizer);
+        if (w.PendingWeights.Length != _latest.Length) w.PendingWeights = new float[_latest.Length];
+        _latest.CopyTo(w.PendingWeights, 0);
+        w.PendingNormalizer = _latestNormalizer;
+        w.PendingVersion = Version;
+    }
+
+    // From a replacement's take-over, before its welcome: it starts with the latest version, pushed once, here.
+    private void StartReplacement(int i)
+    {
+        lock (_lock)
+        {
+            if (!NewWorker(i) || Version == 0) return; // Publish already pushed to this generation, or nothing was published yet
+            PushLatest(i);
+        }
     }
 }

@@ -43,11 +43,11 @@ public static class Impala
         var spec = PolicySpec.For(envs.SingleObservationSpace, envs.SingleActionSpace, options.Hidden);
         var policy = new ActorCritic(spec, options.Seed);
         var resume = Resume(options, policy);
-        var publisher = new PolicyPublisher(envs, spec, strategy);
+        var publisher = new PolicyPublisher(envs, spec, strategy, learnerLagLimit: options.MaxPolicyLag > 0 ? System.Math.Max(1, options.MaxPolicyLag - 1) : 0);
         long envSeed = DataParallel.RankSeed(options.Seed, options.Collective ?? SingleCollective.Instance); // ranks act on different episodes
         envs.Reset(seed: (int)envSeed);
         publisher.Publish(policy); // version 1 to every worker
-        envs.WaitForPolicyAcks();
+        envs.Policies.WaitForAcks();
         using var source = new StreamingRolloutSource(envs, options.UnrollLength, options.Credit, queue, (ulong)envSeed);
         var threshold = options.RewardThreshold ?? envs.Spec?.RewardThreshold ?? double.PositiveInfinity;
         var result = Run(source, policy, publisher, options, threshold, onUpdate, cancellationToken, resume);
@@ -195,7 +195,7 @@ public static class Impala
 
             // ---- publish: the next version, pushed where the strategy says so ----
             // A worker about to act only with versions this learner drops as too stale gets the weights whatever the strategy.
-            var round = publisher?.Publish(policy, forceLag: o.MaxPolicyLag > 0 ? System.Math.Max(1, o.MaxPolicyLag - 1) : 0) ?? new PublishRound(version + 1, 0, double.NaN, 0, 0);
+            var round = publisher?.Publish(policy) ?? new PublishRound(version + 1, 0, double.NaN, 0, 0);
             version = round.Version;
 
             double seconds = clock.Elapsed.TotalSeconds;

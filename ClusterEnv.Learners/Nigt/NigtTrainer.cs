@@ -114,18 +114,18 @@ public static class NigtTrainer
         var run = new Run(envs.SingleObservationSpace, envs.SingleActionSpace, n, makeAggregator, o);
         var point = run.NextPoint();
         var settings = o.Gradient;
-        for (int w = 0; w < n; w++) envs.RequestGradient(w, 0, run.Spec, point, settings, seed: (ulong)(o.Seed * 1000L + w + 1));
+        for (int w = 0; w < n; w++) envs.Gradients.Request(w, 0, run.Spec, point, settings, seed: (ulong)(o.Seed * 1000L + w + 1));
         try
         {
             while (run.Going)
             {
-                if (!envs.TakeGradient(TimeSpan.FromMilliseconds(100), out var g)) continue;
+                if (!envs.Gradients.Take(TimeSpan.FromMilliseconds(100), out var g)) continue;
                 if (g.Error is not null) throw new InvalidOperationException($"A gradient worker failed: {g.Error}");
                 if (!g.Replaced && run.Add(g.WorkerIndex, (long)g.Version, g.Gradient, g.Returns, g.Steps)) point = run.NextPoint();
-                envs.RequestGradient(g.WorkerIndex, (ulong)run.Version, run.Spec, point, settings);
+                envs.Gradients.Request(g.WorkerIndex, (ulong)run.Version, run.Spec, point, settings);
             }
             // Take the last answers, so the vector env has nothing outstanding when it is reset or closed.
-            while (envs.GradientsOutstanding > 0) envs.TakeGradient(TimeSpan.FromMilliseconds(100), out _);
+            while (envs.Gradients.Outstanding > 0) envs.Gradients.Take(TimeSpan.FromMilliseconds(100), out _);
         }
         catch
         {

@@ -82,7 +82,7 @@ public static partial class Ppo
             if (o.AnnealLearningRate) adam.LearningRate = (1.0 - (iteration - 1.0) / iterations) * o.LearningRate;
 
             // ---- rollout: one round trip per worker ----
-            var batch = envs.CollectRollouts(T, (ulong)o.Seed);
+            var batch = envs.Rollouts.Collect(T, (ulong)o.Seed);
             long learnStart = Stopwatch.GetTimestamp();
             globalStep += (long)T * n;
             double lag = 0;
@@ -154,7 +154,7 @@ public static partial class Ppo
             history.Add(metrics);
             onIteration?.Invoke(metrics);
         }
-        envs.WaitForPolicyAcks();
+        envs.Policies.WaitForAcks();
         return new PpoResult(policy, history, episodeLog.StepsToThreshold, episodeLog.SecondsToThreshold, episodeLog.MeanReturn20, obsRms)
         {
             Stopped = history.Count < iterations,

@@ -55,8 +55,8 @@ public static class QueueThroughput
                 var spec = PolicySpec.For(cluster.SingleObservationSpace, cluster.SingleActionSpace);
                 var policy = new ActorCritic(spec, seed: 1);
                 cluster.Reset(seed: 1);
-                for (int w = 0; w < workers; w++) cluster.PushPolicy(w, 1, spec, policy.Parameters);
-                cluster.WaitForPolicyAcks();
+                for (int w = 0; w < workers; w++) cluster.Policies.Push(w, 1, spec, policy.Parameters);
+                cluster.Policies.WaitForAcks();
                 using (queue)
                 using (var source = new StreamingRolloutSource(cluster, steps, credit: 2, queue))
                 {

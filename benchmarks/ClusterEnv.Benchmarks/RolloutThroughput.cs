@@ -73,18 +73,18 @@ public static class RolloutThroughput
         long bytes = 0;
         for (ulong v = 1; v <= 20; v++)
         {
-            for (int w = 0; w < workers; w++) bytes = envs.PushPolicy(w, v, spec, policy.Parameters);
-            envs.WaitForPolicyAcks();
-            latencies.AddRange(envs.PolicyStates.Select(p => p.LastPushLatencyMs));
+            for (int w = 0; w < workers; w++) bytes = envs.Policies.Push(w, v, spec, policy.Parameters);
+            envs.Policies.WaitForAcks();
+            latencies.AddRange(envs.Policies.States.Select(p => p.LastPushLatencyMs));
         }
 
         // Worker-side rollouts of T steps.
-        envs.CollectRollouts(T);
+        envs.Rollouts.Collect(T);
         long workerSteps = 0;
         sw.Restart();
         while (sw.Elapsed.TotalSeconds < seconds)
         {
-            envs.CollectRollouts(T);
+            envs.Rollouts.Collect(T);
             workerSteps += (long)T * n;
         }
         double worker = workerSteps / sw.Elapsed.TotalSeconds;

@@ -62,16 +62,16 @@ public static class Soak
             if (now >= nextReport)
             {
                 nextReport += 30;
-                Console.Error.WriteLine($"{now:F0} s: {m.GlobalStep:N0} steps, {m.Sps:N0} SPS, mean-20 {m.MeanReturn20:F1}, lost {env.WorkersLost}, replaced {env.WorkersReplaced}, RSS {RssMb():F0} MB, fds {Fds()}");
+                Console.Error.WriteLine($"{now:F0} s: {m.GlobalStep:N0} steps, {m.Sps:N0} SPS, mean-20 {m.MeanReturn20:F1}, lost {env.Elastic.WorkersLost}, replaced {env.Elastic.WorkersReplaced}, RSS {RssMb():F0} MB, fds {Fds()}");
             }
         }, queue, stop.Token);
         // Every rollout the fleet received went into the queue: it was taken by the learner or is still there.
-        long sent = env.StreamedRollouts.Sum(), left = queue.Count, lost = sent - queue.Taken - left;
-        var replace = env.ReplaceSeconds.Order().ToArray();
+        long sent = env.Rollouts.StreamedRollouts.Sum(), left = queue.Count, lost = sent - queue.Taken - left;
+        var replace = env.Elastic.ReplaceSeconds.Order().ToArray();
         Console.WriteLine(JsonSerializer.Serialize(new
         {
             bench = "soak", minutes, kill_every_s = killEvery, kills,
-            workers_lost = env.WorkersLost, workers_replaced = env.WorkersReplaced,
+            workers_lost = env.Elastic.WorkersLost, workers_replaced = env.Elastic.WorkersReplaced,
             rollouts_sent = sent, rollouts_taken = queue.Taken, rollouts_left_queued = left,
             transitions_lost = lost * envsPerWorker * new ImpalaOptions().UnrollLength, // rollouts × envs per worker × T
             transitions_duplicated = queue.Duplicates * envsPerWorker * new ImpalaOptions().UnrollLength,

@@ -295,8 +295,8 @@ int RunImpala(IVectorEnv envs)
         : $"Did not reach the {envId} threshold ({envs.Spec?.RewardThreshold?.ToString() ?? "none"}).");
     if (envs is ClusterVecEnv c)
     {
-        string replaced = $"workers lost {c.WorkersLost}, replaced {c.WorkersReplaced}" +
-                          (c.ReplaceSeconds.Count > 0 ? $" (in {string.Join(", ", c.ReplaceSeconds.Select(x => x.ToString("F2", CultureInfo.InvariantCulture)))} s)" : "");
+        string replaced = $"workers lost {c.Elastic.WorkersLost}, replaced {c.Elastic.WorkersReplaced}" +
+                          (c.Elastic.ReplaceSeconds.Count > 0 ? $" (in {string.Join(", ", c.Elastic.ReplaceSeconds.Select(x => x.ToString("F2", CultureInfo.InvariantCulture)))} s)" : "");
         Console.WriteLine(replaced);
         File.WriteAllText(Path.Combine(outDir, "summary.txt"), replaced + Environment.NewLine);
     }

@@ -22,18 +22,18 @@ public class ElasticTests
                 killed = true;
                 env.Pool!.ProcessOf("worker-001")!.Kill(); // a crash: no goodbye
             }
-            generationsSeen.Add(env.WorkerGeneration(1));
+            generationsSeen.Add(env.Elastic.Generation(1));
         });
         Assert.That(killed, Is.True);
         Assert.That(r.History[^1].GlobalStep, Is.GreaterThanOrEqualTo(150_000), "the run finished its budget");
-        TestContext.Out.WriteLine($"replaced in {env.ReplaceSeconds.Single():F2} s; final mean-20 {r.FinalMeanReturn20:F1}");
-        Assert.That(env.WorkersLost, Is.EqualTo(1));
-        Assert.That(env.WorkersReplaced, Is.EqualTo(1));
-        Assert.That(env.ReplaceSeconds.Single(), Is.LessThan(30), "replaced and streaming again (a bound on failure, not a measured target)");
-        Assert.That(env.WorkerGeneration(1), Is.EqualTo(1));
+        TestContext.Out.WriteLine($"replaced in {env.Elastic.ReplaceSeconds.Single():F2} s; final mean-20 {r.FinalMeanReturn20:F1}");
+        Assert.That(env.Elastic.WorkersLost, Is.EqualTo(1));
+        Assert.That(env.Elastic.WorkersReplaced, Is.EqualTo(1));
+        Assert.That(env.Elastic.ReplaceSeconds.Single(), Is.LessThan(30), "replaced and streaming again (a bound on failure, not a measured target)");
+        Assert.That(env.Elastic.Generation(1), Is.EqualTo(1));
         Assert.That(env.Pool!.ProcessOf("worker-001")!.Id, Is.Not.EqualTo(firstPid));
         Assert.That(generationsSeen, Does.Contain(1), "training went on after the replacement took over");
-        Assert.That(env.StreamedRollouts[1], Is.GreaterThan(0));
+        Assert.That(env.Rollouts.StreamedRollouts[1], Is.GreaterThan(0));
     }
 
     [Test]
@@ -66,17 +66,17 @@ public class LockstepElasticTests
         {
             var r = env.Step(actions);
             if (r.Truncated[2] && r.Truncated[3] && r.Rewards[2] == 0 && r.Rewards[3] == 0) interruptedAt = t;
-            if (interruptedAt < 0) Assert.That(env.WorkerGeneration(1), Is.EqualTo(0), "the replacement is reported the step it takes over");
+            if (interruptedAt < 0) Assert.That(env.Elastic.Generation(1), Is.EqualTo(0), "the replacement is reported the step it takes over");
         }
         Assert.That(interruptedAt, Is.GreaterThanOrEqualTo(0), "the lost worker's envs reported their episodes cut short");
-        Assert.That(env.WorkersLost, Is.EqualTo(1));
-        Assert.That(env.WorkersReplaced, Is.EqualTo(1));
-        Assert.That(env.WorkerGeneration(1), Is.EqualTo(1));
+        Assert.That(env.Elastic.WorkersLost, Is.EqualTo(1));
+        Assert.That(env.Elastic.WorkersReplaced, Is.EqualTo(1));
+        Assert.That(env.Elastic.Generation(1), Is.EqualTo(1));
         // The replacement steps like any worker: its observations move and episodes run to their end.
         var before = env.Step(actions).Observations.ToArray();
         var after = env.Step(actions).Observations;
         Assert.That(after.AsSpan(2 * 4, 8).ToArray(), Is.Not.EqualTo(before.AsSpan(2 * 4, 8).ToArray()));
-        TestContext.Out.WriteLine($"replaced in {env.ReplaceSeconds.Single():F2} s");
+        TestContext.Out.WriteLine($"replaced in {env.Elastic.ReplaceSeconds.Single():F2} s");
     }
 
     [Test]
@@ -87,14 +87,14 @@ public class LockstepElasticTests
         var point = new ClusterEnv.Policies.ActorCritic(spec, 1).Parameters.ToArray();
         var settings = new ClusterEnv.Policies.GradientSettings(Episodes: 4000, Horizon: 500); // long enough to be killed mid-request
         var quick = settings with { Episodes = 1 };
-        env.RequestGradient(0, 1, spec, point, quick);
-        env.RequestGradient(1, 1, spec, point, settings);
+        env.Gradients.Request(0, 1, spec, point, quick);
+        env.Gradients.Request(1, 1, spec, point, settings);
         env.Pool!.ProcessOf("worker-001")!.Kill();
         GradientReply? replaced = null, fromZero = null;
         var deadline = Stopwatch.StartNew();
         while ((replaced is null || fromZero is null) && deadline.Elapsed < TimeSpan.FromMinutes(2))
         {
-            if (!env.TakeGradient(TimeSpan.FromMilliseconds(200), out var g)) continue;
+            if (!env.Gradients.Take(TimeSpan.FromMilliseconds(200), out var g)) continue;
             if (g.WorkerIndex == 1) replaced = g;
             else fromZero = g;
         }
@@ -102,11 +102,11 @@ public class LockstepElasticTests
         Assert.That(replaced, Is.Not.Null, "the lost worker's slot was reported");
         Assert.That(replaced!.Replaced, Is.True);
         Assert.That(replaced.Gradient, Is.Empty);
-        Assert.That(env.WorkerGeneration(1), Is.EqualTo(1));
-        env.RequestGradient(1, 2, spec, point, quick);
-        Assert.That(env.TakeGradient(TimeSpan.FromMinutes(1), out var again), Is.True);
+        Assert.That(env.Elastic.Generation(1), Is.EqualTo(1));
+        env.Gradients.Request(1, 2, spec, point, quick);
+        Assert.That(env.Gradients.Take(TimeSpan.FromMinutes(1), out var again), Is.True);
         Assert.That((again.WorkerIndex, again.Version, again.Replaced, again.Error), Is.EqualTo((1, 2UL, false, (string?)null)), "the replacement computes gradients");
-        Assert.That(env.GradientsOutstanding, Is.Zero);
+        Assert.That(env.Gradients.Outstanding, Is.Zero);
     }
 
     [Test]
@@ -122,7 +122,7 @@ public class LockstepElasticTests
         for (int t = 0; t < 5000 && !seen; t++)
         {
             var r = env.Step(actions);
-            seen = env.WorkersReplaced == 1;
+            seen = env.Elastic.WorkersReplaced == 1;
             if (seen) Assert.That(r.Truncated[0] && r.Truncated[1] && r.Rewards[0] == 0, Is.True, "reported in the step that waited for it");
         }
         killer.Wait();

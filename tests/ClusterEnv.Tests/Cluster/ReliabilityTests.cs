@@ -28,8 +28,8 @@ public class ReliabilityTests
 
     private static void PushToAll(ClusterVecEnv env, ulong version, ActorCritic policy)
     {
-        for (int w = 0; w < env.Workers.Count; w++) env.PushPolicy(w, version, policy.Spec, policy.Parameters);
-        env.WaitForPolicyAcks();
+        for (int w = 0; w < env.Workers.Count; w++) env.Policies.Push(w, version, policy.Spec, policy.Parameters);
+        env.Policies.WaitForAcks();
     }
 
     [Test]
@@ -43,7 +43,7 @@ public class ReliabilityTests
             int episodes = 0;
             for (int r = 0; r < 100; r++)
             {
-                var b = env.CollectRollouts(64);
+                var b = env.Rollouts.Collect(64);
                 // An episode ends exactly where a sub-env terminates or truncates, and each end has one record.
                 var ends = new List<(int, int)>();
                 for (int t = 0; t < b.Steps; t++)
@@ -67,11 +67,11 @@ public class ReliabilityTests
             PushToAll(env, 1, new ActorCritic(SpecOf(env), seed: 1));
             env.Reset(seed: 0);
             var sw = Stopwatch.StartNew();
-            var b = env.CollectRollouts(800); // at least 800 × 5 ms = 4 s of sleeping in the env
+            var b = env.Rollouts.Collect(800); // at least 800 × 5 ms = 4 s of sleeping in the env
             Assert.That(sw.Elapsed, Is.GreaterThan(timeout * 1.5), "the rollout really outlasted StepTimeout");
             Assert.That(b.Rewards, Is.All.EqualTo(1.0));
             Assert.That(b.PolicyVersion, Is.All.EqualTo(1UL));
-            Assert.DoesNotThrow(() => env.CollectRollouts(2), "the vector env is still usable");
+            Assert.DoesNotThrow(() => env.Rollouts.Collect(2), "the vector env is still usable");
         }
     }
 
@@ -88,7 +88,7 @@ public class ReliabilityTests
         var victim = env.Pool!.ProcessOf("worker-001")!;
         try
         {
-            var collecting = Task.Run(() => env.CollectRollouts(300_000));
+            var collecting = Task.Run(() => env.Rollouts.Collect(300_000));
             var wait = Stopwatch.StartNew();
             while (env.OutstandingCommands(1) == 0 && wait.Elapsed < TimeSpan.FromSeconds(30)) Thread.Sleep(1);
             Thread.Sleep(300); // well inside the rollout
@@ -116,18 +116,18 @@ public class ReliabilityTests
             var policy = new ActorCritic(spec, seed: 1);
             PushToAll(env, 1, policy);
             env.Reset(seed: 0);
-            var collecting = Task.Run(() => env.CollectRollouts(4000)); // at least 4 s, during which the worker does not read
+            var collecting = Task.Run(() => env.Rollouts.Collect(4000)); // at least 4 s, during which the worker does not read
             var wait = Stopwatch.StartNew();
             while (env.OutstandingCommands(0) == 0 && wait.Elapsed < TimeSpan.FromSeconds(30)) Thread.Sleep(1);
-            for (ulong v = 2; v <= 21; v++) env.PushPolicy(0, v, spec, policy.Parameters);
+            for (ulong v = 2; v <= 21; v++) env.Policies.Push(0, v, spec, policy.Parameters);
             Assert.That(collecting.IsCompleted, Is.False, "all 20 pushes (20 MB) returned while the rollout still held the window full");
-            var state = env.PolicyStates[0];
+            var state = env.Policies.States[0];
             Assert.That(state.Coalesced, Is.GreaterThan(0), "pushes that could not be sent were replaced by newer ones, not queued without bound");
             Assert.That(collecting.Result.PolicyVersion, Is.All.EqualTo(1UL), "the rollout in progress kept its version");
-            env.WaitForPolicyAcks();
+            env.Policies.WaitForAcks();
             Assert.That(state.ActiveVersion, Is.EqualTo(21UL), "the newest push is the one the worker acts with");
             Assert.That(state.Pushes + state.Coalesced, Is.EqualTo(21), "every push was either sent or replaced");
-            Assert.That(env.CollectRollouts(2).PolicyVersion, Is.All.EqualTo(21UL));
+            Assert.That(env.Rollouts.Collect(2).PolicyVersion, Is.All.EqualTo(21UL));
         }
     }
 
@@ -141,18 +141,18 @@ public class ReliabilityTests
             PushToAll(env, 1, policy);
             var bad = policy.Parameters.ToArray();
             bad[17] = float.NaN;
-            var ex = Assert.Throws<ArgumentException>(() => env.PushPolicy(0, 2, policy.Spec, bad))!;
+            var ex = Assert.Throws<ArgumentException>(() => env.Policies.Push(0, 2, policy.Spec, bad))!;
             Assert.That(ex.Message, Does.Contain("Weight 17 of").And.Contain("NaN"));
             bad[17] = 0;
             bad[bad.Length - 1] = float.PositiveInfinity;
-            Assert.That(() => env.PushPolicy(0, 2, policy.Spec, bad), Throws.ArgumentException.With.Message.Contain($"Weight {bad.Length - 1} of"));
+            Assert.That(() => env.Policies.Push(0, 2, policy.Spec, bad), Throws.ArgumentException.With.Message.Contain($"Weight {bad.Length - 1} of"));
 
             // A learner that skips the check (an older release, another language) meets the worker's own.
-            env.PushPolicyUnchecked(1, 2, policy.Spec, bad);
-            var refused = Assert.Throws<PolicyRejectedException>(() => env.WaitForPolicyAcks())!;
+            env.Policies.PushUnchecked(1, 2, policy.Spec, bad);
+            var refused = Assert.Throws<PolicyRejectedException>(() => env.Policies.WaitForAcks())!;
             Assert.That(refused.Message, Does.Contain($"Parameter {bad.Length - 1} of").And.Contain("keeps acting with version 1"));
             env.Reset(seed: 0);
-            var b = env.CollectRollouts(8);
+            var b = env.Rollouts.Collect(8);
             Assert.That(b.PolicyVersion, Is.All.EqualTo(1UL));
             Assert.That(b.LogProbs.All(float.IsFinite), Is.True, "both workers still act with finite weights");
         }
@@ -261,15 +261,15 @@ public class ReliabilityTests
             PushToAll(env, 1, new ActorCritic(SpecOf(env), seed: 1));
             env.Reset(seed: 0);
             var sw = Stopwatch.StartNew();
-            var ex = Assert.Throws<ArgumentOutOfRangeException>(() => env.CollectRollouts(2000))!;
+            var ex = Assert.Throws<ArgumentOutOfRangeException>(() => env.Rollouts.Collect(2000))!;
             Assert.That(ex.Message, Does.Contain("HubOptions.MaxMessageSize").And.Contain("Collect at most"));
-            var huge = Assert.Throws<ArgumentOutOfRangeException>(() => env.CollectRollouts(300_000_000))!;
+            var huge = Assert.Throws<ArgumentOutOfRangeException>(() => env.Rollouts.Collect(300_000_000))!;
             Assert.That(huge.Message, Does.Contain("MiB"), "no raw OverflowException");
             int fits = int.Parse(System.Text.RegularExpressions.Regex.Match(ex.Message, @"Collect at most ([\d,]+) steps").Groups[1].Value.Replace(",", ""),
                 System.Globalization.CultureInfo.InvariantCulture);
             Assert.That(fits, Is.InRange(100, 1999));
             Assert.That(env.OutstandingCommands(0) + env.OutstandingCommands(1), Is.Zero, "nothing was sent to the workers");
-            Assert.DoesNotThrow(() => env.CollectRollouts(fits / 2), "the env stays usable, and a rollout that fits goes through");
+            Assert.DoesNotThrow(() => env.Rollouts.Collect(fits / 2), "the env stays usable, and a rollout that fits goes through");
         }
     }
 

@@ -61,18 +61,18 @@ public class SlurmTests
                         stage = 1;
                         Assert.That(Sh("scancel", pool.JobIds[0]).Code, Is.EqualTo(0)); // the whole step: both workers lost
                         break;
-                    case 1 when env.WorkersReplaced == 2:
+                    case 1 when env.Elastic.WorkersReplaced == 2:
                         stage = 2;
                         Assert.That(Sh("scancel", pool.JobIds[^1]).Code, Is.EqualTo(0)); // one replacement's own job
                         break;
-                    case 2 when env.WorkersReplaced == 3:
+                    case 2 when env.Elastic.WorkersReplaced == 3:
                         stage = 3;
                         // kill -9 of one worker process (a crash, the job itself lives on): its shell records exit 137.
-                        killedIndex = env.WorkerGeneration(0) == 2 ? 0 : 1;
-                        killedGeneration = env.WorkerGeneration(killedIndex);
+                        killedIndex = env.Elastic.Generation(0) == 2 ? 0 : 1;
+                        killedGeneration = env.Elastic.Generation(killedIndex);
                         Process.GetProcessById(int.Parse(File.ReadAllText(pool.FileOf(killedIndex, killedGeneration, "pid")).Trim())).Kill();
                         break;
-                    case 3 when env.WorkersReplaced == 4:
+                    case 3 when env.Elastic.WorkersReplaced == 4:
                         stage = 4;
                         replacedAt = m.Update;
                         break;
@@ -81,14 +81,14 @@ public class SlurmTests
                         break;
                 }
             }, cancellationToken: done.Token);
-            TestContext.Out.WriteLine($"registered {ready:F2} s and first update {firstStep:F2} s after start; replacements took {string.Join(", ", env.ReplaceSeconds.Select(s => s.ToString("F2")))} s; jobs {string.Join(",", pool.JobIds)}");
+            TestContext.Out.WriteLine($"registered {ready:F2} s and first update {firstStep:F2} s after start; replacements took {string.Join(", ", env.Elastic.ReplaceSeconds.Select(s => s.ToString("F2")))} s; jobs {string.Join(",", pool.JobIds)}");
             Assert.That(stage, Is.EqualTo(4));
             Assert.That(r.History[^1].Update, Is.GreaterThanOrEqualTo(replacedAt + 10), "training went on after the last replacement");
-            Assert.That(env.WorkersLost, Is.EqualTo(4));
-            Assert.That(env.WorkersReplaced, Is.EqualTo(4));
+            Assert.That(env.Elastic.WorkersLost, Is.EqualTo(4));
+            Assert.That(env.Elastic.WorkersReplaced, Is.EqualTo(4));
             Assert.That(pool.JobIds, Has.Count.EqualTo(5), "each replacement is a one-task job");
             Assert.That(File.ReadAllText(pool.FileOf(killedIndex, killedGeneration, "exit")).Trim(), Is.EqualTo("137"), "the killed worker's exit code is recorded");
-            Assert.That(env.WorkerGeneration(killedIndex), Is.EqualTo(killedGeneration + 1));
+            Assert.That(env.Elastic.Generation(killedIndex), Is.EqualTo(killedGeneration + 1));
             jobs = [.. pool.JobIds];
         }
         // Disposed: every job the pool submitted is cancelled or finished.

@@ -39,7 +39,7 @@ public class ImpalaTests
             Assert.That(r.History.Sum(h => h.Episodes), Is.GreaterThan(100));
             Assert.That(r.FinalMeanReturn20, Is.GreaterThan(60), "learning happened (random is about 22)");
             // The stream was stopped cleanly: the vector env steps again after a reset.
-            Assert.That(env.IsStreaming, Is.False);
+            Assert.That(env.Rollouts.IsStreaming, Is.False);
             env.Reset(seed: 3);
             Assert.DoesNotThrow(() => env.Step(new int[8]));
         }

@@ -105,7 +105,7 @@ public class NigtTests
             TestContext.Out.WriteLine($"{r.Aggregator} on the cluster: reached in {r.SecondsToThreshold:F1} s, {r.StepsToThreshold} steps, {r.OptimizerSteps} NIGT steps; per worker {string.Join(", ", r.GradientsPerWorker)}");
             Assert.That(r.SecondsToThreshold, Is.Not.Null, $"mean-20 reached 100 (final {r.FinalMeanReturn20:F1})");
             Assert.That(r.GradientsPerWorker, Has.All.GreaterThan(0), "both cluster workers computed gradients");
-            Assert.That(envs.GradientsOutstanding, Is.Zero);
+            Assert.That(envs.Gradients.Outstanding, Is.Zero);
             Assert.Throws<ResetNeededException>(() => envs.Step(new int[4]), "the episodes used the envs");
             envs.Reset(seed: 1);
             envs.Step(new int[4]);
@@ -121,18 +121,18 @@ public class NigtTests
             var spec = ClusterEnv.Policies.PolicySpec.For(envs.SingleObservationSpace, envs.SingleActionSpace, [8]);
             var point = new ClusterEnv.Policies.ActorCritic(spec, 1).Parameters.ToArray();
             var settings = new ClusterEnv.Policies.GradientSettings(Episodes: 1, Horizon: 50);
-            envs.RequestGradient(0, 7, spec, point, settings, seed: 3);
-            var e = Assert.Throws<InvalidOperationException>(() => envs.RequestGradient(0, 8, spec, point, settings));
+            envs.Gradients.Request(0, 7, spec, point, settings, seed: 3);
+            var e = Assert.Throws<InvalidOperationException>(() => envs.Gradients.Request(0, 8, spec, point, settings));
             Assert.That(e!.Message, Does.Contain("still computing a gradient").And.Contain("TakeGradient"));
-            Assert.That(envs.TakeGradient(TimeSpan.FromSeconds(30), out var g), Is.True);
+            Assert.That(envs.Gradients.Take(TimeSpan.FromSeconds(30), out var g), Is.True);
             Assert.That(g.Version, Is.EqualTo(7UL), "the point's version comes back");
             Assert.That(g.Gradient, Has.Length.EqualTo(point.Length));
             Assert.That(g.Gradient.Any(v => v != 0), Is.True);
             Assert.That(g.Returns, Has.Length.EqualTo(1));
             Assert.That(g.Steps, Is.EqualTo((long)g.Returns[0]), "CartPole pays 1 per step");
             var wrong = new float[3];
-            envs.RequestGradient(0, 9, spec, wrong, settings);
-            Assert.That(envs.TakeGradient(TimeSpan.FromSeconds(30), out var bad), Is.True);
+            envs.Gradients.Request(0, 9, spec, wrong, settings);
+            Assert.That(envs.Gradients.Take(TimeSpan.FromSeconds(30), out var bad), Is.True);
             Assert.That(bad.Error, Does.Contain("3 weights"), "a point of the wrong size is named by the worker");
         }
     }
@@ -148,11 +148,11 @@ public class NigtTests
             var spec = ClusterEnv.Policies.PolicySpec.For(envs.SingleObservationSpace, envs.SingleActionSpace, [8]);
             var point = new ClusterEnv.Policies.ActorCritic(spec, 1).Parameters.ToArray();
             // 150 steps of 20 ms: 3 s of work, three times the step timeout.
-            envs.RequestGradient(0, 1, spec, point, new ClusterEnv.Policies.GradientSettings(Episodes: 1, Horizon: 150));
+            envs.Gradients.Request(0, 1, spec, point, new ClusterEnv.Policies.GradientSettings(Episodes: 1, Horizon: 150));
             GradientReply? reply = null;
             var clock = System.Diagnostics.Stopwatch.StartNew();
             while (reply is null && clock.Elapsed < TimeSpan.FromMinutes(2))
-                if (envs.TakeGradient(TimeSpan.FromMilliseconds(200), out var g)) reply = g;
+                if (envs.Gradients.Take(TimeSpan.FromMilliseconds(200), out var g)) reply = g;
             Assert.That(reply, Is.Not.Null);
             Assert.That(reply!.Error, Is.Null);
             Assert.That(reply.Steps, Is.EqualTo(150));

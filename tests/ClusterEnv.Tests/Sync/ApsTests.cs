@@ -63,7 +63,7 @@ public class ApsGateTests
         var rng = new Rng(9);
         for (int i = 0; i < current.Store.Count; i++) current.Parameters[i] += (float)(0.3 * rng.NextGaussian());
         var states = States(50, 3);
-        var gate = new ApsGate(spec, 1, SyncStrategy.KlThreshold(0.01));
+        var gate = new ApsGate(spec, SyncStrategy.KlThreshold(0.01));
         double kl = gate.MeanKl(deployed.Parameters, current, states, 50);
         Assert.That(kl, Is.EqualTo(SlowKl(deployed, current, states, 50)).Within(1e-6));
         Assert.That(gate.MeanKl(current.Parameters, current, states, 50), Is.EqualTo(0).Within(1e-9));
@@ -74,7 +74,7 @@ public class ApsGateTests
     {
         var policy = new ActorCritic(Discrete, seed: 1);
         var states = States(64, 4);
-        var probe = new ApsGate(Discrete, 1, SyncStrategy.Never);
+        var probe = new ApsGate(Discrete, SyncStrategy.Never);
         var original = (float[])policy.Parameters.Clone();
         // Move the current policy by a known amount, then set τ just below and just above the resulting KL.
         for (int i = 0; i < policy.Store.Count; i++) policy.Parameters[i] *= 1.5f;
@@ -82,13 +82,14 @@ public class ApsGateTests
         Assert.That(kl, Is.GreaterThan(0));
         foreach (var (tau, push) in new[] { (kl * 0.99, true), (kl * 1.01, false) })
         {
-            var gate = new ApsGate(Discrete, 1, SyncStrategy.KlThreshold(tau));
-            Assert.That(gate.Decide(0, policy, 1, states, 64).Push, Is.True, "the first deployment always happens");
-            gate.Deployed(0, 1, original);
-            var d = gate.Decide(0, policy, 2, states, 64);
+            var gate = new ApsGate(Discrete, SyncStrategy.KlThreshold(tau));
+            Assert.That(gate.Decide([], null, policy, 0, 0, 0, states, 64).Push, Is.True, "the first deployment always happens");
+            var d = gate.Decide(original, null, policy, 1, 1, 0, states, 64);
             Assert.That(d.Push, Is.EqualTo(push), $"KL {kl} vs τ {tau}");
             Assert.That(d.Kl, Is.EqualTo(kl).Within(1e-9));
-            Assert.That(d.DeployedVersion, Is.EqualTo(1));
+            Assert.That(d.ByLag, Is.False);
+            Assert.That(gate.Decide(original, null, policy, 1, 8, lagCap: 8, states, 64), Is.EqualTo(new SyncDecision(true, d.Kl, ByLag: !push)),
+                "a worker at the lag cap is pushed whatever the KL says");
         }
     }
 
@@ -99,11 +100,15 @@ public class ApsGateTests
         var states = States(8, 5);
         int Pushes(SyncStrategy s)
         {
-            var gate = new ApsGate(Discrete, 1, s);
-            gate.Deployed(0, 1, policy.Parameters);
-            int pushes = 0;
+            var gate = new ApsGate(Discrete, s);
+            int pushes = 0, since = 0;
             for (ulong v = 2; v <= 13; v++)
-                if (gate.Decide(0, policy, v, states, 8).Push) { pushes++; gate.Deployed(0, v, policy.Parameters); }
+            {
+                since++;
+                if (!gate.Decide(policy.Parameters, null, policy, since, (ulong)since, 0, states, 8).Push) continue;
+                pushes++;
+                since = 0;
+            }
             return pushes;
         }
         Assert.That(Pushes(SyncStrategy.Always), Is.EqualTo(12));
@@ -133,12 +138,12 @@ public class WorkerRolloutTests
         {
             var policy = new ActorCritic(spec, seed: 1);
             env.Reset(seed: 0);
-            Assert.That(() => env.CollectRollouts(8), Throws.InstanceOf<WorkerException>().With.Message.Contains("No policy"));
+            Assert.That(() => env.Rollouts.Collect(8), Throws.InstanceOf<WorkerException>().With.Message.Contains("No policy"));
             env.Reset(seed: 0);
-            for (int w = 0; w < 2; w++) env.PushPolicy(w, 1, spec, policy.Parameters);
-            env.WaitForPolicyAcks();
-            Assert.That(env.PolicyStates.Select(p => p.ActiveVersion), Is.All.EqualTo(1UL));
-            var b = env.CollectRollouts(16);
+            for (int w = 0; w < 2; w++) env.Policies.Push(w, 1, spec, policy.Parameters);
+            env.Policies.WaitForAcks();
+            Assert.That(env.Policies.States.Select(p => p.ActiveVersion), Is.All.EqualTo(1UL));
+            var b = env.Rollouts.Collect(16);
             Assert.That(b.PolicyVersion, Is.All.EqualTo(1UL));
             // The behaviour log-probs and values are what the pushed policy gives on the recorded observations.
             var lp = new float[5];
@@ -159,7 +164,7 @@ public class WorkerRolloutTests
             Assert.That(b.Rewards.Count(r => r == 1.0), Is.GreaterThan(60));
             // Consecutive rollouts continue the same episodes: the next rollout starts where this one ended.
             var last = b.Observations.AsSpan(16 * 5 * 4, 20).ToArray();
-            var b2 = env.CollectRollouts(16);
+            var b2 = env.Rollouts.Collect(16);
             Assert.That(b2.Observations.AsSpan(0, 20).ToArray(), Is.EqualTo(last));
         }
     }
@@ -172,10 +177,10 @@ public class WorkerRolloutTests
         {
             var policy = new ActorCritic(spec, seed: 1);
             env.Reset(seed: 0);
-            env.PushPolicy(0, 1, spec, policy.Parameters);
-            env.PushPolicy(1, 1, spec, policy.Parameters);
-            env.PushPolicy(0, 2, spec, policy.Parameters); // only worker 0 gets version 2
-            var b = env.CollectRollouts(4);
+            env.Policies.Push(0, 1, spec, policy.Parameters);
+            env.Policies.Push(1, 1, spec, policy.Parameters);
+            env.Policies.Push(0, 2, spec, policy.Parameters); // only worker 0 gets version 2
+            var b = env.Rollouts.Collect(4);
             Assert.That(b.PolicyVersion, Is.EqualTo(new ulong[] { 2, 2, 1, 1, 1 }));
         }
     }
@@ -189,18 +194,18 @@ public class WorkerRolloutTests
             var v1 = new ActorCritic(spec, seed: 1);
             var v2 = new ActorCritic(spec, seed: 2);
             env.Reset(seed: 0);
-            for (int w = 0; w < 2; w++) env.PushPolicy(w, 1, spec, v1.Parameters);
-            env.WaitForPolicyAcks();
+            for (int w = 0; w < 2; w++) env.Policies.Push(w, 1, spec, v1.Parameters);
+            env.Policies.WaitForAcks();
             // A rollout is requested; once that request is on the wire to both workers, the push follows it on the same
             // stream, so the worker reads it only after the rollout: ordering, not timing, decides the versions, and a
             // rollout of any length shows it. (Its deadline counts from the worker's last progress, so load cannot
             // make it time out either.)
-            var collecting = Task.Run(() => env.CollectRollouts(200).PolicyVersion.ToArray());
+            var collecting = Task.Run(() => env.Rollouts.Collect(200).PolicyVersion.ToArray());
             var wait = System.Diagnostics.Stopwatch.StartNew();
             while ((env.OutstandingCommands(0) == 0 || env.OutstandingCommands(1) == 0) && wait.Elapsed < TimeSpan.FromSeconds(10)) Thread.Yield();
-            for (int w = 0; w < 2; w++) env.PushPolicy(w, 2, spec, v2.Parameters);
+            for (int w = 0; w < 2; w++) env.Policies.Push(w, 2, spec, v2.Parameters);
             Assert.That(collecting.Result, Is.All.EqualTo(1UL), "the rollout in progress finished with version 1");
-            Assert.That(env.CollectRollouts(2).PolicyVersion, Is.All.EqualTo(2UL), "the next rollout uses version 2");
+            Assert.That(env.Rollouts.Collect(2).PolicyVersion, Is.All.EqualTo(2UL), "the next rollout uses version 2");
         }
     }
 
@@ -212,15 +217,15 @@ public class WorkerRolloutTests
         {
             var policy = new ActorCritic(spec, seed: 1);
             env.Reset(seed: 0);
-            for (int w = 0; w < 2; w++) env.PushPolicy(w, 1, spec, policy.Parameters);
-            env.WaitForPolicyAcks();
-            env.PushPolicy(0, 2, spec, policy.Parameters.AsSpan(0, 10));
-            var ex = Assert.Throws<PolicyRejectedException>(() => env.WaitForPolicyAcks())!;
+            for (int w = 0; w < 2; w++) env.Policies.Push(w, 1, spec, policy.Parameters);
+            env.Policies.WaitForAcks();
+            env.Policies.Push(0, 2, spec, policy.Parameters.AsSpan(0, 10));
+            var ex = Assert.Throws<PolicyRejectedException>(() => env.Policies.WaitForAcks())!;
             Assert.That(ex.Message, Does.Contain("10 float32 weights").And.Contain("keeps acting with version 1"));
             var wrongSpec = new PolicySpec(4, false, 3, [64, 64]); // three actions for CartPole's two
-            env.PushPolicy(1, 3, wrongSpec, new ActorCritic(wrongSpec).Parameters);
-            Assert.That(Assert.Throws<PolicyRejectedException>(() => env.WaitForPolicyAcks())!.Message, Does.Contain("does not fit"));
-            Assert.That(env.CollectRollouts(2).PolicyVersion, Is.All.EqualTo(1UL), "both workers still act with version 1");
+            env.Policies.Push(1, 3, wrongSpec, new ActorCritic(wrongSpec).Parameters);
+            Assert.That(Assert.Throws<PolicyRejectedException>(() => env.Policies.WaitForAcks())!.Message, Does.Contain("does not fit"));
+            Assert.That(env.Rollouts.Collect(2).PolicyVersion, Is.All.EqualTo(1UL), "both workers still act with version 1");
         }
     }
 

@@ -25,12 +25,12 @@ public class PolicyPublisherTests
             var first = publisher.Publish(policy);
             Assert.That(first.Pushes, Is.EqualTo(2));
             Assert.That(publisher.DeployedVersion(0), Is.EqualTo(0UL), "sent is not deployed");
-            env.WaitForPolicyAcks();
+            env.Policies.WaitForAcks();
             var second = publisher.Publish(policy);
             Assert.That(publisher.DeployedVersion(0), Is.EqualTo(1UL));
             Assert.That(publisher.DeployedVersion(1), Is.EqualTo(1UL));
             Assert.That(second.Version, Is.EqualTo(2UL));
-            Assert.That(publisher.Gate.Pushes, Is.EqualTo(new[] { 1, 1 }), "the gate counts deployments (acknowledged)");
+            Assert.That(new[] { publisher.Deployments(0), publisher.Deployments(1) }, Is.EqualTo(new[] { 1, 1 }), "deployments are acknowledged versions");
         }
     }
 
@@ -47,7 +47,7 @@ public class PolicyPublisherTests
             var round = publisher.Publish(policy);
             Assert.That(round.Pushes + round.InFlight, Is.EqualTo(2));
             Assert.That(publisher.TotalPushes, Is.EqualTo(2 + round.Pushes));
-            env.WaitForPolicyAcks();
+            env.Policies.WaitForAcks();
         }
     }
 
@@ -60,13 +60,13 @@ public class PolicyPublisherTests
             var policy = new ActorCritic(spec, seed: 1);
             var publisher = new PolicyPublisher(env, spec, SyncStrategy.Always);
             publisher.Publish(policy);
-            env.WaitForPolicyAcks();
+            env.Policies.WaitForAcks();
             // Someone else pushes version 5 to worker 1 behind the publisher's back: its next push (version 2) is not newer.
-            env.PushPolicy(1, 5, spec, policy.Parameters);
-            env.WaitForPolicyAcks();
+            env.Policies.Push(1, 5, spec, policy.Parameters);
+            env.Policies.WaitForAcks();
             publisher.Publish(policy); // pushes version 2 to both
             var sw = System.Diagnostics.Stopwatch.StartNew();
-            while (env.PolicyStates.Any(p => p.Unacknowledged > 0) && sw.Elapsed < TimeSpan.FromSeconds(20)) Thread.Sleep(5);
+            while (env.Policies.States.Any(p => p.Unacknowledged > 0) && sw.Elapsed < TimeSpan.FromSeconds(20)) Thread.Sleep(5);
             var ex = Assert.Throws<PolicyRejectedException>(() => publisher.Publish(policy))!;
             Assert.That(ex.Message, Does.Contain("worker 'w1'").And.Contain("refused version 2").And.Contain("not newer"));
         }
@@ -82,13 +82,13 @@ public class PolicyPublisherTests
             // τ so high that the KL never triggers a push; the cap of 3 versions must.
             var publisher = new PolicyPublisher(env, spec, SyncStrategy.KlThreshold(1e9, maxLag: 3));
             publisher.Publish(policy);
-            env.WaitForPolicyAcks();
+            env.Policies.WaitForAcks();
             var pushesPerRound = new List<int>();
             for (int i = 0; i < 7; i++)
             {
                 var round = publisher.Publish(policy);
                 pushesPerRound.Add(round.Pushes);
-                env.WaitForPolicyAcks();
+                env.Policies.WaitForAcks();
                 Assert.That(publisher.Lag(0), Is.LessThanOrEqualTo(3UL));
             }
             Assert.That(pushesPerRound, Is.EqualTo(new[] { 0, 0, 2, 0, 0, 2, 0 }), "versions 2, 3 skipped; 4 pushed (3 behind version 1); 7 pushed (3 behind 4)");

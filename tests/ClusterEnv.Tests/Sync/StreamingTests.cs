@@ -19,7 +19,7 @@ public class StreamingTests
         var spec = PolicySpec.For(env.SingleObservationSpace, env.SingleActionSpace);
         var policy = new ActorCritic(spec, seed: 1);
         env.Reset(seed: 0);
-        for (int w = 0; w < envs.Length; w++) env.PushPolicy(w, 1, spec, policy.Parameters);
+        for (int w = 0; w < envs.Length; w++) env.Policies.Push(w, 1, spec, policy.Parameters);
         return (env, spec, policy);
     }
 
@@ -36,7 +36,7 @@ public class StreamingTests
             while (queue.Count < 4 && sw.Elapsed < TimeSpan.FromSeconds(30)) Thread.Sleep(5);
             Thread.Sleep(300); // time enough for a fifth rollout if credit did not hold the workers back
             Assert.That(queue.Count, Is.EqualTo(4));
-            Assert.That(env.StreamedRollouts, Is.EqualTo(new long[] { 2, 2 }));
+            Assert.That(env.Rollouts.StreamedRollouts, Is.EqualTo(new long[] { 2, 2 }));
 
             var got = new List<RolloutBatch>();
             while (got.Count < 10) source.Take(10, got);
@@ -70,7 +70,7 @@ public class StreamingTests
             var got = new List<RolloutBatch>();
             source.Take(1, got);
             var v2 = new ActorCritic(spec, seed: 2);
-            for (int w = 0; w < 2; w++) env.PushPolicy(w, 2, spec, v2.Parameters);
+            for (int w = 0; w < 2; w++) env.Policies.Push(w, 2, spec, v2.Parameters);
             // Keep taking: version 2 shows up from some rollout on, never mid-rollout, and is acknowledged.
             var sw = Stopwatch.StartNew();
             while (!(got.Count(b => b.PolicyVersion[0] == 2 && b.WorkerId == "w0") > 0 && got.Count(b => b.PolicyVersion[0] == 2 && b.WorkerId == "w1") > 0)
@@ -83,7 +83,7 @@ public class StreamingTests
                 Assert.That(versions, Is.Ordered, "once applied, the new version stays");
                 Assert.That(versions.Last(), Is.EqualTo(2UL));
             }
-            Assert.That(env.PolicyStates.Select(p => p.ActiveVersion), Is.All.EqualTo(2UL));
+            Assert.That(env.Policies.States.Select(p => p.ActiveVersion), Is.All.EqualTo(2UL));
             // The rollouts of version 2 are acted by version 2's weights: the behaviour log-probs match them.
             var b2 = got.Last(b => b.PolicyVersion[0] == 2);
             var head = v2.Actor.Forward(b2.Observations.AsSpan(0, b2.NumEnvs * b2.ObservationSize), b2.NumEnvs).ToArray();
@@ -145,7 +145,7 @@ public class StreamingTests
         var spec = PolicySpec.For(env.SingleObservationSpace, env.SingleActionSpace);
         var policy = new ActorCritic(spec, seed: 1);
         env.Reset(seed: 0);
-        for (int w = 0; w < 2; w++) env.PushPolicy(w, 1, spec, policy.Parameters);
+        for (int w = 0; w < 2; w++) env.Policies.Push(w, 1, spec, policy.Parameters);
         using var source = new StreamingRolloutSource(env, steps: 16, credit: 2);
         var got = new List<RolloutBatch>();
         source.Take(4, got);
@@ -190,8 +190,8 @@ public class PolicyNormalizerTests
             var spec = PolicySpec.For(env.SingleObservationSpace, env.SingleActionSpace);
             var policy = new ActorCritic(spec, seed: 4) { Normalizer = new ObservationNormalizer([0.1f, -0.2f, 0.05f, 0.3f], [0.01f, 2f, 0.04f, 3f], clip: 5) };
             env.Reset(seed: 0);
-            env.PushPolicy(0, 1, spec, policy.Parameters, policy.Normalizer);
-            var b = env.CollectRollouts(6);
+            env.Policies.Push(0, 1, spec, policy.Parameters, policy.Normalizer);
+            var b = env.Rollouts.Collect(6);
             // The recorded observations are raw; the behaviour log-probs and values are those of the normalised ones.
             var raw = b.Observations.AsSpan(0, 6 * 3 * 4).ToArray();
             var norm = new float[raw.Length];
@@ -219,12 +219,12 @@ public class PolicyNormalizerTests
             var spec = PolicySpec.For(env.SingleObservationSpace, env.SingleActionSpace);
             var policy = new ActorCritic(spec, seed: 4);
             env.Reset(seed: 0);
-            env.PushPolicy(0, 1, spec, policy.Parameters);
-            env.WaitForPolicyAcks();
+            env.Policies.Push(0, 1, spec, policy.Parameters);
+            env.Policies.WaitForAcks();
             Assert.Throws<ArgumentException>(() => new ObservationNormalizer([0f, 0f], [1f, 1f], 5).Normalize(new float[3], new float[3]));
-            var ex = Assert.Throws<ArgumentException>(() => env.PushPolicy(0, 2, spec, policy.Parameters, new ObservationNormalizer([0f, 0f], [1f, 1f], 5)))!;
+            var ex = Assert.Throws<ArgumentException>(() => env.Policies.Push(0, 2, spec, policy.Parameters, new ObservationNormalizer([0f, 0f], [1f, 1f], 5)))!;
             Assert.That(ex.Message, Does.Contain("2 elements").And.Contain("4"));
-            Assert.That(env.PolicyStates[0].ActiveVersion, Is.EqualTo(1UL));
+            Assert.That(env.Policies.States[0].ActiveVersion, Is.EqualTo(1UL));
         }
     }
 

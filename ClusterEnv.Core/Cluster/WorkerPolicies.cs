@@ -1,0 +1,155 @@
+using System.Runtime.InteropServices;
+using ClusterEnv.Policies;
+using ClusterEnv.Transport;
+using ClusterEnv.Transport.Protos;
+using Google.Protobuf;
+
+namespace ClusterEnv.Cluster;
+
+/// <summary>
+/// Policy weights on their way to the workers: pushes, their acknowledgements and each slot's record
+/// (<see cref="WorkerPolicyState"/>: versions pushed and acknowledged, pushes, bytes, latency). Which version a
+/// replacement starts with is decided by the publisher that claims the role (<see cref="Sync.PolicyPublisher"/> in
+/// ClusterEnv.Sync); without one, a replacement starts with the newest version pushed to any worker.
+/// Pushes may be sent from any thread, while a step or rollout is in flight.
+/// </summary>
+public sealed class WorkerPolicies : IReplyOwner
+{
+    private readonly WorkerSlot[] _slots;
+    private readonly VectorCallState _calls;
+    private readonly Lock _lock = new();
+    private (HubMessage Message, ulong Version, long Bytes)? _latest;
+    private Action<int>? _replacementPolicy;
+
+    internal WorkerPolicies(WorkerSlot[] slots, VectorCallState calls, TimeSpan ackTimeout)
+    {
+        _slots = slots;
+        _calls = calls;
+        _ackTimeout = ackTimeout;
+    }
+
+    private readonly TimeSpan _ackTimeout;
+
+    /// <summary>Per worker, in sub-env order: the policy versions it was sent and acts with, pushes, bytes and latency.</summary>
+    public IReadOnlyList<WorkerPolicyState> States => _slots.Select(s => s.Policy).ToArray();
+
+    /// <summary>
+    /// Sends policy weights to worker <paramref name="workerIndex"/> (in <see cref="ClusterVecEnv.Workers"/> order) and
+    /// returns at once, whatever the network does: the worker applies them between commands, so a rollout in progress
+    /// finishes with the old version. When the worker's stream is back-pressured (it is busy in a long rollout and not
+    /// reading), or a replacement is joining, the push waits in a one-slot queue and a newer push replaces it (counted
+    /// in <see cref="WorkerPolicyState.Coalesced"/>); a queued push always goes out before the next command to that
+    /// worker. Returns the push's size on the wire. <see cref="WaitForAcks"/> waits for the acknowledgement.
+    /// </summary>
+    /// <exception cref="ArgumentException">A weight is NaN or infinite (named by index), or the push is larger than the worker accepts.</exception>
+    public long Push(int workerIndex, ulong version, PolicySpec spec, ReadOnlySpan<float> weights, ObservationNormalizer? normalizer = null) =>
+        Push(workerIndex, version, spec, weights, checkFinite: true, normalizer);
+
+    /// <summary>Tests only: a push without the learner's finiteness check, so that the worker's own check can be seen to work.</summary>
+    internal long PushUnchecked(int workerIndex, ulong version, PolicySpec spec, ReadOnlySpan<float> weights) =>
+        Push(workerIndex, version, spec, weights, checkFinite: false);
+
+    private long Push(int workerIndex, ulong version, PolicySpec spec, ReadOnlySpan<float> weights, bool checkFinite, ObservationNormalizer? normalizer = null)
+    {
+        _calls.ThrowIfUnusable(allowPending: true);
+        ArgumentOutOfRangeException.ThrowIfNegative(workerIndex);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(workerIndex, _slots.Length);
+        ArgumentNullException.ThrowIfNull(spec);
+        if (version == 0) throw new ArgumentOutOfRangeException(nameof(version), version, "Policy versions start at 1 (0 means 'no policy').");
+        int bad = checkFinite ? ActorCritic.IndexOfNonFinite(weights) : -1;
+        if (bad >= 0)
+            throw new ArgumentException($"Weight {bad} of {weights.Length} is {weights[bad]}; a policy with NaN or infinite weights acts with NaN log-probs. " +
+                                        "The update diverged: lower the learning rate or clip gradients, and push the last finite weights.", nameof(weights));
+        var s = _slots[workerIndex];
+        var message = new HubMessage { Policy = Update(version, spec, weights, normalizer) };
+        long bytes = message.CalculateSize() + WireMessage.PrefixSize;
+        if (bytes > s.Connection.MaxCommandSize)
+            throw new ArgumentException($"The push is {bytes:N0} bytes but worker '{s.Id}' accepts commands of at most {s.Connection.MaxCommandSize:N0} bytes; " +
+                                        "start the worker with a larger --max-message-size (or use a smaller policy).", nameof(weights));
+        s.QueuePush(message, version, bytes, this);
+        lock (_lock)
+            if (version >= (_latest?.Version ?? 0)) _latest = (message, version, bytes);
+        return bytes;
+    }
+
+    private static PolicyUpdate Update(ulong version, PolicySpec spec, ReadOnlySpan<float> weights, ObservationNormalizer? normalizer)
+    {
+        var update = new PolicyUpdate
+        {
+            Version = version,
+            SpecJson = spec.ToJson(),
+            Weights = new Tensor { Dtype = Transport.Protos.DType.Float32, Shape = { weights.Length }, Data = ByteString.CopyFrom(MemoryMarshal.AsBytes(weights)) },
+        };
+        if (normalizer is null) return update;
+        if (normalizer.Mean.Length != spec.ObservationSize)
+            throw new ArgumentException($"The observation statistics have {normalizer.Mean.Length} elements; the policy's observations have {spec.ObservationSize}.", nameof(normalizer));
+        update.ObsMean = new Tensor { Dtype = Transport.Protos.DType.Float32, Shape = { normalizer.Mean.Length }, Data = ByteString.CopyFrom(MemoryMarshal.AsBytes(normalizer.Mean.AsSpan())) };
+        update.ObsVar = new Tensor { Dtype = Transport.Protos.DType.Float32, Shape = { normalizer.Var.Length }, Data = ByteString.CopyFrom(MemoryMarshal.AsBytes(normalizer.Var.AsSpan())) };
+        update.ObsClip = normalizer.Clip;
+        return update;
+    }
+
+    /// <summary>
+    /// Makes <paramref name="decide"/> the one place that gives a replacement its starting policy: it is called with
+    /// the slot's index after the replacement registered and before it is welcomed, and pushes (or not) through
+    /// <see cref="Push(int, ulong, PolicySpec, ReadOnlySpan{float}, ObservationNormalizer?)"/>. A publisher claims this
+    /// so that it never pushes a version the replacement was already given.
+    /// </summary>
+    internal void DecideReplacementPolicy(Action<int> decide)
+    {
+        lock (_lock)
+        {
+            if (_replacementPolicy is not null && _replacementPolicy != decide)
+                throw new InvalidOperationException("Another publisher already decides the replacements' policies of this vector env; use one PolicyPublisher per vector env.");
+            _replacementPolicy = decide;
+        }
+    }
+
+    // From a replacement's take-over, before its welcome: the publisher decides; without one, the newest push.
+    internal void GiveStartingPolicy(WorkerSlot slot)
+    {
+        Action<int>? decide;
+        (HubMessage Message, ulong Version, long Bytes)? latest;
+        lock (_lock) (decide, latest) = (_replacementPolicy, _latest);
+        if (decide is not null) decide(slot.Index);
+        else if (latest is { } push && push.Bytes <= slot.Connection.MaxCommandSize) slot.QueuePush(push.Message.Clone(), push.Version, push.Bytes, this);
+    }
+
+    /// <summary>Waits until every push has been acknowledged; throws <see cref="PolicyRejectedException"/> naming workers that refused one.</summary>
+    public void WaitForAcks(TimeSpan? timeout = null)
+    {
+        var deadline = System.Diagnostics.Stopwatch.StartNew();
+        var limit = timeout ?? _ackTimeout;
+        while (_slots.Any(s => s.Policy.Unacknowledged > 0))
+        {
+            if (_calls.Fatal is { } fatal) throw fatal;
+            if (deadline.Elapsed > limit)
+            {
+                var late = _slots.Where(s => s.Policy.Unacknowledged > 0).Select(s => s.Id).ToArray();
+                throw new WorkerTimeoutException($"Policy pushes were not acknowledged within {limit.TotalSeconds:0.#} s by " +
+                    string.Join(", ", late.Select(id => $"worker '{id}'")) +
+                    " (a worker busy in a long rollout acknowledges when it ends; wait longer or collect shorter rollouts).", late);
+            }
+            Thread.Sleep(1);
+        }
+        var refused = _slots.Where(s => s.Policy.LastError is not null).ToArray();
+        if (refused.Length > 0)
+            throw new PolicyRejectedException(string.Join("; ", refused.Select(s => $"worker '{s.Id}' refused the push and keeps acting with version {s.Policy.ActiveVersion}: {s.Policy.LastError}")));
+    }
+
+    void IReplyOwner.OnReply(WorkerSlot slot, in SlotCommand command, int bodyField, ReadOnlySpan<byte> body)
+    {
+        double latencyMs = System.Diagnostics.Stopwatch.GetElapsedTime(command.SentAt).TotalMilliseconds;
+        if (bodyField == WorkerMessage.PolicyAckFieldNumber)
+        {
+            var ack = PolicyAck.Parser.ParseFrom(body);
+            slot.Policy.Acknowledged(ack.ActiveVersion, ack.Error, latencyMs);
+        }
+        else if (bodyField == WorkerMessage.ErrorFieldNumber)
+        {
+            var e = WorkerError.Parser.ParseFrom(body);
+            slot.Policy.Acknowledged(slot.Policy.ActiveVersion, $"{e.Type}: {e.Message}", latencyMs);
+        }
+        else throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Reply field {bodyField} does not answer a policy push (expects policy_ack).");
+    }
+}

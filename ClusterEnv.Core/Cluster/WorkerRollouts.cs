@@ -1,0 +1,281 @@
+using System.Diagnostics;
+using ClusterEnv.Rollouts;
+using ClusterEnv.Transport;
+using ClusterEnv.Transport.Protos;
+using ClusterEnv.Vector;
+
+namespace ClusterEnv.Cluster;
+
+/// <summary>
+/// Worker-side acting (the DETACH rollouts): each worker acts with the policy it was pushed and ships whole rollouts,
+/// either on request (<see cref="Collect"/>, lockstep) or as a stream that never waits for the learner
+/// (<see cref="StartStreaming"/>, with credit so memory stays bounded). Owns the stream's state; each slot owns its
+/// own credit. Most learners use <see cref="LockstepRolloutSource"/> or <see cref="StreamingRolloutSource"/>.
+/// </summary>
+public sealed class WorkerRollouts : IReplyOwner
+{
+    private readonly WorkerSlot[] _slots;
+    private readonly VectorCallState _calls;
+    private readonly WorkerReplacements _replacements;
+    private readonly ClusterOptions _options;
+    private readonly int _numEnvs, _observationSize;
+    private readonly Spaces.Space _actionSpace;
+    private RolloutBatch? _batch;          // the target of the lockstep rollouts being collected
+    private volatile StreamState? _stream;
+
+    private sealed class StreamState(ITrajectoryQueue queue, int steps, int credit, ulong seed)
+    {
+        public readonly ITrajectoryQueue Queue = queue;
+        public int Credit => credit;
+        public HubMessage Command() => new() { Stream = new StreamRollouts { Steps = (uint)steps, Credit = (uint)credit, Seed = seed } };
+        public Exception? Failure; // the first worker error or queue failure of the stream
+    }
+
+    internal WorkerRollouts(WorkerSlot[] slots, VectorCallState calls, WorkerReplacements replacements, ClusterOptions options, int numEnvs, int observationSize, Spaces.Space actionSpace)
+    {
+        _slots = slots;
+        _calls = calls;
+        _replacements = replacements;
+        _options = options;
+        _numEnvs = numEnvs;
+        _observationSize = observationSize;
+        _actionSpace = actionSpace;
+    }
+
+    /// <summary>True while rollouts stream from the workers (between <see cref="StartStreaming"/> and <see cref="StopStreaming"/>).</summary>
+    public bool IsStreaming => _stream is not null;
+
+    private (ActionLayout Layout, int Dist) Shape()
+    {
+        var layout = ActionLayout.For(_actionSpace);
+        return (layout, _actionSpace is Spaces.Discrete d ? d.N : layout.Size);
+    }
+
+    /// <summary>
+    /// Has every worker act with its local policy for <paramref name="steps"/> steps of each of its sub-envs and
+    /// gathers the rollouts, one round trip per worker. Each worker must have acknowledged a policy push first. The
+    /// returned batch is reused by the next call with the same <paramref name="steps"/>. A rollout may take longer than
+    /// <see cref="ClusterOptions.StepTimeout"/>: workers report progress, and only a worker silent for that long is hung.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">A worker's rollout would not fit in one message (<see cref="HubOptions.MaxMessageSize"/>) or in memory; the message gives the largest step count that fits.</exception>
+    public RolloutBatch Collect(int steps, ulong seed = 0)
+    {
+        ThrowIfNotSteppable();
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(steps);
+        var (layout, dist) = Shape();
+        if (_batch is null || _batch.Steps != steps)
+        {
+            CheckRolloutSize(steps, layout, dist);
+            _batch = new RolloutBatch(steps, _numEnvs, _observationSize, layout.IsContinuous, layout.Size, dist);
+        }
+        _batch.Episodes.Clear();
+        _replacements.AwaitReplacements();
+        _calls.Begin();
+        foreach (var s in _slots)
+        {
+            _calls.Track(s);
+            if (s.Send(new HubMessage { Rollout = new CollectRollout { Steps = (uint)steps, Seed = seed } }, WorkerMessage.RolloutFieldNumber, gather: true, this)) continue;
+            _calls.Untrack(s);
+            // Lost just now: a batch without its rows would be wrong, so the collection fails by name.
+            _calls.Fail(s.Failure ?? new WorkerLostException(s.Id, "it was lost before its rollout could be asked for"));
+        }
+        _calls.End("CollectRollouts");
+        _batch.SortEpisodes(); // they arrive worker by worker, in whatever order the replies came
+        return _batch;
+    }
+
+    // Stepping the envs from the learner and acting on the workers exclude each other.
+    private void ThrowIfNotSteppable()
+    {
+        _calls.ThrowIfUnusable();
+        if (_stream is not null)
+            throw new InvalidOperationException("Rollouts are streaming from the workers; stop the stream (StopStreaming, or dispose the StreamingRolloutSource) before stepping, resetting or collecting lockstep rollouts.");
+        if (_calls.NeedsReset) throw VectorArgs.ResetNeeded();
+    }
+
+    /// <summary>Refused while streaming, by name (for the vector env's own calls).</summary>
+    internal void ThrowIfStreaming(string what)
+    {
+        if (_stream is not null) throw new InvalidOperationException($"Rollouts are streaming from the workers; stop the stream before {what}.");
+    }
+
+    // Refuses, before any work, a rollout that a worker could not send in one message or that the learner could not hold.
+    private void CheckRolloutSize(int steps, ActionLayout layout, int dist)
+    {
+        long limit = _options.Hub.MaxMessageSize;
+        foreach (var s in _slots)
+        {
+            var (fixedBytes, perStep) = RolloutBatch.MessageSize(s.Count, _observationSize, layout.IsContinuous, layout.Size, dist);
+            long bytes = fixedBytes + steps * perStep;
+            if (bytes > limit)
+                throw new ArgumentOutOfRangeException(nameof(steps), steps,
+                    $"A rollout of {steps:N0} steps would make worker '{s.Id}' ({s.Count} envs) send at least {bytes / 1048576.0:N1} MiB in one message, " +
+                    $"above HubOptions.MaxMessageSize ({limit / 1048576.0:N1} MiB). Collect at most {Math.Max(0, (limit - fixedBytes) / perStep):N0} steps per call, or raise HubOptions.MaxMessageSize.");
+        }
+        long floats = (steps + 1L) * _numEnvs * Math.Max(_observationSize, dist);
+        if (floats > Array.MaxLength)
+            throw new ArgumentOutOfRangeException(nameof(steps), steps,
+                $"A rollout of {steps:N0} steps of {_numEnvs} envs needs arrays of {floats:N0} elements, more than .NET allows ({Array.MaxLength:N0}); collect fewer steps per call.");
+    }
+
+    /// <summary>
+    /// Has every worker act with its local policy and ship rollouts of <paramref name="steps"/> steps, one after
+    /// another, into <paramref name="queue"/>, without waiting for the learner. Each worker holds at most
+    /// <paramref name="credit"/> rollouts in flight (acting, on the wire or queued); <see cref="GrantCredit"/> returns
+    /// one when the learner has taken a rollout. Pushes are applied between rollouts. Step, Reset and Collect are
+    /// refused until <see cref="StopStreaming"/>. A replacement starts streaming once its reset is answered.
+    /// </summary>
+    public void StartStreaming(int steps, int credit, ITrajectoryQueue queue, ulong seed = 0)
+    {
+        ThrowIfNotSteppable();
+        ArgumentNullException.ThrowIfNull(queue);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(steps);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(credit);
+        var (layout, dist) = Shape();
+        CheckRolloutSize(steps, layout, dist);
+        var unpolicied = _slots.Where(s => s.Policy.ActiveVersion == 0 && s.Policy.Unacknowledged == 0).Select(s => s.Id).ToArray();
+        if (unpolicied.Length > 0)
+            throw new InvalidOperationException($"No policy has been pushed to {string.Join(", ", unpolicied.Select(id => $"worker '{id}'"))}; push one (WorkerPolicies.Push) before streaming rollouts.");
+        var stream = new StreamState(queue, steps, credit, seed);
+        _stream = stream;
+        foreach (var s in _slots) s.StartStream(stream.Command(), stream.Credit); // a slot not ready starts when it is (OnSlotReady)
+    }
+
+    // A slot became ready (a replacement answered its reset): it joins the running stream.
+    internal void OnSlotReady(WorkerSlot slot)
+    {
+        if (_stream is { } stream) slot.StartStream(stream.Command(), stream.Credit);
+    }
+
+    /// <summary>Gives worker <paramref name="workerId"/> credit for one more rollout (the learner has taken one of its rollouts). Unknown ids are ignored (a rollout left in a Redis queue by an earlier run).</summary>
+    public void GrantCredit(string workerId)
+    {
+        if (_stream is null) return;
+        foreach (var s in _slots)
+        {
+            if (s.Id != workerId) continue;
+            if (Volatile.Read(ref s.StreamSeq) == 0) return;
+            // A worker without credit is silent by design: its no-progress deadline counts from now.
+            if (Interlocked.Increment(ref s.InFlight) == 1) Volatile.Write(ref s.LastHeard, Stopwatch.GetTimestamp());
+            s.SendUntracked(new HubMessage { Credit = new Credit { Rollouts = 1 } });
+            return;
+        }
+    }
+
+    /// <summary>
+    /// Throws what ended the stream, if anything did: a lost worker (<see cref="WorkerLostException"/>), a worker's
+    /// failure (<see cref="WorkerException"/>), the queue's failure, or a worker that holds credit and has sent nothing
+    /// — no rollout, no progress — for <see cref="ClusterOptions.StepTimeout"/> (<see cref="WorkerTimeoutException"/>).
+    /// </summary>
+    public void ThrowIfStreamFailed()
+    {
+        _calls.ThrowIfFatal();
+        if (_stream?.Failure is { } failure)
+        {
+            _calls.Break(failure.Message);
+            throw failure;
+        }
+        _replacements.ThrowIfAReplacementIsLate();
+        long now = Stopwatch.GetTimestamp(), timeout = (long)(_options.StepTimeout.TotalSeconds * Stopwatch.Frequency);
+        var hung = _slots.Where(s => s.State == SlotState.Streaming && Volatile.Read(ref s.InFlight) > 0 && now - Volatile.Read(ref s.LastHeard) > timeout).ToArray();
+        if (hung.Length == 0 || _stream is null) return;
+        string message = $"Streaming rollouts: {string.Join(", ", hung.Select(s => $"worker '{s.Id}'"))} sent no rollout and no progress for " +
+                         $"{_options.StepTimeout.TotalSeconds:0.###} s (ClusterOptions.StepTimeout) while holding credit. The worker may be hung in its env; the vector env is unusable now.";
+        foreach (var s in hung) s.Connection.Close(GrpcStatusCode.DeadlineExceeded, $"No rollout and no progress for {_options.StepTimeout.TotalSeconds:0.###} s.");
+        _calls.Break(message);
+        throw new WorkerTimeoutException(message, hung.Select(s => s.Id).ToArray());
+    }
+
+    /// <summary>Rollouts received from each worker slot since streaming started (across replacements), in <see cref="ClusterVecEnv.Workers"/> order.</summary>
+    public IReadOnlyList<long> StreamedRollouts => _slots.Select(s => Interlocked.Read(ref s.StreamReceived)).ToArray();
+
+    /// <summary>
+    /// Ends the stream: every worker drops the rollout it is acting (never sent) and answers once everything it sent
+    /// has arrived, so no rollout is lost or counted twice. Rollouts already queued stay in the queue. Returns the
+    /// number of rollouts each worker sent (in <see cref="ClusterVecEnv.Workers"/> order). Afterwards the vector env steps again, after a reset.
+    /// </summary>
+    public IReadOnlyList<long> StopStreaming()
+    {
+        if (_stream is not { } stream) return StreamedRollouts;
+        _calls.ThrowIfUnusable();
+        _calls.Begin();
+        foreach (var s in _slots)
+        {
+            _calls.Track(s);
+            if (!s.StopStream(new HubMessage { StopStream = new StopStream() }, WorkerMessage.StreamEndedFieldNumber, this)) _calls.Untrack(s); // a lost one never answers
+        }
+        try
+        {
+            _calls.End("StopStreaming");
+        }
+        finally
+        {
+            _stream = null;
+            // The envs kept running on the workers: the vector env's own observations are stale, so stepping needs a reset.
+            _calls.NeedsReset = true;
+        }
+        if (stream.Failure is { } failure) throw failure;
+        return StreamedRollouts;
+    }
+
+    // On the slot's read loop: a rollout of the stream goes to the queue with its worker's id appended (a protobuf
+    // field appended to a message's bytes is merged into it), progress only refreshes LastHeard, and an error ends the
+    // stream for the learner.
+    internal void OnStreamMessage(WorkerSlot s, int bodyField, ReadOnlySpan<byte> body)
+    {
+        if (_stream is not { } stream) return;
+        switch (bodyField)
+        {
+            case WorkerMessage.RolloutFieldNumber:
+                var idField = s.IdField.Length > 0 ? s.IdField : (s.IdField = WorkerIdField(s.Id));
+                var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(body.Length + idField.Length);
+                try
+                {
+                    body.CopyTo(buffer);
+                    idField.CopyTo(buffer.AsSpan(body.Length));
+                    stream.Queue.Add(buffer.AsSpan(0, body.Length + idField.Length));
+                }
+                catch (TrajectoryQueueException e)
+                {
+                    Interlocked.CompareExchange(ref stream.Failure, e, null);
+                }
+                finally
+                {
+                    System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+                }
+                Interlocked.Decrement(ref s.InFlight);
+                Interlocked.Increment(ref s.StreamReceived);
+                break;
+            case WorkerMessage.ProgressFieldNumber:
+                break;
+            case WorkerMessage.ErrorFieldNumber:
+                var e2 = WorkerError.Parser.ParseFrom(body);
+                Interlocked.CompareExchange(ref stream.Failure, new WorkerException(s.Id, e2.Type, e2.Message, e2.StackTrace.Length == 0 ? null : e2.StackTrace), null);
+                break;
+            default:
+                throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Reply field {bodyField} does not belong to a rollout stream (expects rollout, progress or error).");
+        }
+    }
+
+    // RolloutResult.worker_id (field 17, length-delimited) as encoded bytes.
+    private static byte[] WorkerIdField(string id) => Google.Protobuf.MessageExtensions.ToByteArray(new RolloutResult { WorkerId = id });
+
+    // Replies to Collect and to the stop of a stream.
+    void IReplyOwner.OnReply(WorkerSlot slot, in SlotCommand command, int bodyField, ReadOnlySpan<byte> body)
+    {
+        switch (bodyField)
+        {
+            case WorkerMessage.RolloutFieldNumber when command.ReplyField == WorkerMessage.RolloutFieldNumber:
+                _batch!.Fill(RolloutResult.Parser.ParseFrom(body), slot.Offset, slot.Count);
+                break;
+            case WorkerMessage.StreamEndedFieldNumber when command.ReplyField == WorkerMessage.StreamEndedFieldNumber:
+                slot.StreamEnded(); // every rollout of the stream came before this reply
+                break;
+            case WorkerMessage.ErrorFieldNumber:
+                WorkerErrors.Record(_calls, slot, body);
+                break;
+            default:
+                throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Reply field {bodyField} does not answer the pending command (expects field {command.ReplyField}).");
+        }
+    }
+}
