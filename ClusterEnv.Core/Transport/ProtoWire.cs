@@ -118,12 +118,6 @@ internal ref struct ProtoWriter(Span<byte> dest)
 
     public void LengthPrefix(int field, int length) => Position += ProtoWire.WriteLengthPrefix(_dest[Position..], field, length);
 
-    public void Raw(ReadOnlySpan<byte> bytes)
-    {
-        bytes.CopyTo(_dest[Position..]);
-        Position += bytes.Length;
-    }
-
     public void RawVarint(ulong value) => Position += ProtoWire.WriteVarint(_dest[Position..], value);
 
     /// <summary>Reserves <paramref name="length"/> raw bytes and returns them for the caller to fill.</summary>

@@ -83,8 +83,8 @@ public static class DataParallel
         {
             double n = totals[3 * m + 2];
             if (n < 2) { moments[m] = (0, double.NaN); continue; }
-            double mean = totals[3 * m] / n, var = System.Math.Max(0, (totals[3 * m + 1] - totals[3 * m] * mean) / (n - 1));
-            moments[m] = (mean, System.Math.Sqrt(var));
+            double mean = totals[3 * m] / n, var = Math.Max(0, (totals[3 * m + 1] - totals[3 * m] * mean) / (n - 1));
+            moments[m] = (mean, Math.Sqrt(var));
         }
         return moments;
     }
@@ -113,8 +113,8 @@ public static class DataParallel
         dp.AllReduce(totals, ReduceOp.Sum);
         double n = totals[2];
         if (n < 2) return;
-        double mean = totals[0] / n, var = System.Math.Max(0, (totals[1] - totals[0] * mean) / (n - 1));
-        double std = System.Math.Sqrt(var);
+        double mean = totals[0] / n, var = Math.Max(0, (totals[1] - totals[0] * mean) / (n - 1));
+        double std = Math.Sqrt(var);
         for (int i = 0; i < x.Length; i++) x[i] = (float)((x[i] - mean) / (std + 1e-8));
     }
 }

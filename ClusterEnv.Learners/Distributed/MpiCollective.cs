@@ -79,7 +79,7 @@ public sealed unsafe class MpiCollective : ICollective
         Check(_commSize(_comm, &size), rank, "MPI_Comm_size");
         byte* buf = stackalloc byte[512];
         int len = 0;
-        string version = _libraryVersion(buf, &len) == 0 ? Encoding.ASCII.GetString(buf, System.Math.Max(0, System.Math.Min(len, 512))).Split(',')[0].Trim() : "Open MPI";
+        string version = _libraryVersion(buf, &len) == 0 ? Encoding.ASCII.GetString(buf, Math.Max(0, Math.Min(len, 512))).Split(',')[0].Trim() : "Open MPI";
         if (rank == 0 && size > 1 && BoundToOneCpu() is { } cpus)
             Console.Error.WriteLine($"warning: this MPI rank is bound to CPU {cpus} alone (mpirun binds each rank to one core by default " +
                                     "for 2 ranks or fewer). .NET's JIT and GC threads then compete with the learner on that core, which measured several times slower " +
@@ -158,7 +158,7 @@ public sealed unsafe class MpiCollective : ICollective
         {
             byte* buf = stackalloc byte[512];
             int len = 0;
-            if (_errorString(code, buf, &len) == 0) text = Encoding.ASCII.GetString(buf, System.Math.Max(0, System.Math.Min(len, 512)));
+            if (_errorString(code, buf, &len) == 0) text = Encoding.ASCII.GetString(buf, Math.Max(0, Math.Min(len, 512)));
         }
         throw new CollectiveException($"{(rank >= 0 ? $"Rank {rank}: " : "")}{call} failed: {text}.");
     }

@@ -95,9 +95,9 @@ public sealed class GpuActorCritic : IDisposable
     public void AdamStep(double learningRate, double eps, double beta1 = 0.9, double beta2 = 0.999)
     {
         _adamSteps++;
-        double c1 = 1 - System.Math.Pow(beta1, _adamSteps), c2 = 1 - System.Math.Pow(beta2, _adamSteps);
+        double c1 = 1 - Math.Pow(beta1, _adamSteps), c2 = 1 - Math.Pow(beta2, _adamSteps);
         Device.Adam(_params.View, _grads.View, _m.View, _v.View,
-            new AdamScalars((float)beta1, (float)beta2, (float)(learningRate / c1), (float)System.Math.Sqrt(c2), (float)eps, (int)_params.Length));
+            new AdamScalars((float)beta1, (float)beta2, (float)(learningRate / c1), (float)Math.Sqrt(c2), (float)eps, (int)_params.Length));
     }
 
     /// <summary>Adam's step count.</summary>
@@ -208,7 +208,7 @@ public sealed class GpuMlp : IDisposable
     private void Grow(ref MemoryBuffer1D<float, Stride1D.Dense>? buffer, long size)
     {
         if (buffer is not null && buffer.Length >= size) return;
-        long n = System.Math.Max(size, buffer is null ? 0 : buffer.Length * 2);
+        long n = Math.Max(size, buffer is null ? 0 : buffer.Length * 2);
         buffer?.Dispose();
         buffer = Device.Allocate(n);
     }

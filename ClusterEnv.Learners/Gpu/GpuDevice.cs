@@ -84,14 +84,14 @@ public sealed class GpuDevice : IDisposable
     /// <summary>Allocates <paramref name="length"/> zeroed floats on the device.</summary>
     public MemoryBuffer1D<float, Stride1D.Dense> Allocate(long length)
     {
-        var b = Accelerator.Allocate1D<float>(System.Math.Max(length, 1));
+        var b = Accelerator.Allocate1D<float>(Math.Max(length, 1));
         b.MemSetToZero();
         return b;
     }
 
     // Threads for a grid-stride launch over n items: one per item on a GPU (up to 2^20, then each takes several); 8 on
     // the CPU accelerator, whose cost is per thread.
-    internal Stride Grid(long n) => new((int)n, (int)System.Math.Max(1, System.Math.Min(n, IsCuda ? 1 << 20 : 8)));
+    internal Stride Grid(long n) => new((int)n, (int)Math.Max(1, Math.Min(n, IsCuda ? 1 << 20 : 8)));
 
     /// <summary>Waits for everything queued on the device.</summary>
     public void Synchronize() => Accelerator.Synchronize();
@@ -142,7 +142,7 @@ public sealed class GpuDevice : IDisposable
         _clipByNorm ??= Accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<double>, float, Stride>(GpuKernels.ClipByNorm);
         _norm ??= Accelerator.Allocate1D<double>(1);
         _norm.MemSetToZero();
-        int threads = Grid(System.Math.Min(grads.Length, 4096)).Threads;
+        int threads = Grid(Math.Min(grads.Length, 4096)).Threads;
         _sumOfSquares(threads, grads, _norm.View, threads);
         var g = Grid(grads.Length);
         _clipByNorm(g.Threads, grads, _norm.View, (float)maxNorm, g);

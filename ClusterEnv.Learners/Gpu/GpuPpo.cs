@@ -92,7 +92,7 @@ public sealed class GpuPpo : IDisposable
                 Upload(_oldValues!, mbOldV.AsSpan(0, B));
                 Upload(_returns!, mbRet.AsSpan(0, B));
                 if (continuous) Upload(_floatActions!, mbFloatAct.AsSpan(0, B * _k));
-                else _actions!.View.SubView(0, System.Math.Max(B, 1)).CopyFromCPU(ref mbAct[0], System.Math.Max(B, 1));
+                else _actions!.View.SubView(0, Math.Max(B, 1)).CopyFromCPU(ref mbAct[0], Math.Max(B, 1));
 
                 _model.ZeroGrad();
                 if (B > 0)
@@ -135,7 +135,7 @@ public sealed class GpuPpo : IDisposable
                     kl += metrics[b * 7 + 4];
                     clipped += metrics[b * 7 + 5];
                 }
-                int per = System.Math.Max(B, 1);
+                int per = Math.Max(B, 1);
                 pgLoss /= per; vLoss /= per; entropy /= per; oldKl /= per; kl /= per;
                 clipCount += B;
             }
@@ -175,7 +175,7 @@ public sealed class GpuPpo : IDisposable
         if (_obs is not null && _adv!.Length >= maxMb) return;
         DisposeBuffers();
         var dev = _model.Device;
-        int n = System.Math.Max(maxMb, 1);
+        int n = Math.Max(maxMb, 1);
         _obs = dev.Allocate((long)n * _obsSize);
         _adv = dev.Allocate(n);
         _oldLogProbs = dev.Allocate(n);

@@ -28,14 +28,14 @@ public static class GpuSelfCheck
     {
         if (device.Length != cpu.Length) throw new ArgumentException($"{name}: {device.Length} device values, {cpu.Length} CPU values.");
         double floor = 0;
-        foreach (float v in cpu) floor += System.Math.Abs(v);
+        foreach (float v in cpu) floor += Math.Abs(v);
         floor = cpu.Length > 0 ? floor / cpu.Length : 0;
         double worst = 0;
         int at = -1;
         for (int i = 0; i < cpu.Length; i++)
         {
-            double scale = System.Math.Max(System.Math.Abs(cpu[i]), floor);
-            double e = scale > 0 ? System.Math.Abs(device[i] - cpu[i]) / scale : System.Math.Abs(device[i] - cpu[i]);
+            double scale = Math.Max(Math.Abs(cpu[i]), floor);
+            double e = scale > 0 ? Math.Abs(device[i] - cpu[i]) / scale : Math.Abs(device[i] - cpu[i]);
             if (e > worst || double.IsNaN(e)) { worst = double.IsNaN(e) ? double.PositiveInfinity : e; at = i; }
         }
         return new DeviceCheck(name, worst, cpu.Length, at);
@@ -173,7 +173,7 @@ public static class GpuSelfCheck
             Compare($"ppo-{kind} losses and entropy", [(float)gpuStats.PolicyLoss, (float)gpuStats.ValueLoss, (float)gpuStats.Entropy],
                 [(float)cpuStats.PolicyLoss, (float)cpuStats.ValueLoss, (float)cpuStats.Entropy]),
             new DeviceCheck($"ppo-{kind} clip fraction {gpuStats.ClipFraction:F4} vs {cpuStats.ClipFraction:F4}",
-                cpuStats.ClipFraction > 0 ? System.Math.Abs(gpuStats.ClipFraction - cpuStats.ClipFraction) : double.PositiveInfinity, 1, 0),
+                cpuStats.ClipFraction > 0 ? Math.Abs(gpuStats.ClipFraction - cpuStats.ClipFraction) : double.PositiveInfinity, 1, 0),
         ];
     }
 }

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using ClusterEnv.Cluster;
 using ClusterEnv.Learners.Checkpoints;
 using ClusterEnv.Learners.Distributed;
-using ClusterEnv.Learners.Math;
+using ClusterEnv.Learners.Estimators;
 using ClusterEnv.Learners.Ppo;
 using ClusterEnv.Nn;
 using ClusterEnv.Policies;
@@ -43,7 +43,7 @@ public static class Impala
         var spec = PolicySpec.For(envs.SingleObservationSpace, envs.SingleActionSpace, options.Hidden);
         var policy = new ActorCritic(spec, options.Seed);
         var resume = Resume(options, policy);
-        var publisher = new PolicyPublisher(envs, spec, strategy, learnerLagLimit: options.MaxPolicyLag > 0 ? System.Math.Max(1, options.MaxPolicyLag - 1) : 0);
+        var publisher = new PolicyPublisher(envs, spec, strategy, learnerLagLimit: options.MaxPolicyLag > 0 ? Math.Max(1, options.MaxPolicyLag - 1) : 0);
         long envSeed = DataParallel.RankSeed(options.Seed, options.Collective ?? SingleCollective.Instance); // ranks act on different episodes
         envs.Reset(seed: (int)envSeed);
         publisher.Publish(policy); // version 1 to every worker
@@ -136,7 +136,7 @@ public static class Impala
                 }
                 for (int j = taken.Count - 1; j >= before; j--)
                 {
-                    ulong lag = version - System.Math.Min(version, taken[j].PolicyVersion[0]);
+                    ulong lag = version - Math.Min(version, taken[j].PolicyVersion[0]);
                     if (o.MaxPolicyLag > 0 && lag > (ulong)o.MaxPolicyLag)
                     {
                         dropped++;
@@ -162,14 +162,14 @@ public static class Impala
                     episodes.Add(ep, stepsBefore + (long)(step + 1) * b.NumEnvs * dp.WorldSize, clock.Elapsed.TotalSeconds);
                 stepsBefore += (long)b.Steps * b.NumEnvs * dp.WorldSize;
                 consumed += (long)b.Steps * b.NumEnvs;
-                for (int i = 0; i < b.NumEnvs; i++) lags.Add(version - System.Math.Min(version, b.PolicyVersion[i]));
+                for (int i = 0; i < b.NumEnvs; i++) lags.Add(version - Math.Min(version, b.PolicyVersion[i]));
                 publisher?.Observe(b);
             }
 
             // ---- learner steps: one on the new batch (IMPACT: and more drawn from the replay buffer) ----
             long start = Stopwatch.GetTimestamp();
             globalConsumed = total;
-            if (o.AnnealLearningRate) adam.LearningRate = o.LearningRate * System.Math.Max(0, 1.0 - (double)globalConsumed / o.TotalTimesteps);
+            if (o.AnnealLearningRate) adam.LearningRate = o.LearningRate * Math.Max(0, 1.0 - (double)globalConsumed / o.TotalTimesteps);
             var stats = learner.Step(policy, target, adam, batch);
             updates++;
             if (o.Impact)
@@ -278,7 +278,7 @@ public static class Impala
                         b.Observations.AsSpan(src * m, m).CopyTo(_obs.AsSpan(dst * m, m));
                         _mu[dst] = b.LogProbs[src];
                         double r = b.Rewards[src];
-                        _rewards[dst] = (float)(o.ClipRewards ? System.Math.Clamp(r, -1, 1) : r);
+                        _rewards[dst] = (float)(o.ClipRewards ? Math.Clamp(r, -1, 1) : r);
                         bool term = b.Terminated[src], done = term || b.Truncated[src];
                         _discounts[dst] = term ? 0f : (float)o.Gamma;
                         _ends[dst] = done;
@@ -352,14 +352,14 @@ public static class Impala
                 else
                 {
                     // IMPACT: r = clip(π_target/μ, 0, ρ̄_t) · π_θ/π_target; loss max(−A·r, −A·clip(r, 1±ε)).
-                    double isRatio = System.Math.Min(o.TargetRatioClip, System.Math.Exp((double)vtracePi[j] - _mu[j]));
-                    double ratio = isRatio * System.Math.Exp((double)_pi[j] - vtracePi[j]);
-                    double l1 = -adv * ratio, l2 = -adv * System.Math.Clamp(ratio, 1 - o.ClipCoef, 1 + o.ClipCoef);
-                    pgLoss += System.Math.Max(l1, l2);
-                    bool outside = System.Math.Abs(ratio - 1) > o.ClipCoef;
+                    double isRatio = Math.Min(o.TargetRatioClip, Math.Exp((double)vtracePi[j] - _mu[j]));
+                    double ratio = isRatio * Math.Exp((double)_pi[j] - vtracePi[j]);
+                    double l1 = -adv * ratio, l2 = -adv * Math.Clamp(ratio, 1 - o.ClipCoef, 1 + o.ClipCoef);
+                    pgLoss += Math.Max(l1, l2);
+                    bool outside = Math.Abs(ratio - 1) > o.ClipCoef;
                     dLogProb = (l1 >= l2 || !outside ? -adv * ratio : 0) / count;
                 }
-                if (_rho[j] < System.Math.Exp((double)vtracePi[j] - _mu[j]) - 1e-7) clipped++;
+                if (_rho[j] < Math.Exp((double)vtracePi[j] - _mu[j]) - 1e-7) clipped++;
                 double e1 = _values[j] - _vs[j];
                 vLoss += 0.5 * e1 * e1;
                 _dValue[j] = (float)(o.BaselineCost * e1 / count);
@@ -380,7 +380,7 @@ public static class Impala
             if (dp.WorldSize > 1) dp.AllReduce(policy.Store.Grads, ReduceOp.Mean); // one flat buffer, between backward and clipping
             Adam.ClipGradNorm(policy.Store.Grads, o.MaxGradNorm);
             adam.Step(policy.Store.Values, policy.Store.Grads);
-            count = System.Math.Max(count, 1);
+            count = Math.Max(count, 1);
             return new StepStats(pgLoss / count, vLoss / count, entropy / count, clipped / count);
         }
 
@@ -421,7 +421,7 @@ public static class Impala
 
         public void Add(ulong lag)
         {
-            _buckets[lag == 0 ? 0 : System.Math.Min(5, 1 + (int)System.Math.Log2(lag))]++;
+            _buckets[lag == 0 ? 0 : Math.Min(5, 1 + (int)Math.Log2(lag))]++;
             _count++;
             _sum += lag;
             if (lag > Max) Max = lag;

@@ -70,7 +70,7 @@ public sealed class ConsoleProgress(TextWriter output, bool inPlace, TimeSpan pl
         }
         int max = TerminalWidth() - 1;
         if (line.Length > max) line = line[..max];
-        output.Write('\r' + line + new string(' ', System.Math.Max(0, _width - line.Length)));
+        output.Write('\r' + line + new string(' ', Math.Max(0, _width - line.Length)));
         output.Flush();
         _width = line.Length;
     }

@@ -68,7 +68,7 @@ public sealed class NigtOptimizer
         _started = true;
         Steps++;
         if (norm2 == 0) return; // no direction: stay (the gradient and the momentum are both zero)
-        double scale = LearningRate / System.Math.Sqrt(norm2);
+        double scale = LearningRate / Math.Sqrt(norm2);
         for (int i = 0; i < theta.Length; i++) theta[i] = (float)(theta[i] - scale * _momentum[i]);
     }
 }

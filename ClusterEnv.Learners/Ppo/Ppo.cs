@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using ClusterEnv.Common;
 using ClusterEnv.Learners.Distributed;
-using ClusterEnv.Learners.Math;
+using ClusterEnv.Learners.Estimators;
 using ClusterEnv.Nn;
 using ClusterEnv.Policies;
 using ClusterEnv.Spaces;
@@ -107,7 +107,7 @@ public static partial class Ppo
                 {
                     // The env gets the action clipped to its bounds; the buffer keeps the sampled one (CleanRL's ClipAction).
                     var a = continuousActions.AsSpan(row * k, n * k);
-                    for (int j = 0; j < a.Length; j++) stepFloats[j] = System.Math.Clamp(a[j], low[j % k], high[j % k]);
+                    for (int j = 0; j < a.Length; j++) stepFloats[j] = Math.Clamp(a[j], low[j % k], high[j % k]);
                     r = envs.Step(stepFloats);
                 }
                 else
@@ -223,16 +223,16 @@ public static partial class Ppo
                     var row = head.Slice(b * k, k);
                     float newLogProb = spec.Continuous ? DiagGaussian.LogProb(row, policy.LogStd, continuousActions.AsSpan(j * k, k)) : Categorical.LogProb(row, discreteActions[j]);
                     double ent = spec.Continuous ? DiagGaussian.Entropy(policy.LogStd) : Categorical.Entropy(row);
-                    double logRatio = newLogProb - oldLogProbs[j], ratio = System.Math.Exp(logRatio);
+                    double logRatio = newLogProb - oldLogProbs[j], ratio = Math.Exp(logRatio);
                     oldKl += -logRatio;
                     kl += (ratio - 1) - logRatio;
-                    bool isClipped = System.Math.Abs(ratio - 1) > o.ClipCoef;
+                    bool isClipped = Math.Abs(ratio - 1) > o.ClipCoef;
                     if (isClipped) clipped++;
 
                     // Clipped surrogate: max(−A·r, −A·clip(r)); its gradient flows through r only where the unclipped term is the max.
-                    double adv = mbAdv[b], clippedRatio = System.Math.Clamp(ratio, 1 - o.ClipCoef, 1 + o.ClipCoef);
+                    double adv = mbAdv[b], clippedRatio = Math.Clamp(ratio, 1 - o.ClipCoef, 1 + o.ClipCoef);
                     double l1 = -adv * ratio, l2 = -adv * clippedRatio;
-                    pgLoss += System.Math.Max(l1, l2);
+                    pgLoss += Math.Max(l1, l2);
                     double dLogProb = (l1 >= l2 ? -adv * ratio : (isClipped ? 0 : -adv * ratio)) / B;
                     double dEntropy = -o.EntCoef / B;
                     entropy += ent;
@@ -246,10 +246,10 @@ public static partial class Ppo
                     double e1 = v - ret;
                     if (o.ClipValueLoss)
                     {
-                        double vClipped = vOld + System.Math.Clamp(v - vOld, -o.ClipCoef, o.ClipCoef), e2 = vClipped - ret;
+                        double vClipped = vOld + Math.Clamp(v - vOld, -o.ClipCoef, o.ClipCoef), e2 = vClipped - ret;
                         bool first = e1 * e1 >= e2 * e2;
-                        vLoss += 0.5 * System.Math.Max(e1 * e1, e2 * e2);
-                        bool inside = System.Math.Abs(v - vOld) < o.ClipCoef;
+                        vLoss += 0.5 * Math.Max(e1 * e1, e2 * e2);
+                        bool inside = Math.Abs(v - vOld) < o.ClipCoef;
                         dValue[b] = (float)(o.VfCoef * (first ? e1 : (inside ? e2 : 0)) / B);
                     }
                     else
@@ -263,7 +263,7 @@ public static partial class Ppo
                 if (dp.WorldSize > 1) dp.AllReduce(policy.Store.Grads, ReduceOp.Mean); // one flat buffer, between backward and clipping
                 Adam.ClipGradNorm(policy.Store.Grads, o.MaxGradNorm);
                 adam.Step(policy.Store.Values, policy.Store.Grads);
-                int per = System.Math.Max(B, 1);
+                int per = Math.Max(B, 1);
                 pgLoss /= per; vLoss /= per; entropy /= per; oldKl /= per; kl /= per;
                 clipCount += B;
             }
@@ -303,7 +303,7 @@ public static partial class Ppo
         for (int j = 0; j < raw.Length; j++)
         {
             int c = j % size;
-            dest[j] = (float)System.Math.Clamp((raw[j] - rms.Mean[c]) / System.Math.Sqrt(rms.Var[c] + 1e-8), -clip, clip);
+            dest[j] = (float)Math.Clamp((raw[j] - rms.Mean[c]) / Math.Sqrt(rms.Var[c] + 1e-8), -clip, clip);
         }
     }
 
@@ -314,7 +314,7 @@ public static partial class Ppo
         discounted[env] = discounted[env] * o.Gamma + reward;
         rms.Update(discounted[env]);
         if (done) discounted[env] = 0;
-        return System.Math.Clamp(reward / System.Math.Sqrt(rms.Var[0] + 1e-8), -o.RewardClip, o.RewardClip);
+        return Math.Clamp(reward / Math.Sqrt(rms.Var[0] + 1e-8), -o.RewardClip, o.RewardClip);
     }
 
     internal static void NormalizeUnbiased(Span<float> x)
@@ -325,7 +325,7 @@ public static partial class Ppo
         mean /= x.Length;
         double var = 0;
         foreach (float v in x) var += (v - mean) * (v - mean);
-        double std = System.Math.Sqrt(var / (x.Length - 1));
+        double std = Math.Sqrt(var / (x.Length - 1));
         for (int i = 0; i < x.Length; i++) x[i] = (float)((x[i] - mean) / (std + 1e-8));
     }
 

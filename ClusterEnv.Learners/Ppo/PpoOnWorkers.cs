@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using ClusterEnv.Cluster;
-using ClusterEnv.Learners.Math;
+using ClusterEnv.Learners.Estimators;
 using ClusterEnv.Nn;
 using ClusterEnv.Policies;
 using ClusterEnv.Sync;

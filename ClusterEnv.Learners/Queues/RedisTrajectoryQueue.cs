@@ -100,7 +100,7 @@ public sealed class RedisTrajectoryQueue : ITrajectoryQueue
                 throw new TrajectoryQueueException($"The Redis trajectory queue at {_endpoint} key '{_key}' is full ({Capacity} rollouts) and rejects more; the learner is not keeping up. " +
                                                    "Raise the capacity, grant less credit, or use QueueFullMode.Block or DropOldest.");
             Thread.Sleep(pause); // Block: wait for the learner to make room
-            pause = System.Math.Min(2, pause + 1);
+            pause = Math.Min(2, pause + 1);
         }
     }
 
@@ -122,7 +122,7 @@ public sealed class RedisTrajectoryQueue : ITrajectoryQueue
             if (Environment.TickCount64 >= deadline) return 0;
             // StackExchange.Redis multiplexes one connection and does not do blocking pops; poll, backing off to 2 ms.
             Thread.Sleep(pause);
-            pause = System.Math.Min(2, pause + 1);
+            pause = Math.Min(2, pause + 1);
         }
     }
 

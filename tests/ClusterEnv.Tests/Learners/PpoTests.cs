@@ -1,6 +1,6 @@
 using ClusterEnv.Common;
 using ClusterEnv.Envs;
-using ClusterEnv.Learners.Math;
+using ClusterEnv.Learners.Estimators;
 using ClusterEnv.Learners.Ppo;
 using ClusterEnv.Policies;
 using ClusterEnv.Tests.Cluster;

@@ -1,5 +1,5 @@
 using ClusterEnv.Common;
-using ClusterEnv.Learners.Math;
+using ClusterEnv.Learners.Estimators;
 
 namespace ClusterEnv.Tests.Learners;
 

@@ -1,4 +1,4 @@
-namespace ClusterEnv.Learners.Math;
+namespace ClusterEnv.Learners.Estimators;
 
 /// <summary>Generalized Advantage Estimation (Schulman et al. 2016), as in CleanRL's PPO, with terminated and truncated kept apart.</summary>
 public static class Gae

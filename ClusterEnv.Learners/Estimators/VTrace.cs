@@ -1,4 +1,4 @@
-namespace ClusterEnv.Learners.Math;
+namespace ClusterEnv.Learners.Estimators;
 
 /// <summary>
 /// V-trace off-policy targets (Espeholt et al. 2018, "IMPALA", §4.1), with the λ variant and Gymnasium's split of
@@ -56,8 +56,8 @@ public static class VTrace
             for (int t = numSteps - 1; t >= 0; t--)
             {
                 int k = t * numEnvs + i;
-                double ratio = System.Math.Exp((double)targetLogProbs[k] - behaviourLogProbs[k]);
-                double rho = System.Math.Min(rhoBar, ratio), c = lambda * System.Math.Min(cBar, ratio);
+                double ratio = Math.Exp((double)targetLogProbs[k] - behaviourLogProbs[k]);
+                double rho = Math.Min(rhoBar, ratio), c = lambda * Math.Min(cBar, ratio);
                 double gamma = discounts[k], next = gamma == 0 ? 0 : nextValues[k];
                 bool cut = episodeEnds[k] || t == numSteps - 1;
                 if (cut) carry = 0;
@@ -65,7 +65,7 @@ public static class VTrace
                 double diff = delta + gamma * c * carry;
                 double v = values[k] + diff;
                 double bootstrap = cut ? next : vsNext;
-                pgAdvantages[k] = (float)(System.Math.Min(pgRhoBar, ratio) * (rewards[k] + gamma * bootstrap - values[k]));
+                pgAdvantages[k] = (float)(Math.Min(pgRhoBar, ratio) * (rewards[k] + gamma * bootstrap - values[k]));
                 vs[k] = (float)v;
                 clippedRhos[k] = (float)rho;
                 carry = diff;
