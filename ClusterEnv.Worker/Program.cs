@@ -4,6 +4,7 @@
 using ClusterEnv.Transport;
 using ClusterEnv.Worker;
 using Microsoft.Extensions.Logging;
+using Grpc.Core;
 
 if (WorkerCommandLine.Parse(args, out var options, out var logLevel) is int exit) return exit;
 
@@ -27,9 +28,9 @@ catch (OperationCanceledException)
 {
     return 3;
 }
-catch (GrpcException e)
+catch (RpcException e)
 {
-    WorkerLog.Refused(log, options.WorkerId, e.Status.ToString(), e.Detail);
+    WorkerLog.Refused(log, options.WorkerId, e.StatusCode.ToString(), e.Status.Detail);
     return 1;
 }
 catch (Exception e) when (e is IOException or HttpRequestException or ArgumentException or FileNotFoundException or InvalidOperationException)

@@ -1,5 +1,6 @@
 using ClusterEnv.Transport;
 using ClusterEnv.Transport.Protos;
+using Grpc.Core;
 
 namespace ClusterEnv.Cluster;
 
@@ -62,7 +63,7 @@ internal sealed class AttributeCalls(WorkerSlot[] slots, VectorCallState calls, 
             return;
         }
         if (bodyField != WorkerMessage.AttrResultFieldNumber)
-            throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Reply field {bodyField} does not answer the pending command (expects attr_result).");
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, $"Reply field {bodyField} does not answer the pending command (expects attr_result)."));
         var r = AttrResult.Parser.ParseFrom(body);
         var into = _results ?? throw new InvalidDataException("An attr_result arrived with no GetAttr, SetAttr or Call pending.");
         if (r.Values.Count != slot.Count)

@@ -1,5 +1,6 @@
 using ClusterEnv.Transport;
 using Microsoft.Extensions.Logging;
+using Grpc.Core;
 
 namespace ClusterEnv.Cluster;
 
@@ -16,10 +17,10 @@ internal static partial class ClusterLog
     public static partial void WorkerRegistered(ILogger logger, string workerId, string peer, string host, int pid, string runtime, int numEnvs, string envId);
 
     [LoggerMessage(3, LogLevel.Warning, "Refused worker '{WorkerId}' from {Peer} with {Status}: {Reason}")]
-    public static partial void WorkerRefused(ILogger logger, string workerId, string peer, GrpcStatusCode status, string reason);
+    public static partial void WorkerRefused(ILogger logger, string workerId, string peer, StatusCode status, string reason);
 
     [LoggerMessage(4, LogLevel.Warning, "Closed a stream from {Peer} with {Status} before it registered: {Reason}")]
-    public static partial void StreamRejected(ILogger logger, string peer, GrpcStatusCode status, string reason);
+    public static partial void StreamRejected(ILogger logger, string peer, StatusCode status, string reason);
 
     [LoggerMessage(5, LogLevel.Error, "Lost worker '{WorkerId}': {Reason}")]
     public static partial void WorkerLost(ILogger logger, string workerId, string reason);

@@ -8,6 +8,7 @@ using Microsoft.Extensions.Logging;
 using Google.Protobuf;
 using AutoresetMode = ClusterEnv.Vector.AutoresetMode;
 using Space = ClusterEnv.Spaces.Space;
+using Grpc.Core;
 
 namespace ClusterEnv.Cluster;
 
@@ -394,7 +395,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IReplyOwner
                 WorkerErrors.Record(_calls, slot, body);
                 break;
             default:
-                throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Reply field {bodyField} does not answer the pending command (expects field {command.ReplyField}).");
+                throw new RpcException(new Status(StatusCode.FailedPrecondition, $"Reply field {bodyField} does not answer the pending command (expects field {command.ReplyField})."));
         }
     }
 

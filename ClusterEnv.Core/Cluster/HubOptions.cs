@@ -6,7 +6,7 @@ public sealed record HubOptions
     /// <summary>Address to listen on: 127.0.0.1 (default, this machine only), 0.0.0.0 (all interfaces) or a literal IP.</summary>
     public string Host { get; init; } = "127.0.0.1";
 
-    /// <summary>TCP port; 0 picks a free one (see <see cref="ClusterHub.Url"/>).</summary>
+    /// <summary>TCP port; 0 picks a free one (see <see cref="Transport.ClusterHub.Url"/>).</summary>
     public int Port { get; init; }
 
     /// <summary>Shared secret every worker must present in its Register; null or empty accepts any worker.</summary>

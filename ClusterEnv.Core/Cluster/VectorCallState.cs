@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using ClusterEnv.Vector;
 using Microsoft.Extensions.Logging;
+using Grpc.Core;
 
 namespace ClusterEnv.Cluster;
 
@@ -187,7 +188,7 @@ internal sealed class VectorCallState(ClusterOptions options, ILogger logger)
         foreach (var s in hung)
         {
             ClusterLog.WorkerHung(logger, operation, s.Id, options.StepTimeout.TotalSeconds);
-            s.Connection.Close(Transport.GrpcStatusCode.DeadlineExceeded, $"No reply and no progress for {options.StepTimeout.TotalSeconds:0.###} s.");
+            s.Connection.Close(StatusCode.DeadlineExceeded, $"No reply and no progress for {options.StepTimeout.TotalSeconds:0.###} s.");
         }
         Break(message);
         throw new WorkerTimeoutException(message, late);

@@ -4,6 +4,7 @@ using ClusterEnv.Transport;
 using ClusterEnv.Transport.Protos;
 using ClusterEnv.Vector;
 using Microsoft.Extensions.Logging;
+using Grpc.Core;
 
 namespace ClusterEnv.Cluster;
 
@@ -187,7 +188,7 @@ internal sealed class WorkerFleet : IDisposable
         var connections = slots.Select(s => s.Close()).OfType<WorkerConnection>().ToArray();
         var sw = Stopwatch.StartNew();
         while (connections.Any(c => !c.IsCompleted) && sw.Elapsed < _options.CloseTimeout) Thread.Sleep(5);
-        foreach (var c in connections) c.Close(GrpcStatusCode.OK, null);
+        foreach (var c in connections) c.Close(StatusCode.OK, null);
         _disposed = true;
         Hub.Dispose();
         Launcher.Stop(_options.CloseTimeout);

@@ -61,7 +61,7 @@ public sealed class WorkerGradients : IReplyOwner
         };
         var s = _slots[workerIndex];
         if (!_asked.TryAdd(workerIndex, (s.Generation, Stopwatch.GetTimestamp())))
-            throw new InvalidOperationException($"Worker {workerIndex} ('{s.Id}') is still computing a gradient; take its reply (Take) before asking it again.");
+            throw new InvalidOperationException($"Worker {workerIndex} ('{s.Id}') is still computing a gradient; take its reply (envs.Gradients.Take) before asking it again.");
         _calls.NeedsReset = true;
         s.Send(new HubMessage { Gradient = cmd }, WorkerMessage.GradientResultFieldNumber, gather: false, this); // false: being replaced, and Take says so
     }

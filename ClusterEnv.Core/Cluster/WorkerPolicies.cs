@@ -3,6 +3,7 @@ using ClusterEnv.Policies;
 using ClusterEnv.Transport;
 using ClusterEnv.Transport.Protos;
 using Google.Protobuf;
+using Grpc.Core;
 
 namespace ClusterEnv.Cluster;
 
@@ -150,6 +151,6 @@ public sealed class WorkerPolicies : IReplyOwner
             var e = WorkerError.Parser.ParseFrom(body);
             slot.Policy.Acknowledged(slot.Policy.ActiveVersion, $"{e.Type}: {e.Message}", latencyMs);
         }
-        else throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Reply field {bodyField} does not answer a policy push (expects policy_ack).");
+        else throw new RpcException(new Status(StatusCode.FailedPrecondition, $"Reply field {bodyField} does not answer a policy push (expects policy_ack)."));
     }
 }

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using ClusterEnv.Transport;
 using ClusterEnv.Transport.Protos;
 using Microsoft.Extensions.Logging;
 

@@ -3,6 +3,7 @@ using ClusterEnv.Rollouts;
 using ClusterEnv.Transport;
 using ClusterEnv.Transport.Protos;
 using ClusterEnv.Vector;
+using Grpc.Core;
 
 namespace ClusterEnv.Cluster;
 
@@ -135,7 +136,7 @@ public sealed class WorkerRollouts : IReplyOwner
         CheckRolloutSize(steps, layout, dist);
         var unpolicied = _slots.Where(s => s.Policy.ActiveVersion == 0 && s.Policy.Unacknowledged == 0).Select(s => s.Id).ToArray();
         if (unpolicied.Length > 0)
-            throw new InvalidOperationException($"No policy has been pushed to {string.Join(", ", unpolicied.Select(id => $"worker '{id}'"))}; push one (WorkerPolicies.Push) before streaming rollouts.");
+            throw new InvalidOperationException($"No policy has been pushed to {string.Join(", ", unpolicied.Select(id => $"worker '{id}'"))}; push one (envs.Policies.Push) before streaming rollouts.");
         var stream = new StreamState(queue, steps, credit, seed);
         _stream = stream;
         foreach (var s in _slots) s.StartStream(stream.Command(), stream.Credit); // a slot not ready starts when it is (OnSlotReady)
@@ -181,7 +182,7 @@ public sealed class WorkerRollouts : IReplyOwner
         if (hung.Length == 0 || _stream is null) return;
         string message = $"Streaming rollouts: {string.Join(", ", hung.Select(s => $"worker '{s.Id}'"))} sent no rollout and no progress for " +
                          $"{_options.StepTimeout.TotalSeconds:0.###} s (ClusterOptions.StepTimeout) while holding credit. The worker may be hung in its env; the vector env is unusable now.";
-        foreach (var s in hung) s.Connection.Close(GrpcStatusCode.DeadlineExceeded, $"No rollout and no progress for {_options.StepTimeout.TotalSeconds:0.###} s.");
+        foreach (var s in hung) s.Connection.Close(StatusCode.DeadlineExceeded, $"No rollout and no progress for {_options.StepTimeout.TotalSeconds:0.###} s.");
         _calls.Break(message);
         throw new WorkerTimeoutException(message, hung.Select(s => s.Id).ToArray());
     }
@@ -253,7 +254,7 @@ public sealed class WorkerRollouts : IReplyOwner
                 Interlocked.CompareExchange(ref stream.Failure, new WorkerException(s.Id, e2.Type, e2.Message, e2.StackTrace.Length == 0 ? null : e2.StackTrace), null);
                 break;
             default:
-                throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Reply field {bodyField} does not belong to a rollout stream (expects rollout, progress or error).");
+                throw new RpcException(new Status(StatusCode.FailedPrecondition, $"Reply field {bodyField} does not belong to a rollout stream (expects rollout, progress or error)."));
         }
     }
 
@@ -275,7 +276,7 @@ public sealed class WorkerRollouts : IReplyOwner
                 WorkerErrors.Record(_calls, slot, body);
                 break;
             default:
-                throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Reply field {bodyField} does not answer the pending command (expects field {command.ReplyField}).");
+                throw new RpcException(new Status(StatusCode.FailedPrecondition, $"Reply field {bodyField} does not answer the pending command (expects field {command.ReplyField})."));
         }
     }
 }

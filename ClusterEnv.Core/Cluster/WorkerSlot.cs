@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using ClusterEnv.Transport;
 using ClusterEnv.Transport.Protos;
+using Grpc.Core;
 
 namespace ClusterEnv.Cluster;
 
@@ -379,13 +380,13 @@ internal sealed class WorkerSlot(int index, int offset, int count, ISlotEvents e
             else if (bodyField == WorkerMessage.ProgressFieldNumber)
             {
                 if (!_outstanding.TryPeek(out var head) || head.Seq != seq)
-                    throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Progress for seq {seq} does not belong to the oldest pending command" +
-                        (_outstanding.Count == 0 ? " (none is pending)" : $" (seq {head.Seq})") + ".");
+                    throw new RpcException(new Status(StatusCode.FailedPrecondition, $"Progress for seq {seq} does not belong to the oldest pending command" +
+                        (_outstanding.Count == 0 ? " (none is pending)" : $" (seq {head.Seq})") + "."));
                 return;
             }
             else if (!_outstanding.TryDequeue(out command) || command.Seq != seq)
-                throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"Reply with seq {seq} (field {bodyField}) does not answer the oldest pending command" +
-                    (command.Seq == 0 ? " (none is pending)" : $" (seq {command.Seq})") + "; answer each command once, in order.");
+                throw new RpcException(new Status(StatusCode.FailedPrecondition, $"Reply with seq {seq} (field {bodyField}) does not answer the oldest pending command" +
+                    (command.Seq == 0 ? " (none is pending)" : $" (seq {command.Seq})") + "; answer each command once, in order."));
         }
         if (command.Owner is null)
         {

@@ -6,6 +6,7 @@ using ClusterEnv.Transport.Protos;
 using ClusterEnv.Vector;
 using ClusterEnv.Worker;
 using Google.Protobuf;
+using Grpc.Core;
 
 namespace ClusterEnv.Tests.Cluster;
 
@@ -99,11 +100,11 @@ public class ClusterFaultTests
         using var envs = env;
         envs.Reset(seed: 0);
         var rogue = new WorkerService(new WorkerOptions { Hub = envs.Hub.Url, EnvId = "CartPole-v1", WorkerId = "rogue", Token = "wrong" });
-        var ex = Assert.ThrowsAsync<GrpcException>(() => rogue.RunAsync())!;
-        Assert.That(ex.Status, Is.EqualTo(GrpcStatusCode.Unauthenticated));
-        Assert.That(ex.Detail, Does.Contain("token does not match"));
+        var ex = Assert.ThrowsAsync<RpcException>(() => rogue.RunAsync())!;
+        Assert.That(ex.StatusCode, Is.EqualTo(StatusCode.Unauthenticated));
+        Assert.That(ex.Status.Detail, Does.Contain("token does not match"));
         var none = new WorkerService(new WorkerOptions { Hub = envs.Hub.Url, EnvId = "CartPole-v1", WorkerId = "rogue2" });
-        Assert.That(Assert.ThrowsAsync<GrpcException>(() => none.RunAsync())!.Detail, Does.Contain("sent none"));
+        Assert.That(Assert.ThrowsAsync<RpcException>(() => none.RunAsync())!.Status.Detail, Does.Contain("sent none"));
         Assert.DoesNotThrow(() => envs.Step(new int[2]));
     }
 
@@ -113,8 +114,8 @@ public class ClusterFaultTests
         var (env, _) = TestCluster.InProcess("CartPole-v1", [1]);
         using var envs = env;
         var extra = new WorkerService(new WorkerOptions { Hub = envs.Hub.Url, EnvId = "Pendulum-v1", WorkerId = "other", Token = "test-token" });
-        var ex = Assert.ThrowsAsync<GrpcException>(() => extra.RunAsync())!;
-        Assert.That(ex.Status, Is.EqualTo(GrpcStatusCode.FailedPrecondition));
+        var ex = Assert.ThrowsAsync<RpcException>(() => extra.RunAsync())!;
+        Assert.That(ex.StatusCode, Is.EqualTo(StatusCode.FailedPrecondition));
     }
 
     [Test]
@@ -151,18 +152,18 @@ public class ClusterFaultTests
         Assert.That(ex.WorkerId, Is.EqualTo("w1"));
         Assert.That(ex.Reason, Does.Contain("malformed"));
         var status = fake.Result;
-        Assert.That(status?.Status, Is.EqualTo(GrpcStatusCode.Internal));
-        Assert.That(status!.Detail, Does.Contain("Malformed"));
+        Assert.That(status?.StatusCode, Is.EqualTo(StatusCode.Internal));
+        Assert.That(status!.Status.Detail, Does.Contain("Malformed"));
         Assert.That(real.IsCompleted, Is.False, "the other worker's stream is still open");
     }
 
-    [TestCase("flag", GrpcStatusCode.Internal, "Malformed gRPC frame")]
-    [TestCase("oversized", GrpcStatusCode.ResourceExhausted, "at most 4,096 bytes (HubOptions.MaxMessageSize)")]
-    [TestCase("garbage", GrpcStatusCode.Internal, "Malformed Register")]
-    [TestCase("version", GrpcStatusCode.FailedPrecondition, "Protocol version 99")]
-    [TestCase("not-register", GrpcStatusCode.FailedPrecondition, "must be Register")]
-    [TestCase("empty", GrpcStatusCode.Internal, "ended before a Register")]
-    public async Task BadStreams_AreClosedWithAClearStatus_AndTheHubCarriesOn(string kind, GrpcStatusCode expected, string text)
+    [TestCase("flag", StatusCode.Internal, "Malformed gRPC frame")]
+    [TestCase("oversized", StatusCode.ResourceExhausted, "at most 4,096 bytes (HubOptions.MaxMessageSize)")]
+    [TestCase("garbage", StatusCode.Internal, "Malformed Register")]
+    [TestCase("version", StatusCode.FailedPrecondition, "Protocol version 99")]
+    [TestCase("not-register", StatusCode.FailedPrecondition, "must be Register")]
+    [TestCase("empty", StatusCode.Internal, "ended before a Register")]
+    public async Task BadStreams_AreClosedWithAClearStatus_AndTheHubCarriesOn(string kind, StatusCode expected, string text)
     {
         await using var hub = await ClusterHub.StartAsync(new HubOptions { MaxMessageSize = 4096 });
         hub.SetAdmission(_ => null);
@@ -180,9 +181,9 @@ public class ClusterFaultTests
         await call.RequestStream.WriteAsync(frame);
         await call.RequestStream.FlushAsync();
         if (kind == "empty") call.CompleteRequests();
-        var ex = Assert.ThrowsAsync<GrpcException>(() => call.ReadHeadersAsync())!;
-        Assert.That(ex.Status, Is.EqualTo(expected));
-        Assert.That(ex.Detail, Does.Contain(text));
+        var ex = Assert.ThrowsAsync<RpcException>(() => call.ReadHeadersAsync())!;
+        Assert.That(ex.StatusCode, Is.EqualTo(expected));
+        Assert.That(ex.Status.Detail, Does.Contain(text));
         await call.DisposeAsync();
 
         // The same hub still accepts a good worker.
@@ -190,11 +191,11 @@ public class ClusterFaultTests
         Assert.That(good.Responses, Is.Not.Null);
     }
 
-    [TestCase("gzip-register", GrpcStatusCode.FailedPrecondition, "second Register")]
-    [TestCase("unknown-encoding", GrpcStatusCode.Unimplemented, "compressed with 'snappy'")]
-    [TestCase("oversized", GrpcStatusCode.ResourceExhausted, "at most 4,096 bytes (HubOptions.MaxMessageSize)")]
-    [TestCase("flag", GrpcStatusCode.Internal, "compressed flag 7")]
-    public async Task AfterRegistering_TheHubsReader_KeepsGrpcsRules(string kind, GrpcStatusCode expected, string text)
+    [TestCase("gzip-register", StatusCode.FailedPrecondition, "second Register")]
+    [TestCase("unknown-encoding", StatusCode.Unimplemented, "compressed with 'snappy'")]
+    [TestCase("oversized", StatusCode.ResourceExhausted, "at most 4,096 bytes (HubOptions.MaxMessageSize)")]
+    [TestCase("flag", StatusCode.Internal, "compressed flag 7")]
+    public async Task AfterRegistering_TheHubsReader_KeepsGrpcsRules(string kind, StatusCode expected, string text)
     {
         await using var hub = await ClusterHub.StartAsync(new HubOptions { MaxMessageSize = 4096 });
         hub.SetAdmission(_ => null);
@@ -213,8 +214,8 @@ public class ClusterFaultTests
         await call.RequestStream.FlushAsync();
         while (!(await call.Responses.ReadAsync()).IsCompleted) { }
         var status = call.GetStatus();
-        Assert.That(status?.Status, Is.EqualTo(expected));
-        Assert.That(status!.Detail, Does.Contain(text));
+        Assert.That(status?.StatusCode, Is.EqualTo(expected));
+        Assert.That(status!.Status.Detail, Does.Contain(text));
         await call.DisposeAsync();
     }
 
@@ -236,8 +237,8 @@ public class ClusterFaultTests
         using var client = GrpcDuplexCall.CreateClient();
         var call = await GrpcDuplexCall.StartAsync(client, hub.Url, "/clusterenv.v1.WorkerHub/Nope");
         call.CompleteRequests();
-        var ex = Assert.ThrowsAsync<GrpcException>(() => call.ReadHeadersAsync())!;
-        Assert.That(ex.Status, Is.EqualTo(GrpcStatusCode.Unimplemented));
+        var ex = Assert.ThrowsAsync<RpcException>(() => call.ReadHeadersAsync())!;
+        Assert.That(ex.StatusCode, Is.EqualTo(StatusCode.Unimplemented));
         await call.DisposeAsync();
     }
 

@@ -1,3 +1,4 @@
+using ClusterEnv.Transport;
 using ClusterEnv.Cluster;
 using Grpc.Health.V1;
 using Grpc.Net.Client;

@@ -1,3 +1,4 @@
+using ClusterEnv.Transport;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using ClusterEnv.Cluster;

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using ClusterEnv.Cluster;
 using ClusterEnv.Worker;
+using Grpc.Core;
 
 namespace ClusterEnv.Tests.Cluster;
 
@@ -20,7 +21,7 @@ public class WaitingPhaseTests
             while (!File.Exists(urlFile)) await Task.Delay(20, stop.Token);
             var hub = new Uri(File.ReadAllText(urlFile).Trim());
             var rogue = new WorkerService(new WorkerOptions { Hub = hub, EnvId = "CartPole-v1", WorkerId = "rogue", Token = "wrong" });
-            try { await rogue.RunAsync(stop.Token); } catch (ClusterEnv.Transport.GrpcException) { }
+            try { await rogue.RunAsync(stop.Token); } catch (RpcException) { }
             var workers = new[] { "a", "b" }.Select(id => Task.Run(async () =>
             {
                 await using var w = new WorkerService(new WorkerOptions { Hub = hub, EnvId = "CartPole-v1", NumEnvs = 2, WorkerId = id, Token = "t" });

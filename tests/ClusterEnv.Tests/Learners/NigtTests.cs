@@ -123,7 +123,7 @@ public class NigtTests
             var settings = new ClusterEnv.Policies.GradientSettings(Episodes: 1, Horizon: 50);
             envs.Gradients.Request(0, 7, spec, point, settings, seed: 3);
             var e = Assert.Throws<InvalidOperationException>(() => envs.Gradients.Request(0, 8, spec, point, settings));
-            Assert.That(e!.Message, Does.Contain("still computing a gradient").And.Contain("TakeGradient"));
+            Assert.That(e!.Message, Does.Contain("still computing a gradient").And.Contain("Gradients.Take"));
             Assert.That(envs.Gradients.Take(TimeSpan.FromSeconds(30), out var g), Is.True);
             Assert.That(g.Version, Is.EqualTo(7UL), "the point's version comes back");
             Assert.That(g.Gradient, Has.Length.EqualTo(point.Length));

@@ -117,7 +117,7 @@ public class StreamingTests
         {
             env.Reset(seed: 0);
             var ex = Assert.Throws<InvalidOperationException>(() => new StreamingRolloutSource(env, steps: 8))!;
-            Assert.That(ex.Message, Does.Contain("worker 'w0'").And.Contain("PushPolicy"));
+            Assert.That(ex.Message, Does.Contain("worker 'w0'").And.Contain("Policies.Push"));
         }
     }
 

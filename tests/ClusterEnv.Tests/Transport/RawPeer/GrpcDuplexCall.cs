@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Http.Headers;
 
 using ClusterEnv.Transport;
+using Grpc.Core;
 
 namespace ClusterEnv.Tests.Transport;
 
@@ -80,7 +81,7 @@ internal sealed class GrpcDuplexCall : IAsyncDisposable
             // The server answered (or the connection failed) before taking the body: surface that.
             var response = await responseTask.ConfigureAwait(false);
             var call0 = new GrpcDuplexCall(content, cts, Stream.Null) { _response = response };
-            throw call0.StatusFromHeaders() ?? new GrpcException(GrpcStatusCode.Unknown, $"The server answered HTTP {(int)response.StatusCode} before the request body was sent.");
+            throw call0.StatusFromHeaders() ?? new RpcException(new Status(StatusCode.Unknown, $"The server answered HTTP {(int)response.StatusCode} before the request body was sent."));
         }
         var call = new GrpcDuplexCall(content, cts, await streamTask.ConfigureAwait(false));
         call._responseTask = responseTask;
@@ -100,7 +101,7 @@ internal sealed class GrpcDuplexCall : IAsyncDisposable
     }
 
     /// <summary>
-    /// Waits for the response headers. Throws <see cref="GrpcException"/> when the response is not a gRPC response
+    /// Waits for the response headers. Throws <see cref="RpcException"/> when the response is not a gRPC response
     /// or is a trailers-only error (its status and message).
     /// </summary>
     public async Task ReadHeadersAsync()
@@ -108,43 +109,43 @@ internal sealed class GrpcDuplexCall : IAsyncDisposable
         _response = await _responseTask!.ConfigureAwait(false);
         if (StatusFromHeaders() is { } error) throw error;
         if (_response.StatusCode != HttpStatusCode.OK)
-            throw new GrpcException(MapHttpStatus(_response.StatusCode), $"The hub answered HTTP {(int)_response.StatusCode} ({_response.ReasonPhrase}); is {_response.RequestMessage?.RequestUri} a ClusterEnv hub?");
+            throw new RpcException(new Status(MapHttpStatus(_response.StatusCode), $"The hub answered HTTP {(int)_response.StatusCode} ({_response.ReasonPhrase}); is {_response.RequestMessage?.RequestUri} a ClusterEnv hub?"));
         if (!GrpcHeaders.IsGrpcContentType(_response.Content.Headers.ContentType?.MediaType))
-            throw new GrpcException(GrpcStatusCode.Unknown, $"The response has content type '{_response.Content.Headers.ContentType}', not application/grpc.");
+            throw new RpcException(new Status(StatusCode.Unknown, $"The response has content type '{_response.Content.Headers.ContentType}', not application/grpc."));
         ResponseEncoding = _response.Headers.TryGetValues(GrpcHeaders.Encoding, out var enc) ? enc.FirstOrDefault() : null;
         if (ResponseEncoding == "identity") ResponseEncoding = null;
         Responses = PipeReader.Create(await _response.Content.ReadAsStreamAsync().ConfigureAwait(false));
     }
 
-    private GrpcException? StatusFromHeaders()
+    private RpcException? StatusFromHeaders()
     {
         if (_response is null || !_response.Headers.TryGetValues(GrpcHeaders.Status, out var values)) return null;
         return ToException(values.FirstOrDefault(), _response.Headers.TryGetValues(GrpcHeaders.Message, out var m) ? m.FirstOrDefault() : null);
     }
 
     /// <summary>The call's final status, from the trailers; read it after <see cref="Responses"/> reached its end.</summary>
-    public GrpcException? GetStatus()
+    public RpcException? GetStatus()
     {
-        if (_response is null) return new GrpcException(GrpcStatusCode.Unknown, "The call has no response.");
+        if (_response is null) return new RpcException(new Status(StatusCode.Unknown, "The call has no response."));
         if (_response.TrailingHeaders.TryGetValues(GrpcHeaders.Status, out var values))
             return ToException(values.FirstOrDefault(), _response.TrailingHeaders.TryGetValues(GrpcHeaders.Message, out var m) ? m.FirstOrDefault() : null);
-        return StatusFromHeaders() ?? new GrpcException(GrpcStatusCode.Unknown, "The stream ended without a grpc-status.");
+        return StatusFromHeaders() ?? new RpcException(new Status(StatusCode.Unknown, "The stream ended without a grpc-status."));
     }
 
-    private static GrpcException? ToException(string? status, string? message)
+    private static RpcException? ToException(string? status, string? message)
     {
-        if (!int.TryParse(status, out int code)) return new GrpcException(GrpcStatusCode.Unknown, $"Invalid grpc-status '{status}'.");
-        return code == 0 ? null : new GrpcException((GrpcStatusCode)code, GrpcHeaders.DecodeMessage(message));
+        if (!int.TryParse(status, out int code)) return new RpcException(new Status(StatusCode.Unknown, $"Invalid grpc-status '{status}'."));
+        return code == 0 ? null : new RpcException(new Status((StatusCode)code, GrpcHeaders.DecodeMessage(message)));
     }
 
-    private static GrpcStatusCode MapHttpStatus(HttpStatusCode s) => (int)s switch
+    private static StatusCode MapHttpStatus(HttpStatusCode s) => (int)s switch
     {
-        400 => GrpcStatusCode.Internal,
-        401 => GrpcStatusCode.Unauthenticated,
-        403 => GrpcStatusCode.PermissionDenied,
-        404 => GrpcStatusCode.Unimplemented,
-        429 or 502 or 503 or 504 => GrpcStatusCode.Unavailable,
-        _ => GrpcStatusCode.Unknown,
+        400 => StatusCode.Internal,
+        401 => StatusCode.Unauthenticated,
+        403 => StatusCode.PermissionDenied,
+        404 => StatusCode.Unimplemented,
+        429 or 502 or 503 or 504 => StatusCode.Unavailable,
+        _ => StatusCode.Unknown,
     };
 
     /// <summary>Half-closes: no more requests (END_STREAM); responses keep coming.</summary>

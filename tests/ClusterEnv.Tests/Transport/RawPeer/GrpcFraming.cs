@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 
 using ClusterEnv.Transport;
+using Grpc.Core;
 
 namespace ClusterEnv.Tests.Transport;
 
@@ -34,7 +35,7 @@ internal static class GrpcFraming
     /// <param name="maxMessageSize">Largest accepted payload, compressed or not.</param>
     /// <param name="message">The payload (compressed when <paramref name="compressed"/> is true).</param>
     /// <param name="compressed">The compressed flag.</param>
-    /// <exception cref="GrpcException">INTERNAL for a flag other than 0/1; RESOURCE_EXHAUSTED over the size limit.</exception>
+    /// <exception cref="RpcException">INTERNAL for a flag other than 0/1; RESOURCE_EXHAUSTED over the size limit.</exception>
     public static bool TryReadMessage(ref ReadOnlySequence<byte> buffer, int maxMessageSize, out ReadOnlySequence<byte> message, out bool compressed)
     {
         message = default;
@@ -46,11 +47,11 @@ internal static class GrpcFraming
         {
             0 => false,
             1 => true,
-            _ => throw new GrpcException(GrpcStatusCode.Internal, $"Invalid compressed-flag byte {header[0]} in a gRPC message header; it must be 0 or 1."),
+            _ => throw new RpcException(new Status(StatusCode.Internal, $"Invalid compressed-flag byte {header[0]} in a gRPC message header; it must be 0 or 1.")),
         };
         uint length = BinaryPrimitives.ReadUInt32BigEndian(header[1..]);
         if (length > (uint)maxMessageSize)
-            throw new GrpcException(GrpcStatusCode.ResourceExhausted, $"Received message larger than max ({length} vs. {maxMessageSize}).");
+            throw new RpcException(new Status(StatusCode.ResourceExhausted, $"Received message larger than max ({length} vs. {maxMessageSize})."));
         if (buffer.Length < HeaderSize + length) return false;
         message = buffer.Slice(HeaderSize, length);
         buffer = buffer.Slice(HeaderSize + length);

@@ -1,3 +1,4 @@
+using ClusterEnv.Cluster;
 using System.Buffers;
 using ClusterEnv.Transport;
 using ClusterEnv.Transport.Protos;
@@ -5,7 +6,7 @@ using Google.Protobuf;
 using Grpc.Core;
 using Microsoft.AspNetCore.Http;
 
-namespace ClusterEnv.Cluster;
+namespace ClusterEnv.Transport;
 
 /// <summary>Receives what one worker sends after registering. Called on the connection's read loop, one message at a time.</summary>
 internal interface IWorkerReplySink
@@ -40,7 +41,7 @@ public sealed class WorkerConnection
     private bool _completed;
     private bool _flushing;
     private string? _closeReason;
-    private GrpcStatusCode _closeStatus = GrpcStatusCode.OK;
+    private StatusCode _closeStatus = StatusCode.OK;
 
     internal WorkerConnection(IServerStreamWriter<WireMessage> output, ServerCallContext call, Register registration,
         Spaces.Space observationSpace, Spaces.Space actionSpace, string remoteEndPoint, int maxMessageSize, (TimeSpan Interval, TimeSpan Timeout) heartbeat = default)
@@ -203,7 +204,7 @@ public sealed class WorkerConnection
     }
 
     /// <summary>Ends the stream from the hub's side with a status; the worker sees it in the trailers.</summary>
-    internal void Close(GrpcStatusCode status, string? reason)
+    internal void Close(StatusCode status, string? reason)
     {
         lock (_writeLock)
         {
@@ -215,34 +216,30 @@ public sealed class WorkerConnection
     }
 
     /// <summary>Reads replies until the stream ends; returns the status to end the call with.</summary>
-    internal async Task<(GrpcStatusCode Status, string? Message)> RunAsync(CancellationToken hubStopping)
+    internal async Task<(StatusCode Status, string? Message)> RunAsync(CancellationToken hubStopping)
     {
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(hubStopping, _abort.Token);
         string lostReason = "the worker closed its stream";
-        GrpcStatusCode status = GrpcStatusCode.OK;
+        StatusCode status = StatusCode.OK;
         string? message = null;
         try
         {
             await ReadRepliesAsync(linked.Token).ConfigureAwait(false);
         }
-        catch (GrpcException e)
-        {
-            (status, message, lostReason) = (e.Status, e.Detail, $"protocol error: {e.Detail}");
-        }
         catch (InvalidDataException e)
         {
-            (status, message, lostReason) = (GrpcStatusCode.Internal, $"Malformed message: {e.Message}", $"protocol error: malformed message ({e.Message})");
+            (status, message, lostReason) = (StatusCode.Internal, $"Malformed message: {e.Message}", $"protocol error: malformed message ({e.Message})");
         }
         catch (RpcException e) when (!_call.CancellationToken.IsCancellationRequested)
         {
-            // gRPC refused what the worker sent (too large, bad compression, a broken frame): end the call with that status.
+            // A protocol violation, or gRPC refused what the worker sent (too large, bad compression, a broken frame): end the call with that status.
             string detail = ClusterHub.Explain(e.Status, _maxMessageSize);
-            (status, message, lostReason) = ((GrpcStatusCode)e.StatusCode, detail, $"protocol error: {detail}");
+            (status, message, lostReason) = (e.StatusCode, detail, $"protocol error: {detail}");
         }
         catch (OperationCanceledException)
         {
             if (_call.CancellationToken.IsCancellationRequested) lostReason = "its connection was dropped (the worker process exited or crashed, or the network failed)";
-            else if (hubStopping.IsCancellationRequested) (status, message, lostReason) = (GrpcStatusCode.Unavailable, "The hub is shutting down.", "the hub is shutting down");
+            else if (hubStopping.IsCancellationRequested) (status, message, lostReason) = (StatusCode.Unavailable, "The hub is shutting down.", "the hub is shutting down");
             else
             {
                 status = _closeStatus;
@@ -258,7 +255,7 @@ public sealed class WorkerConnection
         {
             // The learner failed on this worker's reply (a bug, or out of memory): end the stream and say so, rather
             // than leave the learner waiting for a reply that was in fact delivered.
-            (status, message) = (GrpcStatusCode.Internal, "The learner could not process the worker's reply.");
+            (status, message) = (StatusCode.Internal, "The learner could not process the worker's reply.");
             lostReason = $"the learner failed while processing its reply ({e.GetType().Name}: {e.Message})";
         }
         lock (_writeLock)
@@ -316,7 +313,7 @@ public sealed class WorkerConnection
             }
             if (result.IsCompleted)
             {
-                if (!buffer.IsEmpty) throw new GrpcException(GrpcStatusCode.Internal, $"The stream ended inside a message ({buffer.Length} bytes of it arrived).");
+                if (!buffer.IsEmpty) throw new RpcException(new Status(StatusCode.Internal, $"The stream ended inside a message ({buffer.Length} bytes of it arrived)."));
                 body.AdvanceTo(buffer.End);
                 return;
             }
@@ -332,7 +329,7 @@ public sealed class WorkerConnection
         Span<byte> prefix = stackalloc byte[WireMessage.PrefixSize];
         buffer.Slice(0, WireMessage.PrefixSize).CopyTo(prefix);
         uint length = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(prefix[1..]);
-        if (prefix[0] > 1) throw new GrpcException(GrpcStatusCode.Internal, $"Malformed gRPC message prefix: compressed flag {prefix[0]} (must be 0 or 1).");
+        if (prefix[0] > 1) throw new RpcException(new Status(StatusCode.Internal, $"Malformed gRPC message prefix: compressed flag {prefix[0]} (must be 0 or 1)."));
         if (length > (uint)_maxMessageSize)
             throw new RpcException(new Status(StatusCode.ResourceExhausted, $"Received message exceeds the maximum configured message size ({length:N0} bytes)."));
         if (buffer.Length < WireMessage.PrefixSize + length) return false;
@@ -378,9 +375,9 @@ public sealed class WorkerConnection
     {
         StepCodec.ReadEnvelope(message, out ulong seq, out int field, out var body);
         if (field == WorkerMessage.RegisterFieldNumber)
-            throw new GrpcException(GrpcStatusCode.FailedPrecondition, "The worker sent a second Register on the same stream; register once per stream.");
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, "The worker sent a second Register on the same stream; register once per stream."));
         if (_sink is null)
-            throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"The worker sent a reply (field {field}, seq {seq}) before any command.");
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, $"The worker sent a reply (field {field}, seq {seq}) before any command."));
         _sink.OnReply(this, seq, field, body);
     }
 }

@@ -1,3 +1,4 @@
+using ClusterEnv.Cluster;
 using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
@@ -20,7 +21,7 @@ using Grpc.AspNetCore.Server;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 
-namespace ClusterEnv.Cluster;
+namespace ClusterEnv.Transport;
 
 /// <summary>
 /// The learner-side endpoint that workers dial: a Kestrel HTTP/2 server speaking the gRPC wire protocol for one
@@ -259,7 +260,7 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
         worker.MarkStarted(); // the owner may send commands from now on (not earlier: they would race the headers above)
         ClusterLog.WorkerRegistered(_logger, worker.Id, peer, registration.Host, registration.Pid, registration.Runtime, worker.NumEnvs, registration.EnvId);
         var (status, message) = await worker.RunAsync(_stopping.Token).ConfigureAwait(false);
-        if (status != GrpcStatusCode.OK) throw new RpcException(new Status((StatusCode)status, message ?? ""));
+        if (status != StatusCode.OK) throw new RpcException(new Status((StatusCode)status, message ?? ""));
     }
 
     /// <summary>gRPC's own status detail, with the setting to change where there is one.</summary>
@@ -322,8 +323,8 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
 
     private RpcException Refused(string peer, Register registration, StatusCode status, string reason)
     {
-        ClusterLog.WorkerRefused(_logger, registration.WorkerId, peer, (GrpcStatusCode)status, reason);
-        var refusal = new WorkerRefusal(registration.WorkerId, peer, (GrpcStatusCode)status, reason);
+        ClusterLog.WorkerRefused(_logger, registration.WorkerId, peer, (StatusCode)status, reason);
+        var refusal = new WorkerRefusal(registration.WorkerId, peer, (StatusCode)status, reason);
         lock (_refusals)
         {
             _refusals.Enqueue(refusal);
@@ -340,7 +341,7 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
     // A stream closed before it registered (malformed, missing or late Register).
     private RpcException Rejected(string peer, StatusCode status, string message)
     {
-        ClusterLog.StreamRejected(_logger, peer, (GrpcStatusCode)status, message);
+        ClusterLog.StreamRejected(_logger, peer, (StatusCode)status, message);
         return new RpcException(new Status(status, message));
     }
 
@@ -369,7 +370,7 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
 }
 
 /// <summary>A worker the hub refused: the id it registered with, its address, the status it was sent and why.</summary>
-public sealed record WorkerRefusal(string WorkerId, string Peer, GrpcStatusCode Status, string Reason)
+public sealed record WorkerRefusal(string WorkerId, string Peer, StatusCode Status, string Reason)
 {
     /// <inheritdoc />
     public override string ToString() => $"'{WorkerId}' from {Peer}: {Status}, {Reason}";
