@@ -33,7 +33,7 @@ namespace ClusterEnv.Cluster;
 /// using var envs = new ClusterVecEnv("CartPole-v1", numEnvs: 8);
 /// </code>
 /// </example>
-public sealed class ClusterVecEnv : IVectorEnv, IReplyOwner
+public sealed class ClusterVecEnv : IVectorEnv
 {
     private readonly ClusterOptions _options;
     private readonly WorkerFleet _fleet;
@@ -42,12 +42,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IReplyOwner
     private readonly AttributeCalls _attributes;
     private readonly ActionLayout _actions;
     private readonly int[] _actionShape;
-    private readonly float[] _observations;
-    private readonly double[] _rewards;
-    private readonly bool[] _terminated;
-    private readonly bool[] _truncated;
-    private readonly bool[] _autoreset;
-    private readonly VectorInfo _info;
+    private readonly StepBuffers _buffers;
     private ulong _seq;
 
     /// <summary>Starts a hub and a local pool of workers hosting <paramref name="numEnvs"/> sub-envs of <paramref name="envId"/> in total.</summary>
@@ -97,12 +92,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IReplyOwner
         ObservationSize = SingleObservationSpace.EncodedSize;
         ObservationSpace = SingleObservationSpace.Batch(NumEnvs);
         ActionSpace = SingleActionSpace.Batch(NumEnvs);
-        _observations = new float[NumEnvs * ObservationSize];
-        _rewards = new double[NumEnvs];
-        _terminated = new bool[NumEnvs];
-        _truncated = new bool[NumEnvs];
-        _autoreset = new bool[NumEnvs];
-        _info = new VectorInfo(NumEnvs, ObservationSize);
+        _buffers = new StepBuffers(_calls, NumEnvs, ObservationSize);
         Spec = Gym.Ids.Contains(options.EnvId) ? Gym.Spec(options.EnvId) : RemoteSpec(joined[0].Registration.EnvSpec);
 
         Rollouts = new WorkerRollouts(_slots, _calls, Elastic, options, NumEnvs, ObservationSize, SingleActionSpace);
@@ -110,7 +100,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IReplyOwner
         Policies = new WorkerPolicies(_slots, _calls, options.StepTimeout);
         Gradients = new WorkerGradients(_slots, _calls, Rollouts, options.StepTimeout);
         _attributes = new AttributeCalls(_slots, _calls, Rollouts, NumEnvs);
-        Elastic.Seat(_slots, WelcomeFor, this, Policies.GiveStartingPolicy, () => Rollouts.IsStreaming);
+        Elastic.Seat(_slots, WelcomeFor, _buffers, Policies.GiveStartingPolicy, () => Rollouts.IsStreaming);
 
         // A worker is admitted before the hub has sent its response headers; commands may only follow them.
         var started = Task.WhenAll(joined.Select(c => c.Started));
@@ -120,7 +110,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IReplyOwner
         {
             var c = joined[w];
             _slots[w].Attach(c);
-            if (!c.Started.IsCompletedSuccessfully || !_slots[w].Welcome(WelcomeFor(_slots[w]), reset: null, this))
+            if (!c.Started.IsCompletedSuccessfully || !_slots[w].Welcome(WelcomeFor(_slots[w]), reset: null, _buffers))
             {
                 var lost = new WorkerLostException(c.Id, c.LostReason ?? "its stream ended before it was welcomed", _fleet.Describe(c.Id));
                 Dispose();
@@ -241,56 +231,23 @@ public sealed class ClusterVecEnv : IVectorEnv, IReplyOwner
     private VectorResetResult ResetCore(Func<int, int?> seedOf, ResetOptions? options)
     {
         var mask = VectorArgs.CheckMask(options, NumEnvs);
-        var commands = new HubMessage?[_slots.Length];
-        for (int w = 0; w < _slots.Length; w++)
-        {
-            var s = _slots[w];
-            if (mask is not null && Array.IndexOf(mask, true, s.Offset, s.Count) < 0) continue;
-            var reset = new ResetCommand();
-            for (int i = 0; i < s.Count; i++)
-            {
-                int? seed = seedOf(s.Offset + i);
-                reset.HasSeed.Add(seed.HasValue);
-                reset.Seeds.Add(seed ?? 0);
-                if (mask is not null) reset.Mask.Add(mask[s.Offset + i]);
-            }
-            if (options is not null)
-            {
-                foreach (var (key, value) in options.Values)
-                {
-                    switch (value)
-                    {
-                        case string str: reset.Strings[key] = str; break;
-                        case double or float or int or long or short or byte or decimal: reset.Numbers[key] = Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture); break;
-                        case bool b: reset.Numbers[key] = b ? 1 : 0; break;
-                        default:
-                            throw new ArgumentException($"Reset option '{key}' has type {value?.GetType().Name ?? "null"}, which cannot be sent to a worker; use a number or a string.", nameof(options));
-                    }
-                }
-            }
-            commands[w] = new HubMessage { Reset = reset };
-        }
-
-        _info.Clear();
+        var commands = _slots.Select(s => StepBuffers.ResetCommandFor(s, seedOf, mask, options)).ToArray(); // a bad option fails here, before anything is sent
+        _buffers.Info.Clear();
         Elastic.AwaitReplacements();
         _calls.Begin(interruptible: true);
         for (int w = 0; w < _slots.Length; w++)
         {
             if (commands[w] is not { } cmd) continue;
             _calls.Track(_slots[w]);
-            if (!_slots[w].Send(cmd, WorkerMessage.ResetFieldNumber, gather: true, this)) _calls.Untrack(_slots[w]); // lost meanwhile: its replacement resets with fresh seeds
+            if (!_slots[w].Send(cmd, WorkerMessage.ResetFieldNumber, gather: true, _buffers)) _calls.Untrack(_slots[w]); // lost meanwhile: its replacement resets with fresh seeds
         }
         _calls.End("Reset");
         // A worker replaced during the reset: its replacement was reset with fresh seeds, not the ones asked for.
         Elastic.AwaitReplacements();
         foreach (var s in _slots) s.Interrupted = false;
-        for (int i = 0; i < NumEnvs; i++)
-        {
-            if (mask is not null && !mask[i]) continue;
-            _terminated[i] = _truncated[i] = _autoreset[i] = false;
-        }
+        _buffers.Restarted(mask);
         if (mask is null) _calls.NeedsReset = false;
-        return new VectorResetResult(_observations, _info);
+        return _buffers.ResetResult;
     }
 
     /// <inheritdoc />
@@ -312,7 +269,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IReplyOwner
     {
         ThrowIfNotSteppable();
         _actions.Check(actions, NumEnvs);
-        VectorArgs.CheckNotFinished(AutoresetMode, _autoreset, _terminated);
+        VectorArgs.CheckNotFinished(AutoresetMode, _buffers.Autoreset, _buffers.Terminated);
         SendSteps(actions, default);
     }
 
@@ -321,7 +278,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IReplyOwner
     {
         ThrowIfNotSteppable();
         _actions.Check(actions, NumEnvs);
-        VectorArgs.CheckNotFinished(AutoresetMode, _autoreset, _terminated);
+        VectorArgs.CheckNotFinished(AutoresetMode, _buffers.Autoreset, _buffers.Terminated);
         SendSteps(default, actions);
     }
 
@@ -333,7 +290,7 @@ public sealed class ClusterVecEnv : IVectorEnv, IReplyOwner
 
     private void SendSteps(ReadOnlySpan<int> ints, ReadOnlySpan<float> floats)
     {
-        _info.Clear();
+        _buffers.Info.Clear();
         Elastic.AwaitReplacements();
         _calls.Begin(interruptible: true);
         int size = _actions.Size;
@@ -343,8 +300,8 @@ public sealed class ClusterVecEnv : IVectorEnv, IReplyOwner
             _actionShape[0] = s.Count;
             _calls.Track(s);
             bool sent = floats.IsEmpty
-                ? s.SendStep(_actionShape, ints.Slice(s.Offset * size, s.Count * size), default, this)
-                : s.SendStep(_actionShape, default, floats.Slice(s.Offset * size, s.Count * size), this);
+                ? s.SendStep(_actionShape, ints.Slice(s.Offset * size, s.Count * size), default, _buffers)
+                : s.SendStep(_actionShape, default, floats.Slice(s.Offset * size, s.Count * size), _buffers);
             if (!sent) _calls.Untrack(s); // lost meanwhile: StepWait waits for its replacement and reports its envs truncated
         }
     }
@@ -357,57 +314,8 @@ public sealed class ClusterVecEnv : IVectorEnv, IReplyOwner
         if (!_calls.IsPending) throw new NoAsyncCallException("StepWait was called with no step pending; call StepAsync(actions) first.");
         _calls.End("Step");
         Elastic.AwaitReplacements();
-        ReportInterrupted();
-        for (int i = 0; i < NumEnvs; i++) _autoreset[i] = _terminated[i] || _truncated[i];
-        return new VectorStepResult(_observations, _rewards, _terminated, _truncated, _info);
-    }
-
-    // The envs of a worker lost during or before this step: their episodes were cut short, so they report truncated
-    // with reward 0 and the replacement's first observation (already in place from its reset).
-    private void ReportInterrupted()
-    {
-        foreach (var s in _slots)
-        {
-            if (!s.Interrupted) continue;
-            s.Interrupted = false;
-            for (int i = s.Offset; i < s.Offset + s.Count; i++)
-            {
-                _rewards[i] = 0;
-                _terminated[i] = false;
-                _truncated[i] = true;
-            }
-        }
-    }
-
-    // On a worker's read loop: the reply to a step or a reset (a replacement's fresh-seed reset included).
-    void IReplyOwner.OnReply(WorkerSlot slot, in SlotCommand command, int bodyField, ReadOnlySpan<byte> body)
-    {
-        switch (bodyField)
-        {
-            case WorkerMessage.StepFieldNumber when command.ReplyField == WorkerMessage.StepFieldNumber:
-                StepCodec.ReadStepResult(body, new StepCodec.StepTarget(_observations, _rewards, _terminated, _truncated, _info, slot.Offset, slot.Count, ObservationSize));
-                break;
-            case WorkerMessage.ResetFieldNumber when command.ReplyField == WorkerMessage.ResetFieldNumber:
-                ReadReset(slot, ResetResult.Parser.ParseFrom(body));
-                slot.ResetAnswered();
-                break;
-            case WorkerMessage.ErrorFieldNumber:
-                WorkerErrors.Record(_calls, slot, body);
-                break;
-            default:
-                throw new RpcException(new Status(StatusCode.FailedPrecondition, $"Reply field {bodyField} does not answer the pending command (expects field {command.ReplyField})."));
-        }
-    }
-
-    private void ReadReset(WorkerSlot s, ResetResult r)
-    {
-        var t = r.Observations ?? throw new InvalidDataException("ResetResult has no observations.");
-        int n = s.Count * ObservationSize;
-        if (t.Dtype != Transport.Protos.DType.Float32 || t.Data.Length != n * 4)
-            throw new InvalidDataException($"ResetResult observations are {t.Dtype} with {t.Data.Length} bytes; expected FLOAT32 with {n * 4}.");
-        MemoryMarshal.Cast<byte, float>(t.Data.Span).CopyTo(_observations.AsSpan(s.Offset * ObservationSize, n));
-        if (r.Episode is { } ep) StepCodec.ReadEpisodeStats(ep.ToByteArray(), _info.Episode, s.Offset, s.Count);
-        foreach (var entry in r.Info) InfoCodec.Decode(entry, _info, s.Offset, s.Count);
+        _buffers.Stepped(_slots);
+        return _buffers.StepResult;
     }
 
     private ulong NextSeq() => Interlocked.Increment(ref _seq);

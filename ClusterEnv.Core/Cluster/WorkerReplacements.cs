@@ -73,7 +73,15 @@ public sealed class WorkerReplacements
         if (_calls.IsClosed) return;
         var failure = new WorkerLostException(slot.Id, reason, _fleet.Describe(slot.Id));
         bool replacing = false;
-        int released = slot.Lose(generation, () => replacing = CanReplace(slot), failure);
+        int released = slot.Lose(generation, () =>
+        {
+            // Under the slot's lock, with the transition: whoever sees the slot replacing also sees it counted.
+            replacing = CanReplace(slot);
+            if (!replacing) return false;
+            Interlocked.Increment(ref _workersLost);
+            Volatile.Write(ref _lostAt[slot.Index], Stopwatch.GetTimestamp());
+            return true;
+        }, failure);
         if (released < 0) return;
         ClusterLog.WorkerLost(_logger, slot.Id, reason);
         if (!replacing)
@@ -83,8 +91,6 @@ public sealed class WorkerReplacements
             _changed.Set();
             return;
         }
-        Interlocked.Increment(ref _workersLost);
-        Volatile.Write(ref _lostAt[slot.Index], Stopwatch.GetTimestamp());
         _calls.Release(released);
         _changed.Set();
         string id = slot.Id;

@@ -22,6 +22,7 @@ public sealed class WorkerRollouts : IReplyOwner
     private readonly int _numEnvs, _observationSize;
     private readonly Spaces.Space _actionSpace;
     private RolloutBatch? _batch;          // the target of the lockstep rollouts being collected
+    private readonly bool[] _delivered;    // per slot: its rows of the batch being collected have arrived
     private volatile StreamState? _stream;
 
     private sealed class StreamState(ITrajectoryQueue queue, int steps, int credit, ulong seed)
@@ -41,6 +42,7 @@ public sealed class WorkerRollouts : IReplyOwner
         _numEnvs = numEnvs;
         _observationSize = observationSize;
         _actionSpace = actionSpace;
+        _delivered = new bool[slots.Length];
     }
 
     /// <summary>True while rollouts stream from the workers (between <see cref="StartStreaming"/> and <see cref="StopStreaming"/>).</summary>
@@ -57,6 +59,8 @@ public sealed class WorkerRollouts : IReplyOwner
     /// gathers the rollouts, one round trip per worker. Each worker must have acknowledged a policy push first. The
     /// returned batch is reused by the next call with the same <paramref name="steps"/>. A rollout may take longer than
     /// <see cref="ClusterOptions.StepTimeout"/>: workers report progress, and only a worker silent for that long is hung.
+    /// With <see cref="ClusterOptions.ReplaceLostWorkers"/>, a worker lost meanwhile is replaced and its replacement
+    /// (reset with fresh seeds, acting with the newest policy) supplies its rows.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">A worker's rollout would not fit in one message (<see cref="HubOptions.MaxMessageSize"/>) or in memory; the message gives the largest step count that fits.</exception>
     public RolloutBatch Collect(int steps, ulong seed = 0)
@@ -71,16 +75,23 @@ public sealed class WorkerRollouts : IReplyOwner
         }
         _batch.Episodes.Clear();
         _replacements.AwaitReplacements();
-        _calls.Begin();
-        foreach (var s in _slots)
+        Array.Clear(_delivered);
+        while (true)
         {
-            _calls.Track(s);
-            if (s.Send(new HubMessage { Rollout = new CollectRollout { Steps = (uint)steps, Seed = seed } }, WorkerMessage.RolloutFieldNumber, gather: true, this)) continue;
-            _calls.Untrack(s);
-            // Lost just now: a batch without its rows would be wrong, so the collection fails by name.
-            _calls.Fail(s.Failure ?? new WorkerLostException(s.Id, "it was lost before its rollout could be asked for"));
+            // A worker lost during the collection is replaced (ClusterOptions.ReplaceLostWorkers): its replacement,
+            // reset with fresh seeds and given the newest policy, is asked for the rows it owes.
+            _calls.Begin(interruptible: true);
+            foreach (var s in _slots)
+            {
+                if (_delivered[s.Index]) continue;
+                _calls.Track(s);
+                if (!s.Send(new HubMessage { Rollout = new CollectRollout { Steps = (uint)steps, Seed = seed } }, WorkerMessage.RolloutFieldNumber, gather: true, this))
+                    _calls.Untrack(s); // being replaced: asked again below; failed for good: End throws why
+            }
+            _calls.End("CollectRollouts");
+            if (Array.TrueForAll(_delivered, d => d)) break;
+            _replacements.AwaitReplacements();
         }
-        _calls.End("CollectRollouts");
         _batch.SortEpisodes(); // they arrive worker by worker, in whatever order the replies came
         return _batch;
     }
@@ -268,6 +279,7 @@ public sealed class WorkerRollouts : IReplyOwner
         {
             case WorkerMessage.RolloutFieldNumber when command.ReplyField == WorkerMessage.RolloutFieldNumber:
                 _batch!.Fill(RolloutResult.Parser.ParseFrom(body), slot.Offset, slot.Count);
+                _delivered[slot.Index] = true;
                 break;
             case WorkerMessage.StreamEndedFieldNumber when command.ReplyField == WorkerMessage.StreamEndedFieldNumber:
                 slot.StreamEnded(); // every rollout of the stream came before this reply

@@ -14,7 +14,9 @@ public static partial class Ppo
     /// <summary>
     /// PPO where the workers act (DETACH rollouts): each iteration every worker runs its local copy of the policy for
     /// <see cref="PpoOptions.NumSteps"/> steps and ships the rollout in one message; the learner updates, and the
-    /// <see cref="PolicyPublisher"/> decides per worker whether the new weights are worth sending.
+    /// <see cref="PolicyPublisher"/> decides per worker whether the new weights are worth sending. With
+    /// <see cref="ClusterOptions.ReplaceLostWorkers"/>, a worker lost during a rollout is replaced: its replacement starts
+    /// with the newest policy and fresh episodes, and supplies the lost worker's rows of that rollout.
     /// </summary>
     /// <remarks>
     /// <para>The behaviour log-probabilities recorded by the worker are the "old" log-probabilities of the ratio
@@ -74,6 +76,8 @@ public static partial class Ppo
         envs.Reset(seed: o.Seed);
         publisher.Publish(policy); // version 1 to every worker
         ulong version = publisher.Version;
+        using var source = new LockstepRolloutSource(envs, T, (ulong)o.Seed);
+        var taken = new List<Rollouts.RolloutBatch>(1);
 
         int iterations = o.NumIterations(n);
         for (int iteration = 1; iteration <= iterations; iteration++)
@@ -81,8 +85,10 @@ public static partial class Ppo
             if (cancellationToken.IsCancellationRequested) break;
             if (o.AnnealLearningRate) adam.LearningRate = (1.0 - (iteration - 1.0) / iterations) * o.LearningRate;
 
-            // ---- rollout: one round trip per worker ----
-            var batch = envs.Rollouts.Collect(T, (ulong)o.Seed);
+            // ---- rollout: one round trip per worker (a worker lost meanwhile is replaced and its replacement supplies its rows) ----
+            taken.Clear();
+            source.Take(1, taken, cancellationToken);
+            var batch = taken[0];
             long learnStart = Stopwatch.GetTimestamp();
             globalStep += (long)T * n;
             double lag = 0;

@@ -6,6 +6,7 @@
 // signal stops at once. A lost or hung worker ends the run with its name and exit code 1.
 // Usage: dotnet run -c Release --project examples/Train -- [--algo impala|impact|ppo] [--env CartPole-v1] [--seed 1]
 //        [--num-envs 16] [--workers 2] [--total-steps 1000000] [--sync 0.05:8] [--local] [--out runs/NAME]   (--help lists them)
+// --algo ppo --sync τ trains PPO on worker rollouts behind Adaptive Policy Synchronization (the paper's configuration).
 using System.Globalization;
 using System.Runtime.InteropServices;
 using ClusterEnv.Cluster;
@@ -23,7 +24,7 @@ using Microsoft.Extensions.Logging;
 
 var algoOption = Cli.Option("--algo", "impala or impact (the workers act and stream rollouts), or ppo (the learner steps the envs)", "impala")
     .Check(a => a is "ppo" or "impala" or "impact" ? null : $"--algo '{a}' must be ppo, impala or impact.");
-var syncOption = Cli.Option("--sync", "IMPALA/IMPACT on workers: when to push new weights (always, never, every:N, a KL threshold τ, or τ:maxLag)", "0.05:8")
+var syncOption = Cli.Option("--sync", "when workers that act get new weights (always, never, every:N, a KL threshold τ, or τ:maxLag); IMPALA/IMPACT always act on the workers, PPO does when --sync is given (APS, the paper's configuration)", "0.05:8")
     .Check(t => { try { SyncStrategy.Parse(t); return null; } catch (FormatException e) { return e.Message; } });
 var envOption = Cli.Option("--env", "registry id of the env", "CartPole-v1")
     .Check(id => Gym.Ids.Contains(id) ? null : $"Unknown env '{id}'. Registered: {string.Join(", ", Gym.Ids)}.");
@@ -85,6 +86,13 @@ if (tokenFile is not null && !File.Exists(tokenFile))
 }
 var sync = SyncStrategy.Parse(parsed.GetValue(syncOption)!);
 bool impala = algo != "ppo";
+// PPO with --sync: the workers act with their own copy of the policy and APS decides when they get new weights.
+bool ppoOnWorkers = !impala && !local && parsed.GetResult(syncOption) is not (null or { Implicit: true });
+if (ppoOnWorkers && (parsed.GetValue(deviceOption) is not null || parsed.GetValue(distributedOption)))
+{
+    Console.Error.WriteLine("--algo ppo --sync trains on worker rollouts with the CPU engine in one process; drop --device and --distributed, or drop --sync to step the envs from the learner.");
+    return Cli.UsageError;
+}
 if (numEnvs < 1 || workers < 1)
 {
     Console.Error.WriteLine($"--num-envs ({numEnvs}) and --workers ({workers}) must be at least 1.");
@@ -197,24 +205,27 @@ int Run()
             HubUrlFile = parsed.GetValue(urlFileOption),
             ConnectTimeout = TimeSpan.FromSeconds(parsed.GetValue(connectTimeoutOption)),
             Progress = external > 0 || slurm ? line => Console.Error.WriteLine($"[hub] {line}") : null,
-            // Streaming learners carry on when a worker is lost: the pool (or the worker's own script) replaces it.
-            ReplaceLostWorkers = impala,
+            // Learners whose workers act carry on when a worker is lost: the pool (or the worker's own script) replaces it.
+            ReplaceLostWorkers = impala || ppoOnWorkers,
             LoggerFactory = warnings,
         });
 
     if (impala) return RunImpala(envs);
-    Console.WriteLine($"PPO on {envs} | {options.TotalTimesteps:N0} steps | {numEnvs} envs × {options.NumSteps} steps per rollout | seed {seed}");
+    Console.WriteLine($"PPO on {envs} | {options.TotalTimesteps:N0} steps | {numEnvs} envs × {options.NumSteps} steps per rollout | " +
+                      $"{(ppoOnWorkers ? $"workers act, sync {sync}" : "the learner steps the envs")} | seed {seed}");
     using var csv = new StreamWriter(Path.Combine(outDir, "metrics.csv"));
     csv.WriteLine(PpoMetrics.CsvHeader);
     using var tensorBoard = new TensorBoardWriter(outDir); // the same scalars for `tensorboard --logdir runs`
     var progress = ConsoleProgress.ForStandardOutput();    // one line in place on a terminal, a line every 5 s in a log
-    var result = Ppo.Train(envs, options, m =>
+    void OnIteration(PpoMetrics m)
     {
         csv.WriteLine(m.ToCsv());
         tensorBoard.AddScalars(m.Scalars(), m.GlobalStep);
         progress.Report(m.GlobalStep, options.TotalTimesteps, m.Sps, $"mean-20 {m.MeanReturn20:F1}  policy loss {m.PolicyLoss:F3}  " +
-                                                                       $"value loss {m.ValueLoss:F3}  entropy {m.Entropy:F3}  approx-KL {m.ApproxKl:F4}");
-    }, stop.Token);
+                                                                       $"value loss {m.ValueLoss:F3}  entropy {m.Entropy:F3}  approx-KL {m.ApproxKl:F4}" +
+                                                                       (ppoOnWorkers ? $"  pushes {m.TotalPushes}  lag {m.MeanPolicyLag:F1}" : ""));
+    }
+    var result = ppoOnWorkers ? Ppo.TrainOnWorkers((ClusterVecEnv)envs, options, sync, OnIteration, stop.Token) : Ppo.Train(envs, options, OnIteration, stop.Token);
     progress.Complete();
 
     string checkpoint = Path.Combine(outDir, "policy.cepolicy");

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using ClusterEnv.Cluster;
 using ClusterEnv.Learners.Impala;
+using ClusterEnv.Learners.Ppo;
 using ClusterEnv.Sync;
 
 namespace ClusterEnv.Tests.Cluster;
@@ -128,6 +129,27 @@ public class LockstepElasticTests
         killer.Wait();
         Assert.That(seen, Is.True);
         env.Step(actions);
+    }
+
+    [Test]
+    public void PpoOnWorkers_AWorkerKilledMidRun_IsReplaced_ItsReplacementSuppliesItsRows_AndTrainingFinishesItsBudget()
+    {
+        using var env = new ClusterVecEnv(new ClusterOptions { EnvId = "CartPole-v1", NumEnvs = 4, NumWorkers = 2, ReplaceLostWorkers = true });
+        bool killed = false;
+        var options = new PpoOptions { Seed = 1, TotalTimesteps = 8 * 4 * 128 };
+        var r = Ppo.TrainOnWorkers(env, options, SyncStrategy.KlThreshold(0.01, 4), m =>
+        {
+            if (killed || m.Iteration != 3) return;
+            killed = true;
+            env.Pool!.ProcessOf("worker-001")!.Kill(); // a crash before or during the next collection
+        });
+        Assert.That(killed, Is.True);
+        Assert.That(r.History, Has.Count.EqualTo(8), "every iteration ran");
+        Assert.That(env.Elastic.WorkersLost, Is.EqualTo(1));
+        Assert.That(env.Elastic.WorkersReplaced, Is.EqualTo(1));
+        Assert.That(env.Elastic.Generation(1), Is.EqualTo(1));
+        Assert.That(env.Policies.States[1].ActiveVersion, Is.GreaterThan(0UL), "the replacement acts with a pushed policy");
+        Assert.That(r.History[^1].GlobalStep, Is.EqualTo(8 * 4 * 128));
     }
 
     [Test]
