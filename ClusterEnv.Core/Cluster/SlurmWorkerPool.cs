@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: the whole Slurm launcher (sbatch and srun modes, the per-task files, replacement jobs,
+// scancel) in one place, since every part reads the same job layout; the shell side is scripts/slurm/worker-task.sh.
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;

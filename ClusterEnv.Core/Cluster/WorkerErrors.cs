@@ -1,4 +1,5 @@
 using ClusterEnv.Transport.Protos;
+using Grpc.Core;
 using ClusterEnv.Vector;
 
 namespace ClusterEnv.Cluster;
@@ -14,4 +15,8 @@ internal static class WorkerErrors
         if (e.EnvIndex >= 0 && e.EnvIndex < slot.Count) calls.SubEnvFailed(new SubEnvException(slot.Offset + e.EnvIndex, slot.Id, e.Type, e.Message, trace));
         else calls.WorkerFailed(new WorkerException(slot.Id, e.Type, e.Message, trace));
     }
+
+    /// <summary>A reply that answers a command other than the one pending: the worker broke the protocol, and its stream ends with this status.</summary>
+    public static RpcException Unexpected(int bodyField, in SlotCommand command) =>
+        new(new Status(StatusCode.FailedPrecondition, $"Reply field {bodyField} does not answer the pending command (expects field {command.ReplyField})."));
 }

@@ -186,8 +186,7 @@ internal sealed class WorkerFleet : IDisposable
         lock (_lock) _closing = true;
         foreach (var s in slots) s.SendUntracked(new HubMessage { Close = new CloseCommand() }); // the live ones
         var connections = slots.Select(s => s.Close()).OfType<WorkerConnection>().ToArray();
-        var sw = Stopwatch.StartNew();
-        while (connections.Any(c => !c.IsCompleted) && sw.Elapsed < _options.CloseTimeout) Thread.Sleep(5);
+        Task.WaitAll(connections.Select(c => c.Ended).ToArray(), _options.CloseTimeout); // each ends its stream after the goodbye
         foreach (var c in connections) c.Close(StatusCode.OK, null);
         _disposed = true;
         Hub.Dispose();

@@ -27,9 +27,11 @@ public sealed class WorkerPolicies : IReplyOwner
         _slots = slots;
         _calls = calls;
         _ackTimeout = ackTimeout;
+        foreach (var s in slots) s.Policy.Changed = _acknowledged.Set;
     }
 
     private readonly TimeSpan _ackTimeout;
+    private readonly ManualResetEventSlim _acknowledged = new(false);
 
     /// <summary>Per worker, in sub-env order: the policy versions it was sent and acts with, pushes, bytes and latency.</summary>
     public IReadOnlyList<WorkerPolicyState> States => _slots.Select(s => s.Policy).ToArray();
@@ -121,17 +123,20 @@ public sealed class WorkerPolicies : IReplyOwner
     {
         var deadline = System.Diagnostics.Stopwatch.StartNew();
         var limit = timeout ?? _ackTimeout;
-        while (_slots.Any(s => s.Policy.Unacknowledged > 0))
+        while (true)
         {
+            _acknowledged.Reset(); // before looking: an acknowledgement after the look sets it again
+            if (!_slots.Any(s => s.Policy.Unacknowledged > 0)) break;
             if (_calls.Fatal is { } fatal) throw fatal;
-            if (deadline.Elapsed > limit)
+            var left = limit - deadline.Elapsed;
+            if (left <= TimeSpan.Zero)
             {
                 var late = _slots.Where(s => s.Policy.Unacknowledged > 0).Select(s => s.Id).ToArray();
                 throw new WorkerTimeoutException($"Policy pushes were not acknowledged within {limit.TotalSeconds:0.#} s by " +
                     string.Join(", ", late.Select(id => $"worker '{id}'")) +
                     " (a worker busy in a long rollout acknowledges when it ends; wait longer or collect shorter rollouts).", late);
             }
-            Thread.Sleep(1);
+            _acknowledged.Wait(left < TimeSpan.FromMilliseconds(100) ? left : TimeSpan.FromMilliseconds(100)); // the cap: a lost worker fails by name
         }
         var refused = _slots.Where(s => s.Policy.LastError is not null).ToArray();
         if (refused.Length > 0)

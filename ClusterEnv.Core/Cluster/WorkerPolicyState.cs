@@ -38,6 +38,9 @@ public sealed class WorkerPolicyState
     private int _inFlight;
     private bool _queued;
 
+    /// <summary>Called after an acknowledgement or a new worker changed what is outstanding (on the read loop: keep it short).</summary>
+    internal Action? Changed { get; set; }
+
     internal void Queued(ulong version, bool replaced)
     {
         lock (_lock)
@@ -70,6 +73,7 @@ public sealed class WorkerPolicyState
             LastError = null;
             if (!_queued) PushedVersion = 0;
         }
+        Changed?.Invoke();
     }
 
     internal void Acknowledged(ulong activeVersion, string? error, double latencyMs)
@@ -81,6 +85,7 @@ public sealed class WorkerPolicyState
             LastPushLatencyMs = latencyMs;
             _inFlight--;
         }
+        Changed?.Invoke();
     }
 
     /// <inheritdoc />

@@ -288,7 +288,7 @@ public sealed class WorkerRollouts : IReplyOwner
                 WorkerErrors.Record(_calls, slot, body);
                 break;
             default:
-                throw new RpcException(new Status(StatusCode.FailedPrecondition, $"Reply field {bodyField} does not answer the pending command (expects field {command.ReplyField})."));
+                throw WorkerErrors.Unexpected(bodyField, command);
         }
     }
 }

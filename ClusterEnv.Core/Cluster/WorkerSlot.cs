@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: one worker slot's whole state machine and the ledger it guards live under one lock in
+// one file, so every transition and every write that reads the state can be checked side by side.
 using System.Diagnostics;
 using ClusterEnv.Transport;
 using ClusterEnv.Transport.Protos;

@@ -56,7 +56,7 @@ public sealed class ActorCritic
     private float[] _normalized = [];
 
     // Raw observations as the networks see them: normalised into a reusable buffer, or as they are.
-    private ReadOnlySpan<float> Prepare(ReadOnlySpan<float> observations, int batch)
+    internal ReadOnlySpan<float> Prepare(ReadOnlySpan<float> observations, int batch)
     {
         if (Normalizer is not { } n) return observations;
         int size = batch * Spec.ObservationSize;

@@ -14,27 +14,27 @@ public readonly record struct PublishRound(ulong Version, int Pushes, double Mea
 
 /// <summary>
 /// Adaptive Policy Synchronization as a publisher in front of the workers, and the one owner of its state: the version
-/// counter, the latest weights, and per worker slot the weights it was sent and those it acknowledged (a version
-/// counts as deployed when the worker acknowledges it, so the gate always measures KL against weights the worker
-/// really loaded), its generation (a replacement starts afresh), its recent observations and its decision counters.
+/// counter, the latest weights, and per worker slot the version it was sent and the one it acknowledged (a version
+/// counts as deployed when the worker acknowledges it), its generation (a replacement starts afresh), its recent
+/// states with the distribution its deployed policy gave on them (from its rollouts: the gate measures KL against
+/// what the worker really computed, without running the deployed weights again), and its decision counters.
 /// It also decides the starting policy of every replacement (the newest version, pushed once), so no version is ever
 /// pushed twice to the same worker. <see cref="ApsGate"/> is its pure decision. A refused push is reported at the
 /// next <see cref="Publish"/>. PPO on workers and IMPALA/IMPACT share it. Thread-safe: replacements arrive on other threads.
 /// </summary>
 public sealed class PolicyPublisher
 {
-    private sealed class WorkerSync(int stateCapacity)
+    private sealed class WorkerSync(int states, int observationSize, int actionSize)
     {
         public int Generation;
         public ulong PendingVersion;             // sent and not yet acknowledged (0: none)
-        public float[] PendingWeights = [];
-        public ObservationNormalizer? PendingNormalizer;
-        public ulong DeployedVersion;            // acknowledged
-        public float[] DeployedWeights = [];     // empty: nothing deployed (a new worker)
-        public ObservationNormalizer? DeployedNormalizer;
+        public ulong DeployedVersion;            // acknowledged (0: nothing deployed, a new worker)
         public int UpdatesSincePush;
-        public readonly float[] States = new float[stateCapacity];
+        public readonly float[] States = new float[states * observationSize];
+        public readonly float[] Params = new float[states * actionSize]; // the acting policy's logits or means on States
+        public readonly float[] LogStd = new float[actionSize];
         public int StateCount;
+        public ulong StatesVersion;              // the version that acted on States
         public int Deployments, Skips;
         public double LastKl = double.NaN;
     }
@@ -63,7 +63,7 @@ public sealed class PolicyPublisher
         Spec = spec;
         Strategy = strategy;
         _gate = new ApsGate(spec, strategy, maxStates);
-        _workers = envs.Workers.Select(_ => new WorkerSync(maxStates * spec.ObservationSize)).ToArray();
+        _workers = envs.Workers.Select(_ => new WorkerSync(maxStates, spec.ObservationSize, spec.ActionSize)).ToArray();
         _index = envs.Workers.Select((w, i) => (w.WorkerId, i)).ToDictionary(x => x.WorkerId, x => x.i);
         LagCap = strategy.MaxLag > 0 && learnerLagLimit > 0 ? Math.Min(strategy.MaxLag, learnerLagLimit) : Math.Max(strategy.MaxLag, learnerLagLimit);
         envs.Policies.DecideReplacementPolicy(StartReplacement);
@@ -117,16 +117,21 @@ public sealed class PolicyPublisher
         lock (_lock) return _workers[worker].LastKl;
     }
 
-    /// <summary>Remembers the observations of a rollout (a streaming worker's, or a lockstep gather of all workers) as that worker's recent states for the KL.</summary>
+    /// <summary>
+    /// Remembers a rollout's states (a streaming worker's, or a lockstep gather of all workers) as that worker's recent
+    /// states for the KL, with the distribution parameters and the version that acted on them.
+    /// </summary>
     public void Observe(RolloutBatch rollout)
     {
         ArgumentNullException.ThrowIfNull(rollout);
-        int m = Spec.ObservationSize, n = rollout.NumEnvs, T = rollout.Steps;
+        int m = Spec.ObservationSize, k = Spec.ActionSize, n = rollout.NumEnvs, T = rollout.Steps;
+        if (rollout.DistributionSize != k) throw new ArgumentException($"The rollout carries {rollout.DistributionSize} distribution parameters per step; the policy has {k}.", nameof(rollout));
         lock (_lock)
         {
             if (rollout.WorkerId.Length > 0)
             {
-                if (_index.TryGetValue(rollout.WorkerId, out int w)) Keep(_workers[w], rollout.Observations.AsSpan(0, T * n * m), T * n);
+                if (_index.TryGetValue(rollout.WorkerId, out int w))
+                    Keep(_workers[w], rollout.Observations.AsSpan(0, T * n * m), rollout.DistributionParameters.AsSpan(0, T * n * k), rollout.LogStd, T * n, rollout.PolicyVersion[0]);
                 return;
             }
             var workers = _envs.Workers;
@@ -135,23 +140,34 @@ public sealed class PolicyPublisher
                 var (_, offset, count) = workers[w];
                 // This worker's columns of every row, then evenly spaced states of them.
                 if (_scratch.Length < T * count * m) _scratch = new float[T * count * m];
-                for (int t = 0; t < T; t++) rollout.Observations.AsSpan((t * n + offset) * m, count * m).CopyTo(_scratch.AsSpan(t * count * m));
-                Keep(_workers[w], _scratch.AsSpan(0, T * count * m), T * count);
+                if (_scratchParams.Length < T * count * k) _scratchParams = new float[T * count * k];
+                for (int t = 0; t < T; t++)
+                {
+                    rollout.Observations.AsSpan((t * n + offset) * m, count * m).CopyTo(_scratch.AsSpan(t * count * m));
+                    rollout.DistributionParameters.AsSpan((t * n + offset) * k, count * k).CopyTo(_scratchParams.AsSpan(t * count * k));
+                }
+                Keep(_workers[w], _scratch.AsSpan(0, T * count * m), _scratchParams.AsSpan(0, T * count * k), Spec.Continuous ? rollout.LogStd.AsSpan(offset * k) : default,
+                    T * count, rollout.PolicyVersion[offset]);
             }
         }
     }
 
-    private void Keep(WorkerSync w, ReadOnlySpan<float> observations, int count)
+    private float[] _scratchParams = [];
+
+    private void Keep(WorkerSync w, ReadOnlySpan<float> observations, ReadOnlySpan<float> parameters, ReadOnlySpan<float> logStd, int count, ulong version)
     {
-        int m = Spec.ObservationSize, room = w.States.Length / m;
+        int m = Spec.ObservationSize, k = Spec.ActionSize, room = w.States.Length / m;
         int take = Math.Min(count, room);
         // Evenly spaced over the rollout when it has more states than the buffer holds.
         for (int j = 0; j < take; j++)
         {
             int src = (int)((long)j * count / take);
             observations.Slice(src * m, m).CopyTo(w.States.AsSpan(j * m, m));
+            parameters.Slice(src * k, k).CopyTo(w.Params.AsSpan(j * k, k));
         }
+        if (Spec.Continuous) logStd[..k].CopyTo(w.LogStd);
         w.StateCount = take;
+        w.StatesVersion = version;
     }
 
     /// <summary>
@@ -189,10 +205,14 @@ public sealed class PolicyPublisher
                     else (refused ??= []).Add($"worker '{_envs.Workers[i].WorkerId}' refused version {w.PendingVersion} and keeps acting with version {st.ActiveVersion}: {st.LastError ?? "no reason given"}");
                     w.PendingVersion = 0;
                 }
-                if (w.DeployedWeights.Length > 0) w.UpdatesSincePush++;
-                ulong lag = w.DeployedVersion == 0 ? 0 : Version - w.DeployedVersion;
-                var decision = _gate.Decide(w.DeployedWeights, w.DeployedNormalizer, policy, w.UpdatesSincePush, lag, LagCap,
-                    w.States.AsSpan(0, w.StateCount * Spec.ObservationSize), w.StateCount);
+                bool deployed = w.DeployedVersion != 0;
+                if (deployed) w.UpdatesSincePush++;
+                ulong lag = deployed ? Version - w.DeployedVersion : 0;
+                // Only states the deployed version acted on measure its drift (right after a new version is
+                // acknowledged, none may have arrived yet: no KL this round).
+                int count = w.StatesVersion == w.DeployedVersion ? w.StateCount : 0;
+                var decision = _gate.Decide(deployed, policy, w.UpdatesSincePush, lag, LagCap,
+                    w.States.AsSpan(0, count * Spec.ObservationSize), w.Params.AsSpan(0, count * Spec.ActionSize), w.LogStd, count);
                 w.LastKl = decision.Kl;
                 if (double.IsFinite(decision.Kl))
                 {
@@ -222,17 +242,13 @@ public sealed class PolicyPublisher
         w.Generation = generation;
         w.PendingVersion = 0;
         w.DeployedVersion = 0;
-        w.DeployedWeights = [];
-        w.DeployedNormalizer = null;
         w.StateCount = 0;
         return true;
     }
 
     private static void Deployed(WorkerSync w)
     {
-        (w.DeployedWeights, w.PendingWeights) = (w.PendingWeights, w.DeployedWeights);
         w.DeployedVersion = w.PendingVersion;
-        w.DeployedNormalizer = w.PendingNormalizer;
         w.UpdatesSincePush = 0;
         w.Deployments++;
     }
@@ -240,12 +256,8 @@ public sealed class PolicyPublisher
     // Under the lock: the latest weights to slot i (queued by the slot until its worker can take them).
     private void PushLatest(int i)
     {
-        var w = _workers[i];
         _envs.Policies.Push(i, Version, Spec, _latest, _latestNormalizer);
-        if (w.PendingWeights.Length != _latest.Length) w.PendingWeights = new float[_latest.Length];
-        _latest.CopyTo(w.PendingWeights, 0);
-        w.PendingNormalizer = _latestNormalizer;
-        w.PendingVersion = Version;
+        _workers[i].PendingVersion = Version;
     }
 
     // From a replacement's take-over, before its welcome: it starts with the latest version, pushed once, here.

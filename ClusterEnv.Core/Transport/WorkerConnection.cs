@@ -37,6 +37,7 @@ public sealed class WorkerConnection
     private readonly Queue<WireMessage> _backlog = new();
     private readonly CancellationTokenSource _abort = new();
     private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private IWorkerReplySink? _sink;
     private bool _completed;
     private bool _flushing;
@@ -80,6 +81,9 @@ public sealed class WorkerConnection
     /// <summary>Why the stream ended, as the hub saw it (null while it is open).</summary>
     public string? LostReason { get; private set; }
 
+    /// <summary>Completes when the stream has ended (the worker left, failed or was closed).</summary>
+    internal Task Ended => _ended.Task;
+
     /// <summary>True once the stream has ended (the worker left, failed or was closed).</summary>
     public bool IsCompleted
     {
@@ -106,6 +110,7 @@ public sealed class WorkerConnection
         lock (_writeLock) _completed = true;
         LostReason = $"its stream ended before the hub answered its registration ({reason.GetType().Name}: {reason.Message})";
         _started.TrySetException(reason);
+        _ended.TrySetResult();
     }
 
     /// <inheritdoc />
@@ -264,6 +269,7 @@ public sealed class WorkerConnection
             _backlog.Clear();
         }
         LostReason = lostReason;
+        _ended.TrySetResult();
         _sink?.OnLost(this, lostReason);
         return (status, message);
     }

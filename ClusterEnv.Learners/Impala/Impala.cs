@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: IMPALA and IMPACT read top to bottom in one file (take rollouts → V-trace → one update →
+// publish → metrics), as CleanRL keeps an algorithm in one script; the pure math is in Estimators/.
 using System.Diagnostics;
 using ClusterEnv.Cluster;
 using ClusterEnv.Learners.Checkpoints;

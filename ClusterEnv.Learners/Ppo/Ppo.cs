@@ -1,9 +1,12 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using ClusterEnv.Common;
 using ClusterEnv.Learners.Distributed;
 using ClusterEnv.Learners.Estimators;
 using ClusterEnv.Nn;
 using ClusterEnv.Policies;
+using ClusterEnv.Rollouts;
+using ClusterEnv.Sync;
 using ClusterEnv.Spaces;
 using ClusterEnv.Vector;
 using ClusterEnv.Wrappers;
@@ -27,39 +30,61 @@ public sealed record PpoResult(ActorCritic Policy, IReadOnlyList<PpoMetrics> His
 public static partial class Ppo
 {
     /// <summary>
-    /// Trains a new actor-critic on <paramref name="envs"/>; <paramref name="onIteration"/> sees each iteration's metrics.
-    /// Cancelling <paramref name="cancellationToken"/> stops at the next iteration boundary and returns what was learned
-    /// so far (<see cref="PpoResult.Stopped"/>), so a caller can still write its checkpoint (e.g. on Ctrl-C or SIGTERM).
+    /// Trains a new actor-critic on <paramref name="envs"/>, the learner acting (CleanRL's way); <paramref name="onIteration"/>
+    /// sees each iteration's metrics. Cancelling <paramref name="cancellationToken"/> stops at the next iteration boundary
+    /// and returns what was learned so far (<see cref="PpoResult.Stopped"/>), so a caller can still write its checkpoint
+    /// (e.g. on Ctrl-C or SIGTERM). The same loop as <see cref="TrainOnWorkers"/>, over a <see cref="LocalRolloutSource"/>.
     /// </summary>
     public static PpoResult Train(IVectorEnv envs, PpoOptions options, Action<PpoMetrics>? onIteration = null, CancellationToken cancellationToken = default)
     {
+        var policy = Setup(envs, options);
+        var dp = options.Collective ?? SingleCollective.Instance;
+        var version = new StrongBox<ulong>(1); // the learner acts with its current policy: no lag
+        using var source = new LocalRolloutSource(envs, options.NumSteps, () => (policy, version.Value), (int)DataParallel.RankSeed(options.Seed, dp));
+        return Learn(source, envs, policy, publisher: null, version, options, onIteration, cancellationToken);
+    }
+
+    // Checks the options against the envs and makes the policy (observation statistics included when normalising).
+    private static ActorCritic Setup(IVectorEnv envs, PpoOptions o)
+    {
         ArgumentNullException.ThrowIfNull(envs);
-        ArgumentNullException.ThrowIfNull(options);
-        var o = options;
-        int n = envs.NumEnvs, T = o.NumSteps;
-        o.Validate(n);
+        ArgumentNullException.ThrowIfNull(o);
+        o.Validate(envs.NumEnvs);
         if (envs.AutoresetMode == AutoresetMode.Disabled)
             throw new ArgumentException("PPO needs an autoresetting vector env; create it with AutoresetMode.NextStep (the default) or SameStep.", nameof(envs));
+        var policy = new ActorCritic(PolicySpec.For(envs.SingleObservationSpace, envs.SingleActionSpace, o.Hidden), o.Seed);
+        if (o.NormalizeObservations) policy.Normalizer = ObservationNormalizer.From(new RunningMeanStd(policy.Spec.ObservationSize), o.ObservationClip);
+        return policy;
+    }
 
-        // ---- setup: policy, optimizer, rollout storage ----
-        var spec = PolicySpec.For(envs.SingleObservationSpace, envs.SingleActionSpace, o.Hidden);
-        var policy = new ActorCritic(spec, o.Seed);
+    /// <summary>
+    /// The PPO loop, whoever acts: take a rollout from <paramref name="source"/> → advantages with the learner's current
+    /// critic → epochs of shuffled minibatches → metrics → (workers acting) the publisher pushes where APS says so.
+    /// </summary>
+    /// <remarks>
+    /// <para>The behaviour log-probabilities the rollout carries are the "old" log-probabilities of the ratio
+    /// r = π_θ(a|s) / μ(a|s). Acting with the learner's policy, μ is the pre-update policy, as in ordinary PPO. With a
+    /// stale worker (policy lag &gt; 0) μ is older: r starts away from 1 before the first gradient step, so more samples
+    /// fall outside [1 − ε, 1 + ε] and contribute no gradient — the clipped objective discards what staleness made
+    /// off-policy. Clip fraction and approx-KL rise with <see cref="PpoMetrics.MeanPolicyLag"/>.</para>
+    /// <para>With <see cref="PpoOptions.NormalizeObservations"/>, the statistics belong to the policy
+    /// (<see cref="ActorCritic.Normalizer"/>): updated from the raw observations of each rollout, then the values and the
+    /// update use the new snapshot, and every push carries the snapshot the weights were trained with.</para>
+    /// </remarks>
+    private static PpoResult Learn(IRolloutSource source, IVectorEnv envs, ActorCritic policy, PolicyPublisher? publisher, StrongBox<ulong> version,
+        PpoOptions o, Action<PpoMetrics>? onIteration, CancellationToken cancellationToken)
+    {
+        // ---- setup: optimizer, engines, storage ----
+        int n = envs.NumEnvs, T = o.NumSteps, m = policy.Spec.ObservationSize;
         var adam = new Adam(policy.Store.Count, o.LearningRate, eps: o.AdamEps);
         var dp = o.Collective ?? SingleCollective.Instance;
-        var rng = new Rng(DataParallel.RankSeed(o.Seed, dp));
+        var rng = new Rng(DataParallel.RankSeed(o.Seed, dp) + 1); // minibatch shuffling (acting has the source's own stream)
         DataParallel.Start(dp, policy.Store.Values, T * n);
         using var device = o.Device is { } deviceName ? Gpu.GpuDevice.Open(deviceName == "cpu-kernels" ? "cpu" : deviceName) : null;
         using var gpuModel = device is null ? null : new Gpu.GpuActorCritic(device, policy);
         using var gpuPpo = gpuModel is null ? null : new Gpu.GpuPpo(gpuModel);
-        int obsSize = spec.ObservationSize, k = spec.ActionSize, actSize = envs.ActionSize;
-        bool continuous = spec.Continuous;
-        var (low, high) = continuous ? Bounds((Box)envs.SingleActionSpace) : ([], []);
         double threshold = o.RewardThreshold ?? envs.Spec?.RewardThreshold ?? double.PositiveInfinity;
 
-        var obs = new float[T * n * obsSize];
-        var discreteActions = new int[T * n];
-        var continuousActions = new float[T * n * k];
-        var logProbs = new float[T * n];
         var values = new float[T * n];
         var nextValues = new float[T * n];
         var rewards = new float[T * n];
@@ -68,24 +93,18 @@ public static partial class Ppo
         var valid = new bool[T * n];
         var advantages = new float[T * n];
         var returns = new float[T * n];
-        var stepInts = new int[n * actSize];
-        var stepFloats = new float[n * actSize];
-        var nextObs = new float[n * obsSize];
-        var pendingReset = new bool[n];                 // NextStep: the sub-env's next step is its autoreset step
-        var finalObs = new float[obsSize];
         var lastValues = new float[n];
-
-        var obsRms = o.NormalizeObservations ? new RunningMeanStd(obsSize) : null;
+        var pendingReset = new bool[n];                 // NextStep: the sub-env's next step is its autoreset step
+        var obsRms = o.NormalizeObservations ? new RunningMeanStd(m) : null;
+        var normalized = new float[T * n * m];          // what the update's networks see
         var returnRms = o.NormalizeRewards ? new RunningMeanStd(1) : null;
         var discountedReturn = new double[n];
-
         var episodeLog = new EpisodeLog(threshold);
         var history = new List<PpoMetrics>();
+        var taken = new List<RolloutBatch>(1);
         long globalStep = 0;
+        double busySeconds = 0; // the learner computing (advantages and the update), not waiting for rollouts or pushing
         var clock = Stopwatch.StartNew();
-
-        var first = envs.Reset(seed: (int)DataParallel.RankSeed(o.Seed, dp));
-        Observe(first.Observations, nextObs, obsRms, o.ObservationClip);
 
         int iterations = (int)(o.TotalTimesteps / ((long)o.BatchSize(n) * dp.WorldSize));
         for (int iteration = 1; iteration <= iterations; iteration++)
@@ -93,70 +112,68 @@ public static partial class Ppo
             if (DataParallel.AnyStopped(dp, cancellationToken.IsCancellationRequested)) break;
             if (o.AnnealLearningRate) adam.LearningRate = (1.0 - (iteration - 1.0) / iterations) * o.LearningRate;
 
-            // ---- rollout: T steps of every env with the current policy ----
-            for (int t = 0; t < T; t++)
+            // ---- rollout: T steps of every env, acted by the learner or by the workers ----
+            taken.Clear();
+            source.Take(1, taken, cancellationToken);
+            var batch = taken[0];
+            long learnStart = Stopwatch.GetTimestamp();
+            globalStep += (long)T * n;
+            double lag = 0;
+            for (int i = 0; i < n; i++) lag += version.Value - Math.Min(version.Value, batch.PolicyVersion[i]);
+            lag /= n;
+            var obs = batch.Observations.AsSpan(0, T * n * m);
+            if (obsRms is not null)
             {
-                int row = t * n;
-                nextObs.CopyTo(obs.AsSpan(row * obsSize, n * obsSize));
-                for (int i = 0; i < n; i++) valid[row + i] = !pendingReset[i];
-                policy.Act(obs.AsSpan(row * obsSize, n * obsSize), n, rng, discreteActions.AsSpan(row, n), continuousActions.AsSpan(row * k, n * k),
-                    logProbs.AsSpan(row, n), values.AsSpan(row, n));
-
-                VectorStepResult r;
-                if (continuous)
-                {
-                    // The env gets the action clipped to its bounds; the buffer keeps the sampled one (CleanRL's ClipAction).
-                    var a = continuousActions.AsSpan(row * k, n * k);
-                    for (int j = 0; j < a.Length; j++) stepFloats[j] = Math.Clamp(a[j], low[j % k], high[j % k]);
-                    r = envs.Step(stepFloats);
-                }
-                else
-                {
-                    discreteActions.AsSpan(row, n).CopyTo(stepInts);
-                    r = envs.Step(stepInts);
-                }
-                globalStep += n;
-
-                for (int i = 0; i < n; i++)
-                {
-                    int idx = row + i;
-                    bool term = r.Terminated[i], trunc = r.Truncated[i];
-                    terminated[idx] = term || (trunc && o.TruncationAsTermination);
-                    done[idx] = term || trunc;
-                    rewards[idx] = (float)ScaleReward(r.Rewards[i], i, valid[idx], done[idx], discountedReturn, returnRms, o);
-                    if (r.Info.TryGetEpisode(i, out var ep)) episodeLog.Add(ep, globalStep * dp.WorldSize, clock.Elapsed.TotalSeconds);
-                    // SameStep: the final observation of a truncated episode is in the info; bootstrap from its value.
-                    nextValues[idx] = float.NaN;
-                    if (trunc && r.Info.HasFinalObservation[i] && !o.TruncationAsTermination)
-                    {
-                        NormalizeInto(r.Info.FinalObservation(i), finalObs, obsRms, o.ObservationClip);
-                        nextValues[idx] = policy.Value(finalObs);
-                    }
-                    if (envs.AutoresetMode == AutoresetMode.NextStep) pendingReset[i] = done[idx];
-                }
-                Observe(r.Observations, nextObs, obsRms, o.ObservationClip);
+                // The statistics move with the raw observations; the values and the update below use the new snapshot.
+                for (int j = 0; j < T * n; j++) obsRms.Update(obs.Slice(j * m, m));
+                policy.Normalizer = ObservationNormalizer.From(obsRms, o.ObservationClip);
+                policy.Normalizer.Normalize(obs, normalized);
             }
-
-            // ---- advantages: V'_t is the value of the observation after step t (NextStep: the final one at episode ends) ----
-            policy.Value(nextObs, n, lastValues);
+            else obs.CopyTo(normalized);
             for (int t = 0; t < T; t++)
                 for (int i = 0; i < n; i++)
                 {
                     int idx = t * n + i;
-                    if (float.IsNaN(nextValues[idx])) nextValues[idx] = t + 1 < T ? values[idx + n] : lastValues[i];
+                    valid[idx] = !pendingReset[i];
+                    bool term = batch.Terminated[idx], trunc = batch.Truncated[idx];
+                    terminated[idx] = term || (trunc && o.TruncationAsTermination);
+                    done[idx] = term || trunc;
+                    rewards[idx] = (float)ScaleReward(batch.Rewards[idx], i, valid[idx], done[idx], discountedReturn, returnRms, o);
+                    if (envs.AutoresetMode == AutoresetMode.NextStep) pendingReset[i] = done[idx];
+                }
+            foreach (var (step, _, ep) in batch.Episodes.OrderBy(e => e.Step))
+                episodeLog.Add(ep, (globalStep - (long)(T - 1 - step) * n) * dp.WorldSize, clock.Elapsed.TotalSeconds);
+
+            // ---- advantages with the learner's current critic; a truncated episode bootstraps from its final observation ----
+            policy.Value(obs, T * n, values);
+            policy.Value(batch.Observations.AsSpan(T * n * m, n * m), n, lastValues);
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < n; i++)
+                {
+                    int idx = t * n + i;
+                    nextValues[idx] = batch.HasFinalObservation[idx] && !o.TruncationAsTermination
+                        ? policy.Value(batch.FinalObservations.AsSpan(idx * m, m))
+                        : t + 1 < T ? values[idx + n] : lastValues[i];
                 }
             Gae.Compute(rewards, values, nextValues, terminated, done, T, n, o.Gamma, o.GaeLambda, advantages, returns);
 
-            // ---- update: epochs of shuffled minibatches over the valid transitions ----
+            // ---- update: epochs of shuffled minibatches over the valid transitions; the behaviour log-probs are the old ones ----
             var indices = Enumerable.Range(0, T * n).Where(j => valid[j]).ToArray();
             PpoMetrics stats;
-            if (gpuPpo is null) stats = Update(policy, adam, o, indices, rng, obs, obsSize, discreteActions, continuousActions, logProbs, values, advantages, returns);
+            if (gpuPpo is null) stats = Update(policy, adam, o, indices, rng, normalized, m, batch.DiscreteActions, batch.ContinuousActions, batch.LogProbs, values, advantages, returns);
             else
             {
-                stats = gpuPpo.Update(o, adam.LearningRate, indices, rng, obs, discreteActions, continuousActions, logProbs, values, advantages, returns);
+                stats = gpuPpo.Update(o, adam.LearningRate, indices, rng, normalized, batch.DiscreteActions, batch.ContinuousActions, batch.LogProbs, values, advantages, returns);
                 gpuModel!.Download(policy.Store.Values); // the acting policy gets the new weights
             }
             if (dp.WorldSize > 1) Collectives.CheckInSync(dp, policy.Store.Values, iteration);
+            busySeconds += Stopwatch.GetElapsedTime(learnStart).TotalSeconds;
+
+            // ---- APS: the publisher pushes the new version where the strategy says so ----
+            publisher?.Observe(batch);
+            source.Return(batch);
+            var round = publisher?.Publish(policy) ?? new PublishRound(version.Value + 1, 0, double.NaN, 0, 0);
+            version.Value = round.Version;
 
             double seconds = clock.Elapsed.TotalSeconds;
             var metrics = stats with
@@ -167,6 +184,13 @@ public static partial class Ppo
                 Sps = globalStep * dp.WorldSize / seconds,
                 LearningRate = adam.LearningRate,
                 ExplainedVariance = ExplainedVariance(values, returns, valid),
+                PolicyVersion = round.Version,
+                Pushes = round.Pushes,
+                TotalPushes = publisher?.TotalPushes ?? 0,
+                BytesPushed = publisher?.BytesPushed ?? 0,
+                MeanKl = round.MeanKl,
+                MeanPolicyLag = lag,
+                BusyFraction = busySeconds / seconds,
             };
             metrics = episodeLog.EndIteration(metrics);
             history.Add(metrics);

@@ -47,6 +47,10 @@ public class ApsGateTests
         return sum / count;
     }
 
+    // What a worker acting with p sends in its rollouts: the logits or means on each state, and the log-std.
+    private static (float[] Params, float[] LogStd) Acting(ActorCritic p, float[] states, int count) =>
+        (p.Actor.Forward(states.AsSpan(0, count * 4), count)[..(count * p.Spec.ActionSize)].ToArray(), p.Spec.Continuous ? p.LogStd.ToArray() : []);
+
     private static double[] Softmax(float[] z)
     {
         double mx = z.Max();
@@ -64,9 +68,11 @@ public class ApsGateTests
         for (int i = 0; i < current.Store.Count; i++) current.Parameters[i] += (float)(0.3 * rng.NextGaussian());
         var states = States(50, 3);
         var gate = new ApsGate(spec, SyncStrategy.KlThreshold(0.01));
-        double kl = gate.MeanKl(deployed.Parameters, current, states, 50);
+        var (p, logStd) = Acting(deployed, states, 50);
+        double kl = gate.MeanKl(p, logStd, current, states, 50);
         Assert.That(kl, Is.EqualTo(SlowKl(deployed, current, states, 50)).Within(1e-6));
-        Assert.That(gate.MeanKl(current.Parameters, current, states, 50), Is.EqualTo(0).Within(1e-9));
+        var (same, sameLogStd) = Acting(current, states, 50);
+        Assert.That(gate.MeanKl(same, sameLogStd, current, states, 50), Is.EqualTo(0).Within(1e-9));
     }
 
     [Test]
@@ -75,21 +81,23 @@ public class ApsGateTests
         var policy = new ActorCritic(Discrete, seed: 1);
         var states = States(64, 4);
         var probe = new ApsGate(Discrete, SyncStrategy.Never);
-        var original = (float[])policy.Parameters.Clone();
+        var (original, _) = Acting(policy, states, 64); // what the worker acting with the deployed weights sent
         // Move the current policy by a known amount, then set τ just below and just above the resulting KL.
         for (int i = 0; i < policy.Store.Count; i++) policy.Parameters[i] *= 1.5f;
-        double kl = probe.MeanKl(original, policy, states, 64);
+        double kl = probe.MeanKl(original, [], policy, states, 64);
         Assert.That(kl, Is.GreaterThan(0));
         foreach (var (tau, push) in new[] { (kl * 0.99, true), (kl * 1.01, false) })
         {
             var gate = new ApsGate(Discrete, SyncStrategy.KlThreshold(tau));
-            Assert.That(gate.Decide([], null, policy, 0, 0, 0, states, 64).Push, Is.True, "the first deployment always happens");
-            var d = gate.Decide(original, null, policy, 1, 1, 0, states, 64);
+            Assert.That(gate.Decide(false, policy, 0, 0, 0, states, [], [], 64).Push, Is.True, "the first deployment always happens");
+            var d = gate.Decide(true, policy, 1, 1, 0, states, original, [], 64);
             Assert.That(d.Push, Is.EqualTo(push), $"KL {kl} vs τ {tau}");
             Assert.That(d.Kl, Is.EqualTo(kl).Within(1e-9));
             Assert.That(d.ByLag, Is.False);
-            Assert.That(gate.Decide(original, null, policy, 1, 8, lagCap: 8, states, 64), Is.EqualTo(new SyncDecision(true, d.Kl, ByLag: !push)),
+            Assert.That(gate.Decide(true, policy, 1, 8, lagCap: 8, states, original, [], 64), Is.EqualTo(new SyncDecision(true, d.Kl, ByLag: !push)),
                 "a worker at the lag cap is pushed whatever the KL says");
+            Assert.That(gate.Decide(true, policy, 1, 1, 0, states, [], [], 0), Is.EqualTo(new SyncDecision(false, double.NaN, false)),
+                "no state acted by the deployed version yet: no KL, no push by τ");
         }
     }
 
@@ -101,11 +109,12 @@ public class ApsGateTests
         int Pushes(SyncStrategy s)
         {
             var gate = new ApsGate(Discrete, s);
+            var (acting, _) = Acting(policy, states, 8);
             int pushes = 0, since = 0;
             for (ulong v = 2; v <= 13; v++)
             {
                 since++;
-                if (!gate.Decide(policy.Parameters, null, policy, since, (ulong)since, 0, states, 8).Push) continue;
+                if (!gate.Decide(true, policy, since, (ulong)since, 0, states, acting, [], 8).Push) continue;
                 pushes++;
                 since = 0;
             }
