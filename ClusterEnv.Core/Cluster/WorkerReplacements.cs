@@ -23,6 +23,7 @@ public sealed class WorkerReplacements
     private WorkerSlot[] _slots = [];
     private long[] _lostAt = [];            // per slot: Stopwatch timestamp of the loss being replaced (0: none)
     private int _workersLost, _workersReplaced;
+    private int _replacing;                 // slots whose _lostAt is set: the lockstep calls' fast path reads only this
 
     internal WorkerReplacements(WorkerFleet fleet, VectorCallState calls, ClusterOptions options, ILogger logger)
     {
@@ -79,7 +80,7 @@ public sealed class WorkerReplacements
             replacing = CanReplace(slot);
             if (!replacing) return false;
             Interlocked.Increment(ref _workersLost);
-            Volatile.Write(ref _lostAt[slot.Index], Stopwatch.GetTimestamp());
+            if (Interlocked.Exchange(ref _lostAt[slot.Index], Stopwatch.GetTimestamp()) == 0) Interlocked.Increment(ref _replacing);
             return true;
         }, failure);
         if (released < 0) return;
@@ -185,6 +186,7 @@ public sealed class WorkerReplacements
     {
         long since = Interlocked.Exchange(ref _lostAt[slot.Index], 0);
         if (since == 0) return;
+        Interlocked.Decrement(ref _replacing);
         _replaceSeconds.Enqueue(Stopwatch.GetElapsedTime(since).TotalSeconds);
         Interlocked.Increment(ref _workersReplaced);
         _changed.Set();
@@ -193,6 +195,7 @@ public sealed class WorkerReplacements
     /// <summary>Lockstep: every slot being replaced is ready (its reset answered) before the call goes on, or ReplaceTimeout ends the run by name.</summary>
     internal void AwaitReplacements()
     {
+        if (Volatile.Read(ref _replacing) == 0) return; // every step asks: no event, no scan, when nothing is replaced
         while (true)
         {
             _changed.Reset();

@@ -62,7 +62,7 @@ internal sealed class WorkerSlot(int index, int offset, int count, ISlotEvents e
     private readonly Lock _lock = new();
     private readonly Queue<SlotCommand> _outstanding = new(4);
     private (HubMessage Message, ulong Version, long Bytes)? _pendingPush;
-    private SlotState _state = SlotState.Joining;
+    private volatile SlotState _state = SlotState.Joining; // written under _lock; read without it
     private WorkerConnection? _connection;
 
     public readonly int Index = index;
@@ -92,10 +92,7 @@ internal sealed class WorkerSlot(int index, int offset, int count, ISlotEvents e
     /// <summary>Lockstep: a replacement took this slot since the last step, so its envs report truncated at the next one.</summary>
     public bool Interrupted;
 
-    public SlotState State
-    {
-        get { lock (_lock) return _state; }
-    }
+    public SlotState State => _state;
 
     /// <summary>Why the slot failed for good (null unless <see cref="SlotState.Failed"/>).</summary>
     public Exception? Failure { get; private set; }
@@ -105,10 +102,7 @@ internal sealed class WorkerSlot(int index, int offset, int count, ISlotEvents e
     public string Id => Connection.Id;
 
     /// <summary>True while the slot's worker is alive (joining, resetting, ready or streaming).</summary>
-    public bool IsLive
-    {
-        get { lock (_lock) return _state is SlotState.Joining or SlotState.Resetting or SlotState.Ready or SlotState.Streaming; }
-    }
+    public bool IsLive => _state is SlotState.Joining or SlotState.Resetting or SlotState.Ready or SlotState.Streaming;
 
     /// <summary>Commands written and not yet answered (a command counts once it is on the wire).</summary>
     public int OutstandingCount
