@@ -85,12 +85,17 @@ public sealed class LocalWorkerPool : IWorkerLauncher
     {
         var launch = _launch!;
         var (fileName, prefixArgs) = LocateWorker(_workerPath);
-        var psi = new ProcessStartInfo(fileName)
+        // Each worker in a session of its own (setsid execs in place, so the pid is the worker's): a terminal's Ctrl-C,
+        // `timeout` or `kill -- -PGID` signals the learner's whole process group, and workers in it would die under
+        // the learner while it stops, losing its final policy. Outside the group they end when the learner says
+        // goodbye, or when it is gone (--parent-pid).
+        var psi = new ProcessStartInfo(Setsid ?? fileName)
         {
             UseShellExecute = false,
             RedirectStandardError = true,
             RedirectStandardOutput = true,
         };
+        if (Setsid is not null) psi.ArgumentList.Add(fileName);
         foreach (var a in prefixArgs) psi.ArgumentList.Add(a);
         AddArgs(psi, "--hub", launch.Hub.ToString().TrimEnd('/'), "--env", launch.EnvId, "--num-envs", numEnvs.ToString(CultureInfo.InvariantCulture),
             "--worker-id", id, "--parent-pid", Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
@@ -121,6 +126,9 @@ public sealed class LocalWorkerPool : IWorkerLauncher
             else _workers.Add((id, process, stderr));
         }
     }
+
+    // util-linux's setsid (Debian's essential util-linux ships it), where there is one.
+    private static readonly string? Setsid = OperatingSystem.IsLinux() ? new[] { "/usr/bin/setsid", "/bin/setsid" }.FirstOrDefault(File.Exists) : null;
 
     private static void AddArgs(ProcessStartInfo psi, params string[] args)
     {

@@ -43,6 +43,34 @@ public class SignalTests
     }
 
     [Test]
+    public void Train_OnASignalToItsWholeProcessGroup_AsATerminalSendsIt_StopsWithinFiveSeconds_WithItsCheckpoint_AndNoWorkerLeft(
+        [Values(Sigint, Sigterm)] int signal)
+    {
+        // A terminal's Ctrl-C, `timeout` or `kill -- -PGID` signals the whole foreground process group: the learner
+        // runs here as the leader of a group of its own, as a shell would start it, and the group gets the signal.
+        string outDir = Directory.CreateTempSubdirectory("clusterenv-pgroup-").FullName;
+        using var train = Start("Train.dll", newProcessGroup: true, "--workers", "2", "--num-envs", "8", "--total-steps", "50000000", "--out", outDir);
+        try
+        {
+            WaitForLine(train, l => l.TrimStart().StartsWith("step", StringComparison.Ordinal), "a progress line (training has started)");
+            var workers = ChildPids(train.Id);
+            Assert.That(workers, Has.Count.EqualTo(2), "the example starts two local workers");
+            SkipIfIgnored(train.Id, signal);
+            Assert.That(kill(-train.Id, signal), Is.Zero, "the learner leads its process group");
+            Assert.That(train.WaitForExit(5_000), Is.True, $"the learner exits within 5 s of signal {signal} to its group");
+            Assert.That(train.ExitCode, Is.EqualTo(128 + signal), "stopped by the signal, not by lost workers (exit 1)");
+            Assert.That(File.Exists(Path.Combine(outDir, "policy.cepolicy")), Is.True, "the final policy is written");
+            Assert.That(File.Exists(Path.Combine(outDir, "summary.txt")), Is.True, "and the summary");
+            AssertAllExit(workers, TimeSpan.FromSeconds(3));
+        }
+        finally
+        {
+            if (!train.HasExited) train.Kill(entireProcessTree: true);
+            Directory.Delete(outDir, recursive: true);
+        }
+    }
+
+    [Test]
     public void Train_WhenAWorkerIsKilledWhileStreaming_ReplacesIt_AndFinishes()
     {
         string outDir = Directory.CreateTempSubdirectory("clusterenv-replace-").FullName;
@@ -114,9 +142,14 @@ public class SignalTests
         }
     }
 
-    private static Process Start(string dll, params string[] args)
+    private static Process Start(string dll, params string[] args) => Start(dll, newProcessGroup: false, args);
+
+    // newProcessGroup: the child leads a session and process group of its own (setsid execs in place, so its pid is the group's id).
+    private static Process Start(string dll, bool newProcessGroup, params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (newProcessGroup && !File.Exists("/usr/bin/setsid")) Assert.Ignore("util-linux's setsid is not installed, so no process group can be made here.");
+        var psi = new ProcessStartInfo(newProcessGroup ? "/usr/bin/setsid" : "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (newProcessGroup) psi.ArgumentList.Add("dotnet");
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, dll));
         foreach (var a in args) psi.ArgumentList.Add(a);
         return Process.Start(psi)!;
