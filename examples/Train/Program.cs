@@ -152,7 +152,8 @@ void OnSignal(PosixSignalContext context)
     if (stop.IsCancellationRequested) return; // the second signal: the default action, which ends the process now
     context.Cancel = true;
     signalExitCode = context.Signal == PosixSignal.SIGTERM ? 143 : context.Signal == PosixSignal.SIGINT ? 130 : 138;
-    Console.Error.WriteLine($"{context.Signal}: stopping after this update and writing the checkpoint (send it again to stop at once).");
+    string name = context.Signal switch { PosixSignal.SIGINT => "SIGINT", PosixSignal.SIGTERM => "SIGTERM", _ => "SIGUSR1" };
+    Console.Error.WriteLine($"{name}: stopping after this update and writing the checkpoint (send it again to stop at once).");
     stop.Cancel();
 }
 using var onSigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
@@ -213,8 +214,7 @@ int Run()
     if (impala) return RunImpala(envs);
     Console.WriteLine($"PPO on {envs} | {options.TotalTimesteps:N0} steps | {numEnvs} envs × {options.NumSteps} steps per rollout | " +
                       $"{(ppoOnWorkers ? $"workers act, sync {sync}" : "the learner steps the envs")} | seed {seed}");
-    using var csv = new StreamWriter(Path.Combine(outDir, "metrics.csv"));
-    csv.WriteLine(PpoMetrics.CsvHeader);
+    using var csv = MetricsFile(Path.Combine(outDir, "metrics.csv"), PpoMetrics.CsvHeader, append: false);
     using var tensorBoard = new TensorBoardWriter(outDir); // the same scalars for `tensorboard --logdir runs`
     var progress = ConsoleProgress.ForStandardOutput();    // one line in place on a terminal, a line every 5 s in a log
     void OnIteration(PpoMetrics m)
@@ -275,8 +275,8 @@ int RunImpala(IVectorEnv envs)
     if (o.ResumeFrom is { } from) Console.WriteLine($"Resuming from {from}");
     Console.WriteLine($"{algo.ToUpperInvariant()} on {envs} | {o.TotalTimesteps:N0} steps | rollouts of {o.UnrollLength} steps | " +
                       $"{(envs is ClusterVecEnv ? $"workers act, sync {sync}" : "the learner acts")} | seed {seed}");
-    using var csv = new StreamWriter(Path.Combine(outDir, "metrics.csv"));
-    csv.WriteLine(ImpalaMetrics.CsvHeader);
+    // A resumed run continues its metrics (the natural resubmit is --resume R --out R): append, never truncate.
+    using var csv = MetricsFile(Path.Combine(outDir, "metrics.csv"), ImpalaMetrics.CsvHeader, append: o.ResumeFrom is not null);
     using var tensorBoard = new TensorBoardWriter(outDir);
     var progress = ConsoleProgress.ForStandardOutput();
     void OnUpdate(ImpalaMetrics m)
@@ -314,4 +314,13 @@ int RunImpala(IVectorEnv envs)
     Console.WriteLine($"Metrics: {Path.Combine(outDir, "metrics.csv")} and {tensorBoard.Path}   Checkpoint: {checkpoint}");
     SayInSync(result.History.Count);
     return result.Stopped ? signalExitCode : 0;
+}
+
+// The metrics CSV: a new file with its header, or (resuming) the run's own file continued after its last row.
+static StreamWriter MetricsFile(string path, string header, bool append)
+{
+    bool continuing = append && File.Exists(path) && new FileInfo(path).Length > 0;
+    var writer = new StreamWriter(path, append: continuing);
+    if (!continuing) writer.WriteLine(header);
+    return writer;
 }

@@ -71,6 +71,36 @@ public class SignalTests
     }
 
     [Test]
+    public void Train_ResumedIntoItsOwnRunFolder_ContinuesItsMetrics_InsteadOfTruncatingThem()
+    {
+        string run = Directory.CreateTempSubdirectory("clusterenv-resume-").FullName;
+        try
+        {
+            RunToEnd("Train.dll", "--total-steps", "40000", "--checkpoint-every", "10", "--out", run);
+            var first = File.ReadAllLines(Path.Combine(run, "metrics.csv"));
+            Assert.That(first.Length, Is.GreaterThan(2), "a header and some updates");
+            RunToEnd("Train.dll", "--total-steps", "80000", "--checkpoint-every", "10", "--resume", run, "--out", run);
+            var both = File.ReadAllLines(Path.Combine(run, "metrics.csv"));
+            Assert.That(both.Take(first.Length), Is.EqualTo(first), "the first run's rows are kept as they were");
+            Assert.That(both.Length, Is.GreaterThan(first.Length), "the resumed run's rows follow them");
+            Assert.That(both.Count(l => l == first[0]), Is.EqualTo(1), "one header");
+        }
+        finally
+        {
+            Directory.Delete(run, recursive: true);
+        }
+    }
+
+    private static void RunToEnd(string dll, params string[] args)
+    {
+        using var p = Start(dll, args);
+        var output = p.StandardOutput.ReadToEndAsync();
+        var errors = p.StandardError.ReadToEndAsync();
+        Assert.That(p.WaitForExit(120_000), Is.True, "bounds a failure only");
+        Assert.That(p.ExitCode, Is.Zero, $"{output.Result}\n{errors.Result}");
+    }
+
+    [Test]
     public void Train_WhenAWorkerIsKilledWhileStreaming_ReplacesIt_AndFinishes()
     {
         string outDir = Directory.CreateTempSubdirectory("clusterenv-replace-").FullName;
