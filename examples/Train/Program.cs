@@ -31,20 +31,25 @@ var envOption = Cli.Option("--env", "registry id of the env", "CartPole-v1")
 var seedOption = Cli.Option("--seed", "random seed (envs, initialisation, sampling)", 1);
 var numEnvsOption = Cli.Option("--num-envs", "parallel envs (PPO: 4, or 1 for continuous actions, as CleanRL; IMPALA/IMPACT: 16)", 4);
 var workersOption = Cli.Option("--workers", "worker processes of the local pool", 2);
-var totalStepsOption = Cli.Option<long?>("--total-steps", "env steps to train for (default: PPO 500,000, or 1,000,000 for continuous actions; IMPALA/IMPACT 1,000,000)");
+var totalStepsOption = Cli.Option<long?>("--total-steps", "env steps to train for (default: PPO 500,000, or 1,000,000 for continuous actions; IMPALA/IMPACT 1,000,000)")
+    .Check(n => n is null or > 0 ? null : $"--total-steps ({n}) must be at least 1.");
 var localOption = Cli.Option("--local", "train on an in-process SyncVectorEnv instead of a cluster", false);
 var externalOption = Cli.Option("--workers-external", "wait for this many workers started elsewhere (scripts/launch-workers.sh, Slurm) instead of starting a local pool; 0: local pool", 0);
 var hostOption = Cli.Option("--host", "address the hub listens on: 127.0.0.1 (this machine), 0.0.0.0 (all interfaces, for other nodes) or an IP", "127.0.0.1");
-var portOption = Cli.Option("--port", "the hub's port (0: a free one; see --hub-url-file)", 0);
+var portOption = Cli.Option("--port", "the hub's port (0: a free one; see --hub-url-file)", 0)
+    .Check(p => p is >= 0 and <= 65535 ? null : $"--port ({p}) must be 0 (a free port) or 1-65535.");
 var tokenFileOption = Cli.Option<string?>("--token-file", "file holding the token external workers must present (the same file their --token-file reads)");
 var urlFileOption = Cli.Option<string?>("--hub-url-file", "write the hub's URL here once it listens (launch-workers.sh --hub-url-file reads it)");
-var connectTimeoutOption = Cli.Option("--connect-timeout", "seconds to wait for all workers to register", 60.0);
-var checkpointEveryOption = Cli.Option("--checkpoint-every", "IMPALA/IMPACT: write a checkpoint (RUN/checkpoints) every N updates, and always at the end (0: only at the end)", 500);
+var connectTimeoutOption = Cli.Option("--connect-timeout", "seconds to wait for all workers to register", 60.0)
+    .Check(t => t > 0 && double.IsFinite(t) ? null : $"--connect-timeout ({t}) must be a positive number of seconds.");
+var checkpointEveryOption = Cli.Option("--checkpoint-every", "IMPALA/IMPACT: write a checkpoint (RUN/checkpoints) every N updates, and always at the end (0: only at the end)", 500)
+    .Check(n => n >= 0 ? null : $"--checkpoint-every ({n}) must be 0 (only at the end) or more.");
 var resumeOption = Cli.Option<string?>("--resume", "IMPALA/IMPACT: continue from a checkpoint folder, or a run folder's newest checkpoint");
 var slurmOption = Cli.Option("--slurm", "start the --workers workers through Slurm (srun inside an allocation, else sbatch) instead of a local pool", false);
 var slurmPartitionOption = Cli.Option<string?>("--slurm-partition", "Slurm: --partition for the workers");
 var slurmTimeOption = Cli.Option<string?>("--slurm-time", "Slurm: --time for the worker job (e.g. 01:00:00)");
-var slurmCpusOption = Cli.Option("--slurm-cpus-per-task", "Slurm: --cpus-per-task of each worker", 1);
+var slurmCpusOption = Cli.Option("--slurm-cpus-per-task", "Slurm: --cpus-per-task of each worker", 1)
+    .Check(n => n >= 1 ? null : $"--slurm-cpus-per-task ({n}) must be at least 1.");
 var slurmNodesOption = Cli.Option<int?>("--slurm-nodes", "Slurm: --nodes for the worker job");
 var slurmModeOption = Cli.Option("--slurm-mode", "Slurm: auto (srun inside an allocation, else sbatch), sbatch or srun", "auto")
     .Check(m => m is "auto" or "sbatch" or "srun" ? null : $"--slurm-mode '{m}' must be auto, sbatch or srun.");

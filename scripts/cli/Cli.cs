@@ -16,7 +16,7 @@ internal static class Cli
     {
         var parsed = root.Parse(args);
         if (parsed.Errors.Count == 0) return parsed.Invoke();
-        foreach (var error in parsed.Errors) Console.Error.WriteLine(error.Message);
+        foreach (var error in parsed.Errors) Console.Error.WriteLine(Plain(error.Message));
         Console.Error.WriteLine($"Run '{root.Name} --help' to see the options.");
         return UsageError;
     }
@@ -31,12 +31,23 @@ internal static class Cli
         parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
-            foreach (var error in parsed.Errors) Console.Error.WriteLine(error.Message);
+            foreach (var error in parsed.Errors) Console.Error.WriteLine(Plain(error.Message));
             Console.Error.WriteLine($"Run '{root.Name} --help' to see the options.");
             return UsageError;
         }
         return parsed.Action is not null ? parsed.Invoke() : null;
     }
+
+    // System.CommandLine names the CLR type it could not parse into ("System.Nullable`1[System.Int64]"); say what to type.
+    private static string Plain(string message) => System.Text.RegularExpressions.Regex.Replace(message,
+        @"as expected type '(?:System\.Nullable`1\[)?System\.(\w+)\]?'",
+        m => "as " + (m.Groups[1].Value switch
+        {
+            "Int32" or "Int64" => "a whole number",
+            "Double" or "Single" => "a number",
+            "Boolean" => "true or false",
+            var t => $"a {t}",
+        }));
 
     /// <summary>
     /// Adds a check of the option's value: <paramref name="problem"/> returns what is wrong (and how to fix it), or

@@ -91,6 +91,21 @@ public class SignalTests
         }
     }
 
+    [TestCase("--total-steps", "-5", "--total-steps (-5) must be at least 1")]
+    [TestCase("--port", "70000", "--port (70000) must be 0 (a free port) or 1-65535")]
+    [TestCase("--checkpoint-every", "-1", "--checkpoint-every (-1) must be 0")]
+    [TestCase("--total-steps", "abc", "'--total-steps' as a whole number")]
+    public void Train_RefusesABadValue_WithExitCodeTwo_AndTheReason_BeforeStartingAnything(string flag, string value, string reason)
+    {
+        using var p = Start("Train.dll", flag, value);
+        var output = p.StandardOutput.ReadToEndAsync();
+        var errors = p.StandardError.ReadToEndAsync();
+        Assert.That(p.WaitForExit(60_000), Is.True, "bounds a failure only");
+        Assert.That(p.ExitCode, Is.EqualTo(2), errors.Result);
+        Assert.That(errors.Result, Does.Contain(reason).And.Contain("--help"));
+        Assert.That(output.Result, Does.Not.Contain("hub listening").And.Not.Contain("step"), "nothing started");
+    }
+
     private static void RunToEnd(string dll, params string[] args)
     {
         using var p = Start(dll, args);
