@@ -31,6 +31,9 @@ internal static partial class ClusterLog
     [LoggerMessage(7, LogLevel.Information, "All {Count} workers registered ({NumEnvs} envs)")]
     public static partial void AllRegistered(ILogger logger, int count, int numEnvs);
 
+    [LoggerMessage(9, LogLevel.Warning, "The hub listens on {Host} without a token (HubOptions.AllowAnyWorker): any process that reaches {Url} may join and feed the learner")]
+    public static partial void OpenDoor(ILogger logger, string host, Uri url);
+
     [LoggerMessage(8, LogLevel.Information, "Closed: {Count} workers told to exit")]
     public static partial void Closed(ILogger logger, int count);
 }

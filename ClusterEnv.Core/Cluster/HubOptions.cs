@@ -50,6 +50,27 @@ public sealed record HubOptions
     /// <summary>Run socket completions inline on the I/O thread (lower step latency; leave on unless a custom sink blocks).</summary>
     public bool InlineCompletions { get; init; } = true;
 
+    /// <summary>
+    /// Accept workers without a token although the hub listens on an address other machines can reach (an open door:
+    /// any process that reaches the port may join and feed the learner). Off by default; say so only on a network you trust.
+    /// </summary>
+    public bool AllowAnyWorker { get; init; }
+
+    /// <summary>True when <see cref="Host"/> is reachable only from this machine.</summary>
+    public bool IsLoopback => Host is "localhost" || (System.Net.IPAddress.TryParse(Host, out var ip) && System.Net.IPAddress.IsLoopback(ip));
+
+    /// <summary>
+    /// Throws naming the fix when the hub would listen beyond this machine with no token and no explicit
+    /// <see cref="AllowAnyWorker"/>. Checked when the hub starts, once a launcher that starts its own workers has
+    /// given it a generated token.
+    /// </summary>
+    public void ThrowIfOpenDoor()
+    {
+        if (IsLoopback || !string.IsNullOrEmpty(Token) || AllowAnyWorker) return;
+        throw new ArgumentException($"The hub would listen on {Host}, reachable from other machines, with no token: any process that reaches the port could join and feed the learner. " +
+                                    "Set HubOptions.Token (Train: --token-file FILE, the same file the workers read), or HubOptions.AllowAnyWorker (Train: --allow-any-worker) on a network you trust.");
+    }
+
     /// <summary>Tests only: widens the window between admitting a worker and sending its response headers.</summary>
     internal TimeSpan DelayBeforeHeadersForTests { get; init; }
 

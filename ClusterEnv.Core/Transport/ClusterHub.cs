@@ -62,12 +62,13 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
     /// <summary>
     /// Starts a hub on <see cref="HubOptions.Host"/>:<see cref="HubOptions.Port"/> (port 0 picks a free one). Its log
     /// lines (registrations, refusals with the reason and the peer, losses; see <c>ClusterLog</c> for the event ids) go
-    /// to <paramref name="loggerFactory"/>, category <c>ClusterEnv.Cluster.ClusterHub</c>.
+    /// to <paramref name="loggerFactory"/>, category <c>ClusterEnv.Transport.ClusterHub</c>.
     /// </summary>
     public static async Task<ClusterHub> StartAsync(HubOptions options, CancellationToken cancellationToken = default, ILoggerFactory? loggerFactory = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
+        options.ThrowIfOpenDoor();
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
         builder.Logging.AddFilter(_ => false);
         // The hub is a component of the user's process, not its host: the default console lifetime would take over
@@ -147,6 +148,7 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
         string host = options.Host is "*" or "0.0.0.0" ? Dns.GetHostName() : uri.Host;
         hub.Url = new UriBuilder(uri.Scheme, host, uri.Port).Uri;
         ClusterLog.HubListening(hub._logger, hub.Url);
+        if (!options.IsLoopback && string.IsNullOrEmpty(options.Token)) ClusterLog.OpenDoor(hub._logger, options.Host, hub.Url);
         return hub;
     }
 

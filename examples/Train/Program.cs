@@ -39,6 +39,7 @@ var hostOption = Cli.Option("--host", "address the hub listens on: 127.0.0.1 (th
 var portOption = Cli.Option("--port", "the hub's port (0: a free one; see --hub-url-file)", 0)
     .Check(p => p is >= 0 and <= 65535 ? null : $"--port ({p}) must be 0 (a free port) or 1-65535.");
 var tokenFileOption = Cli.Option<string?>("--token-file", "file holding the token external workers must present (the same file their --token-file reads)");
+var allowAnyWorkerOption = Cli.Option("--allow-any-worker", "with --host other than loopback and no --token-file: accept any worker that dials (an open door; only on a network you trust)", false);
 var urlFileOption = Cli.Option<string?>("--hub-url-file", "write the hub's URL here once it listens (launch-workers.sh --hub-url-file reads it)");
 var connectTimeoutOption = Cli.Option("--connect-timeout", "seconds to wait for all workers to register", 60.0)
     .Check(t => t > 0 && double.IsFinite(t) ? null : $"--connect-timeout ({t}) must be a positive number of seconds.");
@@ -60,7 +61,7 @@ var outOption = Cli.Option<string?>("--out", "run folder for metrics.csv, Tensor
 var root = new RootCommand("IMPALA (default), IMPACT or PPO (CleanRL's details) through ClusterVecEnv with a local worker pool, or locally with --local.")
 {
     algoOption, envOption, seedOption, numEnvsOption, workersOption, totalStepsOption, syncOption, localOption, outOption,
-    externalOption, hostOption, portOption, tokenFileOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption,
+    externalOption, hostOption, portOption, tokenFileOption, allowAnyWorkerOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption,
     distributedOption, deviceOption, slurmOption, slurmPartitionOption, slurmTimeOption, slurmCpusOption, slurmNodesOption, slurmModeOption, slurmArgOption,
 };
 if (Cli.Parse(root, args, out var parsed) is int exit) return exit;
@@ -82,6 +83,13 @@ if (external < 0 || (external > 0 && local) || (slurm && (local || external > 0)
 if (slurm && !SlurmWorkerPool.IsAvailable)
 {
     Console.Error.WriteLine("--slurm needs the Slurm client commands (sbatch, squeue) on PATH; run it on a Slurm node or load the Slurm module.");
+    return Cli.UsageError;
+}
+var hubHost = new HubOptions { Host = parsed.GetValue(hostOption)!, AllowAnyWorker = parsed.GetValue(allowAnyWorkerOption) };
+if (external > 0 && tokenFile is null && !hubHost.IsLoopback && !hubHost.AllowAnyWorker)
+{
+    Console.Error.WriteLine($"--host {hubHost.Host} lets other machines reach the hub, and --workers-external has no --token-file: any process that reaches the port could join and feed the learner. " +
+                            "Give --token-file FILE (the same file the workers read), or --allow-any-worker on a network you trust.");
     return Cli.UsageError;
 }
 if (tokenFile is not null && !File.Exists(tokenFile))
@@ -205,7 +213,7 @@ int Run()
             }) : null,
             Hub = new HubOptions
             {
-                Host = parsed.GetValue(hostOption)!, Port = parsed.GetValue(portOption),
+                Host = hubHost.Host, Port = parsed.GetValue(portOption), AllowAnyWorker = hubHost.AllowAnyWorker,
                 Token = tokenFile is null ? null : File.ReadAllText(tokenFile).Trim(),
             },
             HubUrlFile = parsed.GetValue(urlFileOption),

@@ -48,3 +48,18 @@ public class HubInspectionTests
         await call.RequestStream.CompleteAsync();
     }
 }
+
+public class HubOpenDoorTests
+{
+    [Test]
+    public void AHubBeyondLoopbackWithoutAToken_IsRefusedNamingTheFix_UnlessTheUserSaysSo()
+    {
+        var open = new HubOptions { Host = "0.0.0.0" };
+        Assert.That(() => ClusterHub.StartAsync(open).GetAwaiter().GetResult(),
+            Throws.ArgumentException.With.Message.Contains("no token").And.Message.Contains("HubOptions.Token").And.Message.Contains("AllowAnyWorker"));
+        Assert.That(() => (open with { Token = "secret" }).ThrowIfOpenDoor(), Throws.Nothing, "a token closes the door");
+        Assert.That(() => (open with { AllowAnyWorker = true }).ThrowIfOpenDoor(), Throws.Nothing, "an explicit opt-out is the user's call");
+        Assert.That(() => new HubOptions { Host = "127.0.0.1" }.ThrowIfOpenDoor(), Throws.Nothing, "loopback is this machine only");
+        Assert.That(() => new HubOptions { Host = "::1" }.ThrowIfOpenDoor(), Throws.Nothing);
+    }
+}

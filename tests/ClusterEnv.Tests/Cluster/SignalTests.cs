@@ -106,6 +106,18 @@ public class SignalTests
         Assert.That(output.Result, Does.Not.Contain("hub listening").And.Not.Contain("step"), "nothing started");
     }
 
+    [Test]
+    public void Train_WithExternalWorkersOnAnOpenAddressAndNoToken_RefusesToStart_WithExitCodeTwo()
+    {
+        using var p = Start("Train.dll", "--workers-external", "1", "--host", "0.0.0.0");
+        var output = p.StandardOutput.ReadToEndAsync();
+        var errors = p.StandardError.ReadToEndAsync();
+        Assert.That(p.WaitForExit(60_000), Is.True, "bounds a failure only");
+        Assert.That(p.ExitCode, Is.EqualTo(2), errors.Result);
+        Assert.That(errors.Result, Does.Contain("--token-file").And.Contain("--allow-any-worker"));
+        Assert.That(output.Result, Does.Not.Contain("hub listening"), "no hub was started");
+    }
+
     private static void RunToEnd(string dll, params string[] args)
     {
         using var p = Start(dll, args);
