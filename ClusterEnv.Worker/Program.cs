@@ -28,6 +28,12 @@ catch (OperationCanceledException)
 {
     return 3;
 }
+catch (ClusterEnv.Envs.UnknownEnvironmentException e)
+{
+    // A bad --env is a bad argument (2), found once --assembly files are loaded.
+    WorkerLog.Failed(log, options.WorkerId, e.Message);
+    return 2;
+}
 catch (RpcException e)
 {
     WorkerLog.Refused(log, options.WorkerId, e.StatusCode.ToString(), e.Status.Detail);

@@ -118,6 +118,17 @@ public class SignalTests
         Assert.That(output.Result, Does.Not.Contain("hub listening"), "no hub was started");
     }
 
+    [Test]
+    public void Worker_WithAnUnknownEnv_ExitsTwo_AsItsHelpSays_NamingTheRegisteredIds()
+    {
+        using var p = Start("ClusterEnv.Worker.dll", "--hub", "http://127.0.0.1:9", "--env", "Nope-v0");
+        var errors = p.StandardError.ReadToEndAsync();
+        _ = p.StandardOutput.ReadToEndAsync();
+        Assert.That(p.WaitForExit(60_000), Is.True, "bounds a failure only");
+        Assert.That(p.ExitCode, Is.EqualTo(2), errors.Result);
+        Assert.That(errors.Result, Does.Contain("No env registered with id 'Nope-v0'").And.Contain("CartPole-v1"));
+    }
+
     private static void RunToEnd(string dll, params string[] args)
     {
         using var p = Start(dll, args);
