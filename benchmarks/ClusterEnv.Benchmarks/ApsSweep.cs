@@ -25,7 +25,7 @@ public static class ApsSweep
         var taus = Cli.List<string>("--taus", "strategies: always, never, every:N or a KL threshold τ", "always,0.001,0.01,0.05,0.1,never")
             .Check(ts => ts.FirstOrDefault(t => !IsStrategy(t)) is { } bad ? $"--taus: '{bad}' is not a strategy (always, never, every:N or a number)." : null);
         var seeds = Cli.List<int>("--seeds", "seeds, one run each", "1,2,3");
-        var workers = Cli.Option("--workers", "worker processes", 2);
+        var workers = Cli.Option("--workers", "worker processes", 2).AtLeast(1);
         var numEnvs = Cli.Option("--num-envs", "sub-envs in total", 4);
         var totalSteps = Cli.Option("--total-steps", "env steps per run", 500_000L);
         var output = Cli.Option("--out", "folder for runs.csv, curves.csv, table.md, the SVG plots and TensorBoard events", Path.Combine("runs", "aps-sweep"));

@@ -11,7 +11,7 @@ public static class GemmBench
 {
     public static Command Command()
     {
-        var seconds = Cli.Option("--seconds", "seconds per shape and layout", 1.0);
+        var seconds = Cli.Option("--seconds", "seconds per shape and layout", 1.0).Positive();
         var command = new Command("gemm", "single-thread GFLOP/s of the matrix product at MLP shapes and 1024³") { seconds };
         command.SetAction(p => Run(p.GetValue(seconds)));
         return command;

@@ -23,7 +23,7 @@ public static class LearnerThroughput
         var hidden = Cli.Option("--hidden", "width of the two hidden layers (CleanRL: 64, about 9k parameters for CartPole-sized inputs)", 64);
         var batch = Cli.Option("--batch", "samples per rank per update (split into --minibatches)", 512);
         var minibatches = Cli.Option("--minibatches", "minibatches per update (one all-reduce each)", 4);
-        var seconds = Cli.Option("--seconds", "how long to run", 5.0);
+        var seconds = Cli.Option("--seconds", "how long to run", 5.0).Positive();
         var device = Cli.Option<string?>("--device", "run the update on a device: cuda, cuda:N, or cpu-kernels (ILGPU's CPU accelerator); default: the CPU engine");
         var command = new Command("learner-throughput", "PPO updates per second on a synthetic batch, under mpirun -np R: samples/s over all ranks and all-reduce time per minibatch")
         {

@@ -20,7 +20,7 @@ public static class NigtExperiment
     public static Command Command()
     {
         var seeds = Cli.Option("--seeds", "seeds per aggregator and scenario", 3);
-        var workers = Cli.Option("--workers", "gradient workers", 4);
+        var workers = Cli.Option("--workers", "gradient workers", 4).AtLeast(1);
         var slowdown = Cli.Option("--slowdown", "how much slower the last worker is", 4.0);
         var threshold = Cli.Option("--threshold", "mean return of the last 20 episodes that counts as reached", 195.0);
         var limit = Cli.Option("--time-limit", "seconds before a run counts as not reached", 60.0);

@@ -29,7 +29,7 @@ public static class TrainBench
         var seeds = Cli.List<int>("--seeds", "seeds, one run each", "1,2,3");
         var mode = Cli.Option("--mode", "local (the learner's own envs), cluster (ClusterVecEnv with a local pool) or both", "local")
             .Check(m => m is "local" or "cluster" or "both" ? null : $"--mode '{m}' must be local, cluster or both.");
-        var workers = Cli.Option("--workers", "worker processes in cluster mode", 2);
+        var workers = Cli.Option("--workers", "worker processes in cluster mode", 2).AtLeast(1);
         var totalSteps = Cli.Option<long?>("--total-steps", "env steps per run (default: the learner's options)");
         var numEnvs = Cli.Option<int?>("--num-envs", "envs in total (default: PPO 4, or 1 for continuous actions; IMPALA 16)");
         var sync = Cli.Option("--sync", "APS strategy for worker-side acting: always, never, every:N, τ or τ:maxLag", "always");

@@ -49,6 +49,15 @@ internal static class Cli
             var t => $"a {t}",
         }));
 
+    /// <summary>Refuses a value below <paramref name="min"/>, naming the flag and the value.</summary>
+    public static Option<int> AtLeast(this Option<int> option, int min) => option.Check(v => v >= min ? null : $"{option.Name} ({v}) must be at least {min}.");
+
+    /// <summary>Refuses a value below <paramref name="min"/>, naming the flag and the value.</summary>
+    public static Option<long> AtLeast(this Option<long> option, long min) => option.Check(v => v >= min ? null : $"{option.Name} ({v}) must be at least {min}.");
+
+    /// <summary>Refuses zero, negative, NaN or infinite values, naming the flag and the value.</summary>
+    public static Option<double> Positive(this Option<double> option) => option.Check(v => v > 0 && double.IsFinite(v) ? null : $"{option.Name} ({v}) must be a positive number.");
+
     /// <summary>
     /// Adds a check of the option's value: <paramref name="problem"/> returns what is wrong (and how to fix it), or
     /// null. A value that could not even be converted is already reported by the parser and is not checked again.
