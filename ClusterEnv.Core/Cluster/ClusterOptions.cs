@@ -79,8 +79,8 @@ public sealed record ClusterOptions
     /// While rollouts stream, it gets the newest policy at once and streams again; the learner keeps consuming from the
     /// others meanwhile. A lockstep Step or Reset waits for the replacement (up to <see cref="ReplaceTimeout"/>, then a
     /// <see cref="WorkerLostException"/> names the worker); the Step reports the lost worker's sub-envs truncated, with
-    /// reward 0 and the replacement's first observation. CollectRollouts still fails on a lost worker (its rollout is
-    /// gone). Needs a launcher that can replace (<see cref="LocalWorkerPool"/>, <see cref="SlurmWorkerPool"/>) or workers that re-dial.
+    /// reward 0 and the replacement's first observation. A lockstep rollout collection asks the replacement (fresh seeds,
+    /// newest policy) for the lost worker's rows. Needs a launcher that can replace (<see cref="LocalWorkerPool"/>, <see cref="SlurmWorkerPool"/>) or workers that re-dial.
     /// </summary>
     public bool ReplaceLostWorkers { get; init; }
 

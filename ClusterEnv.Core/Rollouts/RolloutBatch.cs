@@ -7,7 +7,7 @@ namespace ClusterEnv.Rollouts;
 
 /// <summary>
 /// T steps of N sub-envs acted by worker-side policies, in the vector env's sub-env order: what
-/// <c>ClusterVecEnv.CollectRollouts</c> returns and what PPO (or V-trace) consumes. Arrays are row-major (T, N, ...);
+/// <c>ClusterVecEnv.Rollouts.Collect</c> returns and what PPO (or V-trace) consumes. Arrays are row-major (T, N, ...);
 /// <see cref="Observations"/> has T + 1 rows (the last is the observation after the last step). Every sub-env records the
 /// policy version that acted, so staleness is visible.
 /// </summary>
