@@ -132,8 +132,8 @@ public sealed class WorkerReplacements
     private bool Admit(WorkerConnection c, out string? refusal)
     {
         refusal = null;
-        var slot = Array.Find(_slots, s => s.Id == c.Id);
-        if (slot is null || slot.State != SlotState.Replacing) return false; // not a replacement: the fleet refuses it as usual
+        var slot = Array.Find(_slots, s => s.State == SlotState.Replacing && s.Id == c.Id); // the state first: a slot still being seated has no connection
+        if (slot is null) return false; // not a replacement: the fleet refuses it as usual
         var first = _slots[0].Connection;
         if (c.NumEnvs != slot.Count)
             refusal = $"Worker '{c.Id}' replaces one that hosted {slot.Count} envs but brings {c.NumEnvs}; start it with --num-envs {slot.Count}.";
