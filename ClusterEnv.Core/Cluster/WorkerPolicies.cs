@@ -118,25 +118,33 @@ public sealed class WorkerPolicies : IReplyOwner
         else if (latest is { } push && push.Bytes <= slot.Connection.MaxCommandSize) slot.QueuePush(push.Message.Clone(), push.Version, push.Bytes, this);
     }
 
-    /// <summary>Waits until every push has been acknowledged; throws <see cref="PolicyRejectedException"/> naming workers that refused one.</summary>
+    /// <summary>
+    /// Waits until every push has been acknowledged; throws <see cref="PolicyRejectedException"/> naming workers that
+    /// refused one. A worker acknowledges between commands, so a worker busy in a long rollout acknowledges when it
+    /// ends: by default the wait lasts as long as every worker still owing an acknowledgement is heard from (replies or
+    /// rollout progress) within <see cref="ClusterOptions.StepTimeout"/>, and fails by name for one silent that long.
+    /// With <paramref name="timeout"/>, it fails after that long in any case.
+    /// </summary>
     public void WaitForAcks(TimeSpan? timeout = null)
     {
-        var deadline = System.Diagnostics.Stopwatch.StartNew();
-        var limit = timeout ?? _ackTimeout;
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
         while (true)
         {
             _acknowledged.Reset(); // before looking: an acknowledgement after the look sets it again
             if (!_slots.Any(s => s.Policy.Unacknowledged > 0)) break;
             if (_calls.Fatal is { } fatal) throw fatal;
-            var left = limit - deadline.Elapsed;
-            if (left <= TimeSpan.Zero)
-            {
-                var late = _slots.Where(s => s.Policy.Unacknowledged > 0).Select(s => s.Id).ToArray();
-                throw new WorkerTimeoutException($"Policy pushes were not acknowledged within {limit.TotalSeconds:0.#} s by " +
-                    string.Join(", ", late.Select(id => $"worker '{id}'")) +
-                    " (a worker busy in a long rollout acknowledges when it ends; wait longer or collect shorter rollouts).", late);
-            }
-            _acknowledged.Wait(left < TimeSpan.FromMilliseconds(100) ? left : TimeSpan.FromMilliseconds(100)); // the cap: a lost worker fails by name
+            var owing = _slots.Where(s => s.Policy.Unacknowledged > 0);
+            // Silent since the wait began or since its last message, whichever is later (as a gather counts).
+            string[] late = timeout is { } limit
+                ? (System.Diagnostics.Stopwatch.GetElapsedTime(start) > limit ? owing.Select(s => s.Id).ToArray() : [])
+                : owing.Where(s => System.Diagnostics.Stopwatch.GetElapsedTime(Math.Max(Volatile.Read(ref s.LastHeard), start)) > _ackTimeout).Select(s => s.Id).ToArray();
+            if (late.Length > 0)
+                throw new WorkerTimeoutException(timeout is { } t
+                    ? $"Policy pushes were not acknowledged within {t.TotalSeconds:0.#} s by {string.Join(", ", late.Select(id => $"worker '{id}'"))} " +
+                      "(a worker busy in a long rollout acknowledges when it ends; wait longer, or call WaitForAcks() without a timeout to wait while the workers make progress)."
+                    : $"Policy pushes are owed by {string.Join(", ", late.Select(id => $"worker '{id}'"))}, silent — no reply, no progress — for {_ackTimeout.TotalSeconds:0.#} s " +
+                      "(ClusterOptions.StepTimeout); the worker may be hung.", late);
+            _acknowledged.Wait(TimeSpan.FromMilliseconds(100)); // the cap: a lost or silent worker fails by name
         }
         var refused = _slots.Where(s => s.Policy.LastError is not null).ToArray();
         if (refused.Length > 0)

@@ -133,6 +133,31 @@ public class ReliabilityTests
     }
 
     [Test]
+    public void WaitForAcks_ByDefault_WaitsForAWorkerBusyLongerThanStepTimeout_WhileItReportsProgress_ButAnExplicitTimeoutHolds()
+    {
+        // Once, the default was StepTimeout of wall time: a push owed by a worker in a long rollout failed at StepTimeout.
+        var (env, _) = TestCluster.InProcess(TestEnvs.Slow, [1], stepTimeout: TimeSpan.FromSeconds(2), envArgs: _ => new() { ["ms"] = "1" });
+        using (env)
+        {
+            var spec = SpecOf(env, hidden: [8]);
+            var policy = new ActorCritic(spec, seed: 1);
+            PushToAll(env, 1, policy);
+            env.Reset(seed: 0);
+            var collecting = Task.Run(() => env.Rollouts.Collect(5000)); // at least 5 s, reporting progress every 0.5 s
+            var wait = Stopwatch.StartNew();
+            while (env.OutstandingCommands(0) == 0 && wait.Elapsed < TimeSpan.FromSeconds(30)) Thread.Sleep(1);
+            env.Policies.Push(0, 2, spec, policy.Parameters); // acknowledged only when the rollout ends
+            Assert.That(() => env.Policies.WaitForAcks(TimeSpan.FromMilliseconds(200)), Throws.TypeOf<WorkerTimeoutException>()
+                .With.Message.Contains("not acknowledged within 0.2 s").And.Message.Contains("worker 'w0'"), "an explicit timeout is wall time");
+            var waited = Stopwatch.StartNew();
+            env.Policies.WaitForAcks();
+            Assert.That(env.Policies.States[0].ActiveVersion, Is.EqualTo(2UL));
+            Assert.That(waited.Elapsed, Is.GreaterThan(TimeSpan.FromSeconds(2)), "it waited past StepTimeout, as long as the worker was heard");
+            Assert.That(collecting.Result.PolicyVersion, Is.All.EqualTo(1UL));
+        }
+    }
+
+    [Test]
     public void NonFiniteWeights_AreRefusedByTheLearnerAndByTheWorker_NamingTheIndex()
     {
         var (env, _) = TestCluster.InProcess("CartPole-v1", [1, 1]);
