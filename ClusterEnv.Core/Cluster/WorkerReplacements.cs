@@ -22,7 +22,7 @@ public sealed class WorkerReplacements
     private readonly ManualResetEventSlim _changed = new(false);
     private WorkerSlot[] _slots = [];
     private long[] _lostAt = [];            // per slot: Stopwatch timestamp of the loss being replaced (0: none)
-    private int _workersLost, _workersReplaced;
+    private int _workersLost, _workersReplaced, _replacementsStarted;
     private int _replacing;                 // slots whose _lostAt is set: the lockstep calls' fast path reads only this
 
     internal WorkerReplacements(WorkerFleet fleet, VectorCallState calls, ClusterOptions options, ILogger logger)
@@ -50,7 +50,7 @@ public sealed class WorkerReplacements
     private Action<WorkerSlot> _startingPolicy = null!;
     private Func<bool> _streaming = null!;
 
-    /// <summary>Workers lost and handed to a replacement.</summary>
+    /// <summary>Workers lost, whether a replacement took over or the loss ended the run.</summary>
     public int WorkersLost => Volatile.Read(ref _workersLost);
 
     /// <summary>Replacements that took over and are ready again (reset answered; a stream restarts at once).</summary>
@@ -78,8 +78,9 @@ public sealed class WorkerReplacements
         {
             // Under the slot's lock, with the transition: whoever sees the slot replacing also sees it counted.
             replacing = CanReplace(slot);
-            if (!replacing) return false;
             Interlocked.Increment(ref _workersLost);
+            if (!replacing) return false;
+            Interlocked.Increment(ref _replacementsStarted);
             if (Interlocked.Exchange(ref _lostAt[slot.Index], Stopwatch.GetTimestamp()) == 0) Interlocked.Increment(ref _replacing);
             return true;
         }, failure);
@@ -118,7 +119,7 @@ public sealed class WorkerReplacements
     private bool CanReplace(WorkerSlot slot) =>
         _options.ReplaceLostWorkers && !_calls.IsClosed
         && !(Volatile.Read(ref slot.Gathering) > 0 && !(!_streaming() && _calls.Interruptible))
-        && Volatile.Read(ref _workersLost) < _options.MaxReplacements;
+        && Volatile.Read(ref _replacementsStarted) < _options.MaxReplacements;
 
     private void FailReplacement(WorkerSlot slot, Exception failure)
     {

@@ -174,6 +174,7 @@ using var onSigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSign
 // SIGUSR1 (10 on Linux) is what Slurm sends before pre-empting a job (--signal=USR1@T): stop, checkpoint, exit.
 using var onSigusr1 = OperatingSystem.IsLinux() ? PosixSignalRegistration.Create((PosixSignal)10, OnSignal) : null;
 
+ClusterVecEnv? cluster = null; // set once the workers are up: summary.txt reports its losses on every exit path
 try
 {
     return Run();
@@ -182,6 +183,7 @@ catch (Exception e) when (e is WorkerLostException or WorkerTimeoutException or 
 {
     // The cluster failed under the learner: say which worker and why, and exit non-zero instead of crashing.
     Console.Error.WriteLine($"Training stopped: {e.Message}");
+    WriteSummary($"failed: {e.Message}");
     return 1;
 }
 finally
@@ -224,6 +226,7 @@ int Run()
             LoggerFactory = warnings,
         });
 
+    cluster = envs as ClusterVecEnv;
     if (impala) return RunImpala(envs);
     Console.WriteLine($"PPO on {envs} | {options.TotalTimesteps:N0} steps | {numEnvs} envs × {options.NumSteps} steps per rollout | " +
                       $"{(ppoOnWorkers ? $"workers act, sync {sync}" : "the learner steps the envs")} | seed {seed}");
@@ -261,9 +264,23 @@ int Run()
     Console.WriteLine(result.StepsToThreshold is long s
         ? $"Reached the {envId} threshold ({envs.Spec?.RewardThreshold}) after {s:N0} steps, {result.SecondsToThreshold:F1} s."
         : $"Did not reach the {envId} threshold ({envs.Spec?.RewardThreshold?.ToString() ?? "none"}).");
+    if (WriteSummary($"{(result.Stopped ? "stopped" : "done")}: {last.GlobalStep} env steps") is { } lost) Console.WriteLine(lost);
     Console.WriteLine($"Metrics: {Path.Combine(outDir, "metrics.csv")} and {tensorBoard.Path}   Checkpoint: {checkpoint}");
     SayInSync(result.History.Count);
     return result.Stopped ? signalExitCode : 0;
+}
+
+// summary.txt: how the run ended, and (workers started) what was lost and replaced. Written on every exit path; returns
+// the workers line for the console.
+string? WriteSummary(string outcome)
+{
+    string? workersLine = cluster is { } c
+        ? $"workers lost {c.Elastic.WorkersLost}, replaced {c.Elastic.WorkersReplaced}" +
+          (c.Elastic.ReplaceSeconds.Count > 0 ? $" (in {string.Join(", ", c.Elastic.ReplaceSeconds.Select(x => x.ToString("F2", CultureInfo.InvariantCulture)))} s)" : "")
+        : null;
+    try { File.WriteAllText(Path.Combine(outDir, "summary.txt"), outcome + Environment.NewLine + (workersLine is null ? "" : workersLine + Environment.NewLine)); }
+    catch (IOException e) { Console.Error.WriteLine($"Could not write {Path.Combine(outDir, "summary.txt")}: {e.Message}"); }
+    return workersLine;
 }
 
 void SayInSync(int updates)
@@ -317,13 +334,7 @@ int RunImpala(IVectorEnv envs)
     Console.WriteLine(result.StepsToThreshold is long s
         ? $"Reached the {envId} threshold ({envs.Spec?.RewardThreshold}) after {s:N0} steps, {result.SecondsToThreshold:F1} s."
         : $"Did not reach the {envId} threshold ({envs.Spec?.RewardThreshold?.ToString() ?? "none"}).");
-    if (envs is ClusterVecEnv c)
-    {
-        string replaced = $"workers lost {c.Elastic.WorkersLost}, replaced {c.Elastic.WorkersReplaced}" +
-                          (c.Elastic.ReplaceSeconds.Count > 0 ? $" (in {string.Join(", ", c.Elastic.ReplaceSeconds.Select(x => x.ToString("F2", CultureInfo.InvariantCulture)))} s)" : "");
-        Console.WriteLine(replaced);
-        File.WriteAllText(Path.Combine(outDir, "summary.txt"), replaced + Environment.NewLine);
-    }
+    if (WriteSummary($"{(result.Stopped ? "stopped" : "done")}: {last.GlobalStep} env steps") is { } replaced) Console.WriteLine(replaced);
     Console.WriteLine($"Metrics: {Path.Combine(outDir, "metrics.csv")} and {tensorBoard.Path}   Checkpoint: {checkpoint}");
     SayInSync(result.History.Count);
     return result.Stopped ? signalExitCode : 0;

@@ -182,6 +182,8 @@ public class SignalTests
             train.WaitForExit(); // flush the redirected stderr
             Assert.That(train.ExitCode, Is.EqualTo(1), "a clean error exit, not SIGABRT (134) from an unhandled exception");
             lock (stderr) Assert.That(stderr.ToString(), Does.Contain("Training stopped: Lost worker 'worker-00").And.Not.Contain("Unhandled exception"));
+            Assert.That(File.ReadAllText(Path.Combine(outDir, "summary.txt")), Does.StartWith("failed: Lost worker 'worker-00").And.Contain("workers lost 1, replaced 0"),
+                "the summary is written on the failure path too");
         }
         finally
         {
