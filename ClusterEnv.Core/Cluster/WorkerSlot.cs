@@ -62,6 +62,7 @@ internal sealed class WorkerSlot(int index, int offset, int count, ISlotEvents e
     private readonly Lock _lock = new();
     private readonly Queue<SlotCommand> _outstanding = new(4);
     private (HubMessage Message, ulong Version, long Bytes)? _pendingPush;
+    private IReplyOwner? _ackOwner;                  // reads the acknowledgement of the queued push
     private volatile SlotState _state = SlotState.Joining; // written under _lock; read without it
     private WorkerConnection? _connection;
 
@@ -100,9 +101,6 @@ internal sealed class WorkerSlot(int index, int offset, int count, ISlotEvents e
     public WorkerConnection Connection => Volatile.Read(ref _connection)!;
 
     public string Id => Connection.Id;
-
-    /// <summary>True while the slot's worker is alive (joining, resetting, ready or streaming).</summary>
-    public bool IsLive => _state is SlotState.Joining or SlotState.Resetting or SlotState.Ready or SlotState.Streaming;
 
     /// <summary>Commands written and not yet answered (a command counts once it is on the wire).</summary>
     public int OutstandingCount
@@ -274,14 +272,6 @@ internal sealed class WorkerSlot(int index, int offset, int count, ISlotEvents e
             _ackOwner = ackOwner;
         }
         SendPendingPush();
-    }
-
-    private IReplyOwner? _ackOwner;
-
-    /// <summary>The version of the queued push, or 0 (a replacement's starting push may already be queued).</summary>
-    public ulong QueuedVersion
-    {
-        get { lock (_lock) return _pendingPush?.Version ?? 0; }
     }
 
     /// <summary>Writes the queued push unless the worker cannot take it yet (the connection's Drained callback comes back here).</summary>
