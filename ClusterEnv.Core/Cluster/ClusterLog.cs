@@ -34,6 +34,9 @@ internal static partial class ClusterLog
     [LoggerMessage(9, LogLevel.Warning, "The hub listens on {Host} without a token (HubOptions.AllowAnyWorker): any process that reaches {Url} may join and feed the learner")]
     public static partial void OpenDoor(ILogger logger, string host, Uri url);
 
+    [LoggerMessage(10, LogLevel.Error, "Dropping worker '{WorkerId}': it sent bad data ({Problem}); it is replaced if the vector env replaces lost workers")]
+    public static partial void WorkerEvicted(ILogger logger, string workerId, string problem);
+
     [LoggerMessage(8, LogLevel.Information, "Closed: {Count} workers told to exit")]
     public static partial void Closed(ILogger logger, int count);
 }

@@ -98,7 +98,7 @@ public sealed class ClusterVecEnv : IVectorEnv
         Rollouts = new WorkerRollouts(_slots, _calls, Elastic, options, NumEnvs, ObservationSize, SingleActionSpace);
         events.Rollouts = Rollouts;
         Policies = new WorkerPolicies(_slots, _calls, options.StepTimeout);
-        Gradients = new WorkerGradients(_slots, _calls, Rollouts, options.StepTimeout);
+        Gradients = new WorkerGradients(_slots, _calls, Rollouts, Elastic, options.StepTimeout);
         _attributes = new AttributeCalls(_slots, _calls, Rollouts, NumEnvs);
         Elastic.Seat(_slots, WelcomeFor, _buffers, Policies.GiveStartingPolicy, () => Rollouts.IsStreaming);
 

@@ -49,7 +49,7 @@ public sealed class StreamingRolloutSource : IRolloutSource
     private readonly bool _ownsQueue;
     private readonly List<byte[]> _raw = [];
     private readonly Dictionary<int, Stack<RolloutBatch>> _free = [];
-    private readonly Dictionary<string, int> _envsOf;
+    private readonly Dictionary<string, int> _envsOf, _indexOf;
     private readonly TimeSpan _poll;
     private bool _stopped;
 
@@ -66,6 +66,7 @@ public sealed class StreamingRolloutSource : IRolloutSource
         _ownsQueue = queue is null;
         _queue = queue ?? new InMemoryTrajectoryQueue(Math.Max(1, credit * envs.Workers.Count));
         _envsOf = envs.Workers.ToDictionary(w => w.WorkerId, w => w.NumEnvs);
+        _indexOf = envs.Workers.Select((w, i) => (w.WorkerId, i)).ToDictionary(p => p.WorkerId, p => p.i);
         _poll = TimeSpan.FromMilliseconds(Math.Clamp(envs.Options.StepTimeout.TotalMilliseconds / 20, 5, 100));
         envs.Rollouts.StartStreaming(steps, credit, _queue, seed);
     }
@@ -85,6 +86,9 @@ public sealed class StreamingRolloutSource : IRolloutSource
     /// <summary>Rollouts taken from the queue so far.</summary>
     public long Taken { get; private set; }
 
+    /// <summary>Rollouts dropped because they held data no learner may use (non-finite values, actions outside the space, versions never pushed); their workers were dropped and replaced (<see cref="WorkerReplacements.Evict"/>).</summary>
+    public long Rejected { get; private set; }
+
     /// <summary>Queued rollouts that belonged to no current worker (left in a Redis queue by an earlier run) and were used all the same.</summary>
     public long Foreign { get; private set; }
 
@@ -93,28 +97,59 @@ public sealed class StreamingRolloutSource : IRolloutSource
     {
         ObjectDisposedException.ThrowIf(_stopped, this);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(max);
-        _raw.Clear();
-        _envs.Rollouts.ThrowIfStreamFailed(); // at every take: a busy queue must not hide a lost worker
-        while (_queue.Take(max, _raw, _poll, cancellationToken) == 0)
+        int added = 0;
+        while (added == 0) // every rollout taken may have been rejected: wait for more
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            _envs.Rollouts.ThrowIfStreamFailed();
+            _raw.Clear();
+            _envs.Rollouts.ThrowIfStreamFailed(); // at every take: a busy queue must not hide a lost worker
+            while (_queue.Take(max, _raw, _poll, cancellationToken) == 0)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                _envs.Rollouts.ThrowIfStreamFailed();
+            }
+            added = Decode(into);
         }
+        return added;
+    }
+
+    // The raw rollouts just taken into batches; returns how many were usable.
+    private int Decode(List<RolloutBatch> into)
+    {
+        int added = 0;
         foreach (var bytes in _raw)
         {
             var r = RolloutResult.Parser.ParseFrom(bytes);
             int n = _envsOf.TryGetValue(r.WorkerId, out int count) ? count : ShapeOf(r);
-            if (!_envsOf.ContainsKey(r.WorkerId)) Foreign++;
+            bool ours = _indexOf.TryGetValue(r.WorkerId, out int index);
+            if (!ours) Foreign++;
             var batch = Rent(n);
-            batch.Fill(r, 0, n);
+            // Checked before the learner sees it: the right shapes (Fill), finite values, real actions, a version that was pushed.
+            string? problem;
+            try
+            {
+                batch.Fill(r, 0, n);
+                problem = batch.Problem(0, n, ours ? _envs.Policies.States[index].PushedVersion : 0);
+            }
+            catch (InvalidDataException e)
+            {
+                problem = e.Message;
+            }
+            if (problem is not null)
+            {
+                Return(batch);
+                Rejected++;
+                if (ours) _envs.Elastic.Evict(r.WorkerId, (int)r.WorkerGeneration, $"rollout {r.Index}: {problem}"); // its replacement gets credit anew
+                continue;
+            }
             batch.SortEpisodes();
             batch.WorkerId = r.WorkerId;
             batch.Index = r.Index;
             into.Add(batch);
             _envs.Rollouts.GrantCredit(r.WorkerId);
             Taken++;
+            added++;
         }
-        return _raw.Count;
+        return added;
     }
 
     private static int ShapeOf(RolloutResult r) =>

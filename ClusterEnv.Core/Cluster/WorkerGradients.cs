@@ -30,10 +30,12 @@ public sealed class WorkerGradients : IReplyOwner
     private readonly WorkerRollouts _rollouts;
     private readonly TimeSpan _stepTimeout;
     private readonly BlockingCollection<GradientReply> _replies = new();
-    private readonly ConcurrentDictionary<int, (int Generation, long Since)> _asked = new(); // outstanding requests by slot
+    private readonly WorkerReplacements _replacements;
+    private readonly ConcurrentDictionary<int, (int Generation, long Since, ulong Version, int Size)> _asked = new(); // outstanding requests by slot
 
-    internal WorkerGradients(WorkerSlot[] slots, VectorCallState calls, WorkerRollouts rollouts, TimeSpan stepTimeout)
+    internal WorkerGradients(WorkerSlot[] slots, VectorCallState calls, WorkerRollouts rollouts, WorkerReplacements replacements, TimeSpan stepTimeout)
     {
+        _replacements = replacements;
         _slots = slots;
         _calls = calls;
         _rollouts = rollouts;
@@ -60,7 +62,7 @@ public sealed class WorkerGradients : IReplyOwner
             Point = new Tensor { Dtype = Transport.Protos.DType.Float32, Shape = { point.Length }, Data = ByteString.CopyFrom(MemoryMarshal.AsBytes(point)) },
         };
         var s = _slots[workerIndex];
-        if (!_asked.TryAdd(workerIndex, (s.Generation, Stopwatch.GetTimestamp())))
+        if (!_asked.TryAdd(workerIndex, (s.Generation, Stopwatch.GetTimestamp(), version, point.Length)))
             throw new InvalidOperationException($"Worker {workerIndex} ('{s.Id}') is still computing a gradient; take its reply (envs.Gradients.Take) before asking it again.");
         _calls.NeedsReset = true;
         s.Send(new HubMessage { Gradient = cmd }, WorkerMessage.GradientResultFieldNumber, gather: false, this); // false: being replaced, and Take says so
@@ -113,6 +115,17 @@ public sealed class WorkerGradients : IReplyOwner
             return;
         }
         var r = GradientResult.Parser.ParseFrom(body);
-        _replies.Add(new GradientReply(slot.Index, r.Version, MemoryMarshal.Cast<byte, float>(r.Gradient.Data.Span).ToArray(), [.. r.Returns], (long)r.Steps));
+        var gradient = r.Gradient is null ? default : MemoryMarshal.Cast<byte, float>(r.Gradient.Data.Span);
+        // Checked before the learner sees it: the point asked about, one value per weight, all finite.
+        if (_asked.TryGetValue(slot.Index, out var asked))
+        {
+            string? problem = r.Version != asked.Version ? $"a gradient at version {r.Version}; version {asked.Version} was asked for"
+                : gradient.Length != asked.Size ? $"a gradient of {gradient.Length} values for a policy of {asked.Size} weights"
+                : ActorCritic.IndexOfNonFinite(gradient) is int bad and >= 0 ? $"a non-finite gradient (value {bad} is {gradient[bad]})"
+                : r.Returns.Any(x => !double.IsFinite(x)) ? "a non-finite episode return"
+                : null;
+            if (problem is not null) throw _replacements.Rejected(slot, problem); // Take reports the request as Replaced (or the loss)
+        }
+        _replies.Add(new GradientReply(slot.Index, r.Version, gradient.ToArray(), [.. r.Returns], (long)r.Steps));
     }
 }

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using ClusterEnv.Transport;
+using Grpc.Core;
 using ClusterEnv.Transport.Protos;
 using Microsoft.Extensions.Logging;
 
@@ -19,10 +20,12 @@ public sealed class WorkerReplacements
     private readonly ClusterOptions _options;
     private readonly ILogger _logger;
     private readonly ConcurrentQueue<double> _replaceSeconds = new();
+    private readonly ConcurrentQueue<string> _evictions = new();
     private readonly ManualResetEventSlim _changed = new(false);
     private WorkerSlot[] _slots = [];
     private long[] _lostAt = [];            // per slot: Stopwatch timestamp of the loss being replaced (0: none)
     private int _workersLost, _workersReplaced, _replacementsStarted;
+    private long _rolloutsLostInFlight;
     private int _replacing;                 // slots whose _lostAt is set: the lockstep calls' fast path reads only this
 
     internal WorkerReplacements(WorkerFleet fleet, VectorCallState calls, ClusterOptions options, ILogger logger)
@@ -53,6 +56,13 @@ public sealed class WorkerReplacements
     /// <summary>Workers lost, whether a replacement took over or the loss ended the run.</summary>
     public int WorkersLost => Volatile.Read(ref _workersLost);
 
+    /// <summary>
+    /// Rollouts lost with their workers: those a streaming worker had been given credit for and had not delivered
+    /// when it was lost (acted in part, or finished and not yet arrived). Counted from the credit ledger, not estimated.
+    /// A lockstep collection loses none: it is asked again of the replacement.
+    /// </summary>
+    public long RolloutsLostInFlight => Interlocked.Read(ref _rolloutsLostInFlight);
+
     /// <summary>Replacements that took over and are ready again (reset answered; a stream restarts at once).</summary>
     public int WorkersReplaced => Volatile.Read(ref _workersReplaced);
 
@@ -61,6 +71,36 @@ public sealed class WorkerReplacements
 
     /// <summary>How many times worker <paramref name="workerIndex"/>'s slot has been taken over by a replacement (0: the original worker).</summary>
     public int Generation(int workerIndex) => _slots[workerIndex].Generation;
+
+    /// <summary>Workers dropped for sending bad data (<see cref="Evict"/>), each as "worker 'ID': what was wrong", in order.</summary>
+    public IReadOnlyList<string> Evictions => [.. _evictions];
+
+    /// <summary>
+    /// Drops worker <paramref name="workerId"/> for sending data no learner may use (<paramref name="problem"/> says
+    /// what): its stream is closed, and like any lost worker it is replaced (<see cref="ClusterOptions.ReplaceLostWorkers"/>)
+    /// or ends the run by name. <paramref name="generation"/> is the worker the data came from (<see cref="Generation"/>
+    /// when it was sent): data queued by a worker already replaced evicts no one. Returns whether a worker was dropped.
+    /// </summary>
+    public bool Evict(string workerId, int generation, string problem)
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        var slot = Array.Find(_slots, s => s.Id == workerId);
+        if (slot is null || slot.Generation != generation || slot.Connection is not { } connection) return false;
+        if (slot.State is SlotState.Replacing or SlotState.Failed or SlotState.Closed) return false;
+        _evictions.Enqueue($"worker '{workerId}': {problem}");
+        ClusterLog.WorkerEvicted(_logger, workerId, problem);
+        connection.Close(StatusCode.InvalidArgument, $"it sent bad data ({problem}) and was dropped");
+        return true;
+    }
+
+    // On a worker's read loop: its reply held bad data. Recorded and logged; the read loop throws what this returns,
+    // which ends the worker's stream, and the loss is handled as any other (replaced, or the run ends by name).
+    internal BadWorkerDataException Rejected(WorkerSlot slot, string problem)
+    {
+        _evictions.Enqueue($"worker '{slot.Id}': {problem}");
+        ClusterLog.WorkerEvicted(_logger, slot.Id, problem);
+        return new BadWorkerDataException(problem);
+    }
 
     /// <summary>Tests only: runs between a slot's failure and the vector env hearing of it (the window where a crash was once reported as a hang).</summary>
     internal static Action? AfterSlotFailedForTests;
@@ -79,6 +119,8 @@ public sealed class WorkerReplacements
             // Under the slot's lock, with the transition: whoever sees the slot replacing also sees it counted.
             replacing = CanReplace(slot);
             Interlocked.Increment(ref _workersLost);
+            // Under the slot's lock, before the transition: a streaming worker's credited rollouts never arrive now.
+            if (slot.State == SlotState.Streaming) Interlocked.Add(ref _rolloutsLostInFlight, Math.Max(0, Volatile.Read(ref slot.InFlight)));
             if (!replacing) return false;
             Interlocked.Increment(ref _replacementsStarted);
             if (Interlocked.Exchange(ref _lostAt[slot.Index], Stopwatch.GetTimestamp()) == 0) Interlocked.Increment(ref _replacing);

@@ -239,7 +239,7 @@ public sealed class WorkerRollouts : IReplyOwner
         switch (bodyField)
         {
             case WorkerMessage.RolloutFieldNumber:
-                var idField = s.IdField.Length > 0 ? s.IdField : (s.IdField = WorkerIdField(s.Id));
+                var idField = s.IdField.Length > 0 ? s.IdField : (s.IdField = WorkerIdField(s.Id, s.Generation));
                 var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(body.Length + idField.Length);
                 try
                 {
@@ -269,8 +269,9 @@ public sealed class WorkerRollouts : IReplyOwner
         }
     }
 
-    // RolloutResult.worker_id (field 17, length-delimited) as encoded bytes.
-    private static byte[] WorkerIdField(string id) => Google.Protobuf.MessageExtensions.ToByteArray(new RolloutResult { WorkerId = id });
+    // RolloutResult.worker_id and worker_generation (fields 17 and 18) as encoded bytes.
+    private static byte[] WorkerIdField(string id, int generation) =>
+        Google.Protobuf.MessageExtensions.ToByteArray(new RolloutResult { WorkerId = id, WorkerGeneration = (uint)generation });
 
     // Replies to Collect and to the stop of a stream.
     void IReplyOwner.OnReply(WorkerSlot slot, in SlotCommand command, int bodyField, ReadOnlySpan<byte> body)
@@ -278,7 +279,10 @@ public sealed class WorkerRollouts : IReplyOwner
         switch (bodyField)
         {
             case WorkerMessage.RolloutFieldNumber when command.ReplyField == WorkerMessage.RolloutFieldNumber:
-                _batch!.Fill(RolloutResult.Parser.ParseFrom(body), slot.Offset, slot.Count);
+                var rollout = RolloutResult.Parser.ParseFrom(body);
+                _batch!.Fill(rollout, slot.Offset, slot.Count);
+                if (_batch.Problem(slot.Offset, slot.Count, slot.Policy.PushedVersion) is { } problem)
+                    throw _replacements.Rejected(slot, problem); // not delivered: its replacement is asked again
                 _delivered[slot.Index] = true;
                 break;
             case WorkerMessage.StreamEndedFieldNumber when command.ReplyField == WorkerMessage.StreamEndedFieldNumber:

@@ -100,6 +100,42 @@ public sealed class RolloutBatch
     /// <summary>Episodes that finished during the rollout: the step, the sub-env and its statistics.</summary>
     public List<(int Step, int Env, EpisodeStatistics Statistics)> Episodes { get; } = [];
 
+    /// <summary>
+    /// What is wrong with the rows of sub-envs offset..offset+count as a worker filled them, or null when nothing is:
+    /// a non-finite observation, reward, log-prob, value or distribution parameter, a discrete action outside the
+    /// action space, or an acting version outside 1..<paramref name="newestVersion"/> (0: not checked). A learner must
+    /// never see such a rollout: one NaN poisons every weight in a single update.
+    /// </summary>
+    public string? Problem(int offset, int count, ulong newestVersion = 0)
+    {
+        int T = Steps, N = NumEnvs, m = ObservationSize;
+        for (int t = 0; t <= T; t++)
+            if (Bad(Observations.AsSpan((t * N + offset) * m, count * m)) is int j and >= 0)
+                return $"a non-finite observation ({Observations[(t * N + offset) * m + j]} at step {t}, sub-env {offset + j / m})";
+        for (int t = 0; t < T; t++)
+        {
+            int row = t * N + offset;
+            for (int i = 0; i < count; i++)
+                if (!double.IsFinite(Rewards[row + i])) return $"a non-finite reward ({Rewards[row + i]} at step {t}, sub-env {offset + i})";
+            if (Bad(LogProbs.AsSpan(row, count)) >= 0) return $"a non-finite log-probability at step {t}";
+            if (Bad(Values.AsSpan(row, count)) >= 0) return $"a non-finite value estimate at step {t}";
+            if (Bad(DistributionParameters.AsSpan(row * DistributionSize, count * DistributionSize)) >= 0) return $"non-finite distribution parameters at step {t}";
+            if (Continuous && Bad(ContinuousActions.AsSpan(row * ActionSize, count * ActionSize)) >= 0) return $"a non-finite action at step {t}";
+            if (!Continuous)
+                for (int i = 0; i < count; i++)
+                    if ((uint)DiscreteActions[row + i] >= (uint)DistributionSize) return $"action {DiscreteActions[row + i]} at step {t}, outside the {DistributionSize} actions of the space";
+            for (int i = 0; i < count; i++)
+                if (HasFinalObservation[row + i] && Bad(FinalObservations.AsSpan((row + i) * m, m)) >= 0) return $"a non-finite final observation at step {t}";
+        }
+        if (Continuous && Bad(LogStd.AsSpan(offset * DistributionSize, count * DistributionSize)) >= 0) return "a non-finite log standard deviation";
+        for (int i = 0; i < count; i++)
+            if (PolicyVersion[offset + i] == 0 || (newestVersion > 0 && PolicyVersion[offset + i] > newestVersion))
+                return $"acting policy version {PolicyVersion[offset + i]}, never pushed (the newest pushed to it is {newestVersion})";
+        return null;
+
+        static int Bad(ReadOnlySpan<float> values) => Policies.ActorCritic.IndexOfNonFinite(values);
+    }
+
     /// <summary>Copies a worker's rollout into the rows of sub-envs offset..offset+count. Throws <see cref="InvalidDataException"/> on a shape mismatch.</summary>
     internal void Fill(RolloutResult r, int offset, int count)
     {

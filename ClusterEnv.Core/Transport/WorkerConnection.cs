@@ -231,6 +231,10 @@ public sealed class WorkerConnection
         {
             await ReadRepliesAsync(linked.Token).ConfigureAwait(false);
         }
+        catch (BadWorkerDataException e)
+        {
+            (status, message, lostReason) = (StatusCode.InvalidArgument, $"Bad data: {e.Message}", $"it sent bad data ({e.Message}) and was dropped");
+        }
         catch (InvalidDataException e)
         {
             (status, message, lostReason) = (StatusCode.Internal, $"Malformed message: {e.Message}", $"protocol error: malformed message ({e.Message})");

@@ -33,9 +33,11 @@ public static class Impala
     /// Trains on streaming workers: every worker acts with its local policy and ships rollouts of
     /// <see cref="ImpalaOptions.UnrollLength"/> steps into <paramref name="queue"/> (in memory when null); the
     /// <see cref="PolicyPublisher"/> decides per worker, with <paramref name="strategy"/>, when new weights are worth sending.
+    /// <paramref name="resume"/> is a checkpoint loaded (and checked) before the workers started; when null,
+    /// <see cref="ImpalaOptions.ResumeFrom"/> is loaded here.
     /// </summary>
     public static ImpalaResult Train(ClusterVecEnv envs, ImpalaOptions options, SyncStrategy strategy, Action<ImpalaMetrics>? onUpdate = null,
-        ITrajectoryQueue? queue = null, CancellationToken cancellationToken = default)
+        ITrajectoryQueue? queue = null, CancellationToken cancellationToken = default, TrainingCheckpoint? resume = null)
     {
         ArgumentNullException.ThrowIfNull(envs);
         ArgumentNullException.ThrowIfNull(options);
@@ -44,7 +46,7 @@ public static class Impala
             throw new ArgumentException("IMPALA needs an autoresetting vector env; create it with AutoresetMode.NextStep (the default) or SameStep.", nameof(envs));
         var spec = PolicySpec.For(envs.SingleObservationSpace, envs.SingleActionSpace, options.Hidden);
         var policy = new ActorCritic(spec, options.Seed);
-        var resume = Resume(options, policy);
+        resume = Resume(options, policy, resume);
         var publisher = new PolicyPublisher(envs, spec, strategy, learnerLagLimit: options.MaxPolicyLag > 0 ? Math.Max(1, options.MaxPolicyLag - 1) : 0);
         long envSeed = DataParallel.RankSeed(options.Seed, options.Collective ?? SingleCollective.Instance); // ranks act on different episodes
         envs.Reset(seed: (int)envSeed);
@@ -58,27 +60,28 @@ public static class Impala
     }
 
     /// <summary>Trains on a local vector env: the learner acts with its current policy (lag 0), through the same acting loop the workers run.</summary>
-    public static ImpalaResult Train(IVectorEnv envs, ImpalaOptions options, Action<ImpalaMetrics>? onUpdate = null, CancellationToken cancellationToken = default)
+    public static ImpalaResult Train(IVectorEnv envs, ImpalaOptions options, Action<ImpalaMetrics>? onUpdate = null, CancellationToken cancellationToken = default,
+        TrainingCheckpoint? resume = null)
     {
         ArgumentNullException.ThrowIfNull(envs);
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         var spec = PolicySpec.For(envs.SingleObservationSpace, envs.SingleActionSpace, options.Hidden);
         var policy = new ActorCritic(spec, options.Seed);
-        var resume = Resume(options, policy);
+        resume = Resume(options, policy, resume);
         ulong version = 1;
         using var source = new LocalRolloutSource(envs, options.UnrollLength, () => (policy, version), (int)DataParallel.RankSeed(options.Seed, options.Collective ?? SingleCollective.Instance));
         var threshold = options.RewardThreshold ?? envs.Spec?.RewardThreshold ?? double.PositiveInfinity;
         return Run(source, policy, null, options, threshold, m => { version = m.PolicyVersion; onUpdate?.Invoke(m); }, cancellationToken, resume);
     }
 
-    // Loads ImpalaOptions.ResumeFrom into the fresh policy before anyone acts with it.
-    private static TrainingCheckpoint? Resume(ImpalaOptions o, ActorCritic policy)
+    // Loads ImpalaOptions.ResumeFrom (unless the caller loaded it) into the fresh policy before anyone acts with it.
+    private static TrainingCheckpoint? Resume(ImpalaOptions o, ActorCritic policy, TrainingCheckpoint? loaded)
     {
-        if (o.ResumeFrom is not { } from) return null;
-        var checkpoint = TrainingCheckpoint.Load(from);
+        if (loaded is null && o.ResumeFrom is null) return null;
+        var checkpoint = loaded ?? TrainingCheckpoint.Load(o.ResumeFrom!);
         if (!checkpoint.Policy.Spec.Equals(policy.Spec))
-            throw new ArgumentException($"The checkpoint in '{from}' holds a policy of spec {checkpoint.Policy.Spec.ToJson()}; this run builds {policy.Spec.ToJson()}. Resume with the same env and hidden sizes.");
+            throw new ArgumentException($"The checkpoint in '{o.ResumeFrom}' holds a policy of spec {checkpoint.Policy.Spec.ToJson()}; this run builds {policy.Spec.ToJson()}. Resume with the same env and hidden sizes.");
         policy.LoadParameters(checkpoint.Policy.Parameters);
         policy.Normalizer = checkpoint.Policy.Normalizer;
         return checkpoint;

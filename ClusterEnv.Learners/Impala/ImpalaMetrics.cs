@@ -57,7 +57,7 @@ public sealed record ImpalaMetrics
     /// <summary>Every metric as (TensorBoard tag, value), in CSV column order; the CSV column is the part of the tag after the '/'.</summary>
     public (string Tag, double Value)[] Scalars() =>
     [
-        ("charts/update", Update), ("charts/global_step", GlobalStep), ("charts/seconds", Seconds), ("charts/sps", Sps),
+        ("charts/update", Update), ("charts/global_step", GlobalStep), ("charts/seconds", Seconds), ("charts/SPS", Sps),
         ("charts/updates_per_second", UpdatesPerSecond), ("charts/learner_busy_fraction", BusyFraction), ("charts/learning_rate", LearningRate),
         ("charts/queue_depth", QueueDepth), ("charts/episodes", Episodes), ("charts/episodic_return", EpisodicReturn),
         ("charts/episodic_length", EpisodicLength), ("charts/mean_return_20", MeanReturn20),

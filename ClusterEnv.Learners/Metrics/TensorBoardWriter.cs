@@ -13,7 +13,7 @@ namespace ClusterEnv.Learners.Metrics;
 /// <example>
 /// <code>
 /// using var tb = new TensorBoardWriter("runs/ppo-cartpole");
-/// tb.AddScalar("charts/sps", 52_000, step: 4096);
+/// tb.AddScalar("charts/SPS", 52_000, step: 4096);
 /// </code>
 /// </example>
 public sealed class TensorBoardWriter : IDisposable

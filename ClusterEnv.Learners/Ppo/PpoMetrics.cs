@@ -58,7 +58,7 @@ public sealed record PpoMetrics
     /// </summary>
     public (string Tag, double Value)[] Scalars() =>
     [
-        ("charts/iteration", Iteration), ("charts/global_step", GlobalStep), ("charts/seconds", Seconds), ("charts/sps", Sps),
+        ("charts/iteration", Iteration), ("charts/global_step", GlobalStep), ("charts/seconds", Seconds), ("charts/SPS", Sps),
         ("charts/learning_rate", LearningRate), ("charts/episodes", Episodes), ("charts/episodic_return", EpisodicReturn),
         ("charts/episodic_length", EpisodicLength), ("charts/mean_return_20", MeanReturn20),
         ("losses/policy_loss", PolicyLoss), ("losses/value_loss", ValueLoss), ("losses/entropy", Entropy),
