@@ -22,6 +22,9 @@ public sealed class CheckpointException(string message, Exception? inner = null)
 public sealed record TrainingCheckpoint(ActorCritic Policy, float[] FirstMoment, float[] SecondMoment, int OptimizerSteps, RngState RngState,
     long Update, long GlobalStep, IReadOnlyDictionary<string, string> Counters)
 {
+    /// <summary>The folder it was loaded from (null for one not loaded from disk).</summary>
+    public string? Folder { get; init; }
+
     private const string Prefix = "checkpoint-";
     private const string Manifest = "manifest.json";
     private static readonly string[] Files = ["policy.cepolicy", "optimizer.bin", "state.json"];
@@ -156,7 +159,7 @@ public sealed record TrainingCheckpoint(ActorCritic Policy, float[] FirstMoment,
                     throw Damaged($"state.json's counter {key} ('{value}') is not a count");
             }
             return new TrainingCheckpoint(policy, moments[..count].ToArray(), moments[count..].ToArray(), (int)optimizerSteps,
-                new RngState(rng[0], rng[1], rng[2], rng[3], rng[4] != 0, (uint)rng[5]), update, globalStep, counters);
+                new RngState(rng[0], rng[1], rng[2], rng[3], rng[4] != 0, (uint)rng[5]), update, globalStep, counters) { Folder = folder };
 
             long NonNegative(JsonElement e, string property)
             {

@@ -27,13 +27,23 @@ public sealed class TensorBoardWriter : IDisposable
         ArgumentException.ThrowIfNullOrWhiteSpace(logDirectory);
         Directory.CreateDirectory(logDirectory);
         double now = WallTime();
-        Path = System.IO.Path.Combine(logDirectory, $"events.out.tfevents.{(long)now}.{Environment.MachineName}.{Environment.ProcessId}");
-        _file = new FileStream(Path, FileMode.CreateNew, FileAccess.Write, FileShare.Read);
+        // A second writer in the same folder, process and second (a resumed run) gets a numbered name of its own.
+        string name = $"events.out.tfevents.{(long)now}.{Environment.MachineName}.{Environment.ProcessId}";
+        for (int n = 1; ; n++)
+        {
+            Path = System.IO.Path.Combine(logDirectory, n == 1 ? name : $"{name}.{n}");
+            try
+            {
+                _file = new FileStream(Path, FileMode.CreateNew, FileAccess.Write, FileShare.Read);
+                break;
+            }
+            catch (IOException) when (File.Exists(Path) && n < 1000) { }
+        }
         Write(new Event { WallTime = now, FileVersion = "brain.Event:2" });
     }
 
     /// <summary>The event file's path.</summary>
-    public string Path { get; }
+    public string Path { get; private set; } = "";
 
     /// <summary>Appends one scalar (TensorBoard stores it as float32).</summary>
     public void AddScalar(string tag, double value, long step)

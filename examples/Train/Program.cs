@@ -13,6 +13,7 @@ using ClusterEnv.Cluster;
 using System.CommandLine;
 using ClusterEnv.CommandLine;
 using ClusterEnv.Envs;
+using ClusterEnv.Learners.Checkpoints;
 using ClusterEnv.Learners.Impala;
 using ClusterEnv.Learners.Metrics;
 using ClusterEnv.Learners.Ppo;
@@ -45,7 +46,9 @@ var connectTimeoutOption = Cli.Option("--connect-timeout", "seconds to wait for 
     .Check(t => t > 0 && double.IsFinite(t) ? null : $"--connect-timeout ({t}) must be a positive number of seconds.");
 var checkpointEveryOption = Cli.Option("--checkpoint-every", "IMPALA/IMPACT: write a checkpoint (RUN/checkpoints) every N updates, and always at the end (0: only at the end)", 500)
     .Check(n => n >= 0 ? null : $"--checkpoint-every ({n}) must be 0 (only at the end) or more.");
-var resumeOption = Cli.Option<string?>("--resume", "IMPALA/IMPACT: continue from a checkpoint folder, or a run folder's newest checkpoint");
+var resumeOption = Cli.Option<string?>("--resume", "IMPALA/IMPACT: continue a run from its newest whole checkpoint (a run folder, its checkpoints/ folder, or one checkpoint-N folder); the run's folder is --out unless given");
+var logEveryOption = Cli.Option("--log-every", "seconds between points in metrics.csv and the TensorBoard events (0: every update; the last update is always written)", 0.5)
+    .Check(t => t >= 0 && double.IsFinite(t) ? null : $"--log-every ({t}) must be 0 (every update) or a positive number of seconds.");
 var slurmOption = Cli.Option("--slurm", "start the --workers workers through Slurm (srun inside an allocation, else sbatch) instead of a local pool", false);
 var slurmPartitionOption = Cli.Option<string?>("--slurm-partition", "Slurm: --partition for the workers");
 var slurmTimeOption = Cli.Option<string?>("--slurm-time", "Slurm: --time for the worker job (e.g. 01:00:00)");
@@ -57,11 +60,11 @@ var slurmModeOption = Cli.Option("--slurm-mode", "Slurm: auto (srun inside an al
 var slurmArgOption = Cli.Option("--slurm-arg", "Slurm: one more sbatch/srun flag, as it is (repeatable, e.g. --slurm-arg=--account=rl)", Array.Empty<string>());
 var distributedOption = Cli.Option("--distributed", "data-parallel learners: one rank per process started by `mpirun -np N` or `srun --mpi=pmix -n N`, each with its own workers; gradients are all-reduced over MPI", false);
 var deviceOption = Cli.Option<string?>("--device", "PPO: where the update runs: cuda or cuda:N (an NVIDIA GPU: networks, gradients and Adam in device memory), cpu-kernels (the same kernels on ILGPU's CPU accelerator, for checking); default: this project's CPU engine");
-var outOption = Cli.Option<string?>("--out", "run folder for metrics.csv, TensorBoard events and the checkpoint (default runs/ppo-ENV-seedN-MODE)");
+var outOption = Cli.Option<string?>("--out", "run folder for config.json, metrics.csv, TensorBoard events, checkpoints and summary.txt (default runs/ENV__ALGO__SEED__UNIXTIME, or the --resume run's folder)");
 var root = new RootCommand("IMPALA (default), IMPACT or PPO (CleanRL's details) through ClusterVecEnv with a local worker pool, or locally with --local.")
 {
     algoOption, envOption, seedOption, numEnvsOption, workersOption, totalStepsOption, syncOption, localOption, outOption,
-    externalOption, hostOption, portOption, tokenFileOption, allowAnyWorkerOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption,
+    externalOption, hostOption, portOption, tokenFileOption, allowAnyWorkerOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption, logEveryOption,
     distributedOption, deviceOption, slurmOption, slurmPartitionOption, slurmTimeOption, slurmCpusOption, slurmNodesOption, slurmModeOption, slurmArgOption,
 };
 if (Cli.Parse(root, args, out var parsed) is int exit) return exit;
@@ -136,7 +139,37 @@ var options = (continuous ? PpoOptions.ContinuousDefaults : new PpoOptions()) wi
 bool numEnvsGiven = parsed.GetResult(numEnvsOption) is not (null or { Implicit: true });
 if (!numEnvsGiven) numEnvs = impala ? 16 : continuous ? 1 : numEnvs; // CleanRL's continuous default: 1 env × 2048 steps
 if (totalSteps is long ts) options = options with { TotalTimesteps = ts };
-outDir ??= Path.Combine("runs", $"{algo}-{envId}-seed{seed}-{(local ? "local" : "cluster")}");
+
+// A checkpoint to resume from is found and checked whole before anything starts: a damaged newest one is named and the
+// next older one used; none usable, or one for another env, is a usage error (exit 2) with the reason.
+string? resumeFrom = parsed.GetValue(resumeOption);
+TrainingCheckpoint? resume = null;
+if (resumeFrom is not null)
+{
+    if (!impala)
+    {
+        Console.Error.WriteLine("--resume continues IMPALA and IMPACT runs (--algo impala or impact); PPO runs start anew.");
+        return Cli.UsageError;
+    }
+    try
+    {
+        resume = TrainingCheckpoint.Load(resumeFrom, damaged => Console.Error.WriteLine(damaged));
+    }
+    catch (CheckpointException e)
+    {
+        Console.Error.WriteLine($"--resume {resumeFrom}: {e.Message}");
+        return Cli.UsageError;
+    }
+    var probe = Gym.Make(envId);
+    var expected = ClusterEnv.Policies.PolicySpec.For(probe.ObservationSpace, probe.ActionSpace, new ImpalaOptions().Hidden);
+    if (!resume.Policy.Spec.Equals(expected))
+    {
+        Console.Error.WriteLine($"--resume {resumeFrom}: {resume.Folder} holds a policy for observations of {resume.Policy.Spec.ObservationSize} and actions {resume.Policy.Spec.ToJson()}, not for {envId}. Resume with the --env the run was trained on.");
+        return Cli.UsageError;
+    }
+    outDir ??= RunFolder.OfResume(resumeFrom);
+}
+outDir ??= RunFolder.DefaultPath(envId, algo, seed);
 
 // Data-parallel: every rank trains the same model on its own envs; rank 0 alone prints, logs and writes checkpoints.
 using ClusterEnv.Learners.Distributed.ICollective collective = parsed.GetValue(distributedOption)
@@ -157,6 +190,12 @@ if (collective.WorldSize > 1)
 else if (parsed.GetValue(distributedOption))
     Console.WriteLine("--distributed, but no launcher set a world larger than 1 (OMPI_COMM_WORLD_SIZE, SLURM_NTASKS, WORLD_SIZE): training as a world of 1.");
 Directory.CreateDirectory(outDir);
+if (collective.Rank == 0)
+    RunFolder.WriteConfig(outDir, root, parsed, args, new Dictionary<string, object?>
+    {
+        ["num_envs"] = numEnvs, ["total_steps"] = impala ? totalSteps ?? 1_000_000 : options.TotalTimesteps, ["out"] = Path.GetFullPath(outDir),
+        ["workers_act"] = impala || ppoOnWorkers, ["resume_from"] = resume?.Folder, ["world_size"] = collective.WorldSize,
+    });
 
 using var stop = new CancellationTokenSource();
 int signalExitCode = 0;
@@ -194,7 +233,12 @@ finally
 int Run()
 {
     // The hub's warnings and errors (refused, lost or hung workers) on stderr; registrations are Information.
-    using var warnings = LoggerFactory.Create(b => b.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true)
+    // Plain text when stderr is a file or a pipe (a batch log, mpirun): no colour escapes.
+    using var warnings = LoggerFactory.Create(b => b.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            if (Console.IsErrorRedirected) o.ColorBehavior = Microsoft.Extensions.Logging.Console.LoggerColorBehavior.Disabled;
+        })
         .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
     // The one line that differs between a local vector env and a cluster of worker processes:
     using IVectorEnv envs = local
@@ -230,13 +274,12 @@ int Run()
     if (impala) return RunImpala(envs);
     Console.WriteLine($"PPO on {envs} | {options.TotalTimesteps:N0} steps | {numEnvs} envs × {options.NumSteps} steps per rollout | " +
                       $"{(ppoOnWorkers ? $"workers act, sync {sync}" : "the learner steps the envs")} | seed {seed}");
-    using var csv = MetricsFile(Path.Combine(outDir, "metrics.csv"), PpoMetrics.CsvHeader, append: false);
-    using var tensorBoard = new TensorBoardWriter(outDir); // the same scalars for `tensorboard --logdir runs`
+    // metrics.csv and TensorBoard events (`tensorboard --logdir runs`), at most one point per --log-every
+    using var metrics = RunFolder.Metrics(outDir, parsed.GetValue(logEveryOption), append: false, () => cluster);
     var progress = ConsoleProgress.ForStandardOutput();    // one line in place on a terminal, a line every 5 s in a log
     void OnIteration(PpoMetrics m)
     {
-        csv.WriteLine(m.ToCsv());
-        tensorBoard.AddScalars(m.Scalars(), m.GlobalStep);
+        metrics.Record(m.Scalars(), m.GlobalStep);
         progress.Report(m.GlobalStep, options.TotalTimesteps, m.Sps, $"mean-20 {m.MeanReturn20:F1}  policy loss {m.PolicyLoss:F3}  " +
                                                                        $"value loss {m.ValueLoss:F3}  entropy {m.Entropy:F3}  approx-KL {m.ApproxKl:F4}" +
                                                                        (ppoOnWorkers ? $"  pushes {m.TotalPushes}  lag {m.MeanPolicyLag:F1}" : ""));
@@ -265,23 +308,15 @@ int Run()
         ? $"Reached the {envId} threshold ({envs.Spec?.RewardThreshold}) after {s:N0} steps, {result.SecondsToThreshold:F1} s."
         : $"Did not reach the {envId} threshold ({envs.Spec?.RewardThreshold?.ToString() ?? "none"}).");
     if (WriteSummary($"{(result.Stopped ? "stopped" : "done")}: {last.GlobalStep} env steps") is { } lost) Console.WriteLine(lost);
-    Console.WriteLine($"Metrics: {Path.Combine(outDir, "metrics.csv")} and {tensorBoard.Path}   Checkpoint: {checkpoint}");
+    metrics.Flush();
+    Console.WriteLine($"Metrics: {metrics.CsvPath} ({metrics.Points} points) and {metrics.EventsPath}   Checkpoint: {checkpoint}");
     SayInSync(result.History.Count);
     return result.Stopped ? signalExitCode : 0;
 }
 
 // summary.txt: how the run ended, and (workers started) what was lost and replaced. Written on every exit path; returns
 // the workers line for the console.
-string? WriteSummary(string outcome)
-{
-    string? workersLine = cluster is { } c
-        ? $"workers lost {c.Elastic.WorkersLost}, replaced {c.Elastic.WorkersReplaced}" +
-          (c.Elastic.ReplaceSeconds.Count > 0 ? $" (in {string.Join(", ", c.Elastic.ReplaceSeconds.Select(x => x.ToString("F2", CultureInfo.InvariantCulture)))} s)" : "")
-        : null;
-    try { File.WriteAllText(Path.Combine(outDir, "summary.txt"), outcome + Environment.NewLine + (workersLine is null ? "" : workersLine + Environment.NewLine)); }
-    catch (IOException e) { Console.Error.WriteLine($"Could not write {Path.Combine(outDir, "summary.txt")}: {e.Message}"); }
-    return workersLine;
-}
+string? WriteSummary(string outcome, params string[] more) => collective.Rank == 0 ? RunFolder.WriteSummary(outDir, outcome, cluster, more) : null;
 
 void SayInSync(int updates)
 {
@@ -298,27 +333,27 @@ int RunImpala(IVectorEnv envs)
         Seed = seed, TotalTimesteps = totalSteps ?? 1_000_000,
         CheckpointDirectory = Path.Combine(outDir, "checkpoints"), CheckpointEvery = parsed.GetValue(checkpointEveryOption),
         HistoryLimit = 10_000, // every update is in metrics.csv; memory stays flat on long runs
-        ResumeFrom = parsed.GetValue(resumeOption) is { } r ? (Directory.Exists(Path.Combine(r, "checkpoints")) ? Path.Combine(r, "checkpoints") : r) : null,
+        ResumeFrom = resume?.Folder,
     };
     if (algo == "impact") o = o.AsImpact();
     if (collective.WorldSize > 1) o = o with { Collective = collective };
-    if (o.ResumeFrom is { } from) Console.WriteLine($"Resuming from {from}");
+    if (resume is not null) Console.WriteLine($"Resuming from {resume.Folder} (update {resume.Update:N0}, {resume.GlobalStep:N0} env steps)");
     Console.WriteLine($"{algo.ToUpperInvariant()} on {envs} | {o.TotalTimesteps:N0} steps | rollouts of {o.UnrollLength} steps | " +
                       $"{(envs is ClusterVecEnv ? $"workers act, sync {sync}" : "the learner acts")} | seed {seed}");
     // A resumed run continues its metrics (the natural resubmit is --resume R --out R): append, never truncate.
-    using var csv = MetricsFile(Path.Combine(outDir, "metrics.csv"), ImpalaMetrics.CsvHeader, append: o.ResumeFrom is not null);
-    using var tensorBoard = new TensorBoardWriter(outDir);
+    using var metrics = RunFolder.Metrics(outDir, parsed.GetValue(logEveryOption), append: resume is not null, () => cluster);
     var progress = ConsoleProgress.ForStandardOutput();
+    long droppedStale = 0;
     void OnUpdate(ImpalaMetrics m)
     {
-        csv.WriteLine(m.ToCsv());
-        tensorBoard.AddScalars(m.Scalars(), m.GlobalStep);
+        droppedStale = m.DroppedStale;
+        metrics.Record(m.Scalars(), m.GlobalStep);
         progress.Report(m.GlobalStep, o.TotalTimesteps, m.Sps, $"mean-20 {m.MeanReturn20:F1}  pushes {m.TotalPushes}  lag {m.MeanPolicyLag:F1}  " +
                                                               $"busy {m.BusyFraction:P0}  queue {m.QueueDepth}");
     }
-    var result = envs is ClusterVecEnv cluster
-        ? Impala.Train(cluster, o, sync, OnUpdate, cancellationToken: stop.Token)
-        : Impala.Train(envs, o, OnUpdate, stop.Token);
+    var result = envs is ClusterVecEnv onWorkers
+        ? Impala.Train(onWorkers, o, sync, OnUpdate, cancellationToken: stop.Token, resume: resume)
+        : Impala.Train(envs, o, OnUpdate, stop.Token, resume);
     progress.Complete();
     string checkpoint = Path.Combine(outDir, "policy.cepolicy");
     result.Policy.Save(checkpoint, new Dictionary<string, string> { ["env"] = envId, ["seed"] = seed.ToString(CultureInfo.InvariantCulture), ["algorithm"] = algo });
@@ -334,17 +369,9 @@ int RunImpala(IVectorEnv envs)
     Console.WriteLine(result.StepsToThreshold is long s
         ? $"Reached the {envId} threshold ({envs.Spec?.RewardThreshold}) after {s:N0} steps, {result.SecondsToThreshold:F1} s."
         : $"Did not reach the {envId} threshold ({envs.Spec?.RewardThreshold?.ToString() ?? "none"}).");
-    if (WriteSummary($"{(result.Stopped ? "stopped" : "done")}: {last.GlobalStep} env steps") is { } replaced) Console.WriteLine(replaced);
-    Console.WriteLine($"Metrics: {Path.Combine(outDir, "metrics.csv")} and {tensorBoard.Path}   Checkpoint: {checkpoint}");
+    if (WriteSummary($"{(result.Stopped ? "stopped" : "done")}: {last.GlobalStep} env steps", $"stale rollouts dropped {droppedStale}") is { } replaced) Console.WriteLine(replaced);
+    metrics.Flush();
+    Console.WriteLine($"Metrics: {metrics.CsvPath} ({metrics.Points} points) and {metrics.EventsPath}   Checkpoint: {checkpoint}");
     SayInSync(result.History.Count);
     return result.Stopped ? signalExitCode : 0;
-}
-
-// The metrics CSV: a new file with its header, or (resuming) the run's own file continued after its last row.
-static StreamWriter MetricsFile(string path, string header, bool append)
-{
-    bool continuing = append && File.Exists(path) && new FileInfo(path).Length > 0;
-    var writer = new StreamWriter(path, append: continuing);
-    if (!continuing) writer.WriteLine(header);
-    return writer;
 }

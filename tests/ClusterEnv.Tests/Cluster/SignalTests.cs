@@ -76,14 +76,78 @@ public class SignalTests
         string run = Directory.CreateTempSubdirectory("clusterenv-resume-").FullName;
         try
         {
-            RunToEnd("Train.dll", "--total-steps", "40000", "--checkpoint-every", "10", "--out", run);
+            RunToEnd("Train.dll", "--total-steps", "40000", "--checkpoint-every", "10", "--log-every", "0", "--out", run);
             var first = File.ReadAllLines(Path.Combine(run, "metrics.csv"));
             Assert.That(first.Length, Is.GreaterThan(2), "a header and some updates");
-            RunToEnd("Train.dll", "--total-steps", "80000", "--checkpoint-every", "10", "--resume", run, "--out", run);
+            RunToEnd("Train.dll", "--total-steps", "80000", "--checkpoint-every", "10", "--log-every", "0", "--resume", run); // its folder is the run's
             var both = File.ReadAllLines(Path.Combine(run, "metrics.csv"));
             Assert.That(both.Take(first.Length), Is.EqualTo(first), "the first run's rows are kept as they were");
             Assert.That(both.Length, Is.GreaterThan(first.Length), "the resumed run's rows follow them");
             Assert.That(both.Count(l => l == first[0]), Is.EqualTo(1), "one header");
+        }
+        finally
+        {
+            Directory.Delete(run, recursive: true);
+        }
+    }
+
+    [TestCase("missing")]
+    [TestCase("every checkpoint damaged")]
+    [TestCase("another env")]
+    [TestCase("ppo")]
+    public void Train_ResumingFromNothingUsable_ExitsTwo_WithTheReason_BeforeStartingAnything(string what)
+    {
+        string run = Directory.CreateTempSubdirectory("clusterenv-resume-bad-").FullName;
+        try
+        {
+            if (what != "missing") RunToEnd("Train.dll", "--total-steps", "20000", "--checkpoint-every", "5", "--out", run);
+            if (what == "every checkpoint damaged")
+                foreach (var c in ClusterEnv.Learners.Checkpoints.TrainingCheckpoint.List(Path.Combine(run, "checkpoints")))
+                    Learners.CheckpointTests.Damage(c, "truncate optimizer.bin");
+            string[] args = what switch
+            {
+                "missing" => ["--resume", Path.Combine(run, "nope")],
+                "another env" => ["--resume", run, "--env", "Acrobot-v1"],
+                "ppo" => ["--resume", run, "--algo", "ppo"],
+                _ => ["--resume", run],
+            };
+            using var p = Start("Train.dll", args);
+            var output = p.StandardOutput.ReadToEndAsync();
+            var errors = p.StandardError.ReadToEndAsync();
+            Assert.That(p.WaitForExit(60_000), Is.True, "bounds a failure only");
+            Assert.That(p.ExitCode, Is.EqualTo(2), errors.Result);
+            Assert.That(errors.Result, Does.Contain(what switch
+            {
+                "missing" => "nope' does not exist",
+                "another env" => "not for Acrobot-v1",
+                "ppo" => "--resume continues IMPALA and IMPACT runs",
+                _ => "Every checkpoint in",
+            }).And.Not.Contain("   at "), "the reason, and no stack trace");
+            Assert.That(output.Result, Does.Not.Contain("step"), "nothing started");
+        }
+        finally
+        {
+            Directory.Delete(run, recursive: true);
+        }
+    }
+
+    [Test]
+    public void Train_ResumingARunWhoseNewestCheckpointIsDamaged_SaysSo_AndResumesFromTheNextOlderOne()
+    {
+        string run = Directory.CreateTempSubdirectory("clusterenv-resume-older-").FullName;
+        try
+        {
+            RunToEnd("Train.dll", "--total-steps", "20000", "--checkpoint-every", "5", "--out", run);
+            var checkpoints = ClusterEnv.Learners.Checkpoints.TrainingCheckpoint.List(Path.Combine(run, "checkpoints"));
+            Assert.That(checkpoints, Has.Count.GreaterThanOrEqualTo(2));
+            Learners.CheckpointTests.Damage(checkpoints[^1], "flip policy.cepolicy");
+            using var p = Start("Train.dll", "--total-steps", "40000", "--resume", run);
+            var output = p.StandardOutput.ReadToEndAsync();
+            var errors = p.StandardError.ReadToEndAsync();
+            Assert.That(p.WaitForExit(120_000), Is.True, "bounds a failure only");
+            Assert.That(p.ExitCode, Is.Zero, errors.Result);
+            Assert.That(errors.Result, Does.Contain($"Checkpoint '{checkpoints[^1]}' is damaged: policy.cepolicy does not match its SHA-256").And.Contain("Trying the next older checkpoint"));
+            Assert.That(output.Result, Does.Contain($"Resuming from {checkpoints[^2]}"));
         }
         finally
         {

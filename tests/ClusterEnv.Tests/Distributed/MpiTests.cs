@@ -46,7 +46,7 @@ public class MpiTests
     public void TwoPpoRanks_OnTheirOwnEnvs_TrainOneModel_AndOnlyRankZeroWrites()
     {
         string dir = Path.Combine(Path.GetTempPath(), $"clusterenv-mpi-{Guid.NewGuid():N}");
-        var (code, output) = RunToEnd(dir, "--local", "--algo", "ppo", "--total-steps", "8192");
+        var (code, output) = RunToEnd(dir, "--local", "--algo", "ppo", "--total-steps", "8192", "--log-every", "0");
         TestContext.Out.WriteLine(output);
         Assert.That(code, Is.EqualTo(0), output);
         Assert.That(output, Does.Contain("Data-parallel over 2 ranks (MPI (Open MPI"));
