@@ -104,6 +104,9 @@ public sealed class MetricsLog : IDisposable
         _csv ??= OpenCsv(MetricsCsv.Header(point));
         _csv.WriteLine(string.Join(",", point.Select(s => double.IsFinite(s.Value) ? s.Value.ToString("R", CultureInfo.InvariantCulture) : "")));
         _events.AddScalars(point.Where(s => double.IsFinite(s.Value)), _pendingStep);
+        // On disk at once: a learner that crashes (and is restarted from its checkpoint) keeps every point it wrote.
+        _csv.Flush();
+        _events.Flush();
         (_pending, _lastWrite, _episodes, _returnSum, _lengthSum) = (null, now, 0, 0, 0);
         Points++;
     }

@@ -7,6 +7,7 @@
 // Usage: dotnet run -c Release --project examples/Train -- [--algo impala|impact|ppo] [--env CartPole-v1] [--seed 1]
 //        [--num-envs 16] [--workers 2] [--total-steps 1000000] [--sync 0.05:8] [--local] [--out runs/NAME]   (--help lists them)
 // --algo ppo --sync τ trains PPO on worker rollouts behind Adaptive Policy Synchronization (the paper's configuration).
+using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using ClusterEnv.Cluster;
@@ -47,6 +48,8 @@ var connectTimeoutOption = Cli.Option("--connect-timeout", "seconds to wait for 
 var checkpointEveryOption = Cli.Option("--checkpoint-every", "IMPALA/IMPACT: write a checkpoint (RUN/checkpoints) every N updates, and always at the end (0: only at the end)", 500)
     .Check(n => n >= 0 ? null : $"--checkpoint-every ({n}) must be 0 (only at the end) or more.");
 var resumeOption = Cli.Option<string?>("--resume", "IMPALA/IMPACT: continue a run from its newest whole checkpoint (a run folder, its checkpoints/ folder, or one checkpoint-N folder); the run's folder is --out unless given");
+var maxRestartsOption = Cli.Option("--max-restarts", "IMPALA/IMPACT: run the learner under a supervisor that restarts it from the newest checkpoint when it crashes, up to N times (0: no supervisor)", 0)
+    .Check(n => n >= 0 ? null : $"--max-restarts ({n}) must be 0 (no supervisor) or more.");
 var logEveryOption = Cli.Option("--log-every", "seconds between points in metrics.csv and the TensorBoard events (0: every update; the last update is always written)", 0.5)
     .Check(t => t >= 0 && double.IsFinite(t) ? null : $"--log-every ({t}) must be 0 (every update) or a positive number of seconds.");
 var slurmOption = Cli.Option("--slurm", "start the --workers workers through Slurm (srun inside an allocation, else sbatch) instead of a local pool", false);
@@ -64,7 +67,7 @@ var outOption = Cli.Option<string?>("--out", "run folder for config.json, metric
 var root = new RootCommand("IMPALA (default), IMPACT or PPO (CleanRL's details) through ClusterVecEnv with a local worker pool, or locally with --local.")
 {
     algoOption, envOption, seedOption, numEnvsOption, workersOption, totalStepsOption, syncOption, localOption, outOption,
-    externalOption, hostOption, portOption, tokenFileOption, allowAnyWorkerOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption, logEveryOption,
+    externalOption, hostOption, portOption, tokenFileOption, allowAnyWorkerOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption, logEveryOption, maxRestartsOption,
     distributedOption, deviceOption, slurmOption, slurmPartitionOption, slurmTimeOption, slurmCpusOption, slurmNodesOption, slurmModeOption, slurmArgOption,
 };
 if (Cli.Parse(root, args, out var parsed) is int exit) return exit;
@@ -171,6 +174,17 @@ if (resumeFrom is not null)
 }
 outDir ??= RunFolder.DefaultPath(envId, algo, seed);
 
+int maxRestarts = parsed.GetValue(maxRestartsOption);
+if (maxRestarts > 0 && Environment.GetEnvironmentVariable(Supervisor.PidVariable) is null)
+{
+    if (!impala || parsed.GetValue(distributedOption))
+    {
+        Console.Error.WriteLine("--max-restarts restarts a single IMPALA or IMPACT learner from its checkpoints; drop it for PPO and for --distributed runs (restart those with their launcher).");
+        return Cli.UsageError;
+    }
+    return Supervisor.Run(args, maxRestarts, outDir); // the learner runs as its child, with these options and --out fixed
+}
+
 // Data-parallel: every rank trains the same model on its own envs; rank 0 alone prints, logs and writes checkpoints.
 using ClusterEnv.Learners.Distributed.ICollective collective = parsed.GetValue(distributedOption)
     ? ClusterEnv.Learners.Distributed.Collectives.ForContext(ClusterEnv.Learners.Distributed.DistributedContext.FromEnvironment())
@@ -199,9 +213,14 @@ if (collective.Rank == 0)
 
 using var stop = new CancellationTokenSource();
 int signalExitCode = 0;
+long firstSignalAt = 0;
 void OnSignal(PosixSignalContext context)
 {
+    // One signal can arrive twice within moments (Ctrl-C reaches a supervisor, which passes it on; a launcher signals
+    // every process of a job): counted once. A second one later is the user insisting.
+    if (stop.IsCancellationRequested && Stopwatch.GetElapsedTime(firstSignalAt) < TimeSpan.FromSeconds(1)) { context.Cancel = true; return; }
     if (stop.IsCancellationRequested) return; // the second signal: the default action, which ends the process now
+    firstSignalAt = Stopwatch.GetTimestamp();
     context.Cancel = true;
     signalExitCode = context.Signal == PosixSignal.SIGTERM ? 143 : context.Signal == PosixSignal.SIGINT ? 130 : 138;
     string name = context.Signal switch { PosixSignal.SIGINT => "SIGINT", PosixSignal.SIGTERM => "SIGTERM", _ => "SIGUSR1" };
@@ -212,6 +231,12 @@ using var onSigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal
 using var onSigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
 // SIGUSR1 (10 on Linux) is what Slurm sends before pre-empting a job (--signal=USR1@T): stop, checkpoint, exit.
 using var onSigusr1 = OperatingSystem.IsLinux() ? PosixSignalRegistration.Create((PosixSignal)10, OnSignal) : null;
+Supervisor.WatchSupervisor(() =>
+{
+    if (stop.IsCancellationRequested) return;
+    signalExitCode = 143;
+    stop.Cancel();
+});
 
 ClusterVecEnv? cluster = null; // set once the workers are up: summary.txt reports its losses on every exit path
 try

@@ -91,6 +91,69 @@ public class SignalTests
         }
     }
 
+    [Test]
+    public void Train_UnderASupervisor_ALearnerKilledOutright_IsRestartedFromItsNewestCheckpoint_AndTheRunFinishes()
+    {
+        string run = Directory.CreateTempSubdirectory("clusterenv-supervised-").FullName;
+        using var supervisor = Start("Train.dll", "--max-restarts", "1", "--total-steps", "2000000", "--checkpoint-every", "20", "--out", run);
+        try
+        {
+            var stderr = new System.Text.StringBuilder();
+            supervisor.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (stderr) stderr.AppendLine(e.Data); };
+            supervisor.BeginErrorReadLine();
+            var output = new System.Text.StringBuilder();
+            supervisor.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
+            supervisor.BeginOutputReadLine();
+            var sw = Stopwatch.StartNew();
+            while (ClusterEnv.Learners.Checkpoints.TrainingCheckpoint.List(Path.Combine(run, "checkpoints")).Count == 0 && sw.Elapsed < TimeSpan.FromSeconds(120)) Thread.Sleep(50);
+            var learners = ChildPids(supervisor.Id);
+            Assert.That(learners, Has.Count.EqualTo(1), "the supervisor runs one learner");
+            int rowsBefore = File.ReadAllLines(Path.Combine(run, "metrics.csv")).Length;
+            Assert.That(kill(learners[0], 9), Is.Zero, "SIGKILL: a crash no handler sees");
+            Assert.That(supervisor.WaitForExit(180_000), Is.True, "the restarted learner finishes");
+            supervisor.WaitForExit();
+            lock (stderr) lock (output)
+            {
+                Assert.That(supervisor.ExitCode, Is.Zero, stderr.ToString());
+                Assert.That(stderr.ToString(), Does.Contain("The learner exited with code 137; restart 1 of 1 from the newest checkpoint"));
+                Assert.That(output.ToString(), Does.Contain($"Resuming from {Path.Combine(run, "checkpoints", "checkpoint-")}"));
+            }
+            Assert.That(File.ReadAllText(Path.Combine(run, "summary.txt")), Does.StartWith("done: 2000000 env steps"));
+            var rows = File.ReadAllLines(Path.Combine(run, "metrics.csv"));
+            Assert.That(rows.Length, Is.GreaterThan(rowsBefore), "the restarted learner continues the run's metrics, and the killed one's points were on disk");
+            Assert.That(rows.Count(r => r.StartsWith("update,", StringComparison.Ordinal)), Is.EqualTo(1));
+        }
+        finally
+        {
+            if (!supervisor.HasExited) supervisor.Kill(entireProcessTree: true);
+            Directory.Delete(run, recursive: true);
+        }
+    }
+
+    [Test]
+    public void Train_UnderASupervisor_OnCtrlCToTheWholeGroup_StopsOnce_WithItsCheckpoint_AndIsNotRestarted()
+    {
+        string run = Directory.CreateTempSubdirectory("clusterenv-supervised-int-").FullName;
+        using var supervisor = Start("Train.dll", newProcessGroup: true, "--max-restarts", "3", "--total-steps", "50000000", "--out", run);
+        try
+        {
+            WaitForLine(supervisor, l => l.TrimStart().StartsWith("step", StringComparison.Ordinal), "a progress line (training has started)");
+            var learner = ChildPids(supervisor.Id);
+            Assert.That(learner, Has.Count.EqualTo(1));
+            SkipIfIgnored(learner[0], Sigint);
+            Assert.That(kill(-supervisor.Id, Sigint), Is.Zero, "the group: the supervisor and its learner both get it, as from a terminal");
+            Assert.That(supervisor.WaitForExit(5_000), Is.True, "stopped within 5 s, not restarted");
+            Assert.That(supervisor.ExitCode, Is.EqualTo(130));
+            Assert.That(File.ReadAllText(Path.Combine(run, "summary.txt")), Does.StartWith("stopped:"), "one signal, counted once: a clean stop with its summary");
+            Assert.That(File.Exists(Path.Combine(run, "policy.cepolicy")), Is.True);
+        }
+        finally
+        {
+            if (!supervisor.HasExited) supervisor.Kill(entireProcessTree: true);
+            Directory.Delete(run, recursive: true);
+        }
+    }
+
     [TestCase("missing")]
     [TestCase("every checkpoint damaged")]
     [TestCase("another env")]
