@@ -43,7 +43,8 @@ public static class WorkerCommandLine
         };
         if (Cli.Parse(root, args, out var p) is int exit) return exit;
         logLevel = p.GetValue(level);
-        string? token = p.GetValue(tokenFile) is { } file ? File.ReadAllText(file.FullName).Trim() : Environment.GetEnvironmentVariable("CLUSTERENV_TOKEN");
+        string? token = Environment.GetEnvironmentVariable("CLUSTERENV_TOKEN");
+        if (p.GetValue(tokenFile) is { } file && (token = Cli.ReadSecret(file.FullName, "--token-file")) is null) return Cli.UsageError;
         options = new WorkerOptions
         {
             Hub = new Uri(p.GetValue(hub)!), EnvId = p.GetValue(env)!, NumEnvs = p.GetValue(numEnvs), WorkerId = p.GetValue(workerId)!,

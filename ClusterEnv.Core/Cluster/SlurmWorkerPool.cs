@@ -129,6 +129,7 @@ public sealed class SlurmWorkerPool : IWorkerLauncher
         _srun = _options.Mode == SlurmLaunchMode.Srun ||
                 (_options.Mode == SlurmLaunchMode.Auto && !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("SLURM_JOB_ID")));
         Directory.CreateDirectory(WorkDir);
+        SetAsideEarlierFiles();
         WriteTaskScript(launch);
         if (_srun)
         {
@@ -164,6 +165,19 @@ public sealed class SlurmWorkerPool : IWorkerLauncher
         sb.Append(" --num-envs \"${counts[$i]}\" --worker-id \"$id\" 2>> \"$f.err\" )\n");
         sb.Append("rc=$?; echo $rc > \"$f.exit.tmp\"; mv \"$f.exit.tmp\" \"$f.exit\"; exit $rc\n");
         File.WriteAllText(TaskScript, sb.ToString());
+    }
+
+    // A folder used before (a resumed run, a requeued job) holds the workers' files of that start: an old exit file would
+    // read as the new worker's death. They are moved into earlier-N/ (kept for reading, never mixed with this start's).
+    private void SetAsideEarlierFiles()
+    {
+        var stale = Directory.GetFiles(WorkDir, "worker-*.*").Where(f => !f.EndsWith(".sh", StringComparison.Ordinal)).ToArray();
+        if (stale.Length == 0) return;
+        string aside;
+        int n = 1;
+        while (Directory.Exists(aside = Path.Combine(WorkDir, $"earlier-{n}"))) n++;
+        Directory.CreateDirectory(aside);
+        foreach (var f in stale) File.Move(f, Path.Combine(aside, Path.GetFileName(f)));
     }
 
     private string TaskScript => Path.Combine(WorkDir, "worker-task.sh");

@@ -55,7 +55,15 @@ public static class Impala
         using var source = new StreamingRolloutSource(envs, options.UnrollLength, options.Credit, queue, (ulong)envSeed);
         var threshold = options.RewardThreshold ?? envs.Spec?.RewardThreshold ?? double.PositiveInfinity;
         var result = Run(source, policy, publisher, options, threshold, onUpdate, cancellationToken, resume);
-        source.Stop();
+        try
+        {
+            source.Stop();
+        }
+        catch (Exception e) when (e is WorkerLostException or WorkerTimeoutException or WorkerException)
+        {
+            // A worker lost while the stream ends (a replacement caught by the signal that stopped the run) takes
+            // nothing from the result: every rollout learned from is in the policy; the loss is in envs.Elastic.
+        }
         return result;
     }
 

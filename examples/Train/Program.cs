@@ -41,6 +41,8 @@ var hostOption = Cli.Option("--host", "address the hub listens on: 127.0.0.1 (th
 var portOption = Cli.Option("--port", "the hub's port (0: a free one; see --hub-url-file)", 0)
     .Check(p => p is >= 0 and <= 65535 ? null : $"--port ({p}) must be 0 (a free port) or 1-65535.");
 var tokenFileOption = Cli.Option<string?>("--token-file", "file holding the token external workers must present (the same file their --token-file reads)");
+var tlsCertOption = Cli.Option<string?>("--tls-cert", "with --workers-external: serve the hub over TLS with this PKCS#12 (.pfx) certificate and key; workers dial https://");
+var tlsPasswordFileOption = Cli.Option<string?>("--tls-password-file", "file holding --tls-cert's password");
 var allowAnyWorkerOption = Cli.Option("--allow-any-worker", "with --host other than loopback and no --token-file: accept any worker that dials (an open door; only on a network you trust)", false);
 var urlFileOption = Cli.Option<string?>("--hub-url-file", "write the hub's URL here once it listens (launch-workers.sh --hub-url-file reads it)");
 var connectTimeoutOption = Cli.Option("--connect-timeout", "seconds to wait for all workers to register", 60.0)
@@ -67,7 +69,7 @@ var outOption = Cli.Option<string?>("--out", "run folder for config.json, metric
 var root = new RootCommand("IMPALA (default), IMPACT or PPO (CleanRL's details) through ClusterVecEnv with a local worker pool, or locally with --local.")
 {
     algoOption, envOption, seedOption, numEnvsOption, workersOption, totalStepsOption, syncOption, localOption, outOption,
-    externalOption, hostOption, portOption, tokenFileOption, allowAnyWorkerOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption, logEveryOption, maxRestartsOption,
+    externalOption, hostOption, portOption, tokenFileOption, tlsCertOption, tlsPasswordFileOption, allowAnyWorkerOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption, logEveryOption, maxRestartsOption,
     distributedOption, deviceOption, slurmOption, slurmPartitionOption, slurmTimeOption, slurmCpusOption, slurmNodesOption, slurmModeOption, slurmArgOption,
 };
 if (Cli.Parse(root, args, out var parsed) is int exit) return exit;
@@ -98,10 +100,28 @@ if (external > 0 && tokenFile is null && !hubHost.IsLoopback && !hubHost.AllowAn
                             "Give --token-file FILE (the same file the workers read), or --allow-any-worker on a network you trust.");
     return Cli.UsageError;
 }
-if (tokenFile is not null && !File.Exists(tokenFile))
+string? token = null;
+if (tokenFile is not null && (token = Cli.ReadSecret(tokenFile, "--token-file")) is null) return Cli.UsageError;
+string? tlsCert = parsed.GetValue(tlsCertOption), tlsPassword = null;
+if (tlsCert is not null)
 {
-    Console.Error.WriteLine($"--token-file '{tokenFile}' does not exist.");
-    return Cli.UsageError;
+    // Checked here, before anything starts: the file exists, opens with its password, and holds a private key.
+    if (external == 0)
+    {
+        Console.Error.WriteLine("--tls-cert serves the hub over TLS for --workers-external workers (started with --hub https://... and a certificate they trust, or --insecure); the local pool and Slurm workers dial the hub over loopback or the cluster network without it.");
+        return Cli.UsageError;
+    }
+    if (parsed.GetValue(tlsPasswordFileOption) is { } pwFile && (tlsPassword = Cli.ReadSecret(pwFile, "--tls-password-file")) is null) return Cli.UsageError;
+    try
+    {
+        using var certificate = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadPkcs12FromFile(tlsCert, tlsPassword);
+        if (!certificate.HasPrivateKey) throw new System.Security.Cryptography.CryptographicException("it holds no private key");
+    }
+    catch (Exception e) when (e is System.Security.Cryptography.CryptographicException or IOException or UnauthorizedAccessException)
+    {
+        Console.Error.WriteLine($"--tls-cert '{tlsCert}' cannot be used: {e.Message}. Give a PKCS#12 (.pfx) file with the hub's certificate and private key (and --tls-password-file if it has a password).");
+        return Cli.UsageError;
+    }
 }
 var sync = SyncStrategy.Parse(parsed.GetValue(syncOption)!);
 bool impala = algo != "ppo";
@@ -185,32 +205,7 @@ if (maxRestarts > 0 && Environment.GetEnvironmentVariable(Supervisor.PidVariable
     return Supervisor.Run(args, maxRestarts, outDir); // the learner runs as its child, with these options and --out fixed
 }
 
-// Data-parallel: every rank trains the same model on its own envs; rank 0 alone prints, logs and writes checkpoints.
-using ClusterEnv.Learners.Distributed.ICollective collective = parsed.GetValue(distributedOption)
-    ? ClusterEnv.Learners.Distributed.Collectives.ForContext(ClusterEnv.Learners.Distributed.DistributedContext.FromEnvironment())
-    : ClusterEnv.Learners.Distributed.SingleCollective.Instance;
-string? rankScratch = null;
-if (collective.WorldSize > 1)
-{
-    options = options with { Collective = collective };
-    if (collective.Rank == 0)
-        Console.WriteLine($"Data-parallel over {collective.WorldSize} ranks ({collective.Backend}); each rank has its own {(local ? "envs" : "workers")}, gradients are averaged every step.");
-    else
-    {
-        Console.SetOut(TextWriter.Null); // the others stay quiet (errors still go to stderr) and write nothing that lasts
-        rankScratch = outDir = Path.Combine(Path.GetTempPath(), $"clusterenv-rank{collective.Rank}-{Environment.ProcessId}");
-    }
-}
-else if (parsed.GetValue(distributedOption))
-    Console.WriteLine("--distributed, but no launcher set a world larger than 1 (OMPI_COMM_WORLD_SIZE, SLURM_NTASKS, WORLD_SIZE): training as a world of 1.");
-Directory.CreateDirectory(outDir);
-if (collective.Rank == 0)
-    RunFolder.WriteConfig(outDir, root, parsed, args, new Dictionary<string, object?>
-    {
-        ["num_envs"] = numEnvs, ["total_steps"] = impala ? totalSteps ?? 1_000_000 : options.TotalTimesteps, ["out"] = Path.GetFullPath(outDir),
-        ["workers_act"] = impala || ppoOnWorkers, ["resume_from"] = resume?.Folder, ["world_size"] = collective.WorldSize,
-    });
-
+// From here on a signal stops the run cleanly: whatever has started is stopped and the policy and summary are written.
 using var stop = new CancellationTokenSource();
 int signalExitCode = 0;
 long firstSignalAt = 0;
@@ -238,6 +233,33 @@ Supervisor.WatchSupervisor(() =>
     stop.Cancel();
 });
 
+// Data-parallel: every rank trains the same model on its own envs; rank 0 alone prints, logs and writes checkpoints.
+using ClusterEnv.Learners.Distributed.ICollective collective = parsed.GetValue(distributedOption)
+    ? ClusterEnv.Learners.Distributed.Collectives.ForContext(ClusterEnv.Learners.Distributed.DistributedContext.FromEnvironment())
+    : ClusterEnv.Learners.Distributed.SingleCollective.Instance;
+string? rankScratch = null;
+if (collective.WorldSize > 1)
+{
+    options = options with { Collective = collective };
+    if (collective.Rank == 0)
+        Console.WriteLine($"Data-parallel over {collective.WorldSize} ranks ({collective.Backend}); each rank has its own {(local ? "envs" : "workers")}, gradients are averaged every step.");
+    else
+    {
+        Console.SetOut(TextWriter.Null); // the others stay quiet (errors still go to stderr) and write nothing that lasts
+        rankScratch = outDir = Path.Combine(Path.GetTempPath(), $"clusterenv-rank{collective.Rank}-{Environment.ProcessId}");
+    }
+}
+else if (parsed.GetValue(distributedOption))
+    Console.WriteLine("--distributed, but no launcher set a world larger than 1 (OMPI_COMM_WORLD_SIZE, SLURM_NTASKS, WORLD_SIZE): training as a world of 1.");
+Directory.CreateDirectory(outDir);
+if (collective.Rank == 0)
+    RunFolder.WriteConfig(outDir, root, parsed, args, new Dictionary<string, object?>
+    {
+        ["num_envs"] = numEnvs, ["total_steps"] = impala ? totalSteps ?? 1_000_000 : options.TotalTimesteps, ["out"] = Path.GetFullPath(outDir),
+        ["workers_act"] = impala || ppoOnWorkers, ["resume_from"] = resume?.Folder, ["world_size"] = collective.WorldSize,
+    });
+
+
 ClusterVecEnv? cluster = null; // set once the workers are up: summary.txt reports its losses on every exit path
 try
 {
@@ -245,6 +267,13 @@ try
 }
 catch (Exception e) when (e is WorkerLostException or WorkerTimeoutException or WorkerException or SubEnvException or PolicyRejectedException or ClusterEnv.Rollouts.TrajectoryQueueException or ClusterEnv.Learners.Distributed.CollectiveException or ArgumentException)
 {
+    if (signalExitCode != 0 && cluster is null)
+    {
+        // The signal that stops the run also reached a local worker still being started (in the moment between its
+        // fork and its own session) before training began: a stop, not a failure. The starting policy is the result.
+        Console.Error.WriteLine($"Stopped while the workers were starting ({e.Message}).");
+        return StoppedBeforeTheFirstUpdate(SaveStartingPolicy());
+    }
     // The cluster failed under the learner: say which worker and why, and exit non-zero instead of crashing.
     Console.Error.WriteLine($"Training stopped: {e.Message}");
     WriteSummary($"failed: {e.Message}");
@@ -285,7 +314,7 @@ int Run()
             Hub = new HubOptions
             {
                 Host = hubHost.Host, Port = parsed.GetValue(portOption), AllowAnyWorker = hubHost.AllowAnyWorker,
-                Token = tokenFile is null ? null : File.ReadAllText(tokenFile).Trim(),
+                Token = token, CertificatePath = tlsCert, CertificatePassword = tlsPassword,
             },
             HubUrlFile = parsed.GetValue(urlFileOption),
             ConnectTimeout = TimeSpan.FromSeconds(parsed.GetValue(connectTimeoutOption)),
@@ -322,11 +351,7 @@ int Run()
     }
     result.Policy.Save(checkpoint, metadata);
     Console.WriteLine();
-    if (result.History.Count == 0)
-    {
-        Console.WriteLine($"Stopped before the first update. Checkpoint (untrained): {checkpoint}");
-        return signalExitCode;
-    }
+    if (result.History.Count == 0) return StoppedBeforeTheFirstUpdate(checkpoint);
     var last = result.History[^1];
     Console.WriteLine($"{(result.Stopped ? "Stopped" : "Done")}: {last.GlobalStep:N0} env steps in {last.Seconds:F1} s ({last.Sps:N0} SPS). Mean return of the last 20 episodes: {result.FinalMeanReturn20:F1}.");
     Console.WriteLine(result.StepsToThreshold is long s
@@ -342,6 +367,25 @@ int Run()
 // summary.txt: how the run ended, and (workers started) what was lost and replaced. Written on every exit path; returns
 // the workers line for the console.
 string? WriteSummary(string outcome, params string[] more) => collective.Rank == 0 ? RunFolder.WriteSummary(outDir, outcome, cluster, more) : null;
+
+// The policy a run starts from (the resumed one, or a fresh one of the run's seed), saved as the run's policy.
+string SaveStartingPolicy()
+{
+    var env = Gym.Make(envId);
+    var policy = resume?.Policy ?? new ClusterEnv.Policies.ActorCritic(
+        ClusterEnv.Policies.PolicySpec.For(env.ObservationSpace, env.ActionSpace, impala ? new ImpalaOptions().Hidden : options.Hidden), seed);
+    string path = Path.Combine(outDir, "policy.cepolicy");
+    policy.Save(path, new Dictionary<string, string> { ["env"] = envId, ["seed"] = seed.ToString(CultureInfo.InvariantCulture), ["algorithm"] = algo });
+    return path;
+}
+
+// A stop that came before this run's first update (during start-up): the policy as it started, and the summary, all the same.
+int StoppedBeforeTheFirstUpdate(string checkpoint)
+{
+    Console.WriteLine($"Stopped before the first update of this run. Policy (as it started): {checkpoint}");
+    if (WriteSummary("stopped: before the first update") is { } workersLine) Console.WriteLine(workersLine);
+    return signalExitCode;
+}
 
 void SayInSync(int updates)
 {
@@ -383,11 +427,7 @@ int RunImpala(IVectorEnv envs)
     string checkpoint = Path.Combine(outDir, "policy.cepolicy");
     result.Policy.Save(checkpoint, new Dictionary<string, string> { ["env"] = envId, ["seed"] = seed.ToString(CultureInfo.InvariantCulture), ["algorithm"] = algo });
     Console.WriteLine();
-    if (result.History.Count == 0)
-    {
-        Console.WriteLine($"Stopped before the first update. Checkpoint (untrained): {checkpoint}");
-        return signalExitCode;
-    }
+    if (result.History.Count == 0) return StoppedBeforeTheFirstUpdate(checkpoint);
     var last = result.History[^1];
     Console.WriteLine($"{(result.Stopped ? "Stopped" : "Done")}: {last.GlobalStep:N0} env steps in {last.Seconds:F1} s ({last.Sps:N0} SPS, learner busy {last.BusyFraction:P0}, " +
                       $"{last.TotalPushes} pushes). Mean return of the last 20 episodes: {result.FinalMeanReturn20:F1}.");

@@ -74,6 +74,30 @@ internal static class Cli
         return option;
     }
 
+    /// <summary>
+    /// Reads a secret (a token) from <paramref name="path"/>, warning on stderr when other users can read the file:
+    /// anyone who can read it can join the hub. Returns null (after saying why) when it cannot be read or is empty.
+    /// </summary>
+    public static string? ReadSecret(string path, string flag)
+    {
+        if (!File.Exists(path))
+        {
+            Console.Error.WriteLine($"{flag} '{path}' does not exist.");
+            return null;
+        }
+        if (!OperatingSystem.IsWindows() && (File.GetUnixFileMode(path) & (UnixFileMode.GroupRead | UnixFileMode.OtherRead)) != 0)
+            Console.Error.WriteLine($"Warning: {flag} '{path}' is readable by other users (mode {Convert.ToString((int)File.GetUnixFileMode(path), 8)}), and anyone who can read it can join the hub; make it private with: chmod 600 '{path}'.");
+        string secret;
+        try { secret = File.ReadAllText(path).Trim(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"{flag} '{path}' cannot be read: {e.Message}");
+            return null;
+        }
+        if (secret.Length == 0) Console.Error.WriteLine($"{flag} '{path}' is empty; write the token into it (e.g. openssl rand -hex 32 > '{path}').");
+        return secret.Length == 0 ? null : secret;
+    }
+
     /// <summary>An option with a description and a default.</summary>
     public static Option<T> Option<T>(string name, string description, T defaultValue) =>
         new(name) { Description = description, DefaultValueFactory = _ => defaultValue };
