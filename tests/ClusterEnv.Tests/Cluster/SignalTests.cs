@@ -277,6 +277,38 @@ public class SignalTests
         Assert.That(output.Result, Does.Not.Contain("hub listening"), "no hub was started");
     }
 
+    [TestCase("no external workers", "--tls-cert serves the hub over TLS for --workers-external workers")]
+    [TestCase("not a certificate", "cannot be used")]
+    [TestCase("token readable by others", "is readable by other users")]
+    public void Train_ChecksItsTlsCertificateAndToken_BeforeStartingAnything(string what, string reason)
+    {
+        string dir = Directory.CreateTempSubdirectory("clusterenv-tls-").FullName;
+        try
+        {
+            string junk = Path.Combine(dir, "hub.pfx"), token = Path.Combine(dir, "token");
+            File.WriteAllText(junk, "not a PKCS#12 file");
+            File.WriteAllText(token, "secret");
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(token, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+            string[] args = what switch
+            {
+                "no external workers" => ["--tls-cert", junk],
+                "not a certificate" => ["--workers-external", "1", "--tls-cert", junk, "--token-file", token],
+                _ => ["--workers-external", "1", "--token-file", token, "--tls-cert", junk],
+            };
+            using var p = Start("Train.dll", args);
+            var output = p.StandardOutput.ReadToEndAsync();
+            var errors = p.StandardError.ReadToEndAsync();
+            Assert.That(p.WaitForExit(60_000), Is.True, "bounds a failure only");
+            Assert.That(p.ExitCode, Is.EqualTo(2), errors.Result);
+            Assert.That(errors.Result, Does.Contain(reason));
+            Assert.That(output.Result, Does.Not.Contain("hub listening"), "no hub was started");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Test]
     public void Worker_WithAnUnknownEnv_ExitsTwo_AsItsHelpSays_NamingTheRegisteredIds()
     {
