@@ -195,7 +195,18 @@ public static partial class Ppo
             metrics = episodeLog.EndIteration(metrics);
             history.Add(metrics);
             onIteration?.Invoke(metrics);
+            if (dp.Rank == 0 && o.CheckpointDirectory is { } dir && o.CheckpointEvery > 0 && iteration % o.CheckpointEvery == 0)
+                SaveCheckpoint(dir, iteration, globalStep * dp.WorldSize);
         }
+        bool savedLast = history.Count > 0 && o.CheckpointEvery > 0 && history[^1].Iteration % o.CheckpointEvery == 0;
+        if (dp.Rank == 0 && o.CheckpointDirectory is { } last && history.Count > 0 && !savedLast) // and one at the end, finished or stopped
+            SaveCheckpoint(last, history[^1].Iteration, history[^1].GlobalStep);
+        void SaveCheckpoint(string dir, int iteration, long steps) =>
+            Checkpoints.TrainingCheckpoint.Save(dir, iteration, steps, policy, adam, rng, new Dictionary<string, string>
+            {
+                ["algorithm"] = "ppo",
+                ["observation_count"] = (obsRms?.Count ?? 0).ToString("R", System.Globalization.CultureInfo.InvariantCulture),
+            }, o.KeepCheckpoints);
         return new PpoResult(policy, history, episodeLog.StepsToThreshold, episodeLog.SecondsToThreshold, episodeLog.MeanReturn20, obsRms)
         {
             Stopped = history.Count < iterations,

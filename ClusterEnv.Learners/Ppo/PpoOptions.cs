@@ -60,6 +60,15 @@ public sealed record PpoOptions
     /// <summary>Hidden layer widths of the actor and of the critic.</summary>
     public int[] Hidden { get; init; } = [64, 64];
 
+    /// <summary>A folder for checkpoints (policy with its observation statistics, optimizer, random state, counters), as IMPALA writes them; null writes none.</summary>
+    public string? CheckpointDirectory { get; init; }
+
+    /// <summary>Write a checkpoint every this many iterations (and always one at the end, finished or stopped); 0: only at the end.</summary>
+    public int CheckpointEvery { get; init; } = 100;
+
+    /// <summary>How many of the newest checkpoints to keep.</summary>
+    public int KeepCheckpoints { get; init; } = 3;
+
     /// <summary>Normalise observations with running statistics and clip them to ±<see cref="ObservationClip"/> (continuous defaults).</summary>
     public bool NormalizeObservations { get; init; }
 
@@ -110,6 +119,8 @@ public sealed record PpoOptions
     public void Validate(int numEnvs)
     {
         if (TotalTimesteps <= 0) throw new ArgumentOutOfRangeException(nameof(TotalTimesteps), TotalTimesteps, "TotalTimesteps must be positive.");
+        if (CheckpointEvery < 0) throw new ArgumentOutOfRangeException(nameof(CheckpointEvery), CheckpointEvery, "CheckpointEvery must be >= 0 (0: only the final checkpoint).");
+        if (KeepCheckpoints < 1) throw new ArgumentOutOfRangeException(nameof(KeepCheckpoints), KeepCheckpoints, "KeepCheckpoints must be >= 1.");
         if (NumSteps <= 0) throw new ArgumentOutOfRangeException(nameof(NumSteps), NumSteps, "NumSteps must be positive.");
         if (NumMinibatches <= 0 || NumMinibatches > NumSteps * numEnvs)
             throw new ArgumentOutOfRangeException(nameof(NumMinibatches), NumMinibatches, $"NumMinibatches must be in 1..{NumSteps * numEnvs} (the batch size).");

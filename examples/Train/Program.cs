@@ -47,7 +47,7 @@ var allowAnyWorkerOption = Cli.Option("--allow-any-worker", "with --host other t
 var urlFileOption = Cli.Option<string?>("--hub-url-file", "write the hub's URL here once it listens (launch-workers.sh --hub-url-file reads it)");
 var connectTimeoutOption = Cli.Option("--connect-timeout", "seconds to wait for all workers to register", 60.0)
     .Check(t => t > 0 && double.IsFinite(t) ? null : $"--connect-timeout ({t}) must be a positive number of seconds.");
-var checkpointEveryOption = Cli.Option("--checkpoint-every", "IMPALA/IMPACT: write a checkpoint (RUN/checkpoints) every N updates, and always at the end (0: only at the end)", 500)
+var checkpointEveryOption = Cli.Option("--checkpoint-every", "write a checkpoint (RUN/checkpoints) every N updates (PPO: iterations), and always at the end (0: only at the end)", 500)
     .Check(n => n >= 0 ? null : $"--checkpoint-every ({n}) must be 0 (only at the end) or more.");
 var resumeOption = Cli.Option<string?>("--resume", "IMPALA/IMPACT: continue a run from its newest whole checkpoint (a run folder, its checkpoints/ folder, or one checkpoint-N folder); the run's folder is --out unless given");
 var maxRestartsOption = Cli.Option("--max-restarts", "IMPALA/IMPACT: run the learner under a supervisor that restarts it from the newest checkpoint when it crashes, up to N times (0: no supervisor)", 0)
@@ -158,7 +158,7 @@ if (device is not null)
     }
 }
 bool continuous = Gym.Make(envId).ActionSpace is Box;
-var options = (continuous ? PpoOptions.ContinuousDefaults : new PpoOptions()) with { Seed = seed, Device = device };
+var options = (continuous ? PpoOptions.ContinuousDefaults : new PpoOptions()) with { Seed = seed, Device = device, CheckpointEvery = parsed.GetValue(checkpointEveryOption) };
 bool numEnvsGiven = parsed.GetResult(numEnvsOption) is not (null or { Implicit: true });
 if (!numEnvsGiven) numEnvs = impala ? 16 : continuous ? 1 : numEnvs; // CleanRL's continuous default: 1 env × 2048 steps
 if (totalSteps is long ts) options = options with { TotalTimesteps = ts };
@@ -252,6 +252,7 @@ if (collective.WorldSize > 1)
 else if (parsed.GetValue(distributedOption))
     Console.WriteLine("--distributed, but no launcher set a world larger than 1 (OMPI_COMM_WORLD_SIZE, SLURM_NTASKS, WORLD_SIZE): training as a world of 1.");
 Directory.CreateDirectory(outDir);
+options = options with { CheckpointDirectory = Path.Combine(outDir, "checkpoints") }; // PPO, as IMPALA's below
 if (collective.Rank == 0)
     RunFolder.WriteConfig(outDir, root, parsed, args, new Dictionary<string, object?>
     {

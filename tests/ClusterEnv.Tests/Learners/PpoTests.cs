@@ -104,6 +104,28 @@ public class PpoSmokeTests
     }
 
     [Test]
+    public void Ppo_WritesCheckpointsEveryNIterations_AndOneAtTheEnd_HoldingTheFinalWeights()
+    {
+        string dir = Directory.CreateTempSubdirectory("clusterenv-ppo-ckpt-").FullName;
+        try
+        {
+            using var envs = Gym.MakeVec("CartPole-v1", 4, wrap: e => new RecordEpisodeStatistics(e));
+            var result = Ppo.Train(envs, new PpoOptions { TotalTimesteps = 4 * 128 * 5, Seed = 2, CheckpointDirectory = dir, CheckpointEvery = 2, KeepCheckpoints = 3 });
+            Assert.That(ClusterEnv.Learners.Checkpoints.TrainingCheckpoint.List(dir).Select(Path.GetFileName),
+                Is.EqualTo(new[] { "checkpoint-00000002", "checkpoint-00000004", "checkpoint-00000005" }), "iterations 2 and 4, and the last");
+            var last = ClusterEnv.Learners.Checkpoints.TrainingCheckpoint.Load(dir);
+            Assert.That(last.Update, Is.EqualTo(5));
+            Assert.That(last.GlobalStep, Is.EqualTo(4 * 128 * 5));
+            Assert.That(last.Policy.Parameters, Is.EqualTo(result.Policy.Parameters));
+            Assert.That(last.Counters["algorithm"], Is.EqualTo("ppo"));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Test]
     public void Ppo_SameSeed_TrainsTheSamePolicy_OnSyncVectorEnvAndClusterVecEnv()
     {
         var options = new PpoOptions { TotalTimesteps = 4 * 128 * 3, Seed = 3 };
