@@ -42,6 +42,9 @@ public sealed record ClusterOptions
     /// <summary>Deadline of one Reset or Step round trip; a worker that misses it is reported by name.</summary>
     public TimeSpan StepTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>Ends the wait for workers early (e.g. Ctrl-C while waiting for external workers): the constructor stops what it started and throws <see cref="OperationCanceledException"/>.</summary>
+    public CancellationToken ConnectCancellation { get; init; }
+
     /// <summary>How long Close waits for workers to acknowledge before it ends their streams.</summary>
     public TimeSpan CloseTimeout { get; init; } = TimeSpan.FromSeconds(5);
 

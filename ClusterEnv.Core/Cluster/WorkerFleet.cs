@@ -93,6 +93,11 @@ internal sealed class WorkerFleet : IDisposable
         {
             Launcher.ThrowIfAnyExited();
             ThrowIfARegisteredWorkerDied();
+            if (_options.ConnectCancellation.IsCancellationRequested)
+            {
+                lock (_lock) _closing = true;
+                throw new OperationCanceledException($"Stopped while waiting for workers ({_joined.Count} of {numWorkers} registered).", _options.ConnectCancellation);
+            }
             if (sw.Elapsed < _options.ConnectTimeout) continue;
             lock (_lock)
             {

@@ -266,6 +266,11 @@ try
 {
     return Run();
 }
+catch (OperationCanceledException) when (signalExitCode != 0 && cluster is null)
+{
+    Console.Error.WriteLine("Stopped while waiting for the workers.");
+    return StoppedBeforeTheFirstUpdate(SaveStartingPolicy());
+}
 catch (Exception e) when (e is WorkerLostException or WorkerTimeoutException or WorkerException or SubEnvException or PolicyRejectedException or ClusterEnv.Rollouts.TrajectoryQueueException or ClusterEnv.Learners.Distributed.CollectiveException or ArgumentException)
 {
     if (signalExitCode != 0 && cluster is null)
@@ -319,6 +324,7 @@ int Run()
             },
             HubUrlFile = parsed.GetValue(urlFileOption),
             ConnectTimeout = TimeSpan.FromSeconds(parsed.GetValue(connectTimeoutOption)),
+            ConnectCancellation = stop.Token, // Ctrl-C while waiting for workers stops at once
             Progress = external > 0 || slurm ? line => Console.Error.WriteLine($"[hub] {line}") : null,
             // Learners whose workers act carry on when a worker is lost: the pool (or the worker's own script) replaces it.
             ReplaceLostWorkers = impala || ppoOnWorkers,

@@ -83,6 +83,32 @@ public class SignalTests
         }
     }
 
+    [Test]
+    public void Train_WaitingForExternalWorkers_StopsAtOnceOnCtrlC_InsteadOfWaitingOutItsConnectTimeout()
+    {
+        string outDir = Directory.CreateTempSubdirectory("clusterenv-wait-int-").FullName;
+        using var train = Start("Train.dll", newProcessGroup: true, "--workers-external", "1", "--connect-timeout", "120", "--out", outDir);
+        try
+        {
+            var errors = new System.Text.StringBuilder();
+            train.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (errors) errors.AppendLine(e.Data); };
+            train.BeginErrorReadLine();
+            _ = Task.Run(() => train.StandardOutput.ReadToEnd());
+            var sw = Stopwatch.StartNew();
+            while (sw.Elapsed < TimeSpan.FromSeconds(120) && !train.HasExited) { lock (errors) if (errors.ToString().Contains("waiting up to 120 s", StringComparison.Ordinal)) break; Thread.Sleep(20); }
+            SkipIfIgnored(train.Id, Sigint);
+            Assert.That(kill(-train.Id, Sigint), Is.Zero);
+            Assert.That(train.WaitForExit(5_000), Is.True, "stopped within 5 s, not after the 120 s wait");
+            Assert.That(train.ExitCode, Is.EqualTo(130));
+            Assert.That(File.ReadAllText(Path.Combine(outDir, "summary.txt")), Does.StartWith("stopped: before the first update"));
+        }
+        finally
+        {
+            if (!train.HasExited) train.Kill(entireProcessTree: true);
+            Directory.Delete(outDir, recursive: true);
+        }
+    }
+
     // Worker processes started for the learner with this pid (by their --parent-pid), alive (not zombies), wherever they are in the process tree.
     private static List<int> WorkersOf(int learnerPid)
     {
