@@ -28,6 +28,17 @@ public sealed class RunningMeanStd
     /// <summary>Number of samples seen (plus ε).</summary>
     public double Count { get; private set; }
 
+    /// <summary>Puts saved statistics back (a resumed run): the mean, the variance and the count they came from.</summary>
+    public void Restore(ReadOnlySpan<double> mean, ReadOnlySpan<double> var, double count)
+    {
+        if (mean.Length != _mean.Length || var.Length != _var.Length)
+            throw new ArgumentException($"Saved statistics have {mean.Length} and {var.Length} elements; these have {_mean.Length}.");
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
+        mean.CopyTo(_mean);
+        var.CopyTo(_var);
+        Count = count;
+    }
+
     /// <summary>Adds one sample (a batch of size 1: batch variance 0).</summary>
     public void Update(ReadOnlySpan<float> x)
     {

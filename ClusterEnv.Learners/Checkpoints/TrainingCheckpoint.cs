@@ -154,8 +154,9 @@ public sealed record TrainingCheckpoint(ActorCritic Policy, float[] FirstMoment,
             var counters = root.GetProperty("counters").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString() ?? "");
             foreach (var (key, value) in counters)
             {
-                bool number = long.TryParse(value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long n);
-                if ((number && n < 0) || (!number && key is "optimizer_updates" or "dropped_stale"))
+                // The learners' counts must be counts; other entries (an algorithm's name, saved statistics) are free.
+                bool isCount = long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out _);
+                if (!isCount && key is "optimizer_updates" or "dropped_stale")
                     throw Damaged($"state.json's counter {key} ('{value}') is not a count");
             }
             return new TrainingCheckpoint(policy, moments[..count].ToArray(), moments[count..].ToArray(), (int)optimizerSteps,

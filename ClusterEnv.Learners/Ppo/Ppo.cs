@@ -35,17 +35,19 @@ public static partial class Ppo
     /// and returns what was learned so far (<see cref="PpoResult.Stopped"/>), so a caller can still write its checkpoint
     /// (e.g. on Ctrl-C or SIGTERM). The same loop as <see cref="TrainOnWorkers"/>, over a <see cref="LocalRolloutSource"/>.
     /// </summary>
-    public static PpoResult Train(IVectorEnv envs, PpoOptions options, Action<PpoMetrics>? onIteration = null, CancellationToken cancellationToken = default)
+    public static PpoResult Train(IVectorEnv envs, PpoOptions options, Action<PpoMetrics>? onIteration = null, CancellationToken cancellationToken = default,
+        Checkpoints.TrainingCheckpoint? resume = null)
     {
-        var policy = Setup(envs, options);
+        var policy = Setup(envs, options, resume);
         var dp = options.Collective ?? SingleCollective.Instance;
         var version = new StrongBox<ulong>(1); // the learner acts with its current policy: no lag
         using var source = new LocalRolloutSource(envs, options.NumSteps, () => (policy, version.Value), (int)DataParallel.RankSeed(options.Seed, dp));
-        return Learn(source, envs, policy, publisher: null, version, options, onIteration, cancellationToken);
+        return Learn(source, envs, policy, publisher: null, version, options, onIteration, cancellationToken, resume);
     }
 
     // Checks the options against the envs and makes the policy (observation statistics included when normalising).
-    private static ActorCritic Setup(IVectorEnv envs, PpoOptions o)
+    // With resume, the policy starts as the checkpoint's (weights and observation statistics).
+    private static ActorCritic Setup(IVectorEnv envs, PpoOptions o, Checkpoints.TrainingCheckpoint? resume)
     {
         ArgumentNullException.ThrowIfNull(envs);
         ArgumentNullException.ThrowIfNull(o);
@@ -54,6 +56,13 @@ public static partial class Ppo
             throw new ArgumentException("PPO needs an autoresetting vector env; create it with AutoresetMode.NextStep (the default) or SameStep.", nameof(envs));
         var policy = new ActorCritic(PolicySpec.For(envs.SingleObservationSpace, envs.SingleActionSpace, o.Hidden), o.Seed);
         if (o.NormalizeObservations) policy.Normalizer = ObservationNormalizer.From(new RunningMeanStd(policy.Spec.ObservationSize), o.ObservationClip);
+        if (resume is not null)
+        {
+            if (!resume.Policy.Spec.Equals(policy.Spec))
+                throw new ArgumentException($"The checkpoint holds a policy of spec {resume.Policy.Spec.ToJson()}; this run builds {policy.Spec.ToJson()}. Resume with the same env and hidden sizes.");
+            policy.LoadParameters(resume.Policy.Parameters);
+            if (o.NormalizeObservations) policy.Normalizer = resume.Policy.Normalizer ?? policy.Normalizer;
+        }
         return policy;
     }
 
@@ -72,7 +81,7 @@ public static partial class Ppo
     /// update use the new snapshot, and every push carries the snapshot the weights were trained with.</para>
     /// </remarks>
     private static PpoResult Learn(IRolloutSource source, IVectorEnv envs, ActorCritic policy, PolicyPublisher? publisher, StrongBox<ulong> version,
-        PpoOptions o, Action<PpoMetrics>? onIteration, CancellationToken cancellationToken)
+        PpoOptions o, Action<PpoMetrics>? onIteration, CancellationToken cancellationToken, Checkpoints.TrainingCheckpoint? resume = null)
     {
         // ---- setup: optimizer, engines, storage ----
         int n = envs.NumEnvs, T = o.NumSteps, m = policy.Spec.ObservationSize;
@@ -103,11 +112,22 @@ public static partial class Ppo
         var history = new List<PpoMetrics>();
         var taken = new List<RolloutBatch>(1);
         long globalStep = 0;
+        int firstIteration = 1;
+        if (resume is not null)
+        {
+            // Optimizer, random state and counters continue; the statistics continue with the counts they came from.
+            resume.RestoreInto(policy, adam, rng);
+            (firstIteration, globalStep) = ((int)resume.Update + 1, resume.GlobalStep / dp.WorldSize);
+            if (obsRms is not null && policy.Normalizer is { } saved && Count(resume, "observation_count") is double oc and > 0)
+                obsRms.Restore(saved.Mean.Select(x => (double)x).ToArray(), saved.Var.Select(x => (double)x).ToArray(), oc);
+            if (returnRms is not null && Count(resume, "return_count") is double rc and > 0)
+                returnRms.Restore([Count(resume, "return_mean") ?? 0], [Count(resume, "return_var") ?? 1], rc);
+        }
         double busySeconds = 0; // the learner computing (advantages and the update), not waiting for rollouts or pushing
         var clock = Stopwatch.StartNew();
 
         int iterations = (int)(o.TotalTimesteps / ((long)o.BatchSize(n) * dp.WorldSize));
-        for (int iteration = 1; iteration <= iterations; iteration++)
+        for (int iteration = firstIteration; iteration <= iterations; iteration++)
         {
             if (DataParallel.AnyStopped(dp, cancellationToken.IsCancellationRequested)) break;
             if (o.AnnealLearningRate) adam.LearningRate = (1.0 - (iteration - 1.0) / iterations) * o.LearningRate;
@@ -206,12 +226,19 @@ public static partial class Ppo
             {
                 ["algorithm"] = "ppo",
                 ["observation_count"] = (obsRms?.Count ?? 0).ToString("R", System.Globalization.CultureInfo.InvariantCulture),
+                ["return_mean"] = (returnRms?.Mean[0] ?? 0).ToString("R", System.Globalization.CultureInfo.InvariantCulture),
+                ["return_var"] = (returnRms?.Var[0] ?? 1).ToString("R", System.Globalization.CultureInfo.InvariantCulture),
+                ["return_count"] = (returnRms?.Count ?? 0).ToString("R", System.Globalization.CultureInfo.InvariantCulture),
             }, o.KeepCheckpoints);
         return new PpoResult(policy, history, episodeLog.StepsToThreshold, episodeLog.SecondsToThreshold, episodeLog.MeanReturn20, obsRms)
         {
-            Stopped = history.Count < iterations,
+            Stopped = history.Count < iterations - firstIteration + 1,
         };
     }
+
+    // A saved statistic (a number written by SaveCheckpoint), or null when the checkpoint has none.
+    private static double? Count(Checkpoints.TrainingCheckpoint c, string key) =>
+        c.Counters.TryGetValue(key, out var v) && double.TryParse(v, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double d) && double.IsFinite(d) ? d : null;
 
     // One PPO update over the rollout. Returns the loss statistics (other fields are filled by the caller).
     internal static PpoMetrics Update(ActorCritic policy, Adam adam, PpoOptions o, int[] indices, Rng rng, float[] obs, int obsSize,

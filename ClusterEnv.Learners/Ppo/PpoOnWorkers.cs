@@ -15,16 +15,16 @@ public static partial class Ppo
     /// </summary>
     /// <remarks>The loop is <c>Learn</c>'s, the same as <see cref="Train"/>'s; the rollouts come from a <see cref="LockstepRolloutSource"/>.</remarks>
     public static PpoResult TrainOnWorkers(ClusterVecEnv envs, PpoOptions options, SyncStrategy strategy, Action<PpoMetrics>? onIteration = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default, Checkpoints.TrainingCheckpoint? resume = null)
     {
         ArgumentNullException.ThrowIfNull(strategy);
-        var policy = Setup(envs, options);
+        var policy = Setup(envs, options, resume);
         var publisher = new PolicyPublisher(envs, policy.Spec, strategy);
         envs.Reset(seed: options.Seed);
         publisher.Publish(policy); // version 1 to every worker
         var version = new StrongBox<ulong>(publisher.Version);
         using var source = new LockstepRolloutSource(envs, options.NumSteps, (ulong)options.Seed);
-        var result = Learn(source, envs, policy, publisher, version, options, onIteration, cancellationToken);
+        var result = Learn(source, envs, policy, publisher, version, options, onIteration, cancellationToken, resume);
         envs.Policies.WaitForAcks();
         return result;
     }

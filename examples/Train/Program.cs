@@ -49,8 +49,8 @@ var connectTimeoutOption = Cli.Option("--connect-timeout", "seconds to wait for 
     .Check(t => t > 0 && double.IsFinite(t) ? null : $"--connect-timeout ({t}) must be a positive number of seconds.");
 var checkpointEveryOption = Cli.Option("--checkpoint-every", "write a checkpoint (RUN/checkpoints) every N updates (PPO: iterations), and always at the end (0: only at the end)", 500)
     .Check(n => n >= 0 ? null : $"--checkpoint-every ({n}) must be 0 (only at the end) or more.");
-var resumeOption = Cli.Option<string?>("--resume", "IMPALA/IMPACT: continue a run from its newest whole checkpoint (a run folder, its checkpoints/ folder, or one checkpoint-N folder); the run's folder is --out unless given");
-var maxRestartsOption = Cli.Option("--max-restarts", "IMPALA/IMPACT: run the learner under a supervisor that restarts it from the newest checkpoint when it crashes, up to N times (0: no supervisor)", 0)
+var resumeOption = Cli.Option<string?>("--resume", "continue a run from its newest whole checkpoint (a run folder, its checkpoints/ folder, or one checkpoint-N folder); the run's folder is --out unless given");
+var maxRestartsOption = Cli.Option("--max-restarts", "run the learner under a supervisor that restarts it from the newest checkpoint when it crashes, up to N times (0: no supervisor)", 0)
     .Check(n => n >= 0 ? null : $"--max-restarts ({n}) must be 0 (no supervisor) or more.");
 var logEveryOption = Cli.Option("--log-every", "seconds between points in metrics.csv and the TensorBoard events (0: every update; the last update is always written)", 0.5)
     .Check(t => t >= 0 && double.IsFinite(t) ? null : $"--log-every ({t}) must be 0 (every update) or a positive number of seconds.");
@@ -169,11 +169,6 @@ string? resumeFrom = parsed.GetValue(resumeOption);
 TrainingCheckpoint? resume = null;
 if (resumeFrom is not null)
 {
-    if (!impala)
-    {
-        Console.Error.WriteLine("--resume continues IMPALA and IMPACT runs (--algo impala or impact); PPO runs start anew.");
-        return Cli.UsageError;
-    }
     try
     {
         resume = TrainingCheckpoint.Load(resumeFrom, damaged => Console.Error.WriteLine(damaged));
@@ -184,7 +179,12 @@ if (resumeFrom is not null)
         return Cli.UsageError;
     }
     var probe = Gym.Make(envId);
-    var expected = ClusterEnv.Policies.PolicySpec.For(probe.ObservationSpace, probe.ActionSpace, new ImpalaOptions().Hidden);
+    var expected = ClusterEnv.Policies.PolicySpec.For(probe.ObservationSpace, probe.ActionSpace, impala ? new ImpalaOptions().Hidden : options.Hidden);
+    if (resume.Counters.TryGetValue("algorithm", out var writtenBy) && writtenBy != algo)
+    {
+        Console.Error.WriteLine($"--resume {resumeFrom}: {resume.Folder} was written by {writtenBy}; resume it with --algo {writtenBy} (its optimizer state belongs to that algorithm).");
+        return Cli.UsageError;
+    }
     if (!resume.Policy.Spec.Equals(expected))
     {
         Console.Error.WriteLine($"--resume {resumeFrom}: {resume.Folder} holds a policy for observations of {resume.Policy.Spec.ObservationSize} and actions {resume.Policy.Spec.ToJson()}, not for {envId}. Resume with the --env the run was trained on.");
@@ -197,9 +197,9 @@ outDir ??= RunFolder.DefaultPath(envId, algo, seed);
 int maxRestarts = parsed.GetValue(maxRestartsOption);
 if (maxRestarts > 0 && Environment.GetEnvironmentVariable(Supervisor.PidVariable) is null)
 {
-    if (!impala || parsed.GetValue(distributedOption))
+    if (parsed.GetValue(distributedOption))
     {
-        Console.Error.WriteLine("--max-restarts restarts a single IMPALA or IMPACT learner from its checkpoints; drop it for PPO and for --distributed runs (restart those with their launcher).");
+        Console.Error.WriteLine("--max-restarts restarts a single learner from its checkpoints; drop it for --distributed runs (restart those with their launcher).");
         return Cli.UsageError;
     }
     return Supervisor.Run(args, maxRestarts, outDir); // the learner runs as its child, with these options and --out fixed
@@ -336,7 +336,7 @@ int Run()
     Console.WriteLine($"PPO on {envs} | {options.TotalTimesteps:N0} steps | {numEnvs} envs × {options.NumSteps} steps per rollout | " +
                       $"{(ppoOnWorkers ? $"workers act, sync {sync}" : "the learner steps the envs")} | seed {seed}");
     // metrics.csv and TensorBoard events (`tensorboard --logdir runs`), at most one point per --log-every
-    using var metrics = RunFolder.Metrics(outDir, parsed.GetValue(logEveryOption), append: false, () => cluster);
+    using var metrics = RunFolder.Metrics(outDir, parsed.GetValue(logEveryOption), append: resume is not null, () => cluster);
     var progress = ConsoleProgress.ForStandardOutput();    // one line in place on a terminal, a line every 5 s in a log
     void OnIteration(PpoMetrics m)
     {
@@ -345,7 +345,8 @@ int Run()
                                                                        $"value loss {m.ValueLoss:F3}  entropy {m.Entropy:F3}  approx-KL {m.ApproxKl:F4}" +
                                                                        (ppoOnWorkers ? $"  pushes {m.TotalPushes}  lag {m.MeanPolicyLag:F1}" : ""));
     }
-    var result = ppoOnWorkers ? Ppo.TrainOnWorkers((ClusterVecEnv)envs, options, sync, OnIteration, stop.Token) : Ppo.Train(envs, options, OnIteration, stop.Token);
+    if (resume is not null) Console.WriteLine($"Resuming from {resume.Folder} (iteration {resume.Update:N0}, {resume.GlobalStep:N0} env steps)");
+    var result = ppoOnWorkers ? Ppo.TrainOnWorkers((ClusterVecEnv)envs, options, sync, OnIteration, stop.Token, resume) : Ppo.Train(envs, options, OnIteration, stop.Token, resume);
     progress.Complete();
 
     string checkpoint = Path.Combine(outDir, "policy.cepolicy");

@@ -125,6 +125,47 @@ public class PpoSmokeTests
         }
     }
 
+    [TestCase("CartPole-v1", 4)]
+    [TestCase("Pendulum-v1", 1)] // continuous: observation and reward statistics continue with their counts
+    public void Ppo_StoppedAndResumed_ContinuesItsIterationsStepsOptimizerAndStatistics(string envId, int numEnvs)
+    {
+        string dir = Directory.CreateTempSubdirectory("clusterenv-ppo-resume-").FullName;
+        try
+        {
+            bool continuous = envId == "Pendulum-v1";
+            var baseOptions = (continuous ? PpoOptions.ContinuousDefaults : new PpoOptions()) with { Seed = 4, CheckpointDirectory = dir, CheckpointEvery = 1 };
+            int perIteration = baseOptions.NumSteps * numEnvs;
+            var o = baseOptions with { TotalTimesteps = perIteration * 5 };
+            using (var envs = Gym.MakeVec(envId, numEnvs, wrap: e => new RecordEpisodeStatistics(e)))
+            using (var stop = new CancellationTokenSource())
+                Ppo.Train(envs, o, m => { if (m.Iteration == 3) stop.Cancel(); }, stop.Token);
+            var checkpoint = ClusterEnv.Learners.Checkpoints.TrainingCheckpoint.Load(dir);
+            Assert.That(checkpoint.Update, Is.EqualTo(3));
+            PpoResult resumed;
+            using (var envs = Gym.MakeVec(envId, numEnvs, wrap: e => new RecordEpisodeStatistics(e)))
+                resumed = Ppo.Train(envs, o, resume: checkpoint);
+            Assert.That(resumed.History.Select(h => h.Iteration), Is.EqualTo(new[] { 4, 5 }), "it goes on from the next iteration");
+            Assert.That(resumed.History.Select(h => h.GlobalStep), Is.EqualTo(new long[] { perIteration * 4, perIteration * 5 }));
+            Assert.That(resumed.Stopped, Is.False);
+            Assert.That(resumed.History[0].LearningRate, Is.EqualTo((1.0 - 3.0 / 5) * o.LearningRate).Within(1e-12), "the learning rate anneals on from iteration 4");
+            var last = ClusterEnv.Learners.Checkpoints.TrainingCheckpoint.Load(dir);
+            Assert.That(last.OptimizerSteps, Is.EqualTo(5 * o.UpdateEpochs * o.NumMinibatches), "Adam's step count continued");
+            if (continuous)
+            {
+                Assert.That(double.Parse(last.Counters["observation_count"], System.Globalization.CultureInfo.InvariantCulture), Is.EqualTo(5.0 * perIteration).Within(0.01),
+                    "the observation statistics counted all five iterations' observations");
+                // Rewards of real transitions only (NextStep reset steps carry none): two more iterations' worth, less their resets.
+                double before = double.Parse(checkpoint.Counters["return_count"], System.Globalization.CultureInfo.InvariantCulture);
+                double after = double.Parse(last.Counters["return_count"], System.Globalization.CultureInfo.InvariantCulture);
+                Assert.That(after - before, Is.InRange(2 * perIteration * 0.95, 2 * perIteration), "the reward statistics continued from their count");
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Test]
     public void Ppo_SameSeed_TrainsTheSamePolicy_OnSyncVectorEnvAndClusterVecEnv()
     {
