@@ -123,6 +123,7 @@ public static partial class Ppo
             if (returnRms is not null && Count(resume, "return_count") is double rc and > 0)
                 returnRms.Restore([Count(resume, "return_mean") ?? 0], [Count(resume, "return_var") ?? 1], rc);
         }
+        long startStep = globalStep;
         double busySeconds = 0; // the learner computing (advantages and the update), not waiting for rollouts or pushing
         var clock = Stopwatch.StartNew();
 
@@ -201,7 +202,7 @@ public static partial class Ppo
                 Iteration = iteration,
                 GlobalStep = globalStep * dp.WorldSize,
                 Seconds = seconds,
-                Sps = globalStep * dp.WorldSize / seconds,
+                Sps = (globalStep - startStep) * dp.WorldSize / seconds, // this run's steps (a resumed run's earlier ones excluded)
                 LearningRate = adam.LearningRate,
                 ExplainedVariance = ExplainedVariance(values, returns, valid),
                 PolicyVersion = round.Version,
