@@ -52,6 +52,10 @@ var checkpointEveryOption = Cli.Option("--checkpoint-every", "write a checkpoint
 var resumeOption = Cli.Option<string?>("--resume", "continue a run from its newest whole checkpoint (a run folder, its checkpoints/ folder, or one checkpoint-N folder); the run's folder is --out unless given");
 var maxRestartsOption = Cli.Option("--max-restarts", "run the learner under a supervisor that restarts it from the newest checkpoint when it crashes, up to N times (0: no supervisor)", 0)
     .Check(n => n >= 0 ? null : $"--max-restarts ({n}) must be 0 (no supervisor) or more.");
+var batchRolloutsOption = Cli.Option<int?>("--batch-rollouts", "IMPALA/IMPACT: rollouts per update (default 1: one worker's rollout of its envs)")
+    .Check(n => n is null or >= 1 ? null : $"--batch-rollouts ({n}) must be at least 1.");
+var lrOption = Cli.Option<double?>("--lr", "learning rate (default: PPO 2.5e-4 or 3e-4 continuous, IMPALA 1e-3, IMPACT 7e-4)")
+    .Check(v => v is null || (v > 0 && double.IsFinite(v.Value)) ? null : $"--lr ({v}) must be a positive number.");
 var logEveryOption = Cli.Option("--log-every", "seconds between points in metrics.csv and the TensorBoard events (0: every update; the last update is always written)", 0.5)
     .Check(t => t >= 0 && double.IsFinite(t) ? null : $"--log-every ({t}) must be 0 (every update) or a positive number of seconds.");
 var slurmOption = Cli.Option("--slurm", "start the --workers workers through Slurm (srun inside an allocation, else sbatch) instead of a local pool", false);
@@ -69,7 +73,7 @@ var outOption = Cli.Option<string?>("--out", "run folder for config.json, metric
 var root = new RootCommand("IMPALA (default), IMPACT or PPO (CleanRL's details) through ClusterVecEnv with a local worker pool, or locally with --local.")
 {
     algoOption, envOption, seedOption, numEnvsOption, workersOption, totalStepsOption, syncOption, localOption, outOption,
-    externalOption, hostOption, portOption, tokenFileOption, tlsCertOption, tlsPasswordFileOption, allowAnyWorkerOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption, logEveryOption, maxRestartsOption,
+    externalOption, hostOption, portOption, tokenFileOption, tlsCertOption, tlsPasswordFileOption, allowAnyWorkerOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption, logEveryOption, maxRestartsOption, batchRolloutsOption, lrOption,
     distributedOption, deviceOption, slurmOption, slurmPartitionOption, slurmTimeOption, slurmCpusOption, slurmNodesOption, slurmModeOption, slurmArgOption,
 };
 if (Cli.Parse(root, args, out var parsed) is int exit) return exit;
@@ -162,6 +166,7 @@ var options = (continuous ? PpoOptions.ContinuousDefaults : new PpoOptions()) wi
 bool numEnvsGiven = parsed.GetResult(numEnvsOption) is not (null or { Implicit: true });
 if (!numEnvsGiven) numEnvs = impala ? 16 : continuous ? 1 : numEnvs; // CleanRL's continuous default: 1 env × 2048 steps
 if (totalSteps is long ts) options = options with { TotalTimesteps = ts };
+if (parsed.GetValue(lrOption) is double ppoLr) options = options with { LearningRate = ppoLr };
 
 // A checkpoint to resume from is found and checked whole before anything starts: a damaged newest one is named and the
 // next older one used; none usable, or one for another env, is a usage error (exit 2) with the reason.
@@ -413,6 +418,8 @@ int RunImpala(IVectorEnv envs)
         ResumeFrom = resume?.Folder,
     };
     if (algo == "impact") o = o.AsImpact();
+    if (parsed.GetValue(batchRolloutsOption) is int batchRollouts) o = o with { BatchSize = batchRollouts };
+    if (parsed.GetValue(lrOption) is double impalaLr) o = o with { LearningRate = impalaLr };
     if (collective.WorldSize > 1) o = o with { Collective = collective };
     if (resume is not null) Console.WriteLine($"Resuming from {resume.Folder} (update {resume.Update:N0}, {resume.GlobalStep:N0} env steps)");
     Console.WriteLine($"{algo.ToUpperInvariant()} on {envs} | {o.TotalTimesteps:N0} steps | rollouts of {o.UnrollLength} steps | " +

@@ -280,6 +280,8 @@ public class SignalTests
     [TestCase("--port", "70000", "--port (70000) must be 0 (a free port) or 1-65535")]
     [TestCase("--checkpoint-every", "-1", "--checkpoint-every (-1) must be 0")]
     [TestCase("--total-steps", "abc", "'--total-steps' as a whole number")]
+    [TestCase("--batch-rollouts", "0", "--batch-rollouts (0) must be at least 1")]
+    [TestCase("--lr", "-1", "--lr (-1) must be a positive number")]
     public void Train_RefusesABadValue_WithExitCodeTwo_AndTheReason_BeforeStartingAnything(string flag, string value, string reason)
     {
         using var p = Start("Train.dll", flag, value);
