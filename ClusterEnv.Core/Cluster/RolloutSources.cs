@@ -49,7 +49,7 @@ public sealed class StreamingRolloutSource : IRolloutSource
     private readonly bool _ownsQueue;
     private readonly List<byte[]> _raw = [];
     private readonly Dictionary<int, Stack<RolloutBatch>> _free = [];
-    private readonly Dictionary<string, int> _envsOf, _indexOf;
+    private readonly Dictionary<string, (int NumEnvs, int Index)> _workers; // by worker id
     private readonly TimeSpan _poll;
     private bool _stopped;
 
@@ -65,8 +65,7 @@ public sealed class StreamingRolloutSource : IRolloutSource
         Credit = credit;
         _ownsQueue = queue is null;
         _queue = queue ?? new InMemoryTrajectoryQueue(Math.Max(1, credit * envs.Workers.Count));
-        _envsOf = envs.Workers.ToDictionary(w => w.WorkerId, w => w.NumEnvs);
-        _indexOf = envs.Workers.Select((w, i) => (w.WorkerId, i)).ToDictionary(p => p.WorkerId, p => p.i);
+        _workers = envs.Workers.Select((w, i) => (w.WorkerId, i, w.NumEnvs)).ToDictionary(p => p.WorkerId, p => (p.NumEnvs, p.i));
         _poll = TimeSpan.FromMilliseconds(Math.Clamp(envs.Options.StepTimeout.TotalMilliseconds / 20, 5, 100));
         envs.Rollouts.StartStreaming(steps, credit, _queue, seed);
     }
@@ -119,8 +118,8 @@ public sealed class StreamingRolloutSource : IRolloutSource
         foreach (var bytes in _raw)
         {
             var r = RolloutResult.Parser.ParseFrom(bytes);
-            int n = _envsOf.TryGetValue(r.WorkerId, out int count) ? count : ShapeOf(r);
-            bool ours = _indexOf.TryGetValue(r.WorkerId, out int index);
+            bool ours = _workers.TryGetValue(r.WorkerId, out var worker);
+            int n = ours ? worker.NumEnvs : ShapeOf(r);
             if (!ours) Foreign++;
             var batch = Rent(n);
             // Checked before the learner sees it: the right shapes (Fill), finite values, real actions, a version that was pushed.
@@ -128,7 +127,7 @@ public sealed class StreamingRolloutSource : IRolloutSource
             try
             {
                 batch.Fill(r, 0, n);
-                problem = batch.Problem(0, n, ours ? _envs.Policies.States[index].PushedVersion : 0);
+                problem = batch.Problem(0, n, ours ? _envs.Policies.State(worker.Index).PushedVersion : 0);
             }
             catch (InvalidDataException e)
             {

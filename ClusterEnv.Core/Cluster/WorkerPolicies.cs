@@ -36,6 +36,9 @@ public sealed class WorkerPolicies : IReplyOwner
     /// <summary>Per worker, in sub-env order: the policy versions it was sent and acts with, pushes, bytes and latency.</summary>
     public IReadOnlyList<WorkerPolicyState> States => _slots.Select(s => s.Policy).ToArray();
 
+    /// <summary>Worker <paramref name="workerIndex"/>'s policy state (no copy of the list: for per-rollout checks).</summary>
+    public WorkerPolicyState State(int workerIndex) => _slots[workerIndex].Policy;
+
     /// <summary>
     /// Sends policy weights to worker <paramref name="workerIndex"/> (in <see cref="ClusterVecEnv.Workers"/> order) and
     /// returns at once, whatever the network does: the worker applies them between commands, so a rollout in progress

@@ -87,8 +87,7 @@ public sealed class WorkerReplacements
         var slot = Array.Find(_slots, s => s.Id == workerId);
         if (slot is null || slot.Generation != generation || slot.Connection is not { } connection) return false;
         if (slot.State is SlotState.Replacing or SlotState.Failed or SlotState.Closed) return false;
-        _evictions.Enqueue($"worker '{workerId}': {problem}");
-        ClusterLog.WorkerEvicted(_logger, workerId, problem);
+        RecordEviction(workerId, problem);
         connection.Close(StatusCode.InvalidArgument, $"it sent bad data ({problem}) and was dropped");
         return true;
     }
@@ -97,9 +96,14 @@ public sealed class WorkerReplacements
     // which ends the worker's stream, and the loss is handled as any other (replaced, or the run ends by name).
     internal BadWorkerDataException Rejected(WorkerSlot slot, string problem)
     {
-        _evictions.Enqueue($"worker '{slot.Id}': {problem}");
-        ClusterLog.WorkerEvicted(_logger, slot.Id, problem);
+        RecordEviction(slot.Id, problem);
         return new BadWorkerDataException(problem);
+    }
+
+    private void RecordEviction(string workerId, string problem)
+    {
+        _evictions.Enqueue($"worker '{workerId}': {problem}");
+        ClusterLog.WorkerEvicted(_logger, workerId, problem);
     }
 
     /// <summary>Tests only: runs between a slot's failure and the vector env hearing of it (the window where a crash was once reported as a hang).</summary>

@@ -181,8 +181,12 @@ public sealed record TrainingCheckpoint(ActorCritic Policy, float[] FirstMoment,
         string path = Path.Combine(folder, Manifest);
         if (!File.Exists(path))
         {
-            if (File.Exists(Path.Combine(folder, "state.json")) && JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "state.json"))).RootElement.TryGetProperty("format", out var f) && f.GetInt32() == 1)
-                return; // format 1: before manifests; the policy file has its own checksum and every value is range-checked
+            if (File.Exists(Path.Combine(folder, "state.json")))
+            {
+                using var state = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "state.json")));
+                if (state.RootElement.TryGetProperty("format", out var f) && f.GetInt32() == 1)
+                    return; // format 1: before manifests; the policy file has its own checksum and every value is range-checked
+            }
             throw damaged($"{Manifest} is missing (a write cut short, or files removed)", null);
         }
         using var json = JsonDocument.Parse(File.ReadAllText(path));
