@@ -53,6 +53,19 @@ public sealed class ActorCritic
     /// </summary>
     public ObservationNormalizer? Normalizer { get; set; }
 
+    /// <summary>
+    /// The scale of the critic's output (a learner that normalises returns): <see cref="Value(ReadOnlySpan{float}, int, Span{float})"/>
+    /// and <see cref="Act"/> report <c>Mean + Std · critic(x)</c>; <see cref="Critic"/> called directly gives the scaled
+    /// output. Null: the critic predicts returns as they are.
+    /// </summary>
+    public (double Mean, double Std)? ValueScale { get; set; }
+
+    private void Unscale(Span<float> values)
+    {
+        if (ValueScale is not var (mean, std)) return;
+        for (int i = 0; i < values.Length; i++) values[i] = (float)(mean + std * values[i]);
+    }
+
     private float[] _normalized = [];
 
     // Raw observations as the networks see them: normalised into a reusable buffer, or as they are.
@@ -108,10 +121,15 @@ public sealed class ActorCritic
             }
         }
         Critic.Forward(observations, batch)[..batch].CopyTo(values);
+        Unscale(values[..batch]);
     }
 
     /// <summary>The critic's values for a batch of raw observations (normalised with <see cref="Normalizer"/> when set).</summary>
-    public void Value(ReadOnlySpan<float> observations, int batch, Span<float> values) => Critic.Forward(Prepare(observations, batch), batch)[..batch].CopyTo(values);
+    public void Value(ReadOnlySpan<float> observations, int batch, Span<float> values)
+    {
+        Critic.Forward(Prepare(observations, batch), batch)[..batch].CopyTo(values);
+        Unscale(values[..batch]);
+    }
 
     /// <summary>The value of one observation.</summary>
     public float Value(ReadOnlySpan<float> observation)
@@ -167,6 +185,21 @@ public sealed class ActorCritic
     /// </summary>
     public void Save(string path, IReadOnlyDictionary<string, string>? metadata = null)
     {
+        // The statistics the policy acts and predicts with travel with it (metadata keys obs_* and value_*).
+        var all = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>());
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        if (Normalizer is { } n)
+        {
+            all["obs_mean"] = string.Join(",", n.Mean.Select(v => v.ToString("R", inv)));
+            all["obs_var"] = string.Join(",", n.Var.Select(v => v.ToString("R", inv)));
+            all["obs_clip"] = n.Clip.ToString("R", inv);
+        }
+        if (ValueScale is var (vm, vs))
+        {
+            all["value_mean"] = vm.ToString("R", inv);
+            all["value_std"] = vs.ToString("R", inv);
+        }
+        metadata = all;
         var header = Encoding.UTF8.GetBytes($"{{\"spec\":{Spec.ToJson()},\"metadata\":{System.Text.Json.JsonSerializer.Serialize(metadata ?? new Dictionary<string, string>())}}}");
         using var ms = new MemoryStream();
         ms.Write(Encoding.ASCII.GetBytes(CheckpointMagic));
@@ -199,6 +232,23 @@ public sealed class ActorCritic
         int count = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(16 + headerLength));
         var policy = new ActorCritic(spec);
         policy.LoadParameters(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes.AsSpan(20 + headerLength, count * 4)));
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        if (metadata.TryGetValue("obs_mean", out var mean) && metadata.TryGetValue("obs_var", out var var) && metadata.TryGetValue("obs_clip", out var clip))
+        {
+            static float[] Floats(string text) => text.Length == 0 ? [] : text.Split(',').Select(v => float.TryParse(v, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var f) ? f : float.NaN).ToArray();
+            float[] m = Floats(mean), v = Floats(var);
+            if (m.Length != spec.ObservationSize || v.Length != m.Length || m.Any(x => !float.IsFinite(x)) || v.Any(x => !float.IsFinite(x) || x < 0)
+                || !float.TryParse(clip, System.Globalization.NumberStyles.Float, inv, out var c) || !(c > 0) || !float.IsFinite(c))
+                throw new InvalidDataException($"Checkpoint '{path}' holds observation statistics that are not finite, negative or of the wrong size.");
+            policy.Normalizer = new ObservationNormalizer(m, v, c);
+        }
+        if (metadata.TryGetValue("value_mean", out var vmText) && metadata.TryGetValue("value_std", out var vsText))
+        {
+            if (!double.TryParse(vmText, System.Globalization.NumberStyles.Float, inv, out var vm) || !double.IsFinite(vm)
+                || !double.TryParse(vsText, System.Globalization.NumberStyles.Float, inv, out var vsd) || !(vsd > 0) || !double.IsFinite(vsd))
+                throw new InvalidDataException($"Checkpoint '{path}' holds a value scale ({vmText}, {vsText}) that is not a finite mean and a positive standard deviation.");
+            policy.ValueScale = (vm, vsd);
+        }
         return policy;
     }
 

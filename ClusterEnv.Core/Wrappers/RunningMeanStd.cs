@@ -63,4 +63,15 @@ public sealed class RunningMeanStd
         _var[0] = (_var[0] * Count + delta * delta * Count * 1 / tot) / tot;
         Count = tot;
     }
+
+    /// <summary>Adds a batch of scalar samples given by its mean, (population) variance and size, as Gymnasium's <c>update_from_moments</c>.</summary>
+    public void UpdateFromMoments(double batchMean, double batchVar, double batchCount)
+    {
+        if (_mean.Length != 1) throw new InvalidOperationException($"UpdateFromMoments takes scalar statistics; these have {_mean.Length} elements.");
+        if (!(batchCount > 0)) return;
+        double tot = Count + batchCount, delta = batchMean - _mean[0];
+        _mean[0] += delta * batchCount / tot;
+        _var[0] = (_var[0] * Count + batchVar * batchCount + delta * delta * Count * batchCount / tot) / tot;
+        Count = tot;
+    }
 }

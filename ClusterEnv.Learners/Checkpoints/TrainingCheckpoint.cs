@@ -42,14 +42,7 @@ public sealed record TrainingCheckpoint(ActorCritic Policy, float[] FirstMoment,
         string temp = final + $".tmp{Environment.ProcessId}";
         if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
         Directory.CreateDirectory(temp);
-        var metadata = new Dictionary<string, string>();
-        if (policy.Normalizer is { } n)
-        {
-            metadata["obs_mean"] = string.Join(",", n.Mean.Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
-            metadata["obs_var"] = string.Join(",", n.Var.Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
-            metadata["obs_clip"] = n.Clip.ToString("R", CultureInfo.InvariantCulture);
-        }
-        policy.Save(Path.Combine(temp, "policy.cepolicy"), metadata);
+        policy.Save(Path.Combine(temp, "policy.cepolicy")); // with its observation statistics and value scale
         using (var f = File.Create(Path.Combine(temp, "optimizer.bin")))
         {
             f.Write(MemoryMarshal.AsBytes(adam.FirstMoment));
@@ -129,13 +122,7 @@ public sealed record TrainingCheckpoint(ActorCritic Policy, float[] FirstMoment,
             VerifyManifest(folder, Damaged);
             var policy = ActorCritic.Load(Path.Combine(folder, "policy.cepolicy"), out var metadata);
             // (ActorCritic.Load refuses non-finite weights itself.)
-            if (metadata.TryGetValue("obs_mean", out var mean) && metadata.TryGetValue("obs_var", out var var) && metadata.TryGetValue("obs_clip", out var clip))
-            {
-                float[] m = Floats(mean), v = Floats(var);
-                if (m.Length != policy.Spec.ObservationSize || v.Length != m.Length || m.Any(x => !float.IsFinite(x)) || v.Any(x => !float.IsFinite(x) || x < 0))
-                    throw Damaged("policy.cepolicy's observation statistics are not finite, negative or of the wrong size");
-                policy.Normalizer = new ObservationNormalizer(m, v, float.Parse(clip, CultureInfo.InvariantCulture));
-            }
+            // (ActorCritic.Load checks the observation statistics and value scale it carries.)
             var bytes = File.ReadAllBytes(Path.Combine(folder, "optimizer.bin"));
             int count = policy.Store.Count;
             if (bytes.Length != count * 8)
@@ -204,7 +191,6 @@ public sealed record TrainingCheckpoint(ActorCritic Policy, float[] FirstMoment,
         }
     }
 
-    private static float[] Floats(string csv) => csv.Split(',').Select(v => float.Parse(v, CultureInfo.InvariantCulture)).ToArray();
 
     /// <summary>Puts this checkpoint's weights, statistics, optimizer and random state into a learner's objects.</summary>
     public void RestoreInto(ActorCritic policy, Adam adam, Rng rng)
@@ -213,6 +199,7 @@ public sealed record TrainingCheckpoint(ActorCritic Policy, float[] FirstMoment,
             throw new ArgumentException($"The checkpoint holds a policy of spec {Policy.Spec.ToJson()}; this run builds {policy.Spec.ToJson()}. Resume with the same env and --hidden sizes.");
         policy.LoadParameters(Policy.Parameters);
         policy.Normalizer = Policy.Normalizer;
+        policy.ValueScale = Policy.ValueScale;
         adam.Restore(FirstMoment, SecondMoment, OptimizerSteps);
         rng.State = RngState;
     }

@@ -123,6 +123,9 @@ public static class Impala
             (consumed, firstUpdate) = (resume.GlobalStep, resume.Update);
             if (resume.Counters.TryGetValue("optimizer_updates", out var u)) updates = long.Parse(u, System.Globalization.CultureInfo.InvariantCulture);
             if (resume.Counters.TryGetValue("dropped_stale", out var d)) dropped = long.Parse(d, System.Globalization.CultureInfo.InvariantCulture);
+            if (o.NormalizeReturns && policy.ValueScale is var (vm, vs) && resume.Counters.TryGetValue("return_count", out var rc)
+                && double.TryParse(rc, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var returnCount) && returnCount > 0)
+                learner.Returns.Restore([vm], [Math.Max(0, vs * vs - 1e-8)], returnCount);
         }
         var dp = o.Collective ?? SingleCollective.Instance;
         if (dp.WorldSize > 1 && resume is not null) consumed /= dp.WorldSize; // a checkpoint counts every rank's steps
@@ -130,6 +133,7 @@ public static class Impala
         long globalConsumed = consumed * dp.WorldSize;
         if (target is not null) target.LoadParameters(policy.Parameters);
         long startConsumed = globalConsumed;
+        double lrScale = 1;
         double busy = 0;
         var clock = Stopwatch.StartNew();
         while (globalConsumed < o.TotalTimesteps && !DataParallel.AnyStopped(dp, cancellationToken.IsCancellationRequested))
@@ -182,8 +186,16 @@ public static class Impala
             // ---- learner steps: one on the new batch (IMPACT: and more drawn from the replay buffer) ----
             long start = Stopwatch.GetTimestamp();
             globalConsumed = total;
-            if (o.AnnealLearningRate) adam.LearningRate = o.LearningRate * Math.Max(0, 1.0 - (double)globalConsumed / o.TotalTimesteps);
+            double baseLr = o.AnnealLearningRate ? o.LearningRate * Math.Max(0, 1.0 - (double)globalConsumed / o.TotalTimesteps) : o.LearningRate;
+            adam.LearningRate = baseLr * lrScale;
             var stats = learner.Step(policy, target, adam, batch);
+            if (o.TargetUpdateKl > 0)
+            {
+                // KL-adaptive step size (Sample Factory's kl_adaptive schedule): an update that moved the policy more than
+                // twice the target shrinks the next ones, one that moved it less than half the target lets them grow back.
+                if (stats.UpdateKl > 2 * o.TargetUpdateKl) lrScale = Math.Max(lrScale / 1.5, 0.01);
+                else if (stats.UpdateKl < o.TargetUpdateKl / 2) lrScale = Math.Min(lrScale * 1.5, 1.0);
+            }
             updates++;
             if (o.Impact)
             {
@@ -226,6 +238,8 @@ public static class Impala
                 ValueLoss = stats.ValueLoss,
                 Entropy = stats.Entropy,
                 RhoClippedFraction = stats.RhoClipped,
+                GradNorm = stats.GradNorm,
+                UpdateKl = stats.UpdateKl,
                 MeanPolicyLag = lags.Mean,
                 MaxPolicyLag = lags.Max,
                 LagHistogram = lags.Fractions(),
@@ -258,11 +272,12 @@ public static class Impala
                 ["optimizer_updates"] = optimizerUpdates.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 ["dropped_stale"] = droppedStale.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 ["algorithm"] = o.Impact ? "impact" : "impala",
+                ["return_count"] = learner.Returns.Count.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
             }, o.KeepCheckpoints);
     }
 
     /// <summary>One optimizer step's loss terms (means over the batch's transitions).</summary>
-    internal readonly record struct StepStats(double PolicyLoss, double ValueLoss, double Entropy, double RhoClipped);
+    internal readonly record struct StepStats(double PolicyLoss, double ValueLoss, double Entropy, double RhoClipped, double GradNorm, double UpdateKl);
 
     /// <summary>The learner's step: buffers sized on first use and reused.</summary>
     private sealed class Learner(PolicySpec spec, ImpalaOptions o)
@@ -324,6 +339,12 @@ public static class Impala
             }
             var values = policy.Critic.Forward(_obs.AsSpan(0, TN * m), TN);
             values[..TN].CopyTo(_values);
+            if (policy.ValueScale is var (scaleMean, scaleStd))
+            {
+                // The critic predicts scaled returns (policy.Value above unscaled the bootstrap and final values); V-trace needs them unscaled.
+                values[..TN].CopyTo(_rawValues);
+                for (int j = 0; j < TN; j++) _values[j] = (float)(scaleMean + scaleStd * _rawValues[j]);
+            }
             var head = policy.Actor.Forward(_obs.AsSpan(0, TN * m), TN);
             head[..(TN * k)].CopyTo(_logits);
             if (spec.Continuous) policy.LogStd.CopyTo(_logStd);
@@ -351,6 +372,20 @@ public static class Impala
             for (int j = 0; j < TN; j++) if (_valid[j]) count++;
             var dp = o.Collective ?? SingleCollective.Instance;
             if (count == 0 && dp.WorldSize == 1) return default; // a rank of a world still takes part in the all-reduce
+            double retMean = 0, retStd = 1;
+            if (o.NormalizeReturns)
+            {
+                // The running statistics of the V-trace targets, this batch's included, scale the critic's next target.
+                Span<double> moments = [0, 0, count]; // sum, sum of squares, count: every rank's, so all ranks keep the same scale
+                for (int j = 0; j < TN; j++) if (_valid[j]) { moments[0] += _vs[j]; moments[1] += (double)_vs[j] * _vs[j]; }
+                if (dp.WorldSize > 1) dp.AllReduce(moments, ReduceOp.Sum);
+                double n = Math.Max(moments[2], 1), bm = moments[0] / n;
+                Returns.UpdateFromMoments(bm, Math.Max(0, moments[1] / n - bm * bm), moments[2]);
+                retMean = Returns.Mean[0];
+                retStd = Math.Sqrt(Returns.Var[0] + 1e-8);
+                policy.ValueScale = (retMean, retStd);
+            }
+            if (o.NormalizeAdvantages && count > 1) NormalizeValid(_pg.AsSpan(0, TN), _valid.AsSpan(0, TN), count);
             double pgLoss = 0, vLoss = 0, entropy = 0, clipped = 0;
             for (int j = 0; j < TN; j++)
             {
@@ -373,7 +408,7 @@ public static class Impala
                     dLogProb = (l1 >= l2 || !outside ? -adv * ratio : 0) / count;
                 }
                 if (_rho[j] < Math.Exp((double)vtracePi[j] - _mu[j]) - 1e-7) clipped++;
-                double e1 = _values[j] - _vs[j];
+                double e1 = o.NormalizeReturns ? _rawValues[j] - (_vs[j] - retMean) / retStd : _values[j] - _vs[j];
                 vLoss += 0.5 * e1 * e1;
                 _dValue[j] = (float)(o.BaselineCost * e1 / count);
                 var row = _logits.AsSpan(j * k, k);
@@ -391,13 +426,44 @@ public static class Impala
             policy.Actor.Backward(_dHead.AsSpan(0, TN * k));
             policy.Critic.Backward(_dValue.AsSpan(0, TN));
             if (dp.WorldSize > 1) dp.AllReduce(policy.Store.Grads, ReduceOp.Mean); // one flat buffer, between backward and clipping
-            Adam.ClipGradNorm(policy.Store.Grads, o.MaxGradNorm);
+            double gradNorm = Adam.ClipGradNorm(policy.Store.Grads, o.MaxGradNorm);
             adam.Step(policy.Store.Values, policy.Store.Grads);
             count = Math.Max(count, 1);
-            return new StepStats(pgLoss / count, vLoss / count, entropy / count, clipped / count);
+            return new StepStats(pgLoss / count, vLoss / count, entropy / count, clipped / count, gradNorm, UpdateKl(policy, TN, m, k));
         }
 
         private float[]? _targetPi;
+        private float[] _rawValues = [];
+
+        /// <summary>Running statistics of the V-trace targets (<see cref="ImpalaOptions.NormalizeReturns"/>); checkpoints carry them.</summary>
+        public ClusterEnv.Wrappers.RunningMeanStd Returns { get; } = new(1);
+
+        // Mean KL(π before ‖ π after) of this step over the batch's transitions: how far one optimizer step moved the policy.
+        private double UpdateKl(ActorCritic policy, int TN, int m, int k)
+        {
+            var after = policy.Actor.Forward(_obs.AsSpan(0, TN * m), TN);
+            double kl = 0;
+            int count = 0;
+            for (int j = 0; j < TN; j++)
+            {
+                if (!_valid[j]) continue;
+                count++;
+                kl += spec.Continuous
+                    ? DiagGaussian.Kl(_logits.AsSpan(j * k, k), _logStd, after.Slice(j * k, k), policy.LogStd)
+                    : Categorical.Kl(_logits.AsSpan(j * k, k), after.Slice(j * k, k));
+            }
+            return count > 0 ? kl / count : 0;
+        }
+
+        // Advantages scaled to mean 0 and standard deviation 1 over the batch's transitions (as PPO's minibatches).
+        private static void NormalizeValid(Span<float> adv, ReadOnlySpan<bool> valid, int count)
+        {
+            double sum = 0, sumSq = 0;
+            for (int j = 0; j < adv.Length; j++) if (valid[j]) { sum += adv[j]; sumSq += (double)adv[j] * adv[j]; }
+            double mean = sum / count, std = Math.Sqrt(Math.Max(0, (sumSq - sum * mean) / (count - 1)));
+            double scale = 1 / (std + 1e-8);
+            for (int j = 0; j < adv.Length; j++) if (valid[j]) adv[j] = (float)((adv[j] - mean) * scale);
+        }
 
         private float LogProb(ReadOnlySpan<float> row, ReadOnlySpan<float> logStd, int j) =>
             spec.Continuous ? DiagGaussian.LogProb(row, logStd, _continuous.AsSpan(j * spec.ActionSize, spec.ActionSize)) : Categorical.LogProb(row, _actions[j]);
@@ -411,7 +477,7 @@ public static class Impala
             _logits = new float[TN * k];
             _targetLogits = new float[TN * k];
             _dHead = new float[TN * k];
-            _mu = new float[TN]; _pi = new float[TN]; _rewards = new float[TN]; _values = new float[TN]; _next = new float[TN];
+            _mu = new float[TN]; _pi = new float[TN]; _rewards = new float[TN]; _values = new float[TN]; _rawValues = new float[TN]; _next = new float[TN];
             _discounts = new float[TN]; _vs = new float[TN]; _pg = new float[TN]; _rho = new float[TN]; _dValue = new float[TN];
             _ends = new bool[TN]; _valid = new bool[TN];
             _actions = new int[TN];

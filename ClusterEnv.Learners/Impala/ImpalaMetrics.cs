@@ -35,6 +35,10 @@ public sealed record ImpalaMetrics
     public double Entropy { get; init; }
     /// <summary>Fraction of importance weights ρ that V-trace clipped at ρ̄.</summary>
     public double RhoClippedFraction { get; init; }
+    /// <summary>Global L2 norm of the gradient before clipping.</summary>
+    public double GradNorm { get; init; }
+    /// <summary>Mean KL(π before ‖ π after) of the optimizer step over the batch: how far one update moved the policy.</summary>
+    public double UpdateKl { get; init; }
     /// <summary>Mean policy lag (learner version − acting version) of this update's samples.</summary>
     public double MeanPolicyLag { get; init; }
     /// <summary>Largest policy lag among this update's samples.</summary>
@@ -62,6 +66,7 @@ public sealed record ImpalaMetrics
         ("charts/queue_depth", QueueDepth), ("charts/episodes", Episodes), ("charts/episodic_return", EpisodicReturn),
         ("charts/episodic_length", EpisodicLength), ("charts/mean_return_20", MeanReturn20),
         ("losses/policy_loss", PolicyLoss), ("losses/value_loss", ValueLoss), ("losses/entropy", Entropy), ("losses/rho_clipped_fraction", RhoClippedFraction),
+        ("losses/grad_norm", GradNorm), ("losses/update_kl", UpdateKl),
         ("lag/mean_policy_lag", MeanPolicyLag), ("lag/max_policy_lag", MaxPolicyLag),
         ("lag/lag_0", LagHistogram[0]), ("lag/lag_1", LagHistogram[1]), ("lag/lag_2_3", LagHistogram[2]), ("lag/lag_4_7", LagHistogram[3]),
         ("lag/lag_8_15", LagHistogram[4]), ("lag/lag_16_up", LagHistogram[5]), ("lag/dropped_stale", DroppedStale),

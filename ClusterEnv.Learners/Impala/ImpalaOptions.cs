@@ -42,6 +42,22 @@ public sealed record ImpalaOptions
     /// <summary>Weight of the entropy bonus: 0.01, the paper's value (TorchBeast's 0.0006 is tuned for Atari's 18 actions and long runs; 0.01 keeps exploration on small tasks).</summary>
     public double EntropyCost { get; init; } = 0.01;
 
+    /// <summary>
+    /// KL-adaptive learning rate: when one optimizer step moves the policy by more than twice this KL (mean over the
+    /// batch), the next steps' learning rate shrinks by 1.5×; below half of it, it grows back by 1.5× up to the schedule's.
+    /// 0 turns it off.
+    /// </summary>
+    public double TargetUpdateKl { get; init; }
+
+    /// <summary>
+    /// The critic learns returns scaled to the running mean and standard deviation of the V-trace targets (Sample
+    /// Factory's <c>normalize_returns</c>); its outputs are unscaled for V-trace.
+    /// </summary>
+    public bool NormalizeReturns { get; init; }
+
+    /// <summary>Scale the policy-gradient advantages of every learner step to mean 0 and standard deviation 1.</summary>
+    public bool NormalizeAdvantages { get; init; }
+
     /// <summary>Rewards clipped to [−1, 1] before the targets (TorchBeast's <c>abs_one</c>); off by default here because classic-control rewards are already small and Pendulum's would be distorted.</summary>
     public bool ClipRewards { get; init; }
 

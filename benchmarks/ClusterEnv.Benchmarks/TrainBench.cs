@@ -34,16 +34,18 @@ public static class TrainBench
         var numEnvs = Cli.Option<int?>("--num-envs", "envs in total (default: PPO 4, or 1 for continuous actions; IMPALA 16)");
         var sync = Cli.Option("--sync", "APS strategy for worker-side acting: always, never, every:N, τ or τ:maxLag", "always");
         var untilThreshold = Cli.Option("--until-threshold", "stop each run once it reaches the threshold (faster; final_mean_return_20 is then the value at the threshold)", false);
+        var set = Cli.Option("--set", "override one learner option, Name=Value (ImpalaOptions or PpoOptions property, e.g. --set EntropyCost=0.02); repeatable", Array.Empty<string>());
+        var floor = Cli.Option<double?>("--floor", "after a run first reaches the threshold, count the updates whose mean-20 return is below this (default: threshold − 15% of |threshold|, 403.75 on CartPole)");
         var command = new Command("train", "a learner per seed: steps and seconds to the registry threshold, final mean-20 return, SPS")
         {
-            algo, env, seeds, mode, workers, totalSteps, numEnvs, sync, untilThreshold,
+            algo, env, seeds, mode, workers, totalSteps, numEnvs, sync, untilThreshold, set, floor,
         };
         command.SetAction(p => Run(p.GetValue(algo)!, p.GetValue(env)!, p.GetValue(seeds)!, p.GetValue(mode)!, p.GetValue(workers), p.GetValue(totalSteps),
-            p.GetValue(numEnvs), SyncStrategy.Parse(p.GetValue(sync)!), p.GetValue(untilThreshold)));
+            p.GetValue(numEnvs), SyncStrategy.Parse(p.GetValue(sync)!), p.GetValue(untilThreshold), p.GetValue(set)!, p.GetValue(floor)));
         return command;
     }
 
-    private static void Run(string algo, string envId, int[] seeds, string mode, int workers, long? totalSteps, int? numEnvsOption, SyncStrategy sync, bool untilThreshold)
+    private static void Run(string algo, string envId, int[] seeds, string mode, int workers, long? totalSteps, int? numEnvsOption, SyncStrategy sync, bool untilThreshold, string[] sets, double? floorOption)
     {
         bool continuous = Gym.Make(envId).ActionSpace is Box;
         bool impala = algo is "impala" or "impact";
@@ -56,13 +58,16 @@ public static class TrainBench
                 ? Gym.MakeVec(envId, numEnvs, wrap: e => new RecordEpisodeStatistics(e))
                 : new ClusterVecEnv(new ClusterOptions { EnvId = envId, NumEnvs = numEnvs, NumWorkers = Math.Min(workers, numEnvs) });
             using var stop = new CancellationTokenSource();
+            double threshold = envs.Spec?.RewardThreshold ?? double.PositiveInfinity;
+            var hold = new HoldTracker(threshold, floorOption ?? threshold - 0.15 * Math.Abs(threshold));
             (long? Steps, double? Seconds, double Final, long EnvSteps, double WallSeconds, double Sps) r;
             if (impala)
             {
                 var o = new ImpalaOptions { Seed = seed };
                 if (algo == "impact") o = o.AsImpact();
                 if (totalSteps is long ts) o = o with { TotalTimesteps = ts };
-                void OnUpdate(ImpalaMetrics x) { if (untilThreshold && x.MeanReturn20 >= (envs.Spec?.RewardThreshold ?? double.PositiveInfinity)) stop.Cancel(); }
+                o = OptionOverrides.Apply(o, sets);
+                void OnUpdate(ImpalaMetrics x) { hold.Add(x.MeanReturn20); if (untilThreshold && x.MeanReturn20 >= (envs.Spec?.RewardThreshold ?? double.PositiveInfinity)) stop.Cancel(); }
                 var res = envs is ClusterVecEnv c ? Impala.Train(c, o, sync, OnUpdate, cancellationToken: stop.Token) : Impala.Train(envs, o, OnUpdate, stop.Token);
                 var last = res.History[^1];
                 r = (res.StepsToThreshold, res.SecondsToThreshold, res.FinalMeanReturn20, last.GlobalStep, last.Seconds, last.Sps);
@@ -71,7 +76,8 @@ public static class TrainBench
             {
                 var o = (continuous ? PpoOptions.ContinuousDefaults : new PpoOptions()) with { Seed = seed };
                 if (totalSteps is long ts) o = o with { TotalTimesteps = ts };
-                void OnIteration(PpoMetrics x) { if (untilThreshold && x.MeanReturn20 >= (envs.Spec?.RewardThreshold ?? double.PositiveInfinity)) stop.Cancel(); }
+                o = OptionOverrides.Apply(o, sets);
+                void OnIteration(PpoMetrics x) { hold.Add(x.MeanReturn20); if (untilThreshold && x.MeanReturn20 >= (envs.Spec?.RewardThreshold ?? double.PositiveInfinity)) stop.Cancel(); }
                 var res = algo == "ppo-workers" ? Ppo.TrainOnWorkers((ClusterVecEnv)envs, o, sync, OnIteration, stop.Token) : Ppo.Train(envs, o, OnIteration, stop.Token);
                 var last = res.History[^1];
                 r = (res.StepsToThreshold, res.SecondsToThreshold, res.FinalMeanReturn20, last.GlobalStep, last.Seconds, last.Sps);
@@ -87,7 +93,62 @@ public static class TrainBench
                 env_steps = r.EnvSteps,
                 seconds = Math.Round(r.WallSeconds, 2),
                 sps = Math.Round(r.Sps),
+                overrides = sets.Length > 0 ? string.Join(' ', sets) : null,
+                floor = hold.Floor,
+                updates_after_threshold = hold.After,
+                updates_below_floor_after_threshold = hold.Below,
+                min_mean_return_20_after_threshold = hold.After > 0 ? Math.Round(hold.Min, 1) : (double?)null,
             }));
         }
     }
+
+    /// <summary>Whether a run keeps what it learned: after the mean-20 return first reaches the threshold, how many updates fall below the floor, and the lowest value.</summary>
+    private sealed class HoldTracker(double threshold, double floor)
+    {
+        public double Floor => floor;
+        public int After { get; private set; }
+        public int Below { get; private set; }
+        public double Min { get; private set; } = double.PositiveInfinity;
+        private bool _reached;
+
+        public void Add(double meanReturn20)
+        {
+            if (double.IsNaN(meanReturn20)) return;
+            if (!_reached) { _reached = meanReturn20 >= threshold; return; }
+            After++;
+            if (meanReturn20 < floor) Below++;
+            Min = Math.Min(Min, meanReturn20);
+        }
+    }
+}
+
+/// <summary><c>--set Name=Value</c>: a learner option changed by name, for sweeps, with a clear error for an unknown name or a bad value.</summary>
+public static class OptionOverrides
+{
+    public static T Apply<T>(T options, IEnumerable<string> sets) where T : class
+    {
+        foreach (var set in sets)
+        {
+            int eq = set.IndexOf('=');
+            var settable = typeof(T).GetProperties().Where(p => p.CanWrite && IsSimple(p.PropertyType)).Select(p => p.Name).Order().ToArray();
+            if (eq <= 0) throw new ArgumentException($"--set '{set}' must be Name=Value; {typeof(T).Name} has {string.Join(", ", settable)}.");
+            string name = set[..eq], text = set[(eq + 1)..];
+            var property = typeof(T).GetProperty(name);
+            if (property is null || !property.CanWrite || !IsSimple(property.PropertyType))
+                throw new ArgumentException($"--set {name}: {typeof(T).Name} has no such option; it has {string.Join(", ", settable)}.");
+            var type = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
+            object value;
+            try { value = Convert.ChangeType(text, type, System.Globalization.CultureInfo.InvariantCulture); }
+            catch (Exception e) when (e is FormatException or InvalidCastException or OverflowException)
+            {
+                throw new ArgumentException($"--set {name}={text}: not a {type.Name} ({e.Message}).");
+            }
+            var copy = (T)typeof(T).GetMethod("<Clone>$")!.Invoke(options, null)!; // a record's `with {}`
+            property.SetValue(copy, value);
+            options = copy;
+        }
+        return options;
+    }
+
+    private static bool IsSimple(Type t) => (Nullable.GetUnderlyingType(t) ?? t).IsPrimitive;
 }

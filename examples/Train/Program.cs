@@ -69,14 +69,20 @@ var slurmModeOption = Cli.Option("--slurm-mode", "Slurm: auto (srun inside an al
 var slurmArgOption = Cli.Option("--slurm-arg", "Slurm: one more sbatch/srun flag, as it is (repeatable, e.g. --slurm-arg=--account=rl)", Array.Empty<string>());
 var distributedOption = Cli.Option("--distributed", "data-parallel learners: one rank per process started by `mpirun -np N` or `srun --mpi=pmix -n N`, each with its own workers; gradients are all-reduced over MPI", false);
 var deviceOption = Cli.Option<string?>("--device", "PPO: where the update runs: cuda or cuda:N (an NVIDIA GPU: networks, gradients and Adam in device memory), cpu-kernels (the same kernels on ILGPU's CPU accelerator, for checking); default: this project's CPU engine");
+var evaluateOption = Cli.Option<string?>("--evaluate", "instead of training: play a trained policy (a run folder, a checkpoint folder or a .cepolicy file) for --episodes episodes, deterministic and sampled, and write RUN/evaluation.json");
+var episodesOption = Cli.Option("--episodes", "with --evaluate: episodes per mode", 100)
+    .Check(n => n >= 1 ? null : $"--episodes ({n}) must be at least 1.");
 var outOption = Cli.Option<string?>("--out", "run folder for config.json, metrics.csv, TensorBoard events, checkpoints and summary.txt (default runs/ENV__ALGO__SEED__UNIXTIME, or the --resume run's folder)");
 var root = new RootCommand("IMPALA (default), IMPACT or PPO (CleanRL's details) through ClusterVecEnv with a local worker pool, or locally with --local.")
 {
     algoOption, envOption, seedOption, numEnvsOption, workersOption, totalStepsOption, syncOption, localOption, outOption,
     externalOption, hostOption, portOption, tokenFileOption, tlsCertOption, tlsPasswordFileOption, allowAnyWorkerOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption, logEveryOption, maxRestartsOption, batchRolloutsOption, lrOption,
-    distributedOption, deviceOption, slurmOption, slurmPartitionOption, slurmTimeOption, slurmCpusOption, slurmNodesOption, slurmModeOption, slurmArgOption,
+    evaluateOption, episodesOption, distributedOption, deviceOption, slurmOption, slurmPartitionOption, slurmTimeOption, slurmCpusOption, slurmNodesOption, slurmModeOption, slurmArgOption,
 };
 if (Cli.Parse(root, args, out var parsed) is int exit) return exit;
+if (parsed.GetValue(evaluateOption) is { } evaluateRun)
+    return Evaluate.Run(evaluateRun, parsed.GetResult(envOption) is { Implicit: false } ? parsed.GetValue(envOption) : null,
+        parsed.GetValue(episodesOption), parsed.GetValue(seedOption), parsed.GetValue(outOption) is { } o ? Path.Combine(o, "evaluation.json") : null);
 string envId = parsed.GetValue(envOption)!;
 int seed = parsed.GetValue(seedOption), numEnvs = parsed.GetValue(numEnvsOption), workers = parsed.GetValue(workersOption);
 long? totalSteps = parsed.GetValue(totalStepsOption);

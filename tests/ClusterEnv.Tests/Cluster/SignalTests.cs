@@ -348,6 +348,47 @@ public class SignalTests
         Assert.That(errors.Result, Does.Contain("No env registered with id 'Nope-v0'").And.Contain("CartPole-v1"));
     }
 
+    [Test]
+    public void Train_Evaluate_PlaysTheTrainedPolicy_DeterministicAndSampled_AndWritesJson_OrNamesWhatIsWrong()
+    {
+        string run = Directory.CreateTempSubdirectory("clusterenv-evaluate-").FullName;
+        try
+        {
+            RunToEnd("Train.dll", "--local", "--total-steps", "30000", "--out", run);
+            using (var p = Start("Train.dll", "--evaluate", run, "--episodes", "7", "--seed", "11"))
+            {
+                var output = p.StandardOutput.ReadToEndAsync();
+                var errors = p.StandardError.ReadToEndAsync();
+                Assert.That(p.WaitForExit(120_000), Is.True, "bounds a failure only");
+                Assert.That(p.ExitCode, Is.Zero, $"{output.Result}\n{errors.Result}");
+                Assert.That(output.Result, Does.Contain("deterministic").And.Contain("stochastic").And.Contain("±"));
+            }
+            using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "evaluation.json")));
+            var root = json.RootElement;
+            Assert.That(root.GetProperty("env").GetString(), Is.EqualTo("CartPole-v1"), "the env comes from the policy's metadata");
+            Assert.That(root.GetProperty("first_seed").GetInt32(), Is.EqualTo(11));
+            foreach (var mode in new[] { "deterministic", "stochastic" })
+            {
+                var returns = root.GetProperty(mode).GetProperty("returns").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+                Assert.That(returns, Has.Length.EqualTo(7));
+                Assert.That(returns, Is.All.InRange(1.0, 500.0), "CartPole pays 1 per step, 500 at most");
+                Assert.That(root.GetProperty(mode).GetProperty("mean").GetDouble(), Is.EqualTo(returns.Average()).Within(1e-9));
+            }
+            using (var p = Start("Train.dll", "--evaluate", run, "--env", "Pendulum-v1"))
+            {
+                var errors = p.StandardError.ReadToEndAsync();
+                _ = p.StandardOutput.ReadToEndAsync();
+                Assert.That(p.WaitForExit(60_000), Is.True, "bounds a failure only");
+                Assert.That(p.ExitCode, Is.EqualTo(2));
+                Assert.That(errors.Result, Does.Contain("Pendulum-v1 does not fit it").And.Contain("--env"));
+            }
+        }
+        finally
+        {
+            Directory.Delete(run, recursive: true);
+        }
+    }
+
     private static void RunToEnd(string dll, params string[] args)
     {
         using var p = Start(dll, args);

@@ -25,6 +25,40 @@ public class ImpalaTests
     }
 
     [Test]
+    public void NormalizedReturns_TheCriticLearnsScaledTargets_ThePolicyReportsThemUnscaled_AndCheckpointsCarryTheScale()
+    {
+        string dir = Directory.CreateTempSubdirectory("clusterenv-retnorm-").FullName;
+        try
+        {
+            using var envs = Gym.MakeVec("CartPole-v1", 16, wrap: e => new RecordEpisodeStatistics(e));
+            var o = new ImpalaOptions { Seed = 3, TotalTimesteps = 40_000, NormalizeReturns = true, CheckpointDirectory = dir, CheckpointEvery = 0 };
+            var r = Impala.Train(envs, o);
+            Assert.That(r.Policy.ValueScale, Is.Not.Null);
+            var (mean, std) = r.Policy.ValueScale!.Value;
+            // CartPole pays +1 per step: discounted returns are positive and spread out.
+            Assert.That(mean, Is.GreaterThan(1).And.LessThan(100));
+            Assert.That(std, Is.GreaterThan(0.1));
+            var obs = new float[] { 0.01f, -0.02f, 0.03f, 0.01f };
+            float scaled = r.Policy.Critic.Forward(obs, 1)[0];
+            Assert.That(r.Policy.Value(obs), Is.EqualTo(mean + std * scaled).Within(1e-3 * Math.Max(1, Math.Abs(mean))), "Value unscales the critic's output");
+            Assert.That(r.History.Select(h => h.GradNorm), Is.All.GreaterThan(0.0));
+            Assert.That(r.History.Select(h => h.UpdateKl), Is.All.GreaterThanOrEqualTo(0.0).And.All.LessThan(1.0));
+
+            var checkpoint = ClusterEnv.Learners.Checkpoints.TrainingCheckpoint.Load(dir);
+            Assert.That(checkpoint.Policy.ValueScale, Is.EqualTo(r.Policy.ValueScale), "the checkpoint's policy predicts on the same scale");
+            Assert.That(double.Parse(checkpoint.Counters["return_count"], System.Globalization.CultureInfo.InvariantCulture), Is.GreaterThan(10_000),
+                "the statistics' weight travels too, so a resumed run does not restart them");
+            var resumed = Impala.Train(envs, o with { TotalTimesteps = 60_000, ResumeFrom = dir });
+            Assert.That(resumed.History[^1].GlobalStep, Is.GreaterThanOrEqualTo(60_000));
+            Assert.That(resumed.Policy.ValueScale!.Value.Mean, Is.EqualTo(mean).Within(0.5 * mean), "the scale moves on from where it was, not from (0, 1)");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Test]
     public void OnStreamingWorkers_ItLearns_PublishesAndKeepsTheLagBounded()
     {
         var (env, _) = TestCluster.InProcess("CartPole-v1", [4, 4]);

@@ -49,6 +49,36 @@ public class GaeTests
 public class PolicyTests
 {
     [Test]
+    public void Checkpoint_CarriesTheObservationStatisticsAndValueScale_AndRefusesBadOnes()
+    {
+        var policy = new ActorCritic(new PolicySpec(2, false, 2, [8]), seed: 2)
+        {
+            Normalizer = new ObservationNormalizer([1f, -2f], [4f, 0.25f], 10f),
+            ValueScale = (12.5, 3.25),
+        };
+        var path = Path.GetTempFileName();
+        try
+        {
+            policy.Save(path);
+            var back = ActorCritic.Load(path, out _);
+            Assert.That(back.ValueScale, Is.EqualTo((12.5, 3.25)));
+            Assert.That(back.Normalizer!.Mean, Is.EqualTo(new[] { 1f, -2f }));
+            Assert.That(back.Normalizer.Var, Is.EqualTo(new[] { 4f, 0.25f }));
+            var obs = new float[] { 0.5f, 0.5f };
+            Assert.That(back.Value(obs), Is.EqualTo(policy.Value(obs)), "the same value from the same observation");
+            var plain = new ActorCritic(new PolicySpec(2, false, 2, [8]), seed: 2);
+            plain.Save(path, new Dictionary<string, string> { ["value_mean"] = "1", ["value_std"] = "-2" });
+            Assert.That(() => ActorCritic.Load(path, out _), Throws.TypeOf<InvalidDataException>().With.Message.Contains("value scale"));
+            plain.Save(path, new Dictionary<string, string> { ["obs_mean"] = "0,NaN", ["obs_var"] = "1,1", ["obs_clip"] = "5" });
+            Assert.That(() => ActorCritic.Load(path, out _), Throws.TypeOf<InvalidDataException>().With.Message.Contains("observation statistics"));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Test]
     public void Checkpoint_RoundTripsSpecParametersAndMetadata_AndRejectsCorruption()
     {
         var policy = new ActorCritic(new PolicySpec(3, true, 2, [8, 8]), seed: 4);

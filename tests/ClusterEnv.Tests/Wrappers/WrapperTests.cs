@@ -121,3 +121,27 @@ public class WrapperTests
         }
     }
 }
+
+public class RunningMeanStdTests
+{
+    [Test]
+    public void UpdateFromMoments_EqualsAddingTheSamplesOneByOne()
+    {
+        var rng = new Random(5);
+        var one = new RunningMeanStd(1);
+        var batched = new RunningMeanStd(1);
+        for (int b = 0; b < 20; b++)
+        {
+            var xs = Enumerable.Range(0, 1 + rng.Next(50)).Select(_ => rng.NextDouble() * 40 - 7).ToArray();
+            foreach (var x in xs) one.Update(x);
+            double mean = xs.Average(), var = xs.Select(x => (x - mean) * (x - mean)).Average();
+            batched.UpdateFromMoments(mean, var, xs.Length);
+        }
+        Assert.That(batched.Count, Is.EqualTo(one.Count).Within(1e-9));
+        Assert.That(batched.Mean[0], Is.EqualTo(one.Mean[0]).Within(1e-9));
+        Assert.That(batched.Var[0], Is.EqualTo(one.Var[0]).Within(1e-9));
+        batched.UpdateFromMoments(123, 4, 0);
+        Assert.That(batched.Mean[0], Is.EqualTo(one.Mean[0]).Within(1e-9), "an empty batch changes nothing");
+        Assert.Throws<InvalidOperationException>(() => new RunningMeanStd(3).UpdateFromMoments(0, 1, 1));
+    }
+}
