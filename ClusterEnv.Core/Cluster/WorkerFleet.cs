@@ -189,8 +189,8 @@ internal sealed class WorkerFleet : IDisposable
     {
         if (_disposed) return;
         lock (_lock) _closing = true;
-        foreach (var s in slots) s.SendUntracked(new HubMessage { Close = new CloseCommand() }); // the live ones
-        var connections = slots.Select(s => s.Close()).OfType<WorkerConnection>().ToArray();
+        // The live ones get a goodbye; the slot is closed in the same step, so their answer is not taken for a stray reply.
+        var connections = slots.Select(s => s.Close(new HubMessage { Close = new CloseCommand() })).OfType<WorkerConnection>().ToArray();
         Task.WaitAll(connections.Select(c => c.Ended).ToArray(), _options.CloseTimeout); // each ends its stream after the goodbye
         foreach (var c in connections) c.Close(StatusCode.OK, null);
         _disposed = true;

@@ -208,7 +208,7 @@ internal sealed class WorkerSlot(int index, int offset, int count, ISlotEvents e
         ? StepCodec.WriteStepCommand(dest, st.Seq, st.Shape, st.Ints)
         : StepCodec.WriteStepCommand(dest, st.Seq, st.Shape, st.Floats);
 
-    /// <summary>Writes a command that gets no reply (credit, goodbye) while the worker is alive.</summary>
+    /// <summary>Writes a command that gets no reply (credit) while the worker is alive.</summary>
     public void SendUntracked(HubMessage command)
     {
         lock (_lock)
@@ -343,11 +343,20 @@ internal sealed class WorkerSlot(int index, int offset, int count, ISlotEvents e
         }
     }
 
-    /// <summary>Any state → Closed; returns the connection to close, if any.</summary>
-    public WorkerConnection? Close()
+    /// <summary>
+    /// Any state → Closed; returns the connection to close, if any. A live worker is first sent
+    /// <paramref name="goodbye"/> in the same locked step, so its answer (which may arrive at once) finds the slot
+    /// closed and is ignored rather than taken for a reply to nothing.
+    /// </summary>
+    public WorkerConnection? Close(HubMessage? goodbye = null)
     {
         lock (_lock)
         {
+            if (goodbye is not null && _state is SlotState.Ready or SlotState.Streaming or SlotState.Resetting)
+            {
+                goodbye.Seq = nextSeq();
+                _connection!.Send(goodbye);
+            }
             _state = SlotState.Closed;
             _pendingPush = null;
             return _connection;
