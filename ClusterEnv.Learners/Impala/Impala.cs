@@ -88,6 +88,9 @@ public static class Impala
     {
         if (loaded is null && o.ResumeFrom is null) return null;
         var checkpoint = loaded ?? TrainingCheckpoint.Load(o.ResumeFrom!);
+        if ((checkpoint.Policy.ValueScale is not null) != o.NormalizeReturns)
+            throw new ArgumentException($"The checkpoint in '{checkpoint.Folder}' was trained {(o.NormalizeReturns ? "without" : "with")} NormalizeReturns (its critic predicts " +
+                $"{(o.NormalizeReturns ? "returns as they are" : "scaled returns")}); resume it with NormalizeReturns = {!o.NormalizeReturns}.");
         if (!checkpoint.Policy.Spec.Equals(policy.Spec))
             throw new ArgumentException($"The checkpoint in '{o.ResumeFrom}' holds a policy of spec {checkpoint.Policy.Spec.ToJson()}; this run builds {policy.Spec.ToJson()}. Resume with the same env and hidden sizes.");
         policy.LoadParameters(checkpoint.Policy.Parameters);
@@ -339,11 +342,13 @@ public static class Impala
             }
             var values = policy.Critic.Forward(_obs.AsSpan(0, TN * m), TN);
             values[..TN].CopyTo(_values);
-            if (policy.ValueScale is var (scaleMean, scaleStd))
+            if (o.NormalizeReturns)
             {
-                // The critic predicts scaled returns (policy.Value above unscaled the bootstrap and final values); V-trace needs them unscaled.
+                // The critic predicts scaled returns (policy.Value above unscaled the bootstrap and final values); V-trace
+                // needs them unscaled, the critic's loss its own output. Before the first scale, both are the same.
                 values[..TN].CopyTo(_rawValues);
-                for (int j = 0; j < TN; j++) _values[j] = (float)(scaleMean + scaleStd * _rawValues[j]);
+                if (policy.ValueScale is var (scaleMean, scaleStd))
+                    for (int j = 0; j < TN; j++) _values[j] = (float)(scaleMean + scaleStd * _rawValues[j]);
             }
             var head = policy.Actor.Forward(_obs.AsSpan(0, TN * m), TN);
             head[..(TN * k)].CopyTo(_logits);

@@ -79,8 +79,8 @@ internal static class Evaluate
 
     private sealed record Returns(double[] Values)
     {
-        public double Mean => Values.Average();
-        public double Std => Math.Sqrt(Values.Select(v => (v - Mean) * (v - Mean)).Sum() / Values.Length);
+        public double Mean { get; } = Values.Average();
+        public double Std => Math.Sqrt(Values.Select(v => (v - Mean) * (v - Mean)).Average());
         public double Min => Values.Min();
         public double Max => Values.Max();
         public object ToJson() => new { mean = Mean, std = Std, min = Min, max = Max, returns = Values };

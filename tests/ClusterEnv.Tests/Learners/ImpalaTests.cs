@@ -48,6 +48,8 @@ public class ImpalaTests
             Assert.That(checkpoint.Policy.ValueScale, Is.EqualTo(r.Policy.ValueScale), "the checkpoint's policy predicts on the same scale");
             Assert.That(double.Parse(checkpoint.Counters["return_count"], System.Globalization.CultureInfo.InvariantCulture), Is.GreaterThan(10_000),
                 "the statistics' weight travels too, so a resumed run does not restart them");
+            Assert.That(() => Impala.Train(envs, o with { TotalTimesteps = 60_000, ResumeFrom = dir, NormalizeReturns = false }),
+                Throws.ArgumentException.With.Message.Contains("NormalizeReturns = True"), "a critic of scaled returns is not resumed as one of raw returns");
             var resumed = Impala.Train(envs, o with { TotalTimesteps = 60_000, ResumeFrom = dir });
             Assert.That(resumed.History[^1].GlobalStep, Is.GreaterThanOrEqualTo(60_000));
             Assert.That(resumed.Policy.ValueScale!.Value.Mean, Is.EqualTo(mean).Within(0.5 * mean), "the scale moves on from where it was, not from (0, 1)");
