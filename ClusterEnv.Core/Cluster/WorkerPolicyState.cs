@@ -37,6 +37,17 @@ public sealed class WorkerPolicyState
 
     private int _inFlight;
     private bool _queued;
+    private int _worker;
+
+    /// <summary>
+    /// The acknowledgement state and the worker it belongs to (0 for the first, +1 per replacement, as the slot's
+    /// generation), read together: a replacement that takes the slot between two separate reads cannot make its fresh
+    /// state pass for the old worker's answer.
+    /// </summary>
+    internal (int Worker, int Unacknowledged, ulong ActiveVersion, string? LastError) Snapshot()
+    {
+        lock (_lock) return (_worker, _inFlight + (_queued ? 1 : 0), ActiveVersion, LastError);
+    }
 
     /// <summary>Called after an acknowledgement or a new worker changed what is outstanding (on the read loop: keep it short).</summary>
     internal Action? Changed { get; set; }
@@ -68,6 +79,7 @@ public sealed class WorkerPolicyState
     {
         lock (_lock)
         {
+            _worker++;
             _inFlight = 0;
             ActiveVersion = 0;
             LastError = null;

@@ -185,15 +185,14 @@ public sealed class PolicyPublisher
             if (_latest.Length != policy.Parameters.Length) _latest = new float[policy.Parameters.Length];
             policy.Parameters.CopyTo(_latest);
             _latestNormalizer = policy.Normalizer;
-            var states = _envs.Policies.States;
             int pushes = 0, inFlight = 0, lagPushes = 0, measured = 0;
             double klSum = 0;
             List<string>? refused = null;
             for (int i = 0; i < _workers.Length; i++)
             {
                 var w = _workers[i];
-                if (NewWorker(i)) w.UpdatesSincePush = 0;
-                var st = states[i];
+                var st = _envs.Policies.State(i).Snapshot(); // which worker, and what it acknowledged, in one read
+                if (NewWorker(i, st.Worker)) w.UpdatesSincePush = 0;
                 if (w.PendingVersion != 0)
                 {
                     if (st.Unacknowledged > 0)
@@ -234,10 +233,10 @@ public sealed class PolicyPublisher
     }
 
     // Under the lock: a replacement has taken slot i since this publisher last looked, so it acts with nothing yet.
-    private bool NewWorker(int i)
+    // Whether slot i has a worker this publisher has not seen (its pending push and deployment were the old worker's).
+    private bool NewWorker(int i, int generation)
     {
         var w = _workers[i];
-        int generation = _envs.Elastic.Generation(i);
         if (generation == w.Generation) return false;
         w.Generation = generation;
         w.PendingVersion = 0;
@@ -265,7 +264,7 @@ public sealed class PolicyPublisher
     {
         lock (_lock)
         {
-            if (!NewWorker(i) || Version == 0) return; // Publish already pushed to this generation, or nothing was published yet
+            if (!NewWorker(i, _envs.Policies.State(i).Snapshot().Worker) || Version == 0) return; // Publish already pushed to this generation, or nothing was published yet
             PushLatest(i);
         }
     }
