@@ -17,6 +17,9 @@ namespace ClusterEnv.Learners.Impala;
 /// <summary>What an IMPALA or IMPACT run learned and measured.</summary>
 public sealed record ImpalaResult(ActorCritic Policy, IReadOnlyList<ImpalaMetrics> History, long? StepsToThreshold, double? SecondsToThreshold, double FinalMeanReturn20)
 {
+    /// <summary>Mean return of the last 100 episodes of the run (fewer when it had fewer; NaN when none ended).</summary>
+    public double FinalMeanReturn100 { get; init; } = double.NaN;
+
     /// <summary>Training was cancelled before its step budget.</summary>
     public bool Stopped { get; init; }
 }
@@ -266,6 +269,7 @@ public static class Impala
         if (o.HistoryLimit > 0 && history.Count > o.HistoryLimit) history.RemoveRange(0, history.Count - o.HistoryLimit);
         return new ImpalaResult(policy, history, episodes.StepsToThreshold, episodes.SecondsToThreshold, episodes.MeanReturn20)
         {
+            FinalMeanReturn100 = episodes.MeanReturn100,
             Stopped = globalConsumed < o.TotalTimesteps,
         };
 
@@ -432,10 +436,36 @@ public static class Impala
             policy.Critic.Backward(_dValue.AsSpan(0, TN));
             if (dp.WorldSize > 1) dp.AllReduce(policy.Store.Grads, ReduceOp.Mean); // one flat buffer, between backward and clipping
             double gradNorm = Adam.ClipGradNorm(policy.Store.Grads, o.MaxGradNorm);
+            if (o.MaxUpdateKl > 0)
+            {
+                if (_before.Length != policy.Store.Values.Length) _before = new float[policy.Store.Values.Length];
+                policy.Store.Values.CopyTo(_before, 0);
+            }
             adam.Step(policy.Store.Values, policy.Store.Grads);
+            double updateKl = UpdateKl(policy, TN, m, k);
+            if (o.MaxUpdateKl > 0)
+            {
+                // Every rank decides on the same (mean) KL, so all take the same step.
+                Span<double> klMean = [updateKl];
+                if (dp.WorldSize > 1) dp.AllReduce(klMean, ReduceOp.Mean);
+                if (klMean[0] > o.MaxUpdateKl)
+                {
+                    float shrink = (float)Math.Sqrt(o.MaxUpdateKl / klMean[0]);
+                    foreach (var p in policy.Store.Parameters)
+                    {
+                        if (!p.Name.StartsWith("actor", StringComparison.Ordinal)) continue; // the critic keeps its whole step
+                        var now = p.Values;
+                        var was = _before.AsSpan(p.Offset, p.Length);
+                        for (int i = 0; i < now.Length; i++) now[i] = was[i] + (now[i] - was[i]) * shrink;
+                    }
+                    updateKl = UpdateKl(policy, TN, m, k);
+                }
+            }
             count = Math.Max(count, 1);
-            return new StepStats(pgLoss / count, vLoss / count, entropy / count, clipped / count, gradNorm, UpdateKl(policy, TN, m, k));
+            return new StepStats(pgLoss / count, vLoss / count, entropy / count, clipped / count, gradNorm, updateKl);
         }
+
+        private float[] _before = [];
 
         private float[]? _targetPi;
         private float[] _rawValues = [];

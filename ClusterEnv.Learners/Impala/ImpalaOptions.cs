@@ -50,6 +50,14 @@ public sealed record ImpalaOptions
     public double TargetUpdateKl { get; init; }
 
     /// <summary>
+    /// A trust region on every optimizer step: when a step moved the policy further than this (the mean KL between the
+    /// policy before and after it, over the batch; all ranks' mean in data-parallel training), the actor's part of the
+    /// step is shrunk by √(MaxUpdateKl / KL), as KL grows with the square of a small step. It caps the rare large steps
+    /// that a burst of failures brings after a long run of good episodes, without slowing the ordinary ones. 0 turns it off.
+    /// </summary>
+    public double MaxUpdateKl { get; init; }
+
+    /// <summary>
     /// The critic learns returns scaled to the running mean and standard deviation of the V-trace targets (Sample
     /// Factory's <c>normalize_returns</c>); its outputs are unscaled for V-trace.
     /// </summary>
@@ -168,6 +176,8 @@ public sealed record ImpalaOptions
         if (CheckpointEvery < 0) throw new ArgumentOutOfRangeException(nameof(CheckpointEvery), CheckpointEvery, "CheckpointEvery must be >= 0 (0: only the final checkpoint).");
         if (KeepCheckpoints < 1) throw new ArgumentOutOfRangeException(nameof(KeepCheckpoints), KeepCheckpoints, "KeepCheckpoints must be >= 1.");
         if (MaxPolicyLag < 0) throw new ArgumentOutOfRangeException(nameof(MaxPolicyLag), MaxPolicyLag, "MaxPolicyLag must be >= 0 (0: no limit).");
+        if (!(TargetUpdateKl >= 0) || !double.IsFinite(TargetUpdateKl)) throw new ArgumentOutOfRangeException(nameof(TargetUpdateKl), TargetUpdateKl, "TargetUpdateKl must be >= 0 (0: off).");
+        if (!(MaxUpdateKl >= 0) || !double.IsFinite(MaxUpdateKl)) throw new ArgumentOutOfRangeException(nameof(MaxUpdateKl), MaxUpdateKl, "MaxUpdateKl must be >= 0 (0: off).");
         if (Impact)
         {
             Positive(TargetUpdateFrequency, nameof(TargetUpdateFrequency));

@@ -53,7 +53,17 @@ public sealed record NigtWorker(Func<IEnv> MakeEnv, double Slowdown = 1.0);
 
 /// <summary>What a NIGT run did.</summary>
 public sealed record NigtResult(string Aggregator, double? SecondsToThreshold, long? StepsToThreshold, long EnvSteps, long OptimizerSteps,
-    long GradientsReceived, long GradientsDiscardedStale, double FinalMeanReturn20, double Seconds, long[] GradientsPerWorker);
+    long GradientsReceived, long GradientsDiscardedStale, double FinalMeanReturn20, double Seconds, long[] GradientsPerWorker)
+{
+    /// <summary>
+    /// <see cref="NigtTrainer.Simulate"/> only: the simulated time at which the threshold was reached, in work units
+    /// (one unit: one env step on a worker of slowdown 1); null when not reached or not simulated.
+    /// </summary>
+    public double? WorkToThreshold { get; init; }
+
+    /// <summary><see cref="NigtTrainer.Simulate"/> only: the simulated time the run lasted, in work units; NaN when not simulated.</summary>
+    public double Work { get; init; } = double.NaN;
+}
 
 /// <summary>
 /// Rennala / Malenia / synchronous NIGT with workers that compute policy gradients (truncated REINFORCE) at the
@@ -135,6 +145,52 @@ public static class NigtTrainer
         return run.Result();
     }
 
+    /// <summary>
+    /// The same run on a simulated clock, one thread, deterministic: the workers' time is their work, not the
+    /// machine's. A gradient of s env steps on a worker of slowdown k takes s·k work units; gradients arrive in the
+    /// order of their finishing times, each computed at the point its worker took when it started, exactly as the
+    /// threads of <see cref="Train"/> would on an idle machine with one core per worker. A loaded or small machine
+    /// cannot change the result (the threaded run's waits stretch with load). The run ends at the threshold or after
+    /// <paramref name="workLimit"/> work units.
+    /// </summary>
+    public static NigtResult Simulate(IReadOnlyList<NigtWorker> workers, Func<int, int, GradientAggregator> makeAggregator, NigtOptions o, double workLimit)
+    {
+        ArgumentNullException.ThrowIfNull(workers);
+        ArgumentNullException.ThrowIfNull(o);
+        if (workers.Count == 0) throw new ArgumentException("NIGT needs at least one gradient worker.", nameof(workers));
+        if (!(workLimit > 0)) throw new ArgumentOutOfRangeException(nameof(workLimit), workLimit, "The work limit must be positive (work units: env steps of a worker of slowdown 1).");
+        foreach (var w in workers)
+            if (!(w.Slowdown >= 1)) throw new ArgumentOutOfRangeException(nameof(workers), w.Slowdown, "A worker's slowdown must be >= 1.");
+        double now = 0;
+        var probe = workers[0].MakeEnv();
+        var run = new Run(probe.ObservationSpace, probe.ActionSpace, workers.Count, makeAggregator, o, () => now, workLimit);
+        var envs = workers.Select(w => new[] { w.MakeEnv() }).ToArray();
+        var policies = workers.Select(_ => new ActorCritic(run.Spec)).ToArray();
+        var rngs = workers.Select((_, i) => new Rng(o.Seed * 1000L + i)).ToArray();
+        var started = new bool[workers.Count];
+        var point = new Point(0, run.NextPoint());
+        var arrivals = new PriorityQueue<Gradient, (double Time, int Worker)>();
+        var settings = o.Gradient;
+        void Start(int i)
+        {
+            policies[i].LoadParameters(point.Weights);
+            var returns = new List<double>();
+            var grad = PolicyGradient.Reinforce(policies[i], envs[i], rngs[i], settings, returns, out long steps, started[i] ? null : o.Seed * 1000 + i);
+            started[i] = true;
+            arrivals.Enqueue(new Gradient(i, point.Version, grad, returns, steps), (now + steps * workers[i].Slowdown, i));
+        }
+        for (int i = 0; i < workers.Count; i++) Start(i);
+        while (arrivals.TryDequeue(out var g, out var at))
+        {
+            now = at.Time;
+            if (!run.Going) break;
+            if (run.Add(g.Worker, g.Version, g.Values, g.Returns, g.Steps)) point = new Point(run.Version, run.NextPoint());
+            if (!run.Going) break;
+            Start(g.Worker);
+        }
+        return run.Result();
+    }
+
     // The aggregator side of a run, whoever the workers are: the NIGT state, the aggregator, the return statistics.
     private sealed class Run
     {
@@ -145,14 +201,20 @@ public static class NigtTrainer
         private readonly long[] _perWorker;
         private readonly Queue<double> _recent = new();
         private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private readonly Func<double>? _work;
+        private readonly double _workLimit;
         private double _recentSum;
         private long _steps;
-        private double? _secondsTo;
+        private double? _secondsTo, _workTo;
         private long? _stepsTo;
 
-        public Run(Space observation, Space action, int workers, Func<int, int, GradientAggregator> makeAggregator, NigtOptions o)
+        // work: the simulated clock (null: wall time only) and its limit.
+        public Run(Space observation, Space action, int workers, Func<int, int, GradientAggregator> makeAggregator, NigtOptions o,
+            Func<double>? work = null, double workLimit = double.PositiveInfinity)
         {
             _o = o;
+            _work = work;
+            _workLimit = workLimit;
             Spec = PolicySpec.For(observation, action, [o.Hidden, o.Hidden]);
             if (Spec.Continuous) throw new NotSupportedException("NIGT's REINFORCE gradient is written for discrete actions.");
             _theta = new ActorCritic(Spec, o.Seed).Parameters.ToArray();
@@ -165,7 +227,7 @@ public static class NigtTrainer
 
         public long Version => _aggregator.Version;
 
-        public bool Going => _clock.Elapsed < _o.TimeLimit && _secondsTo is null;
+        public bool Going => _secondsTo is null && (_work is null ? _clock.Elapsed < _o.TimeLimit : _work() < _workLimit);
 
         // Counts the gradient's episodes; true when it completed a NIGT step (a new point to hand out).
         public bool Add(int worker, long version, ReadOnlySpan<float> gradient, IEnumerable<double> returns, long steps)
@@ -181,6 +243,7 @@ public static class NigtTrainer
             if (_recent.Count == 20 && _recentSum / 20 >= _o.Threshold && _secondsTo is null)
             {
                 _secondsTo = _clock.Elapsed.TotalSeconds;
+                _workTo = _work?.Invoke();
                 _stepsTo = _steps;
             }
             if (_aggregator.Add(worker, version, gradient) is not { } ghat) return false;
@@ -198,7 +261,11 @@ public static class NigtTrainer
         }
 
         public NigtResult Result() => new(_aggregator.Name, _secondsTo, _stepsTo, _steps, _nigt.Steps, _aggregator.Received, _aggregator.DiscardedStale,
-            _recent.Count > 0 ? _recentSum / _recent.Count : double.NaN, _clock.Elapsed.TotalSeconds, _perWorker);
+            _recent.Count > 0 ? _recentSum / _recent.Count : double.NaN, _clock.Elapsed.TotalSeconds, _perWorker)
+        {
+            WorkToThreshold = _workTo,
+            Work = _work?.Invoke() ?? double.NaN,
+        };
     }
 
     // One worker: take the newest point, run episodes, compute g_H there, idle for its slowdown, send; again.

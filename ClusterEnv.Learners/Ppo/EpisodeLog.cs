@@ -3,12 +3,14 @@ using ClusterEnv.Envs;
 namespace ClusterEnv.Learners.Ppo;
 
 /// <summary>
-/// The episode bookkeeping both PPO loops share: per-iteration sums, the mean of the last 20 returns, and the first
-/// env step and second at which that mean reached the threshold.
+/// The episode bookkeeping the PPO and IMPALA loops share: per-iteration sums, the means of the last 20 and the last
+/// 100 returns, and the first env step and second at which the mean of the last 20 reached the threshold.
 /// </summary>
 internal sealed class EpisodeLog(double threshold)
 {
     private readonly Queue<double> _recent = new();
+    private readonly Queue<double> _last100 = new();
+    private double _last100Sum;
     private int _episodes;
     private double _returnSum, _lengthSum;
 
@@ -18,6 +20,9 @@ internal sealed class EpisodeLog(double threshold)
 
     public double MeanReturn20 => _recent.Count > 0 ? _recent.Average() : double.NaN;
 
+    /// <summary>Mean of the last 100 returns (fewer before 100 episodes; NaN before the first): how results tables report a final return.</summary>
+    public double MeanReturn100 => _last100.Count > 0 ? _last100Sum / _last100.Count : double.NaN;
+
     /// <summary>Records an episode that ended at env step <paramref name="globalStep"/>.</summary>
     public void Add(in EpisodeStatistics episode, long globalStep, double seconds)
     {
@@ -26,6 +31,9 @@ internal sealed class EpisodeLog(double threshold)
         _lengthSum += episode.Length;
         _recent.Enqueue(episode.Return);
         if (_recent.Count > 20) _recent.Dequeue();
+        _last100.Enqueue(episode.Return);
+        _last100Sum += episode.Return;
+        if (_last100.Count > 100) _last100Sum -= _last100.Dequeue();
         if (StepsToThreshold is null && _recent.Count == 20 && _recent.Average() >= threshold)
         {
             StepsToThreshold = globalStep;

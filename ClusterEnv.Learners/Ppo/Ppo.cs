@@ -17,6 +17,9 @@ namespace ClusterEnv.Learners.Ppo;
 public sealed record PpoResult(ActorCritic Policy, IReadOnlyList<PpoMetrics> History, long? StepsToThreshold, double? SecondsToThreshold,
     double FinalMeanReturn20, RunningMeanStd? ObservationStatistics)
 {
+    /// <summary>Mean return of the last 100 episodes of the run (fewer when it had fewer; NaN when none ended).</summary>
+    public double FinalMeanReturn100 { get; init; } = double.NaN;
+
     /// <summary>Training was cancelled before its step budget: <see cref="Policy"/> and <see cref="History"/> are what it had learned by then.</summary>
     public bool Stopped { get; init; }
 }
@@ -233,6 +236,7 @@ public static partial class Ppo
             }, o.KeepCheckpoints);
         return new PpoResult(policy, history, episodeLog.StepsToThreshold, episodeLog.SecondsToThreshold, episodeLog.MeanReturn20, obsRms)
         {
+            FinalMeanReturn100 = episodeLog.MeanReturn100,
             Stopped = history.Count < iterations - firstIteration + 1,
         };
     }

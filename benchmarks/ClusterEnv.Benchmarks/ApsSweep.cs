@@ -117,29 +117,16 @@ public static class ApsSweep
 
         foreach (var envId in envIds)
         {
-            var series = strategies.Select(s => s.ToString()).Select(s => (Name: s == "always" || s == "never" ? s : $"τ = {s}",
-                Points: (IReadOnlyList<(double X, double Y)>)MeanCurve(runs.Where(r => r.Env == envId && r.Strategy == s).ToArray()))).ToArray();
+            var series = strategies.Select(s => s.ToString()).Select(s => Curves.Band(s == "always" || s == "never" ? s : $"τ = {s}",
+                runs.Where(r => r.Env == envId && r.Strategy == s).Select(r => (IReadOnlyList<(double, double)>)r.Curve.Select(c => ((double)c.Step, c.Mean20)).ToArray()).ToArray())).ToArray();
             File.WriteAllText(Path.Combine(outDir, $"return-vs-steps-{envId}.svg"),
-                SvgChart.Lines($"{(algo == "ppo" ? "PPO" : algo.ToUpperInvariant())} on worker rollouts, {envId}: mean return of the last 20 episodes ({seeds.Length} seed{(seeds.Length == 1 ? "" : "s")})", "env steps", "mean return (last 20)", series));
+                SvgChart.Lines($"{(algo == "ppo" ? "PPO" : algo.ToUpperInvariant())} on worker rollouts, {envId}: mean of {seeds.Length} seed{(seeds.Length == 1 ? "" : "s")} (band: lowest to highest seed)", "env steps", "return (mean of last 20 episodes)", series));
         }
         var cats = strategies.Select(s => s.ToString()).ToArray();
-        File.WriteAllText(Path.Combine(outDir, "pushes-vs-strategy.svg"), SvgChart.Bars("Weight pushes per run (mean over seeds, log scale)", "sync strategy (τ)", "pushes",
+        File.WriteAllText(Path.Combine(outDir, "pushes-vs-strategy.svg"), SvgChart.Bars($"Weight pushes per run, mean of {seeds.Length} seeds (log scale)", "sync strategy (always, never or KL threshold τ)", "pushes per run",
             cats, envIds.Select(e => (e, (IReadOnlyList<double>)cats.Select(c => runs.Where(r => r.Env == e && r.Strategy == c).Average(r => (double)r.Pushes)).ToArray())).ToArray(), logY: true));
         Console.WriteLine($"Wrote {Path.Combine(outDir, "runs.csv")}, curves.csv, table.md and the SVG plots in {outDir}.");
     }
 
     private static string F(double v) => v.ToString("0.####", CultureInfo.InvariantCulture);
-
-    // Mean over seeds of mean-20 at each iteration (iterations line up: same batch size).
-    private static List<(double X, double Y)> MeanCurve(RunRecord[] runs)
-    {
-        int len = runs.Min(r => r.Curve.Count);
-        var pts = new List<(double, double)>();
-        for (int i = 0; i < len; i++)
-        {
-            var ys = runs.Select(r => r.Curve[i].Mean20).Where(double.IsFinite).ToArray();
-            if (ys.Length > 0) pts.Add((runs[0].Curve[i].Step, ys.Average()));
-        }
-        return pts;
-    }
 }

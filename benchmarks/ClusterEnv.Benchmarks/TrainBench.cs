@@ -47,63 +47,108 @@ public static class TrainBench
 
     private static void Run(string algo, string envId, int[] seeds, string mode, int workers, long? totalSteps, int? numEnvsOption, SyncStrategy sync, bool untilThreshold, string[] sets, double? floorOption)
     {
-        bool continuous = Gym.Make(envId).ActionSpace is Box;
-        bool impala = algo is "impala" or "impact";
-        int numEnvs = numEnvsOption ?? (impala ? 16 : continuous ? 1 : 4);
+        if (algo == "ppo-workers" && mode == "local") throw new ArgumentException("ppo-workers acts on workers: use --mode cluster.");
         foreach (var m in mode == "both" ? new[] { "local", "cluster" } : [mode])
         foreach (int seed in seeds)
         {
-            if (algo == "ppo-workers" && m == "local") throw new ArgumentException("ppo-workers acts on workers: use --mode cluster.");
-            using IVectorEnv envs = m == "local"
-                ? Gym.MakeVec(envId, numEnvs, wrap: e => new RecordEpisodeStatistics(e))
-                : new ClusterVecEnv(new ClusterOptions { EnvId = envId, NumEnvs = numEnvs, NumWorkers = Math.Min(workers, numEnvs) });
-            using var stop = new CancellationTokenSource();
-            double threshold = envs.Spec?.RewardThreshold ?? double.PositiveInfinity;
-            var hold = new HoldTracker(threshold, floorOption ?? threshold - 0.15 * Math.Abs(threshold));
-            (long? Steps, double? Seconds, double Final, long EnvSteps, double WallSeconds, double Sps) r;
-            if (impala)
-            {
-                var o = new ImpalaOptions { Seed = seed };
-                if (algo == "impact") o = o.AsImpact();
-                if (totalSteps is long ts) o = o with { TotalTimesteps = ts };
-                o = OptionOverrides.Apply(o, sets);
-                void OnUpdate(ImpalaMetrics x) { hold.Add(x.MeanReturn20); if (untilThreshold && x.MeanReturn20 >= (envs.Spec?.RewardThreshold ?? double.PositiveInfinity)) stop.Cancel(); }
-                var res = envs is ClusterVecEnv c ? Impala.Train(c, o, sync, OnUpdate, cancellationToken: stop.Token) : Impala.Train(envs, o, OnUpdate, stop.Token);
-                var last = res.History[^1];
-                r = (res.StepsToThreshold, res.SecondsToThreshold, res.FinalMeanReturn20, last.GlobalStep, last.Seconds, last.Sps);
-            }
-            else
-            {
-                var o = (continuous ? PpoOptions.ContinuousDefaults : new PpoOptions()) with { Seed = seed };
-                if (totalSteps is long ts) o = o with { TotalTimesteps = ts };
-                o = OptionOverrides.Apply(o, sets);
-                void OnIteration(PpoMetrics x) { hold.Add(x.MeanReturn20); if (untilThreshold && x.MeanReturn20 >= (envs.Spec?.RewardThreshold ?? double.PositiveInfinity)) stop.Cancel(); }
-                var res = algo == "ppo-workers" ? Ppo.TrainOnWorkers((ClusterVecEnv)envs, o, sync, OnIteration, stop.Token) : Ppo.Train(envs, o, OnIteration, stop.Token);
-                var last = res.History[^1];
-                r = (res.StepsToThreshold, res.SecondsToThreshold, res.FinalMeanReturn20, last.GlobalStep, last.Seconds, last.Sps);
-            }
+            var r = TrainRun.Execute(new TrainRun.Spec(algo, envId, m, seed, workers, totalSteps, numEnvsOption, sync, sets, floorOption, untilThreshold));
             Console.WriteLine(JsonSerializer.Serialize(new
             {
-                bench = "train", algo, env = envId, seed, mode = m, num_envs = numEnvs, workers = m == "local" ? 0 : Math.Min(workers, numEnvs),
-                sync = algo is "ppo" || m == "local" ? null : sync.ToString(),
-                threshold = envs.Spec?.RewardThreshold,
-                steps_to_threshold = r.Steps,
-                seconds_to_threshold = r.Seconds is double s ? Math.Round(s, 2) : (double?)null,
-                final_mean_return_20 = Math.Round(r.Final, 1),
+                bench = "train", algo, env = envId, seed, mode = m, num_envs = r.NumEnvs, workers = r.Workers,
+                sync = r.Sync,
+                threshold = r.Threshold,
+                steps_to_threshold = r.StepsToThreshold,
+                seconds_to_threshold = r.SecondsToThreshold is double s ? Math.Round(s, 2) : (double?)null,
+                final_mean_return_20 = Math.Round(r.FinalMeanReturn20, 1),
+                final_mean_return_100 = Math.Round(r.FinalMeanReturn100, 1),
                 env_steps = r.EnvSteps,
                 seconds = Math.Round(r.WallSeconds, 2),
                 sps = Math.Round(r.Sps),
                 overrides = sets.Length > 0 ? string.Join(' ', sets) : null,
-                floor = hold.Floor,
-                updates_after_threshold = hold.After,
-                updates_below_floor_after_threshold = hold.Below,
-                min_mean_return_20_after_threshold = hold.After > 0 ? Math.Round(hold.Min, 1) : (double?)null,
+                floor = r.Hold.Floor,
+                updates_after_threshold = r.Hold.After,
+                updates_below_floor_after_threshold = r.Hold.Below,
+                min_mean_return_20_after_threshold = r.Hold.After > 0 ? Math.Round(r.Hold.Min, 1) : (double?)null,
             }));
         }
     }
+}
+
+/// <summary>
+/// One training run as the benchmarks measure it: the learner (PPO acting itself, PPO on lockstep workers, IMPALA or
+/// IMPACT) on the env, locally (the learner's own vector env) or through a <see cref="ClusterVecEnv"/> with local
+/// workers, with the learner's defaults for the env's action space unless overridden.
+/// </summary>
+public static class TrainRun
+{
+    /// <param name="Algo">ppo, ppo-workers, impala or impact.</param>
+    /// <param name="EnvId">Registry id.</param>
+    /// <param name="Mode">local or cluster.</param>
+    /// <param name="Seed">The learner's seed.</param>
+    /// <param name="Workers">Worker processes in cluster mode (at most one per env).</param>
+    /// <param name="TotalSteps">Env steps; null: the learner's default.</param>
+    /// <param name="NumEnvs">Envs in total; null: PPO 4 (1 for continuous actions), IMPALA 16.</param>
+    /// <param name="Sync">APS strategy of learners acting on workers.</param>
+    /// <param name="Sets">Option overrides, Name=Value.</param>
+    /// <param name="Floor">The hold statistics' floor; null: threshold − 15% of |threshold|.</param>
+    /// <param name="UntilThreshold">Stop once the mean-20 return reaches the threshold.</param>
+    public sealed record Spec(string Algo, string EnvId, string Mode, int Seed, int Workers, long? TotalSteps, int? NumEnvs, SyncStrategy Sync,
+        string[] Sets, double? Floor = null, bool UntilThreshold = false);
+
+    /// <summary>What one run measured; <see cref="Curve"/> has a point per update or iteration.</summary>
+    public sealed record Result(int NumEnvs, int Workers, string? Sync, double? Threshold, long? StepsToThreshold, double? SecondsToThreshold,
+        double FinalMeanReturn20, double FinalMeanReturn100, long EnvSteps, double WallSeconds, double Sps, HoldTracker Hold,
+        IReadOnlyList<(long Step, double Seconds, double MeanReturn20)> Curve);
+
+    public static Result Execute(Spec spec)
+    {
+        var (algo, envId, m, seed) = (spec.Algo, spec.EnvId, spec.Mode, spec.Seed);
+        bool continuous = Gym.Make(envId).ActionSpace is Box;
+        bool impala = algo is "impala" or "impact";
+        int numEnvs = spec.NumEnvs ?? (impala ? 16 : continuous ? 1 : 4);
+        int workers = Math.Min(spec.Workers, numEnvs);
+        if (algo == "ppo-workers" && m == "local") throw new ArgumentException("ppo-workers acts on workers: use --mode cluster.");
+        using IVectorEnv envs = m == "local"
+            ? Gym.MakeVec(envId, numEnvs, wrap: e => new RecordEpisodeStatistics(e))
+            : new ClusterVecEnv(new ClusterOptions { EnvId = envId, NumEnvs = numEnvs, NumWorkers = workers });
+        using var stop = new CancellationTokenSource();
+        double threshold = envs.Spec?.RewardThreshold ?? double.PositiveInfinity;
+        var hold = new HoldTracker(threshold, spec.Floor ?? threshold - 0.15 * Math.Abs(threshold));
+        var curve = new List<(long, double, double)>();
+        void Observe(long step, double seconds, double mean20)
+        {
+            curve.Add((step, seconds, mean20));
+            hold.Add(mean20);
+            if (spec.UntilThreshold && mean20 >= threshold) stop.Cancel();
+        }
+        (long? Steps, double? Seconds, double Final, double Final100, long EnvSteps, double WallSeconds, double Sps) r;
+        if (impala)
+        {
+            var o = new ImpalaOptions { Seed = seed };
+            if (algo == "impact") o = o.AsImpact();
+            if (spec.TotalSteps is long ts) o = o with { TotalTimesteps = ts };
+            o = OptionOverrides.Apply(o, spec.Sets);
+            void OnUpdate(ImpalaMetrics x) => Observe(x.GlobalStep, x.Seconds, x.MeanReturn20);
+            var res = envs is ClusterVecEnv c ? Impala.Train(c, o, spec.Sync, OnUpdate, cancellationToken: stop.Token) : Impala.Train(envs, o, OnUpdate, stop.Token);
+            var last = res.History[^1];
+            r = (res.StepsToThreshold, res.SecondsToThreshold, res.FinalMeanReturn20, res.FinalMeanReturn100, last.GlobalStep, last.Seconds, last.Sps);
+        }
+        else
+        {
+            var o = (continuous ? PpoOptions.ContinuousDefaults : new PpoOptions()) with { Seed = seed };
+            if (spec.TotalSteps is long ts) o = o with { TotalTimesteps = ts };
+            o = OptionOverrides.Apply(o, spec.Sets);
+            void OnIteration(PpoMetrics x) => Observe(x.GlobalStep, x.Seconds, x.MeanReturn20);
+            var res = algo == "ppo-workers" ? Ppo.TrainOnWorkers((ClusterVecEnv)envs, o, spec.Sync, OnIteration, stop.Token) : Ppo.Train(envs, o, OnIteration, stop.Token);
+            var last = res.History[^1];
+            r = (res.StepsToThreshold, res.SecondsToThreshold, res.FinalMeanReturn20, res.FinalMeanReturn100, last.GlobalStep, last.Seconds, last.Sps);
+        }
+        return new Result(numEnvs, m == "local" ? 0 : workers, algo is "ppo" || m == "local" ? null : spec.Sync.ToString(), envs.Spec?.RewardThreshold,
+            r.Steps, r.Seconds, r.Final, r.Final100, r.EnvSteps, r.WallSeconds, r.Sps, hold, curve);
+    }
 
     /// <summary>Whether a run keeps what it learned: after the mean-20 return first reaches the threshold, how many updates fall below the floor, and the lowest value.</summary>
-    private sealed class HoldTracker(double threshold, double floor)
+    public sealed class HoldTracker(double threshold, double floor)
     {
         public double Floor => floor;
         public int After { get; private set; }

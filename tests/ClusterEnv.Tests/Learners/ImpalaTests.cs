@@ -133,6 +133,28 @@ public class ImpalaTests
         Assert.That(() => new ImpalaOptions { UnrollLength = 0 }.Validate(), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("UnrollLength"));
         Assert.That(() => new ImpalaOptions { Lambda = 2 }.Validate(), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("Lambda"));
         Assert.That(() => new ImpalaOptions { ReplayTimes = 0 }.AsImpact().Validate(), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("ReplayTimes"));
+        Assert.That(() => new ImpalaOptions { MaxUpdateKl = -1 }.Validate(), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("MaxUpdateKl"));
+        Assert.That(() => new ImpalaOptions { TargetUpdateKl = double.NaN }.Validate(), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("TargetUpdateKl"));
+    }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public void MaxUpdateKl_ShrinksEveryStepThatMovesThePolicyFurther(bool impact)
+    {
+        const double cap = 3e-5;
+        ImpalaResult Run(double maxUpdateKl)
+        {
+            using var envs = Gym.MakeVec("CartPole-v1", 16, wrap: e => new RecordEpisodeStatistics(e));
+            var o = new ImpalaOptions { Seed = 3, TotalTimesteps = 40_000, MaxUpdateKl = maxUpdateKl };
+            return Impala.Train(envs, impact ? o.AsImpact() : o);
+        }
+        var free = Run(0).History.Select(h => h.UpdateKl).ToArray();
+        var capped = Run(cap).History.Select(h => h.UpdateKl).ToArray();
+        TestContext.Out.WriteLine($"largest update KL: free {free.Max():G3}, capped {capped.Max():G3}; free steps above the cap: {free.Count(k => k > cap)}/{free.Length}");
+        Assert.That(free.Count(k => k > cap), Is.GreaterThan(free.Length / 20), "without the cap, early steps move the policy further than the cap");
+        // KL is quadratic in a small step, so shrinking by √(cap/KL) lands on the cap up to the curvature's change.
+        Assert.That(capped, Has.All.LessThan(cap * 1.5));
+        Assert.That(capped.Count(k => k > cap * 0.5), Is.GreaterThan(0), "the capped steps are shrunk to about the cap, not to nothing");
     }
 
     private sealed class FakeSource(PolicySpec spec, int[] lagPattern) : IRolloutSource

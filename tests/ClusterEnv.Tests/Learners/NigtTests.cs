@@ -98,6 +98,37 @@ public class NigtTests
     }
 
     [Test]
+    public void SimulatedClock_IsDeterministic_AndAWorkerKTimesSlowerSendsAboutKTimesFewerGradients()
+    {
+        // Work units, not seconds: the result cannot depend on the machine's load, so it can be asserted exactly.
+        NigtResult Run() => NigtTrainer.Simulate(
+            Enumerable.Range(0, 3).Select(i => new NigtWorker(() => Gym.Make("CartPole-v1"), i == 2 ? 4 : 1)).ToArray(),
+            (n, size) => new RennalaAggregator(n, size, batch: n), new NigtOptions { Threshold = 100, Seed = 2 }, workLimit: 2_000_000);
+        var a = Run();
+        var b = Run();
+        TestContext.Out.WriteLine($"{a.Aggregator}: reached at work {a.WorkToThreshold}, {a.StepsToThreshold} steps, {a.OptimizerSteps} NIGT steps; per worker {string.Join(", ", a.GradientsPerWorker)}");
+        Assert.That(a.WorkToThreshold, Is.Not.Null, $"mean-20 reached 100 (final {a.FinalMeanReturn20:F1})");
+        Assert.That((b.WorkToThreshold, b.StepsToThreshold, b.OptimizerSteps, b.GradientsPerWorker), Is.EqualTo((a.WorkToThreshold, a.StepsToThreshold, a.OptimizerSteps, a.GradientsPerWorker)),
+            "the same seed gives the same run");
+        Assert.That(a.Work, Is.EqualTo(a.WorkToThreshold), "the run ends when the threshold is reached");
+        // Each worker's gradients cost about the same work (episodes grow as the policy learns, for all of them alike).
+        double ratio = (a.GradientsPerWorker[0] + a.GradientsPerWorker[1]) / 2.0 / a.GradientsPerWorker[2];
+        Assert.That(ratio, Is.InRange(2.5, 6.0), $"a 4× slower worker sends about 4× fewer gradients ({string.Join(", ", a.GradientsPerWorker)})");
+    }
+
+    [Test]
+    public void SimulatedClock_WithAnUnreachableThreshold_StopsAtTheWorkLimit()
+    {
+        var workers = new[] { new NigtWorker(() => Gym.Make("CartPole-v1")), new NigtWorker(() => Gym.Make("CartPole-v1"), 2) };
+        var r = NigtTrainer.Simulate(workers, (n, size) => new SynchronousAggregator(n, size), new NigtOptions { Threshold = 1e9 }, workLimit: 20_000);
+        Assert.That(r.WorkToThreshold, Is.Null);
+        Assert.That(r.Work, Is.GreaterThanOrEqualTo(20_000).And.LessThan(20_000 + 2 * 2 * 500), "it stops at the first arrival past the limit (one gradient: at most 2 episodes of 500 steps, at slowdown 2)");
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => NigtTrainer.Simulate([new NigtWorker(() => Gym.Make("CartPole-v1"), 0.5)],
+            (n, size) => new SynchronousAggregator(n, size), new NigtOptions(), workLimit: 1000))!;
+        Assert.That(e.Message, Does.Contain("slowdown must be >= 1"));
+    }
+
+    [Test]
     public void NigtOnClusterWorkers_LearnsCartPole_AndTheVectorEnvStepsAgainAfterAReset()
     {
         var (envs, workers) = ClusterEnv.Tests.Cluster.TestCluster.InProcess("CartPole-v1", [2, 2]);

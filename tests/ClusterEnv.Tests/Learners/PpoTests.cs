@@ -13,6 +13,18 @@ public class GaeTests
 {
     // The slow formula: A_t = Σ_l (γλ)^l δ_{t+l}, summed until the episode ends or the rollout does.
     [Test]
+    public void EpisodeLog_KeepsTheMeansOfTheLast20AndTheLast100Returns()
+    {
+        var log = new EpisodeLog(threshold: 1e9);
+        Assert.That(log.MeanReturn100, Is.NaN, "no episode yet");
+        for (int i = 1; i <= 5; i++) log.Add(new EpisodeStatistics(i, 10, 0.1), i * 10, i);
+        Assert.That(log.MeanReturn100, Is.EqualTo(3.0), "fewer than 100: the mean of those there are");
+        for (int i = 6; i <= 150; i++) log.Add(new EpisodeStatistics(i, 10, 0.1), i * 10, i);
+        Assert.That(log.MeanReturn100, Is.EqualTo(100.5).Within(1e-9), "returns 51…150");
+        Assert.That(log.MeanReturn20, Is.EqualTo(140.5).Within(1e-9), "returns 131…150");
+    }
+
+    [Test]
     public void Compute_MatchesTheExplicitSum_WithTerminationTruncationAndBootstrap()
     {
         int T = 7, n = 2;
