@@ -68,10 +68,22 @@ public sealed class RunningMeanStd
     public void UpdateFromMoments(double batchMean, double batchVar, double batchCount)
     {
         if (_mean.Length != 1) throw new InvalidOperationException($"UpdateFromMoments takes scalar statistics; these have {_mean.Length} elements.");
+        UpdateFromMoments([batchMean], [batchVar], batchCount);
+    }
+
+    /// <summary>Adds a batch of vectors given by its per-element mean, (population) variance and size (the parallel update).</summary>
+    public void UpdateFromMoments(ReadOnlySpan<double> batchMean, ReadOnlySpan<double> batchVar, double batchCount)
+    {
+        if (batchMean.Length != _mean.Length || batchVar.Length != _mean.Length)
+            throw new ArgumentException($"Batch moments have {batchMean.Length} and {batchVar.Length} elements; these statistics have {_mean.Length}.");
         if (!(batchCount > 0)) return;
-        double tot = Count + batchCount, delta = batchMean - _mean[0];
-        _mean[0] += delta * batchCount / tot;
-        _var[0] = (_var[0] * Count + batchVar * batchCount + delta * delta * Count * batchCount / tot) / tot;
+        double tot = Count + batchCount;
+        for (int i = 0; i < _mean.Length; i++)
+        {
+            double delta = batchMean[i] - _mean[i];
+            _mean[i] += delta * batchCount / tot;
+            _var[i] = (_var[i] * Count + batchVar[i] * batchCount + delta * delta * Count * batchCount / tot) / tot;
+        }
         Count = tot;
     }
 }

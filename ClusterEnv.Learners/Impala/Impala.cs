@@ -94,6 +94,9 @@ public static class Impala
         if ((checkpoint.Policy.ValueScale is not null) != o.NormalizeReturns)
             throw new ArgumentException($"The checkpoint in '{checkpoint.Folder}' was trained {(o.NormalizeReturns ? "without" : "with")} NormalizeReturns (its critic predicts " +
                 $"{(o.NormalizeReturns ? "returns as they are" : "scaled returns")}); resume it with NormalizeReturns = {!o.NormalizeReturns}.");
+        if ((checkpoint.Policy.Normalizer is not null) != o.NormalizeObservations)
+            throw new ArgumentException($"The checkpoint in '{checkpoint.Folder}' was trained {(o.NormalizeObservations ? "without" : "with")} NormalizeObservations; " +
+                $"resume it with NormalizeObservations = {!o.NormalizeObservations}.");
         if (!checkpoint.Policy.Spec.Equals(policy.Spec))
             throw new ArgumentException($"The checkpoint in '{o.ResumeFrom}' holds a policy of spec {checkpoint.Policy.Spec.ToJson()}; this run builds {policy.Spec.ToJson()}. Resume with the same env and hidden sizes.");
         policy.LoadParameters(checkpoint.Policy.Parameters);
@@ -132,7 +135,12 @@ public static class Impala
             if (o.NormalizeReturns && policy.ValueScale is var (vm, vs) && resume.Counters.TryGetValue("return_count", out var rc)
                 && double.TryParse(rc, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var returnCount) && returnCount > 0)
                 learner.Returns.Restore([vm], [Math.Max(0, vs * vs - 1e-8)], returnCount);
+            if (o.NormalizeObservations && policy.Normalizer is { } saved && resume.Counters.TryGetValue("observation_count", out var oc)
+                && double.TryParse(oc, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var obsCount) && obsCount > 0)
+                learner.Observations.Restore(saved.Mean.Select(x => (double)x).ToArray(), saved.Var.Select(x => (double)x).ToArray(), obsCount);
         }
+        // The first rollouts are acted with the starting statistics (mean 0, variance 1), as PPO's.
+        if (o.NormalizeObservations && policy.Normalizer is null) policy.Normalizer = ObservationNormalizer.From(learner.Observations, o.ObservationClip);
         var dp = o.Collective ?? SingleCollective.Instance;
         if (dp.WorldSize > 1 && resume is not null) consumed /= dp.WorldSize; // a checkpoint counts every rank's steps
         DataParallel.Start(dp, policy.Store.Values, o.BatchSize);
@@ -194,7 +202,7 @@ public static class Impala
             globalConsumed = total;
             double baseLr = o.AnnealLearningRate ? o.LearningRate * Math.Max(0, 1.0 - (double)globalConsumed / o.TotalTimesteps) : o.LearningRate;
             adam.LearningRate = baseLr * lrScale;
-            var stats = learner.Step(policy, target, adam, batch);
+            var stats = learner.Step(policy, target, adam, batch, fresh: true);
             if (o.TargetUpdateKl > 0)
             {
                 // KL-adaptive step size (Sample Factory's kl_adaptive schedule): an update that moved the policy more than
@@ -210,7 +218,7 @@ public static class Impala
                 for (int r = 1; r < o.ReplayTimes; r++)
                 {
                     int pick = (int)(rng.NextUInt64() % (ulong)replay.Count);
-                    learner.Step(policy, target, adam, replay[pick].Batch);
+                    learner.Step(policy, target, adam, replay[pick].Batch, fresh: false);
                     replay[pick] = (replay[pick].Batch, replay[pick].Uses + 1);
                     updates++;
                     if (updates % o.TargetUpdateFrequency == 0) target!.LoadParameters(policy.Parameters);
@@ -280,6 +288,7 @@ public static class Impala
                 ["dropped_stale"] = droppedStale.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 ["algorithm"] = o.Impact ? "impact" : "impala",
                 ["return_count"] = learner.Returns.Count.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
+                ["observation_count"] = learner.Observations.Count.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
             }, o.KeepCheckpoints);
     }
 
@@ -298,7 +307,8 @@ public static class Impala
         private float[] _logStd = [];
 
         // Lays the batch's rollouts side by side as one (T, N) rollout, N the sum of their sub-envs.
-        public StepStats Step(ActorCritic policy, ActorCritic? target, Adam adam, RolloutBatch[] batch)
+        // fresh: a batch seen for the first time (IMPACT's replays are not), whose observations update the statistics.
+        public StepStats Step(ActorCritic policy, ActorCritic? target, Adam adam, RolloutBatch[] batch, bool fresh = true)
         {
             int T = batch[0].Steps, m = spec.ObservationSize, k = spec.ActionSize, N = batch.Sum(b => b.NumEnvs), TN = T * N;
             Grow(TN, N, m, k);
@@ -330,6 +340,9 @@ public static class Impala
                 for (int i = 0; i < n; i++) b.Observations.AsSpan((T * n + i) * m, m).CopyTo(_boot.AsSpan((col + i) * m, m));
                 col += n;
             }
+
+            var dp = o.Collective ?? SingleCollective.Instance;
+            if (o.NormalizeObservations) NormalizeObservations(policy, TN, m, fresh, dp);
 
             // ---- forward passes: values of the bootstrap row and the final observations (no gradient) ----
             policy.Value(_boot.AsSpan(0, N * m), N, _bootValues);
@@ -379,7 +392,6 @@ public static class Impala
             Array.Clear(_dHead, 0, TN * k);
             int count = 0;
             for (int j = 0; j < TN; j++) if (_valid[j]) count++;
-            var dp = o.Collective ?? SingleCollective.Instance;
             if (count == 0 && dp.WorldSize == 1) return default; // a rank of a world still takes part in the all-reduce
             double retMean = 0, retStd = 1;
             if (o.NormalizeReturns)
@@ -472,6 +484,40 @@ public static class Impala
 
         /// <summary>Running statistics of the V-trace targets (<see cref="ImpalaOptions.NormalizeReturns"/>); checkpoints carry them.</summary>
         public ClusterEnv.Wrappers.RunningMeanStd Returns { get; } = new(1);
+
+        /// <summary>Running statistics of the raw observations (<see cref="ImpalaOptions.NormalizeObservations"/>); checkpoints carry them.</summary>
+        public ClusterEnv.Wrappers.RunningMeanStd Observations { get; } = new(spec.ObservationSize);
+
+        private double[] _obsMoments = [];
+
+        // A fresh batch's observations (every rank's) move the statistics, and the policy gets the new snapshot; then the
+        // batch's observations are normalised in place for the direct Actor/Critic passes (Value normalises its own input).
+        private void NormalizeObservations(ActorCritic policy, int TN, int m, bool fresh, ICollective dp)
+        {
+            if (fresh || policy.Normalizer is null)
+            {
+                if (_obsMoments.Length != 2 * m + 1) _obsMoments = new double[2 * m + 1];
+                Array.Clear(_obsMoments);
+                for (int j = 0; j < TN; j++)
+                {
+                    if (!_valid[j]) continue;
+                    var row = _obs.AsSpan(j * m, m);
+                    for (int c = 0; c < m; c++) { _obsMoments[c] += row[c]; _obsMoments[m + c] += (double)row[c] * row[c]; }
+                    _obsMoments[2 * m]++;
+                }
+                if (dp.WorldSize > 1) dp.AllReduce(_obsMoments, ReduceOp.Sum);
+                double n = _obsMoments[2 * m];
+                if (n > 0)
+                {
+                    var mean = _obsMoments.AsSpan(0, m);
+                    var var = _obsMoments.AsSpan(m, m);
+                    for (int c = 0; c < m; c++) { mean[c] /= n; var[c] = Math.Max(0, var[c] / n - mean[c] * mean[c]); }
+                    Observations.UpdateFromMoments(mean, var, n);
+                }
+                policy.Normalizer = ObservationNormalizer.From(Observations, o.ObservationClip);
+            }
+            policy.Normalizer!.Normalize(_obs.AsSpan(0, TN * m), _obs);
+        }
 
         // Mean KL(π before ‖ π after) of this step over the batch's transitions: how far one optimizer step moved the policy.
         private double UpdateKl(ActorCritic policy, int TN, int m, int k)

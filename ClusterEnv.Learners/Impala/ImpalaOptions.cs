@@ -50,6 +50,18 @@ public sealed record ImpalaOptions
     public double TargetUpdateKl { get; init; }
 
     /// <summary>
+    /// Normalise observations with running statistics of the raw observations the learner receives (as PPO's
+    /// <c>NormalizeObservations</c> and Gymnasium's <c>NormalizeObservation</c>): they belong to the policy
+    /// (<see cref="ClusterEnv.Policies.ActorCritic.Normalizer"/>), travel with every weight push and are saved in checkpoints; data-parallel
+    /// ranks all-reduce the moments. Matters where observations have very different scales (MountainCarContinuous's
+    /// velocity is about 1/20 of its position).
+    /// </summary>
+    public bool NormalizeObservations { get; init; }
+
+    /// <summary>Normalised observations are clipped to [−ObservationClip, ObservationClip].</summary>
+    public double ObservationClip { get; init; } = 10;
+
+    /// <summary>
     /// A trust region on every optimizer step: when a step moved the policy further than this (the mean KL between the
     /// policy before and after it, over the batch; all ranks' mean in data-parallel training), the actor's part of the
     /// step is shrunk by √(MaxUpdateKl / KL), as KL grows with the square of a small step. It caps the rare large steps
@@ -145,6 +157,18 @@ public sealed record ImpalaOptions
     public ImpalaOptions AsImpact() => this with { Impact = true, LearningRate = 7e-4 };
 
     /// <summary>
+    /// The defaults for continuous actions (a Gaussian policy), measured on Pendulum-v1 through the cluster
+    /// (docs/results/learning): observations and returns normalised (Pendulum's returns reach −1,600; MountainCarContinuous's
+    /// velocity is 1/20 of its position's scale), no entropy bonus (a Gaussian's entropy grows without bound under one,
+    /// as in CleanRL's <c>ppo_continuous_action.py</c>, ent_coef 0), and a per-step KL trust region
+    /// (<see cref="MaxUpdateKl"/> 1e-3) against the steps that stale rollouts otherwise make.
+    /// </summary>
+    public static ImpalaOptions ContinuousDefaults => new() { NormalizeObservations = true, NormalizeReturns = true, EntropyCost = 0, MaxUpdateKl = 1e-3 };
+
+    /// <summary><see cref="ContinuousDefaults"/> for a continuous action space, the plain defaults otherwise.</summary>
+    public static ImpalaOptions DefaultsFor(ClusterEnv.Spaces.Space actionSpace) => actionSpace is ClusterEnv.Spaces.Box ? ContinuousDefaults : new();
+
+    /// <summary>
     /// Most per-update metrics kept in <see cref="ImpalaResult.History"/> (the newest; 0 keeps all). Long runs set it so
     /// that memory stays flat: the metrics CSV and TensorBoard have every update anyway.
     /// </summary>
@@ -177,6 +201,7 @@ public sealed record ImpalaOptions
         if (KeepCheckpoints < 1) throw new ArgumentOutOfRangeException(nameof(KeepCheckpoints), KeepCheckpoints, "KeepCheckpoints must be >= 1.");
         if (MaxPolicyLag < 0) throw new ArgumentOutOfRangeException(nameof(MaxPolicyLag), MaxPolicyLag, "MaxPolicyLag must be >= 0 (0: no limit).");
         if (!(TargetUpdateKl >= 0) || !double.IsFinite(TargetUpdateKl)) throw new ArgumentOutOfRangeException(nameof(TargetUpdateKl), TargetUpdateKl, "TargetUpdateKl must be >= 0 (0: off).");
+        Positive(ObservationClip, nameof(ObservationClip));
         if (!(MaxUpdateKl >= 0) || !double.IsFinite(MaxUpdateKl)) throw new ArgumentOutOfRangeException(nameof(MaxUpdateKl), MaxUpdateKl, "MaxUpdateKl must be >= 0 (0: off).");
         if (Impact)
         {

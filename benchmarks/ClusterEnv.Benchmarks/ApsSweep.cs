@@ -11,7 +11,7 @@ namespace ClusterEnv.Benchmarks;
 
 /// <summary>
 /// The APS threshold sweep: PPO on worker rollouts for every (env, strategy, seed), through a local worker pool.
-/// Writes runs.csv (one row per run), curves.csv (mean-20 return per iteration), a table on the console, SVG plots
+/// Writes runs.csv (one row per run), curves.csv (mean-20 return, at most 200 points per run), a table on the console, SVG plots
 /// (return vs env steps per strategy, one per env; pushes per strategy) and a TensorBoard event file per run.
 /// </summary>
 public static class ApsSweep
@@ -94,7 +94,7 @@ public static class ApsSweep
         File.WriteAllLines(Path.Combine(outDir, "runs.csv"), ["algo,env,strategy,seed,pushes,bytes_pushed,final_mean_return_20,steps_to_threshold,sps,mean_policy_lag,max_policy_lag",
             .. runs.Select(r => string.Join(",", algo, r.Env, r.Strategy, r.Seed, r.Pushes, r.Bytes, F(r.Final), r.StepsToThreshold?.ToString(CultureInfo.InvariantCulture) ?? "", F(r.Sps), F(r.MeanLag), F(r.MaxLag)))]);
         File.WriteAllLines(Path.Combine(outDir, "curves.csv"), ["env,strategy,seed,global_step,mean_return_20",
-            .. runs.SelectMany(r => r.Curve.Select(c => $"{r.Env},{r.Strategy},{r.Seed},{c.Step},{F(c.Mean20)}"))]);
+            .. runs.SelectMany(r => Curves.Thin(r.Curve, c => c.Step).Select(c => $"{r.Env},{r.Strategy},{r.Seed},{c.Step},{F(c.Mean20)}"))]);
 
         // The table: per env and strategy, means over seeds (median for steps to threshold, over the seeds that got there).
         var table = new StringBuilder();

@@ -93,7 +93,7 @@ public static class LearningSuite
             Console.WriteLine(JsonSerializer.Serialize(new
             {
                 bench = "suite", algo, env = envId, mode, seed, num_envs = r.NumEnvs, workers = r.Workers, sync = r.Sync, threshold = r.Threshold,
-                final_mean_return_100 = Math.Round(r.FinalMeanReturn100, 1), final_mean_return_20 = Math.Round(r.FinalMeanReturn20, 1),
+                final_mean_return_100 = TrainBench.Json(r.FinalMeanReturn100), final_mean_return_20 = TrainBench.Json(r.FinalMeanReturn20),
                 steps_to_threshold = r.StepsToThreshold, seconds_to_threshold = r.SecondsToThreshold is double s ? Math.Round(s, 2) : (double?)null,
                 env_steps = r.EnvSteps, seconds = Math.Round(r.WallSeconds, 2), sps = Math.Round(r.Sps),
             }));

@@ -21,7 +21,7 @@ public static class NigtExperiment
 {
     public static Command Command()
     {
-        var seeds = Cli.Option("--seeds", "seeds per aggregator and scenario", 5);
+        var seeds = Cli.List<int>("--seeds", "seeds, one run each per aggregator and scenario", "1,2,3,4,5");
         var workers = Cli.Option("--workers", "gradient workers", 4).AtLeast(1);
         var slowdown = Cli.Option("--slowdown", "how much slower the last worker is", 4.0);
         var threshold = Cli.Option("--threshold", "mean return of the last 20 episodes that counts as reached (CartPole-v1's registered threshold)", 475.0);
@@ -39,13 +39,13 @@ public static class NigtExperiment
         command.SetAction(p =>
         {
             bool work = p.GetValue(clock) == "work";
-            Run(p.GetValue(seeds), p.GetValue(workers), p.GetValue(slowdown), p.GetValue(threshold), work, p.GetValue(limit) ?? (work ? 3_000_000 : 60),
+            Run(p.GetValue(seeds)!, p.GetValue(workers), p.GetValue(slowdown), p.GetValue(threshold), work, p.GetValue(limit) ?? (work ? 3_000_000 : 60),
                 p.GetValue(scenarios)!, p.GetValue(aggregators)!, p.GetValue(lr), p.GetValue(outDir)!);
         });
         return command;
     }
 
-    private static void Run(int seeds, int workers, double slowdown, double threshold, bool work, double limit, string[] scenarios, string[] aggregators, double lr, string outDir)
+    private static void Run(int[] seeds, int workers, double slowdown, double threshold, bool work, double limit, string[] scenarios, string[] aggregators, double lr, string outDir)
     {
         if (!(limit > 0)) throw new ArgumentException($"--limit {limit}: must be positive.");
         if (!(slowdown >= 1)) throw new ArgumentException($"--slowdown {slowdown}: must be >= 1 (how many times slower the last worker is).");
@@ -57,7 +57,7 @@ public static class NigtExperiment
         var csv = new StringBuilder("scenario,aggregator,seed,clock,time_to_threshold,steps_to_threshold,nigt_steps,gradients,stale_discarded,final_mean_return_20,wall_seconds\n");
         var rows = new List<(string Scenario, string Aggregator, NigtResult Result, double? Time)>();
         foreach (var scenario in scenarios)
-            for (int seed = 1; seed <= seeds; seed++)
+            foreach (int seed in seeds)
                 foreach (var name in aggregators)
                 {
                     var team = Enumerable.Range(0, workers).Select(i => new NigtWorker(() => MakeEnv(scenario, i, workers),
@@ -85,7 +85,7 @@ public static class NigtExperiment
         File.WriteAllText(Path.Combine(outDir, "runs.csv"), csv.ToString());
         string unit = work ? "work units (env steps of a full-speed worker)" : "seconds";
         Func<double, string> fmt = work ? v => v.ToString("N0", CultureInfo.InvariantCulture) : v => v.ToString("0.0", CultureInfo.InvariantCulture);
-        var table = new StringBuilder($"# NIGT aggregation: time to mean-20 ≥ {threshold} ({workers} workers, the last {slowdown}× slower; {seeds} seeds; " +
+        var table = new StringBuilder($"# NIGT aggregation: time to mean-20 ≥ {threshold} ({workers} workers, the last {slowdown}× slower; {seeds.Length} seeds; " +
             $"time in {unit}; runs cut at {fmt(limit)})\n\n");
         table.Append($"| scenario | aggregator | reached | median time | median env steps | median NIGT steps | stale gradients discarded |\n|---|---|---|---|---|---|---|\n");
         var medians = new Dictionary<(string, string), double>();
@@ -100,7 +100,7 @@ public static class NigtExperiment
                 $"{g.Sum(r => r.Result.GradientsDiscardedStale)}/{g.Sum(r => r.Result.GradientsReceived)} |\n");
         }
         File.WriteAllText(Path.Combine(outDir, "table.md"), table.ToString());
-        File.WriteAllText(Path.Combine(outDir, "time-to-threshold.svg"), SvgChart.Bars($"NIGT: median time to mean-20 ≥ {threshold}, {seeds} seeds (unreached runs count as the limit)",
+        File.WriteAllText(Path.Combine(outDir, "time-to-threshold.svg"), SvgChart.Bars($"NIGT: median time to mean-20 ≥ {threshold}, {seeds.Length} seeds (unreached runs count as the limit)",
             $"scenario (slow: one worker {slowdown}× slower; hetero: also half the workers see observations × 3)", work ? "work units to threshold" : "seconds to threshold", scenarios,
             aggregators.Select(a => (a, (IReadOnlyList<double>)scenarios.Select(s => medians.GetValueOrDefault((s, a))).ToList())).ToList()));
         Console.Error.WriteLine(table.ToString());

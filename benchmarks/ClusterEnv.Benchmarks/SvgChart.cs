@@ -84,7 +84,7 @@ public static class SvgChart
             if (series[i].Band is not { Count: > 1 } band) continue;
             var edge = band.Where(b => double.IsFinite(b.Lower) && double.IsFinite(b.Upper)).ToArray();
             var outline = edge.Select(b => $"{F(PX(b.X, xAxis))},{F(PY(b.Upper))}").Concat(edge.Reverse().Select(b => $"{F(PX(b.X, xAxis))},{F(PY(b.Lower))}"));
-            sb.Append(CultureInfo.InvariantCulture, $"<polygon clip-path=\"url(#plot{panel})\" fill=\"{Color(i)}\" fill-opacity=\"0.14\" stroke=\"none\" points=\"{string.Join(' ', outline)}\"/>\n");
+            sb.Append(CultureInfo.InvariantCulture, $"<polygon clip-path=\"url(#plot{panel})\" fill=\"{Color(i)}\" fill-opacity=\"0.09\" stroke=\"none\" points=\"{string.Join(' ', outline)}\"/>\n");
         }
         for (int i = 0; i < series.Count; i++)
         {
@@ -139,7 +139,8 @@ public static class SvgChart
         if (a >= 1e4) return (v / 1e3).ToString("0.#", CultureInfo.InvariantCulture) + "k";
         if (a >= 100) return v.ToString("0", CultureInfo.InvariantCulture);
         if (a >= 10) return v.ToString("0.#", CultureInfo.InvariantCulture);
-        return v.ToString("0.##", CultureInfo.InvariantCulture);
+        if (a >= 0.01 || a == 0) return v.ToString("0.##", CultureInfo.InvariantCulture);
+        return v.ToString("0.#e0", CultureInfo.InvariantCulture);
     }
 
     /// <summary>An axis: its range, round tick values, how ticks are written, and whether it is logarithmic.</summary>

@@ -59,19 +59,22 @@ public static class TrainBench
                 threshold = r.Threshold,
                 steps_to_threshold = r.StepsToThreshold,
                 seconds_to_threshold = r.SecondsToThreshold is double s ? Math.Round(s, 2) : (double?)null,
-                final_mean_return_20 = Math.Round(r.FinalMeanReturn20, 1),
-                final_mean_return_100 = Math.Round(r.FinalMeanReturn100, 1),
+                final_mean_return_20 = Json(r.FinalMeanReturn20),
+                final_mean_return_100 = Json(r.FinalMeanReturn100),
                 env_steps = r.EnvSteps,
                 seconds = Math.Round(r.WallSeconds, 2),
                 sps = Math.Round(r.Sps),
                 overrides = sets.Length > 0 ? string.Join(' ', sets) : null,
-                floor = r.Hold.Floor,
+                floor = Json(r.Hold.Floor, 2),
                 updates_after_threshold = r.Hold.After,
                 updates_below_floor_after_threshold = r.Hold.Below,
                 min_mean_return_20_after_threshold = r.Hold.After > 0 ? Math.Round(r.Hold.Min, 1) : (double?)null,
             }));
         }
     }
+
+    /// <summary>A number for a JSON line: rounded, or null where it is not finite (no episode yet; no threshold registered).</summary>
+    public static double? Json(double v, int digits = 1) => double.IsFinite(v) ? Math.Round(v, digits) : null;
 }
 
 /// <summary>
@@ -124,7 +127,7 @@ public static class TrainRun
         (long? Steps, double? Seconds, double Final, double Final100, long EnvSteps, double WallSeconds, double Sps) r;
         if (impala)
         {
-            var o = new ImpalaOptions { Seed = seed };
+            var o = (continuous ? ImpalaOptions.ContinuousDefaults : new ImpalaOptions()) with { Seed = seed };
             if (algo == "impact") o = o.AsImpact();
             if (spec.TotalSteps is long ts) o = o with { TotalTimesteps = ts };
             o = OptionOverrides.Apply(o, spec.Sets);

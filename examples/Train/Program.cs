@@ -416,7 +416,7 @@ void SayInSync(int updates)
 // learner acts. Same outputs as PPO: metrics.csv, TensorBoard events, a checkpoint, the threshold line.
 int RunImpala(IVectorEnv envs)
 {
-    var o = new ImpalaOptions
+    var o = ImpalaOptions.DefaultsFor(envs.SingleActionSpace) with
     {
         Seed = seed, TotalTimesteps = totalSteps ?? 1_000_000,
         CheckpointDirectory = Path.Combine(outDir, "checkpoints"), CheckpointEvery = parsed.GetValue(checkpointEveryOption),

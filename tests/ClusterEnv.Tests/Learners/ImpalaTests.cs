@@ -61,6 +61,35 @@ public class ImpalaTests
     }
 
     [Test]
+    public void NormalizedObservations_ThePolicyCarriesTheStatistics_AndCheckpointsResumeThem()
+    {
+        string dir = Directory.CreateTempSubdirectory("clusterenv-obsnorm-").FullName;
+        try
+        {
+            using var envs = Gym.MakeVec("MountainCarContinuous-v0", 8, wrap: e => new RecordEpisodeStatistics(e));
+            var o = new ImpalaOptions { Seed = 3, TotalTimesteps = 20_000, NormalizeObservations = true, EntropyCost = 0, CheckpointDirectory = dir, CheckpointEvery = 0 };
+            var r = Impala.Train(envs, o);
+            var n = r.Policy.Normalizer;
+            Assert.That(n, Is.Not.Null);
+            // Position lies in [−1.2, 0.6] (starts in [−0.6, −0.4]); velocity in [−0.07, 0.07]: its variance is far smaller.
+            Assert.That(n!.Mean[0], Is.InRange(-1.2f, 0.6f));
+            Assert.That(n.Var[1], Is.LessThan(n.Var[0] / 10).And.GreaterThan(0f));
+            var checkpoint = ClusterEnv.Learners.Checkpoints.TrainingCheckpoint.Load(dir);
+            double count = double.Parse(checkpoint.Counters["observation_count"], System.Globalization.CultureInfo.InvariantCulture);
+            Assert.That(count, Is.InRange(19_000, 20_100), "every transition the learner took counted once");
+            Assert.That(checkpoint.Policy.Normalizer!.Mean, Is.EqualTo(n.Mean));
+            Assert.That(() => Impala.Train(envs, o with { TotalTimesteps = 30_000, ResumeFrom = dir, NormalizeObservations = false }),
+                Throws.ArgumentException.With.Message.Contains("NormalizeObservations = True"));
+            var resumed = Impala.Train(envs, o with { TotalTimesteps = 30_000, ResumeFrom = dir, CheckpointDirectory = null });
+            Assert.That(resumed.Policy.Normalizer!.Var[1], Is.EqualTo(n.Var[1]).Within(0.5 * n.Var[1]), "the statistics move on from where they were, not from (0, 1)");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Test]
     public void OnStreamingWorkers_ItLearns_PublishesAndKeepsTheLagBounded()
     {
         var (env, _) = TestCluster.InProcess("CartPole-v1", [4, 4]);

@@ -144,4 +144,27 @@ public class RunningMeanStdTests
         Assert.That(batched.Mean[0], Is.EqualTo(one.Mean[0]).Within(1e-9), "an empty batch changes nothing");
         Assert.Throws<InvalidOperationException>(() => new RunningMeanStd(3).UpdateFromMoments(0, 1, 1));
     }
+
+    [Test]
+    public void VectorUpdateFromMoments_EqualsAddingTheVectorsOneByOne()
+    {
+        var rng = new Random(7);
+        var one = new RunningMeanStd(3);
+        var batched = new RunningMeanStd(3);
+        for (int b = 0; b < 10; b++)
+        {
+            var rows = Enumerable.Range(0, 1 + rng.Next(30)).Select(_ => new[] { (float)rng.NextDouble(), (float)(rng.NextDouble() * 50 - 25), (float)(rng.NextDouble() * 0.01) }).ToArray();
+            foreach (var r in rows) one.Update(r);
+            var mean = Enumerable.Range(0, 3).Select(c => rows.Average(r => (double)r[c])).ToArray();
+            var var = Enumerable.Range(0, 3).Select(c => rows.Average(r => (r[c] - mean[c]) * (r[c] - mean[c]))).ToArray();
+            batched.UpdateFromMoments(mean, var, rows.Length);
+        }
+        Assert.That(batched.Count, Is.EqualTo(one.Count).Within(1e-9));
+        for (int c = 0; c < 3; c++)
+        {
+            Assert.That(batched.Mean[c], Is.EqualTo(one.Mean[c]).Within(1e-6 * Math.Max(1, Math.Abs(one.Mean[c]))));
+            Assert.That(batched.Var[c], Is.EqualTo(one.Var[c]).Within(1e-6 * Math.Max(1e-6, one.Var[c])));
+        }
+        Assert.Throws<ArgumentException>(() => batched.UpdateFromMoments(new double[2], new double[2], 1));
+    }
 }
