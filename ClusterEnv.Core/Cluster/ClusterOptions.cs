@@ -48,8 +48,31 @@ public sealed record ClusterOptions
     /// <summary>How long Close waits for workers to acknowledge before it ends their streams.</summary>
     public TimeSpan CloseTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>Local pool: assemblies that register the user's own envs (each worker loads them).</summary>
+    /// <summary>
+    /// Assemblies that register the user's own envs: each worker the vector env launches loads them and runs their
+    /// <see cref="Envs.IEnvRegistrar"/> classes. When empty, the application's entry assembly is passed if it has a
+    /// public <see cref="Envs.IEnvRegistrar"/>, so envs registered in the user's own program reach local workers with no
+    /// configuration.
+    /// </summary>
     public IReadOnlyList<string> WorkerAssemblies { get; init; } = [];
+
+    /// <summary><see cref="WorkerAssemblies"/>, or the entry assembly when it has registrars and none are given.</summary>
+    internal IReadOnlyList<string> EffectiveWorkerAssemblies()
+    {
+        if (WorkerAssemblies.Count > 0) return WorkerAssemblies;
+        var entry = System.Reflection.Assembly.GetEntryAssembly();
+        if (entry is null || string.IsNullOrEmpty(entry.Location)) return [];
+        try
+        {
+            bool hasRegistrar = entry.GetExportedTypes().Any(t =>
+                typeof(Envs.IEnvRegistrar).IsAssignableFrom(t) && t is { IsAbstract: false, IsInterface: false });
+            return hasRegistrar ? [entry.Location] : [];
+        }
+        catch (Exception e) when (e is System.Reflection.ReflectionTypeLoadException or FileNotFoundException or FileLoadException)
+        {
+            return [];
+        }
+    }
 
     /// <summary>Local pool: constructor arguments for the env (<c>Gym.Make(EnvId, kwargs)</c>), as strings.</summary>
     public IReadOnlyDictionary<string, string> EnvArgs { get; init; } = new Dictionary<string, string>();

@@ -187,18 +187,27 @@ public sealed class LocalWorkerPool : IWorkerLauncher
         lock (_workers) _workers.Clear();
     }
 
-    /// <summary>Finds the worker: an explicit path, CLUSTERENV_WORKER, or ClusterEnv.Worker next to this application.</summary>
+    /// <summary>Folder, next to the application, into which the ClusterEnv.Core package copies the worker.</summary>
+    public const string PackagedWorkerFolder = "clusterenv-worker";
+
+    /// <summary>
+    /// Finds the worker: an explicit path, CLUSTERENV_WORKER, ClusterEnv.Worker.dll next to this application (a project
+    /// reference to ClusterEnv.Worker), or clusterenv-worker/ClusterEnv.Worker.dll (where the ClusterEnv.Core package
+    /// puts it).
+    /// </summary>
     internal static (string FileName, string[] PrefixArgs) LocateWorker(string? workerPath)
     {
         string? path = workerPath ?? Environment.GetEnvironmentVariable(WorkerPathVariable);
         if (string.IsNullOrEmpty(path))
         {
-            string dll = Path.Combine(AppContext.BaseDirectory, "ClusterEnv.Worker.dll");
-            if (!File.Exists(dll))
-                throw new FileNotFoundException(
-                    $"ClusterEnv.Worker was not found next to this application ({dll}). Reference the ClusterEnv.Worker project from yours " +
-                    $"(so its build output is copied here), set {WorkerPathVariable} to its .dll, or set ClusterOptions.WorkerPath.", dll);
-            path = dll;
+            string beside = Path.Combine(AppContext.BaseDirectory, "ClusterEnv.Worker.dll");
+            string packaged = Path.Combine(AppContext.BaseDirectory, PackagedWorkerFolder, "ClusterEnv.Worker.dll");
+            path = File.Exists(beside) ? beside
+                : File.Exists(packaged) ? packaged
+                : throw new FileNotFoundException(
+                    $"ClusterEnv.Worker was found neither next to this application ({beside}) nor in {packaged}. The ClusterEnv.Core " +
+                    "package copies it there when the app is built or published (dotnet build, not just the .dll copied elsewhere); " +
+                    $"in a source tree, reference the ClusterEnv.Worker project; or set {WorkerPathVariable} or ClusterOptions.WorkerPath to its .dll.", beside);
         }
         if (!File.Exists(path))
             throw new FileNotFoundException($"The worker '{path}' does not exist; point ClusterOptions.WorkerPath or {WorkerPathVariable} at ClusterEnv.Worker.dll.", path);

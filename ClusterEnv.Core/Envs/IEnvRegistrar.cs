@@ -3,13 +3,15 @@ namespace ClusterEnv.Envs;
 /// <summary>
 /// Registers a user's own envs with <c>Gym.Register</c>. A worker started with <c>--assembly path.dll</c>
 /// creates every public class implementing this interface in that assembly and calls <see cref="Register"/>, so
-/// <c>--env MyEnv-v0</c> can then be made like a built-in env.
+/// <c>--env MyEnv-v0</c> can then be made like a built-in env. <see cref="Cluster.ClusterVecEnv"/> passes its
+/// <see cref="Cluster.ClusterOptions.WorkerAssemblies"/>, or by default the application's own assembly when it has a
+/// registrar, to the workers it launches.
 /// </summary>
 /// <example>
 /// <code>
 /// public sealed class MyEnvs : IEnvRegistrar
 /// {
-///     public void Register() =&gt; Gym.Register("GridWorld-v0", () =Gym.Register(new EnvSpec("GridWorld-v0", _ =&gt; new GridWorld(), MaxEpisodeSteps: 200))gt; new GridWorld(), maxEpisodeSteps: 200);
+///     public void Register() =&gt; Gym.Register("GridWorld-v0", () =&gt; new GridWorld(), maxEpisodeSteps: 200);
 /// }
 /// </code>
 /// </example>
