@@ -26,7 +26,7 @@ internal sealed class HostedEnvs : IDisposable
 
     public HostedEnvs(WorkerOptions options)
     {
-        foreach (var path in options.Assemblies) LoadEnvAssembly(path);
+        foreach (var path in options.Assemblies) Gym.LoadRegistrars(path);
         var kwargs = options.EnvArgs.ToDictionary(kv => kv.Key, kv => ParseArg(kv.Value));
         try
         {
@@ -109,16 +109,6 @@ internal sealed class HostedEnvs : IDisposable
         }
         info.RenderModes.AddRange(spec.RenderModes);
         return info;
-    }
-
-    private static void LoadEnvAssembly(string path)
-    {
-        if (!File.Exists(path)) throw new FileNotFoundException($"--assembly '{path}' does not exist.", path);
-        var asm = Assembly.LoadFrom(Path.GetFullPath(path));
-        var registrars = asm.GetExportedTypes().Where(t => typeof(IEnvRegistrar).IsAssignableFrom(t) && t is { IsAbstract: false, IsInterface: false }).ToArray();
-        if (registrars.Length == 0)
-            throw new ArgumentException($"Assembly '{path}' has no public class implementing ClusterEnv.Envs.IEnvRegistrar; add one whose Register() calls Gym.Register.");
-        foreach (var t in registrars) ((IEnvRegistrar)Activator.CreateInstance(t)!).Register();
     }
 
     private static object ParseArg(string value) =>

@@ -13,7 +13,7 @@ using Grpc.Core;
 namespace ClusterEnv.Cluster;
 
 /// <summary>
-/// A vector env whose sub-envs live in worker processes: <see cref="Reset(int?, ResetOptions?)"/> and
+/// A vector env whose sub-envs live in worker processes: <see cref="Reset(long?, ResetOptions?)"/> and
 /// <see cref="Step(ReadOnlySpan{int})"/> are shipped to the workers over one gRPC stream each and the replies are
 /// gathered into the same contiguous buffers as <see cref="SyncVectorEnv"/>. Sub-envs are ordered worker by worker
 /// (workers sorted by id), and autoreset behaves exactly as in <see cref="SyncVectorEnv"/> because each worker runs
@@ -206,15 +206,15 @@ public sealed class ClusterVecEnv : IVectorEnv
     internal int OutstandingCommands(int workerIndex) => _slots[workerIndex].OutstandingCount;
 
     /// <inheritdoc />
-    public VectorResetResult Reset(int? seed = null, ResetOptions? options = null)
+    public VectorResetResult Reset(long? seed = null, ResetOptions? options = null)
     {
         ThrowIfUnusable();
         VectorArgs.CheckSeed(seed, NumEnvs);
-        return ResetCore(seed is int s ? i => s + i : _ => null, options);
+        return ResetCore(seed is long s ? i => s + i : _ => null, options);
     }
 
     /// <inheritdoc />
-    public VectorResetResult Reset(IReadOnlyList<int?> seeds, ResetOptions? options = null)
+    public VectorResetResult Reset(IReadOnlyList<long?> seeds, ResetOptions? options = null)
     {
         ThrowIfUnusable();
         VectorArgs.CheckSeeds(seeds, NumEnvs);
@@ -228,7 +228,7 @@ public sealed class ClusterVecEnv : IVectorEnv
         Rollouts.ThrowIfStreaming("stepping, resetting or collecting lockstep rollouts (StopStreaming, or dispose the StreamingRolloutSource)");
     }
 
-    private VectorResetResult ResetCore(Func<int, int?> seedOf, ResetOptions? options)
+    private VectorResetResult ResetCore(Func<int, long?> seedOf, ResetOptions? options)
     {
         var mask = VectorArgs.CheckMask(options, NumEnvs);
         var commands = _slots.Select(s => StepBuffers.ResetCommandFor(s, seedOf, mask, options)).ToArray(); // a bad option fails here, before anything is sent

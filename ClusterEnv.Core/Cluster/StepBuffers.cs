@@ -70,13 +70,13 @@ internal sealed class StepBuffers : IReplyOwner
     }
 
     /// <summary>The reset command for <paramref name="s"/>'s sub-envs, or null when the mask leaves them all alone.</summary>
-    public static HubMessage? ResetCommandFor(WorkerSlot s, Func<int, int?> seedOf, bool[]? mask, ResetOptions? options)
+    public static HubMessage? ResetCommandFor(WorkerSlot s, Func<int, long?> seedOf, bool[]? mask, ResetOptions? options)
     {
         if (mask is not null && Array.IndexOf(mask, true, s.Offset, s.Count) < 0) return null;
         var reset = new ResetCommand();
         for (int i = 0; i < s.Count; i++)
         {
-            int? seed = seedOf(s.Offset + i);
+            long? seed = seedOf(s.Offset + i);
             reset.HasSeed.Add(seed.HasValue);
             reset.Seeds.Add(seed ?? 0);
             if (mask is not null) reset.Mask.Add(mask[s.Offset + i]);

@@ -274,3 +274,14 @@ public static class SeedSequence
         return r ^ (r >> 16);
     }
 }
+
+/// <summary>Gymnasium's rule for seeds (<c>gymnasium.utils.seeding.np_random</c>): any non-negative integer.</summary>
+public static class Seeds
+{
+    /// <summary>Throws, naming the seed and the rule, when <paramref name="seed"/> is negative.</summary>
+    public static void Check(long seed)
+    {
+        if (seed < 0)
+            throw new ArgumentOutOfRangeException(nameof(seed), seed, $"Seed {seed} is negative; seeds must be >= 0 (as in Gymnasium, which takes any non-negative integer; here up to {long.MaxValue}).");
+    }
+}

@@ -27,12 +27,13 @@ public abstract class EnvBase : IEnv
     protected Rng NpRandom => _rng ??= new Rng();
 
     /// <inheritdoc />
-    public EnvInfo Reset(Span<float> observation, int? seed = null, ResetOptions? options = null)
+    public EnvInfo Reset(Span<float> observation, long? seed = null, ResetOptions? options = null)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         CheckObservation(observation);
-        if (seed is int s)
+        if (seed is long s)
         {
+            Seeds.Check(s);
             if (_rng is null) _rng = new Rng(s);
             else _rng.Reseed(s);
         }

@@ -8,7 +8,7 @@ public static class EnvExtensions
         env.Step(new EnvAction(new ReadOnlySpan<int>(in action)), observation);
 
     /// <summary>Resets and returns a fresh observation array (allocates; for scripts and tests).</summary>
-    public static (float[] Observation, EnvInfo Info) Reset(this IEnv env, int? seed = null, ResetOptions? options = null)
+    public static (float[] Observation, EnvInfo Info) Reset(this IEnv env, long? seed = null, ResetOptions? options = null)
     {
         var obs = new float[env.ObservationSpace.EncodedSize];
         var info = env.Reset(obs, seed, options);

@@ -83,6 +83,24 @@ public static class Gym
     }
 
     /// <summary>
+    /// Loads the assembly at <paramref name="path"/> and runs every public <see cref="IEnvRegistrar"/> in it, so its envs
+    /// can be made here (what a worker started with <c>--assembly</c> does). Returns the ids it registered.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">No file at <paramref name="path"/>.</exception>
+    /// <exception cref="ArgumentException">The assembly has no public registrar.</exception>
+    public static IReadOnlyList<string> LoadRegistrars(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"The env assembly '{path}' does not exist.", path);
+        var asm = System.Reflection.Assembly.LoadFrom(Path.GetFullPath(path));
+        var registrars = asm.GetExportedTypes().Where(t => typeof(IEnvRegistrar).IsAssignableFrom(t) && t is { IsAbstract: false, IsInterface: false }).ToArray();
+        if (registrars.Length == 0)
+            throw new ArgumentException($"Assembly '{path}' has no public class implementing ClusterEnv.Envs.IEnvRegistrar; add one whose Register() calls Gym.Register.");
+        var before = Ids.ToHashSet();
+        foreach (var t in registrars) ((IEnvRegistrar)Activator.CreateInstance(t)!).Register();
+        return Ids.Where(id => !before.Contains(id)).ToArray();
+    }
+
+    /// <summary>
     /// Builds a <see cref="SyncVectorEnv"/> of <paramref name="numEnvs"/> copies of <paramref name="id"/>, each made
     /// by <see cref="Make"/> and then passed through <paramref name="wrap"/> (e.g. RecordEpisodeStatistics), as
     /// <c>gym.make_vec(id, num_envs, vectorization_mode="sync", wrappers=...)</c>.

@@ -57,7 +57,7 @@ public interface IEnv : IDisposable
     /// <param name="seed">Re-seeds the env's generator when given.</param>
     /// <param name="options">Env-specific reset options (e.g. classic control's <c>low</c>/<c>high</c>).</param>
     /// <returns>The reset info.</returns>
-    EnvInfo Reset(Span<float> observation, int? seed = null, ResetOptions? options = null);
+    EnvInfo Reset(Span<float> observation, long? seed = null, ResetOptions? options = null);
 
     /// <summary>Applies <paramref name="action"/> and writes the next observation into <paramref name="observation"/>.</summary>
     /// <exception cref="ResetNeededException">Called before the first <see cref="Reset"/>.</exception>

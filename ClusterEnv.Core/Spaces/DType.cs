@@ -1,7 +1,8 @@
 namespace ClusterEnv.Spaces;
 
-/// <summary>Element type of a space's values, as NumPy names them. Buffers in this library are float32 or int32;
-/// the dtype says what the values mean and what travels on the wire.</summary>
+/// <summary>Element type of a space's values, as NumPy names them. Buffers in this library are float32 or int32
+/// (a float64 Box's values are rounded to float32 in them); the dtype says what the values mean and what travels on
+/// the wire.</summary>
 public enum DType
 {
     /// <summary>32-bit IEEE float (Box default).</summary>
@@ -12,4 +13,6 @@ public enum DType
     Int8,
     /// <summary>8-bit unsigned integer (images).</summary>
     UInt8,
+    /// <summary>64-bit IEEE float (Gymnasium's <c>Box(..., dtype=np.float64)</c>).</summary>
+    Float64,
 }

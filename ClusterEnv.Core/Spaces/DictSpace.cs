@@ -48,12 +48,8 @@ public sealed class DictSpace : Space
     /// <inheritdoc />
     public override int EncodedSize => _items.Sum(p => p.Value.EncodedSize);
 
-    /// <summary>Seeds this space and each sub-space with a seed derived from <paramref name="seed"/>.</summary>
-    public override void Seed(int? seed)
-    {
-        base.Seed(seed);
-        for (int i = 0; i < _items.Length; i++) _items[i].Value.Seed(seed is null ? null : unchecked(seed.Value * 31 + i + 1));
-    }
+    /// <summary>Seeds each sub-space (in key order) with a seed drawn from <paramref name="seed"/>, as Gymnasium's <c>Dict.seed(int)</c>.</summary>
+    public override void Seed(long? seed) => SeedComposite(seed, _items.Select(p => p.Value).ToArray());
 
     /// <inheritdoc />
     public override object Sample()

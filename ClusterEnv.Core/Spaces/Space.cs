@@ -38,10 +38,32 @@ public abstract class Space : IEquatable<Space>
     /// <summary>The space's random generator; seeded lazily from OS entropy unless <see cref="Seed"/> was called.</summary>
     protected Rng Random => _rng ??= new Rng();
 
-    /// <summary>Seeds the space's sampler so that <see cref="Sample"/> is reproducible.</summary>
-    public virtual void Seed(int? seed)
+    /// <summary>
+    /// Seeds the space's sampler so that <see cref="Sample"/> is reproducible: the generator becomes NumPy's
+    /// <c>Generator(PCG64(SeedSequence(seed)))</c>, as Gymnasium's <c>Space.seed(seed)</c> makes it, so samples equal
+    /// Gymnasium's for the same seed. Null seeds from OS entropy.
+    /// </summary>
+    public virtual void Seed(long? seed)
     {
         _rng = new Rng(seed);
+    }
+
+    /// <summary>
+    /// Gymnasium's seeding of a composite space (<c>Dict.seed(int)</c>, <c>Tuple.seed(int)</c>): this space's own
+    /// generator is seeded with <paramref name="seed"/>, draws <c>integers(2**31 - 1, size=n)</c> and seeds sub-space i
+    /// with draw i.
+    /// </summary>
+    private protected void SeedComposite(long? seed, IReadOnlyList<Space> subspaces)
+    {
+        _rng = new Rng(seed);
+        if (seed is null)
+        {
+            foreach (var sub in subspaces) sub.Seed(null);
+            return;
+        }
+        Span<long> subseeds = subspaces.Count <= 64 ? stackalloc long[subspaces.Count] : new long[subspaces.Count];
+        for (int i = 0; i < subseeds.Length; i++) subseeds[i] = _rng.NextLong(0, int.MaxValue - 1);
+        for (int i = 0; i < subseeds.Length; i++) subspaces[i].Seed(subseeds[i]);
     }
 
     /// <summary>Draws a random element (boxed; typed overloads on the concrete spaces avoid boxing).</summary>

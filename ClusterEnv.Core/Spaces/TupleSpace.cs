@@ -30,12 +30,8 @@ public sealed class TupleSpace : Space
     /// <inheritdoc />
     public override int EncodedSize => _spaces.Sum(s => s.EncodedSize);
 
-    /// <summary>Seeds this space and each sub-space with a seed derived from <paramref name="seed"/>.</summary>
-    public override void Seed(int? seed)
-    {
-        base.Seed(seed);
-        for (int i = 0; i < _spaces.Length; i++) _spaces[i].Seed(seed is null ? null : unchecked(seed.Value * 31 + i + 1));
-    }
+    /// <summary>Seeds each sub-space with a seed drawn from <paramref name="seed"/>, as Gymnasium's <c>Tuple.seed(int)</c>.</summary>
+    public override void Seed(long? seed) => SeedComposite(seed, _spaces);
 
     /// <inheritdoc />
     public override object Sample() => _spaces.Select(s => s.Sample()).ToArray();

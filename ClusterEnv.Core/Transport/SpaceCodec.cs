@@ -17,7 +17,10 @@ public static class SpaceCodec
         {
             case Box b:
                 var shape = b.Shape.Select(d => (long)d).ToArray();
-                p.Box = new P.BoxSpace { Low = FloatTensor(b.Low, shape), High = FloatTensor(b.High, shape), Dtype = ToProto(b.DType) };
+                // Bounds travel as float32, or as float64 for a float64 box (exact either way).
+                p.Box = b.DType == DType.Float64
+                    ? new P.BoxSpace { Low = Tensor(P.DType.Float64, MemoryMarshal.AsBytes(b.Low64), shape), High = Tensor(P.DType.Float64, MemoryMarshal.AsBytes(b.High64), shape), Dtype = P.DType.Float64 }
+                    : new P.BoxSpace { Low = Tensor(P.DType.Float32, MemoryMarshal.AsBytes(b.Low), shape), High = Tensor(P.DType.Float32, MemoryMarshal.AsBytes(b.High), shape), Dtype = ToProto(b.DType) };
                 break;
             case Discrete d:
                 p.Discrete = new P.DiscreteSpace { N = d.N, Start = d.Start };
@@ -76,8 +79,8 @@ public static class SpaceCodec
 
     private static Space FromBox(P.BoxSpace b)
     {
-        var low = ReadFloats(b.Low, "low");
-        var high = ReadFloats(b.High, "high");
+        var low = ReadBounds(b.Low, "low");
+        var high = ReadBounds(b.High, "high");
         var shape = b.Low.Shape.Select(v => checked((int)v)).ToArray();
         if (!b.High.Shape.SequenceEqual(b.Low.Shape))
             throw new InvalidDataException($"Box low has shape ({string.Join(",", b.Low.Shape)}) but high has ({string.Join(",", b.High.Shape)}).");
@@ -91,20 +94,27 @@ public static class SpaceCodec
         return new DictSpace(d.Keys.Zip(d.Spaces, (k, s) => (k, FromProto(s))).ToArray());
     }
 
-    private static P.Tensor FloatTensor(ReadOnlySpan<float> values, long[] shape)
+    private static P.Tensor Tensor(P.DType dtype, ReadOnlySpan<byte> data, long[] shape)
     {
-        var t = new P.Tensor { Dtype = P.DType.Float32, Data = ByteString.CopyFrom(MemoryMarshal.AsBytes(values)) };
+        var t = new P.Tensor { Dtype = dtype, Data = ByteString.CopyFrom(data) };
         t.Shape.AddRange(shape);
         return t;
     }
 
-    private static float[] ReadFloats(P.Tensor? t, string name)
+    private static double[] ReadBounds(P.Tensor? t, string name)
     {
         if (t is null) throw new InvalidDataException($"Box {name} is missing.");
-        if (t.Dtype != P.DType.Float32) throw new InvalidDataException($"Box {name} has dtype {t.Dtype}; bounds travel as FLOAT32.");
+        int width = t.Dtype switch
+        {
+            P.DType.Float32 => 4,
+            P.DType.Float64 => 8,
+            _ => throw new InvalidDataException($"Box {name} has dtype {t.Dtype}; bounds travel as FLOAT32 (or FLOAT64 for a float64 box)."),
+        };
         long count = t.Shape.Aggregate(1L, (a, d) => a * d);
-        if (t.Data.Length != count * 4) throw new InvalidDataException($"Box {name} has {t.Data.Length} bytes for shape ({string.Join(",", t.Shape)}); expected {count * 4}.");
-        return MemoryMarshal.Cast<byte, float>(t.Data.Span).ToArray();
+        if (t.Data.Length != count * width) throw new InvalidDataException($"Box {name} has {t.Data.Length} bytes for shape ({string.Join(",", t.Shape)}) of {t.Dtype}; expected {count * width}.");
+        return width == 8
+            ? MemoryMarshal.Cast<byte, double>(t.Data.Span).ToArray()
+            : Array.ConvertAll(MemoryMarshal.Cast<byte, float>(t.Data.Span).ToArray(), x => (double)x);
     }
 
     /// <summary>Wire dtype of a space dtype.</summary>
@@ -114,6 +124,7 @@ public static class SpaceCodec
         DType.Int64 => P.DType.Int64,
         DType.Int8 => P.DType.Int8,
         DType.UInt8 => P.DType.Uint8,
+        DType.Float64 => P.DType.Float64,
         _ => throw new ArgumentOutOfRangeException(nameof(d), d, "Unknown dtype."),
     };
 
@@ -124,6 +135,7 @@ public static class SpaceCodec
         P.DType.Int64 => DType.Int64,
         P.DType.Int8 => DType.Int8,
         P.DType.Uint8 => DType.UInt8,
-        _ => throw new InvalidDataException($"Dtype {d} is not a space dtype; use FLOAT32, INT64, INT8 or UINT8."),
+        P.DType.Float64 => DType.Float64,
+        _ => throw new InvalidDataException($"Dtype {d} is not a space dtype; use FLOAT32, FLOAT64, INT64, INT8 or UINT8."),
     };
 }

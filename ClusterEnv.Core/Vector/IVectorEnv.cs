@@ -21,7 +21,7 @@ namespace ClusterEnv.Vector;
 /// the same trajectories.</para>
 /// <para><b>Errors.</b> Every bad input throws before any sub-env is stepped: a wrong action count, the wrong
 /// action kind, an out-of-range discrete action, NaN or ±∞ in a continuous action, stepping before
-/// <see cref="Reset(int?, ResetOptions?)"/> (<see cref="ResetNeededException"/>), using a closed vector env
+/// <see cref="Reset(long?, ResetOptions?)"/> (<see cref="ResetNeededException"/>), using a closed vector env
 /// (<see cref="EnvironmentClosedException"/>), and in Disabled mode stepping a finished sub-env. A sub-env that
 /// throws surfaces as <see cref="SubEnvException"/>, after which the vector env needs a reset.</para>
 /// <para><b>Threading.</b> Not thread-safe: one caller at a time.</para>
@@ -74,10 +74,10 @@ public interface IVectorEnv : IDisposable
     bool IsClosed { get; }
 
     /// <summary>Resets all sub-envs, or those in <see cref="ResetOptions.ResetMask"/>; sub-env i gets seed <c>seed + i</c>.</summary>
-    VectorResetResult Reset(int? seed = null, ResetOptions? options = null);
+    VectorResetResult Reset(long? seed = null, ResetOptions? options = null);
 
     /// <summary>Resets with one seed per sub-env (null entries continue that sub-env's stream).</summary>
-    VectorResetResult Reset(IReadOnlyList<int?> seeds, ResetOptions? options = null);
+    VectorResetResult Reset(IReadOnlyList<long?> seeds, ResetOptions? options = null);
 
     /// <summary>Steps every sub-env with integer actions (Discrete, MultiDiscrete, MultiBinary action spaces).</summary>
     VectorStepResult Step(ReadOnlySpan<int> actions);

@@ -89,22 +89,22 @@ public sealed class SyncVectorEnv : IVectorEnv
     public IReadOnlyList<IEnv> Envs => _envs;
 
     /// <inheritdoc />
-    public VectorResetResult Reset(int? seed = null, ResetOptions? options = null)
+    public VectorResetResult Reset(long? seed = null, ResetOptions? options = null)
     {
         ThrowIfClosed();
         VectorArgs.CheckSeed(seed, NumEnvs);
-        return ResetCore(i => seed is int b ? b + i : null, options);
+        return ResetCore(i => seed is long b ? b + i : null, options);
     }
 
     /// <inheritdoc />
-    public VectorResetResult Reset(IReadOnlyList<int?> seeds, ResetOptions? options = null)
+    public VectorResetResult Reset(IReadOnlyList<long?> seeds, ResetOptions? options = null)
     {
         ThrowIfClosed();
         VectorArgs.CheckSeeds(seeds, NumEnvs);
         return ResetCore(i => seeds[i], options);
     }
 
-    private VectorResetResult ResetCore(Func<int, int?> seedOf, ResetOptions? options)
+    private VectorResetResult ResetCore(Func<int, long?> seedOf, ResetOptions? options)
     {
         var mask = VectorArgs.CheckMask(options, NumEnvs);
 

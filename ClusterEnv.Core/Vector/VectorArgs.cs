@@ -1,3 +1,4 @@
+using ClusterEnv.Common;
 using ClusterEnv.Envs;
 
 namespace ClusterEnv.Vector;
@@ -5,17 +6,21 @@ namespace ClusterEnv.Vector;
 /// <summary>The argument checks every vector env applies to Reset, with the same messages.</summary>
 internal static class VectorArgs
 {
-    public static void CheckSeed(int? seed, int numEnvs)
+    public static void CheckSeed(long? seed, int numEnvs)
     {
-        if (seed is int s && (long)s + numEnvs - 1 > int.MaxValue)
-            throw new ArgumentOutOfRangeException(nameof(seed), s, $"Seed {s} + {numEnvs - 1} (sub-env seeds are seed + i) overflows int; use a seed <= {int.MaxValue - (numEnvs - 1)}.");
+        if (seed is not long s) return;
+        Seeds.Check(s);
+        if (s > long.MaxValue - (numEnvs - 1))
+            throw new ArgumentOutOfRangeException(nameof(seed), s, $"Seed {s} + {numEnvs - 1} (sub-env seeds are seed + i) overflows a 64-bit seed; use a seed <= {long.MaxValue - (numEnvs - 1)}.");
     }
 
-    public static void CheckSeeds(IReadOnlyList<int?> seeds, int numEnvs)
+    public static void CheckSeeds(IReadOnlyList<long?> seeds, int numEnvs)
     {
         ArgumentNullException.ThrowIfNull(seeds);
         if (seeds.Count != numEnvs)
-            throw new ArgumentException($"Got {seeds.Count} seeds for {numEnvs} sub-envs; pass one seed (or null) per sub-env, or a single int seed.", nameof(seeds));
+            throw new ArgumentException($"Got {seeds.Count} seeds for {numEnvs} sub-envs; pass one seed (or null) per sub-env, or a single seed.", nameof(seeds));
+        foreach (var s in seeds)
+            if (s is long v) Seeds.Check(v);
     }
 
     /// <summary>Checks <see cref="ResetOptions.ResetMask"/> and returns it (null = reset all).</summary>

@@ -12,5 +12,5 @@ namespace ClusterEnv.Vector;
 /// <param name="Info">Batched info.</param>
 public readonly record struct VectorStepResult(float[] Observations, double[] Rewards, bool[] Terminated, bool[] Truncated, VectorInfo Info);
 
-/// <summary>What <see cref="IVectorEnv.Reset(int?, Envs.ResetOptions?)"/> returns: Gymnasium's <c>(observations, infos)</c>.</summary>
+/// <summary>What <see cref="IVectorEnv.Reset(long?, Envs.ResetOptions?)"/> returns: Gymnasium's <c>(observations, infos)</c>.</summary>
 public readonly record struct VectorResetResult(float[] Observations, VectorInfo Info);

@@ -31,7 +31,7 @@ public abstract class EnvWrapper : IEnv
     }
 
     /// <inheritdoc />
-    public virtual EnvInfo Reset(Span<float> observation, int? seed = null, ResetOptions? options = null) =>
+    public virtual EnvInfo Reset(Span<float> observation, long? seed = null, ResetOptions? options = null) =>
         Env.Reset(observation, seed, options);
 
     /// <inheritdoc />

@@ -27,7 +27,7 @@ public sealed class FlattenObservation : EnvWrapper
     public override Space ObservationSpace => _layout.FlatSpace;
 
     /// <inheritdoc />
-    public override EnvInfo Reset(Span<float> observation, int? seed = null, ResetOptions? options = null)
+    public override EnvInfo Reset(Span<float> observation, long? seed = null, ResetOptions? options = null)
     {
         var info = Env.Reset(_inner, seed, options);
         _layout.Flatten(_inner, observation);

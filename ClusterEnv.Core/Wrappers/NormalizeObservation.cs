@@ -25,7 +25,7 @@ public sealed class NormalizeObservation : EnvWrapper
     public bool UpdateRunningMean { get; set; } = true;
 
     /// <inheritdoc />
-    public override EnvInfo Reset(Span<float> observation, int? seed = null, ResetOptions? options = null)
+    public override EnvInfo Reset(Span<float> observation, long? seed = null, ResetOptions? options = null)
     {
         var info = Env.Reset(observation, seed, options);
         Normalize(observation);

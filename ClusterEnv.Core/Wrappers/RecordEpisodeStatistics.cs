@@ -35,7 +35,7 @@ public sealed class RecordEpisodeStatistics : EnvWrapper
     public IReadOnlyCollection<int> LengthQueue => _lengths;
 
     /// <inheritdoc />
-    public override EnvInfo Reset(Span<float> observation, int? seed = null, ResetOptions? options = null)
+    public override EnvInfo Reset(Span<float> observation, long? seed = null, ResetOptions? options = null)
     {
         var info = Env.Reset(observation, seed, options);
         _episodeReturn = 0;

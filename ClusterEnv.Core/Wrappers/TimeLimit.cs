@@ -26,7 +26,7 @@ public sealed class TimeLimit : EnvWrapper
     public int ElapsedSteps => Math.Max(_elapsedSteps, 0);
 
     /// <inheritdoc />
-    public override EnvInfo Reset(Span<float> observation, int? seed = null, ResetOptions? options = null)
+    public override EnvInfo Reset(Span<float> observation, long? seed = null, ResetOptions? options = null)
     {
         var info = Env.Reset(observation, seed, options);
         _elapsedSteps = 0;

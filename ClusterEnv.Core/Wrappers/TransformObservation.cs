@@ -35,7 +35,7 @@ public sealed class TransformObservation : EnvWrapper
     public override Space ObservationSpace => _observationSpace;
 
     /// <inheritdoc />
-    public override EnvInfo Reset(Span<float> observation, int? seed = null, ResetOptions? options = null)
+    public override EnvInfo Reset(Span<float> observation, long? seed = null, ResetOptions? options = null)
     {
         var info = Env.Reset(_inner, seed, options);
         _transform(_inner, observation);

@@ -27,8 +27,8 @@ internal sealed class EnvCommands(HostedEnvs envs, HubClient hub, ILogger logger
     public void OnReset(ulong seq, ResetCommand cmd)
     {
         var vec = envs.Vec;
-        var seeds = new int?[vec.NumEnvs];
-        for (int i = 0; i < seeds.Length && i < cmd.HasSeed.Count; i++) seeds[i] = cmd.HasSeed[i] ? checked((int)cmd.Seeds[i]) : null;
+        var seeds = new long?[vec.NumEnvs];
+        for (int i = 0; i < seeds.Length && i < cmd.HasSeed.Count; i++) seeds[i] = cmd.HasSeed[i] ? cmd.Seeds[i] : null;
         ResetOptions? options = null;
         if (cmd.Mask.Count > 0 || cmd.Numbers.Count > 0 || cmd.Strings.Count > 0)
         {

@@ -28,8 +28,8 @@ var algoOption = Cli.Option("--algo", "impala or impact (the workers act and str
     .Check(a => a is "ppo" or "impala" or "impact" ? null : $"--algo '{a}' must be ppo, impala or impact.");
 var syncOption = Cli.Option("--sync", "when workers that act get new weights (always, never, every:N, a KL threshold τ, or τ:maxLag); IMPALA/IMPACT always act on the workers, PPO does when --sync is given (APS, the paper's configuration)", "0.05:8")
     .Check(t => { try { SyncStrategy.Parse(t); return null; } catch (FormatException e) { return e.Message; } });
-var envOption = Cli.Option("--env", "registry id of the env", "CartPole-v1")
-    .Check(id => Gym.Ids.Contains(id) ? null : $"Unknown env '{id}'. Registered: {string.Join(", ", Gym.Ids)}.");
+var envOption = Cli.Option("--env", "id of the env: one registered here (bundled, or by --worker-assembly), or, without --local, one only the workers serve (e.g. a Python worker's Gymnasium id or module:Class; its spaces and spec come from the workers)", "CartPole-v1");
+var workerAssemblyOption = Cli.Option("--worker-assembly", "a .dll with IEnvRegistrar classes that register your own C# envs: loaded here and by every local or Slurm worker (repeatable)", Array.Empty<string>());
 var seedOption = Cli.Option("--seed", "random seed (envs, initialisation, sampling)", 1);
 var numEnvsOption = Cli.Option("--num-envs", "parallel envs (PPO: 4, or 1 for continuous actions, as CleanRL; IMPALA/IMPACT: 16)", 4);
 var workersOption = Cli.Option("--workers", "worker processes of the local pool", 2);
@@ -75,7 +75,7 @@ var episodesOption = Cli.Option("--episodes", "with --evaluate: episodes per mod
 var outOption = Cli.Option<string?>("--out", "run folder for config.json, metrics.csv, TensorBoard events, checkpoints and summary.txt (default runs/ENV__ALGO__SEED__UNIXTIME, or the --resume run's folder)");
 var root = new RootCommand("IMPALA (default), IMPACT or PPO (CleanRL's details) through ClusterVecEnv with a local worker pool, or locally with --local.")
 {
-    algoOption, envOption, seedOption, numEnvsOption, workersOption, totalStepsOption, syncOption, localOption, outOption,
+    algoOption, envOption, workerAssemblyOption, seedOption, numEnvsOption, workersOption, totalStepsOption, syncOption, localOption, outOption,
     externalOption, hostOption, portOption, tokenFileOption, tlsCertOption, tlsPasswordFileOption, allowAnyWorkerOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption, logEveryOption, maxRestartsOption, batchRolloutsOption, lrOption,
     evaluateOption, episodesOption, distributedOption, deviceOption, slurmOption, slurmPartitionOption, slurmTimeOption, slurmCpusOption, slurmNodesOption, slurmModeOption, slurmArgOption,
 };
@@ -84,12 +84,33 @@ if (parsed.GetValue(evaluateOption) is { } evaluateRun)
     return Evaluate.Run(evaluateRun, parsed.GetResult(envOption) is { Implicit: false } ? parsed.GetValue(envOption) : null,
         parsed.GetValue(episodesOption), parsed.GetValue(seedOption), parsed.GetValue(outOption) is { } o ? Path.Combine(o, "evaluation.json") : null);
 string envId = parsed.GetValue(envOption)!;
+string[] workerAssemblies = parsed.GetValue(workerAssemblyOption) ?? [];
+foreach (var assembly in workerAssemblies)
+{
+    try
+    {
+        Gym.LoadRegistrars(assembly);
+    }
+    catch (Exception e) when (e is IOException or ArgumentException or BadImageFormatException or System.Reflection.TargetInvocationException)
+    {
+        Console.Error.WriteLine($"--worker-assembly {assembly}: {e.Message}");
+        return Cli.UsageError;
+    }
+}
 int seed = parsed.GetValue(seedOption), numEnvs = parsed.GetValue(numEnvsOption), workers = parsed.GetValue(workersOption);
 long? totalSteps = parsed.GetValue(totalStepsOption);
 bool local = parsed.GetValue(localOption);
 string? outDir = parsed.GetValue(outOption);
 string algo = parsed.GetValue(algoOption)!;
 int external = parsed.GetValue(externalOption);
+// An env this process does not know: the workers serve it and describe it (spaces, spec) when they register.
+bool workerOnlyEnv = !Gym.Ids.Contains(envId);
+if (workerOnlyEnv && parsed.GetValue(localOption))
+{
+    Console.Error.WriteLine($"Unknown env '{envId}' for --local. Registered here: {string.Join(", ", Gym.Ids)}. " +
+                            "Register your C# env with --worker-assembly, or drop --local to train on workers that serve it (e.g. Python workers with --workers-external).");
+    return Cli.UsageError;
+}
 string? tokenFile = parsed.GetValue(tokenFileOption);
 bool slurm = parsed.GetValue(slurmOption);
 if (external < 0 || (external > 0 && local) || (slurm && (local || external > 0)))
@@ -167,12 +188,18 @@ if (device is not null)
         return Cli.UsageError;
     }
 }
-bool continuous = Gym.Make(envId).ActionSpace is Box;
-var options = (continuous ? PpoOptions.ContinuousDefaults : new PpoOptions()) with { Seed = seed, Device = device, CheckpointEvery = parsed.GetValue(checkpointEveryOption) };
+// A worker-only env's action space is known once the workers register: PPO's defaults are chosen again then.
+bool continuous = !workerOnlyEnv && Gym.Make(envId).ActionSpace is Box;
+PpoOptions PpoDefaults(bool continuousActions)
+{
+    var o = (continuousActions ? PpoOptions.ContinuousDefaults : new PpoOptions()) with { Seed = seed, Device = device, CheckpointEvery = parsed.GetValue(checkpointEveryOption) };
+    if (totalSteps is long ts) o = o with { TotalTimesteps = ts };
+    if (parsed.GetValue(lrOption) is double ppoLr) o = o with { LearningRate = ppoLr };
+    return o;
+}
+var options = PpoDefaults(continuous);
 bool numEnvsGiven = parsed.GetResult(numEnvsOption) is not (null or { Implicit: true });
 if (!numEnvsGiven) numEnvs = impala ? 16 : continuous ? 1 : numEnvs; // CleanRL's continuous default: 1 env × 2048 steps
-if (totalSteps is long ts) options = options with { TotalTimesteps = ts };
-if (parsed.GetValue(lrOption) is double ppoLr) options = options with { LearningRate = ppoLr };
 
 // A checkpoint to resume from is found and checked whole before anything starts: a damaged newest one is named and the
 // next older one used; none usable, or one for another env, is a usage error (exit 2) with the reason.
@@ -189,14 +216,19 @@ if (resumeFrom is not null)
         Console.Error.WriteLine($"--resume {resumeFrom}: {e.Message}");
         return Cli.UsageError;
     }
-    var probe = Gym.Make(envId);
-    var expected = ClusterEnv.Policies.PolicySpec.For(probe.ObservationSpace, probe.ActionSpace, impala ? new ImpalaOptions().Hidden : options.Hidden);
     if (resume.Counters.TryGetValue("algorithm", out var writtenBy) && writtenBy != algo)
     {
         Console.Error.WriteLine($"--resume {resumeFrom}: {resume.Folder} was written by {writtenBy}; resume it with --algo {writtenBy} (its optimizer state belongs to that algorithm).");
         return Cli.UsageError;
     }
-    if (!resume.Policy.Spec.Equals(expected))
+    // (A worker-only env's spaces are checked by the learner once the workers describe them.)
+    ClusterEnv.Policies.PolicySpec? expected = null;
+    if (!workerOnlyEnv)
+    {
+        var probe = Gym.Make(envId);
+        expected = ClusterEnv.Policies.PolicySpec.For(probe.ObservationSpace, probe.ActionSpace, impala ? new ImpalaOptions().Hidden : options.Hidden);
+    }
+    if (expected is not null && !resume.Policy.Spec.Equals(expected))
     {
         Console.Error.WriteLine($"--resume {resumeFrom}: {resume.Folder} holds a policy for observations of {resume.Policy.Spec.ObservationSize} and actions {resume.Policy.Spec.ToJson()}, not for {envId}. Resume with the --env the run was trained on.");
         return Cli.UsageError;
@@ -317,6 +349,7 @@ int Run()
         : new ClusterVecEnv(new ClusterOptions
         {
             EnvId = envId,
+            WorkerAssemblies = workerAssemblies,
             // External workers bring their own envs: take whatever they host.
             NumEnvs = external > 0 ? 0 : numEnvs,
             NumWorkers = external > 0 ? external : Math.Min(workers, numEnvs),
@@ -343,6 +376,12 @@ int Run()
         });
 
     cluster = envs as ClusterVecEnv;
+    if (workerOnlyEnv)
+    {
+        Console.WriteLine($"{envId} is served by the workers: observations {envs.SingleObservationSpace}, actions {envs.SingleActionSpace}, " +
+                          $"max episode steps {envs.Spec?.MaxEpisodeSteps?.ToString(CultureInfo.InvariantCulture) ?? "none"}, reward threshold {envs.Spec?.RewardThreshold?.ToString(CultureInfo.InvariantCulture) ?? "none"}.");
+        if (envs.SingleActionSpace is Box) options = PpoDefaults(true) with { Collective = options.Collective, CheckpointDirectory = options.CheckpointDirectory };
+    }
     if (impala) return RunImpala(envs);
     Console.WriteLine($"PPO on {envs} | {options.TotalTimesteps:N0} steps | {numEnvs} envs × {options.NumSteps} steps per rollout | " +
                       $"{(ppoOnWorkers ? $"workers act, sync {sync}" : "the learner steps the envs")} | seed {seed}");
@@ -387,21 +426,26 @@ int Run()
 // the workers line for the console.
 string? WriteSummary(string outcome, params string[] more) => collective.Rank == 0 ? RunFolder.WriteSummary(outDir, outcome, cluster, more) : null;
 
-// The policy a run starts from (the resumed one, or a fresh one of the run's seed), saved as the run's policy.
-string SaveStartingPolicy()
+// The policy a run starts from (the resumed one, or a fresh one of the run's seed), saved as the run's policy. A worker-only
+// env stopped before its workers described it has no spaces to build one from: null.
+string? SaveStartingPolicy()
 {
-    var env = Gym.Make(envId);
+    (Space Obs, Space Act)? spaces = !workerOnlyEnv ? (Gym.Make(envId).ObservationSpace, Gym.Make(envId).ActionSpace)
+        : cluster is not null ? (cluster.SingleObservationSpace, cluster.SingleActionSpace) : null;
+    if (resume is null && spaces is null) return null;
     var policy = resume?.Policy ?? new ClusterEnv.Policies.ActorCritic(
-        ClusterEnv.Policies.PolicySpec.For(env.ObservationSpace, env.ActionSpace, impala ? new ImpalaOptions().Hidden : options.Hidden), seed);
+        ClusterEnv.Policies.PolicySpec.For(spaces!.Value.Obs, spaces.Value.Act, impala ? new ImpalaOptions().Hidden : options.Hidden), seed);
     string path = Path.Combine(outDir, "policy.cepolicy");
     policy.Save(path, new Dictionary<string, string> { ["env"] = envId, ["seed"] = seed.ToString(CultureInfo.InvariantCulture), ["algorithm"] = algo });
     return path;
 }
 
 // A stop that came before this run's first update (during start-up): the policy as it started, and the summary, all the same.
-int StoppedBeforeTheFirstUpdate(string checkpoint)
+int StoppedBeforeTheFirstUpdate(string? checkpoint)
 {
-    Console.WriteLine($"Stopped before the first update of this run. Policy (as it started): {checkpoint}");
+    Console.WriteLine(checkpoint is null
+        ? "Stopped before the first update of this run, before the workers described the env: no policy was written."
+        : $"Stopped before the first update of this run. Policy (as it started): {checkpoint}");
     if (WriteSummary("stopped: before the first update") is { } workersLine) Console.WriteLine(workersLine);
     return signalExitCode;
 }

@@ -14,7 +14,7 @@ internal static class RunFolder
 {
     /// <summary>CleanRL's run name: <c>runs/CartPole-v1__impala__1__1733300000</c>, so reruns never mix their files.</summary>
     public static string DefaultPath(string envId, string algo, int seed) =>
-        Path.Combine("runs", $"{envId.Replace('/', '_')}__{algo}__{seed}__{DateTimeOffset.UtcNow.ToUnixTimeSeconds()}");
+        Path.Combine("runs", $"{envId.Replace('/', '_').Replace(':', '_')}__{algo}__{seed}__{DateTimeOffset.UtcNow.ToUnixTimeSeconds()}");
 
     /// <summary>The run folder a --resume path belongs to: a run folder itself, the parent of its checkpoints/, or the grandparent of one checkpoint-N folder.</summary>
     public static string OfResume(string resume)

@@ -11,6 +11,7 @@ serves its bundled numpy CartPole-v1 (no dependency beyond numpy and grpcio).
     python3 worker.py --hub http://127.0.0.1:5555 --env my_pkg.envs:Maze --env-kwargs '{"size": 9}' --num-envs 4
 """
 import argparse
+import importlib
 import json
 import shutil
 import math
@@ -192,6 +193,9 @@ class Wire:
             return pb.Space(discrete=pb.DiscreteSpace(n=int(s.n), start=int(s.start)))
         if isinstance(s, sp.Box):
             kind = np.dtype(s.dtype)
+            if kind == np.float64:  # float64 keeps its dtype and exact bounds (observations still travel as float32)
+                return pb.Space(box=pb.BoxSpace(low=self.tensor(np.asarray(s.low, dtype=np.float64), pb.FLOAT64),
+                                                high=self.tensor(np.asarray(s.high, dtype=np.float64), pb.FLOAT64), dtype=pb.FLOAT64))
             dtype = {"f": pb.FLOAT32, "b": pb.INT8}.get(kind.kind, pb.UINT8 if kind == np.uint8 else pb.INT8 if kind == np.int8 else pb.INT64)
             return pb.Space(box=pb.BoxSpace(low=self.tensor(np.asarray(s.low, dtype=np.float32), pb.FLOAT32),
                                             high=self.tensor(np.asarray(s.high, dtype=np.float32), pb.FLOAT32), dtype=dtype))
@@ -262,13 +266,55 @@ class Wire:
         return entries
 
 
+def env_factory(gym, env_id, env_kwargs, max_episode_steps):
+    """How to make one env: gymnasium.make(ID) for a registered id or `module:Id` (Gymnasium imports the module), or, for
+    `module:Class` naming a gymnasium.Env subclass that no registration knows, the class itself, under a TimeLimit when
+    --max-episode-steps is given."""
+    limit = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
+    if ":" in env_id:
+        module_name, name = env_id.split(":", 1)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            raise SystemExit(f"--env {env_id}: cannot import module {module_name!r} ({e}); put it on PYTHONPATH")
+        target = getattr(module, name, None)
+        if isinstance(target, type) and issubclass(target, gym.Env):
+            def make_class():
+                env = target(**env_kwargs)
+                return gym.wrappers.TimeLimit(env, max_episode_steps) if max_episode_steps else env
+            return make_class
+    return lambda: gym.make(env_id, **limit, **env_kwargs)
+
+
 class GymnasiumVector:
     """Gymnasium's own SyncVectorEnv over gymnasium.make envs, in the hub's autoreset mode, seen through Wire."""
 
     def __init__(self, gym, make_env, num_envs, mode, record_statistics, wire):
         modes = {0: gym.vector.AutoresetMode.NEXT_STEP, 1: gym.vector.AutoresetMode.SAME_STEP, 2: gym.vector.AutoresetMode.DISABLED}
         wrap = gym.wrappers.RecordEpisodeStatistics if record_statistics else (lambda e: e)
-        self.vec = gym.vector.SyncVectorEnv([lambda: wrap(make_env()) for _ in range(num_envs)], autoreset_mode=modes[mode])
+
+        class SubEnvIndex(gym.Wrapper):
+            """Tags an exception from this sub-env with its index, so the learner gets a SubEnvException naming it."""
+
+            def __init__(self, env, index):
+                super().__init__(env)
+                self.sub_env_index = index
+
+            def step(self, action):
+                try:
+                    return self.env.step(action)
+                except Exception as e:
+                    e.env_index = self.sub_env_index
+                    raise
+
+            def reset(self, **kwargs):
+                try:
+                    return self.env.reset(**kwargs)
+                except Exception as e:
+                    e.env_index = self.sub_env_index
+                    raise
+
+        self.vec = gym.vector.SyncVectorEnv([lambda i=i: SubEnvIndex(wrap(make_env()), i) for i in range(num_envs)], autoreset_mode=modes[mode])
         self.envs, self.n, self.wire, self.same_step = self.vec.envs, num_envs, wire, mode == 1
         self.obs_space, self.act_space = self.vec.single_observation_space, self.vec.single_action_space
         self.obs_size = int(wire.encode_one(self.obs_space, self.obs_space.sample()).size)
@@ -337,9 +383,7 @@ def main():
                                  f"bundled numpy CartPole-v1 only (--backend numpy).")
     pb = load_protocol(args.proto)
     if gym is not None:
-        def make_env():
-            limit = {"max_episode_steps": args.max_episode_steps} if args.max_episode_steps else {}
-            return gym.make(args.env, **limit, **env_kwargs)
+        make_env = env_factory(gym, args.env, env_kwargs, args.max_episode_steps)
         try:
             probe = make_env()
         except Exception as e:
@@ -348,7 +392,7 @@ def main():
         obs_space, action_space = wire.space(probe.observation_space), wire.space(probe.action_space)
         spec = probe.spec
         render_modes = list((getattr(probe, "metadata", None) or {}).get("render_modes", []))
-        env_spec = pb.EnvSpecInfo(id=args.env, max_episode_steps=int(spec.max_episode_steps or 0) if spec else 0,
+        env_spec = pb.EnvSpecInfo(id=args.env, max_episode_steps=int((spec.max_episode_steps if spec else None) or args.max_episode_steps or 0),
                                   has_reward_threshold=bool(spec and spec.reward_threshold is not None),
                                   reward_threshold=float(spec.reward_threshold) if spec and spec.reward_threshold is not None else 0.0,
                                   nondeterministic=bool(spec and spec.nondeterministic), render_modes=render_modes)

@@ -172,4 +172,39 @@ public class LaunchScriptTests
             Directory.Delete(dir, recursive: true);
         }
     }
+
+    [Test]
+    public void TheTrainExample_TrainsTheUsersOwnCSharpEnv_FromAWorkerAssembly_AndRefusesAnUnknownEnvForLocal()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"clusterenv-asm-{Guid.NewGuid():N}");
+        (int Code, string Out, string Err) RunTrain(params string[] args)
+        {
+            var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+            psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Train.dll"));
+            foreach (var a in args) psi.ArgumentList.Add(a);
+            using var p = System.Diagnostics.Process.Start(psi)!;
+            var err = p.StandardError.ReadToEndAsync();
+            string output = p.StandardOutput.ReadToEnd();
+            Assert.That(p.WaitForExit(120_000), Is.True);
+            return (p.ExitCode, output, err.Result);
+        }
+        try
+        {
+            // The workers load the test assembly too (--worker-assembly reaches them), so the env is made on both sides.
+            var (code, output, err) = RunTrain("--algo", "ppo", "--env", WorkerOnlyEnvs.Id, "--worker-assembly", typeof(WorkerOnlyEnvs).Assembly.Location,
+                "--total-steps", "2048", "--out", Path.Combine(dir, "run"));
+            Assert.That(code, Is.Zero, err + output);
+            Assert.That(output, Does.Contain("Done: 2,048 env steps"));
+            (code, _, err) = RunTrain("--env", "NoSuchEnv-v9", "--local");
+            Assert.That(code, Is.EqualTo(2));
+            Assert.That(err, Does.Contain("Unknown env 'NoSuchEnv-v9' for --local").And.Contain("--worker-assembly"));
+            (code, _, err) = RunTrain("--env", "CartPole-v1", "--worker-assembly", Path.Combine(dir, "missing.dll"));
+            Assert.That(code, Is.EqualTo(2));
+            Assert.That(err, Does.Contain("missing.dll").And.Contain("does not exist"));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
 }

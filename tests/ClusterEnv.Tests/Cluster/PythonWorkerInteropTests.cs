@@ -40,7 +40,7 @@ public class PythonWorkerInteropTests
                      "--env", envId, "--num-envs", numEnvs.ToString(), "--worker-id", "py0" }.Concat(standin ? ["--gymnasium"] : []).Concat(extra))
             psi.ArgumentList.Add(a);
         psi.Environment["CLUSTERENV_TOKEN"] = "py-token";
-        if (standin) psi.Environment["PYTHONPATH"] = StandinPath;
+        if (standin) psi.Environment["PYTHONPATH"] = StandinPath + Path.PathSeparator + Path.Combine(TestCluster.RepoRoot, "tests", "python", "user_envs");
         var worker = Process.Start(psi)!;
         try
         {
@@ -210,6 +210,70 @@ public class PythonWorkerInteropTests
             Assert.That(truncatedAt, Is.EqualTo(199), "200 steps, then the registered TimeLimit truncates");
         }
         Assert.That(worker.WaitForExit(10_000), Is.True);
+    }
+
+    [Test]
+    public void GymnasiumWorker_ServesAnUnregisteredModuleClass_AndAStepErrorNamesItsSubEnv()
+    {
+        var (env, worker) = Start("user_envs:Flaky", 2, AutoresetMode.NextStep, standin: true, "--max-episode-steps", "30");
+        using (env)
+        {
+            Assert.That(env.SingleObservationSpace, Is.EqualTo(new ClusterEnv.Spaces.Box(0.0, 1.0, [1], ClusterEnv.Spaces.DType.Float64)), "a float64 Box keeps its dtype");
+            Assert.That(env.Spec?.MaxEpisodeSteps, Is.EqualTo(30), "an unregistered class has no spec of its own: the worker's time limit");
+            env.Reset(new long?[] { 100, 102 });
+            Assert.DoesNotThrow(() => env.Step([1, 1]));
+            env.Reset(new long?[] { 100, 101 });
+            var ex = Assert.Throws<SubEnvException>(() => env.Step([1, 1]))!;
+            Assert.Multiple(() =>
+            {
+                Assert.That(ex.EnvIndex, Is.EqualTo(1), "the sub-env that raised");
+                Assert.That(ex.ErrorType, Is.EqualTo("RuntimeError"));
+                Assert.That(ex.ErrorMessage, Does.Contain("seed 101"));
+                Assert.That(ex.ErrorStackTrace, Does.Contain("Traceback").And.Contain("user_envs.py"));
+            });
+            env.Reset(new long?[] { 100, 102 });
+            Assert.DoesNotThrow(() => env.Step([1, 1]), "the worker keeps serving");
+        }
+        Assert.That(worker.WaitForExit(10_000), Is.True);
+    }
+
+    [Test]
+    public void TheTrainExample_TrainsOnAnEnvOnlyPythonWorkersServe()
+    {
+        string python = Python();
+        string dir = Path.Combine(Path.GetTempPath(), $"clusterenv-pytrain-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "token"), "py-train\n");
+        int port = TestCluster.FreePort();
+        var train = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "Train.dll"), "--algo", "ppo", "--env", "user_envs:Corridor", "--workers-external", "1",
+                     "--port", port.ToString(), "--token-file", Path.Combine(dir, "token"), "--total-steps", "2048", "--out", Path.Combine(dir, "run") })
+            train.ArgumentList.Add(a);
+        using var learner = Process.Start(train)!;
+        var stdout = learner.StandardOutput.ReadToEndAsync();
+        var stderr = learner.StandardError.ReadToEndAsync();
+        var psi = new ProcessStartInfo(python) { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var a in new[] { Path.Combine(TestCluster.RepoRoot, "examples", "python-worker", "worker.py"), "--hub", $"http://127.0.0.1:{port}",
+                     "--env", "user_envs:Corridor", "--num-envs", "4", "--max-episode-steps", "40", "--gymnasium", "--token-file", Path.Combine(dir, "token") })
+            psi.ArgumentList.Add(a);
+        psi.Environment["PYTHONPATH"] = StandinPath + Path.PathSeparator + Path.Combine(TestCluster.RepoRoot, "tests", "python", "user_envs");
+        using var worker = Process.Start(psi)!;
+        var workerErr = worker.StandardError.ReadToEndAsync();
+        try
+        {
+            Assert.That(learner.WaitForExit(120_000), Is.True, "training ends");
+            Assert.That(learner.ExitCode, Is.Zero, stderr.Result + stdout.Result + workerErr.Result);
+            Assert.That(stdout.Result, Does.Contain("user_envs:Corridor is served by the workers: observations Box(0, 1, (1,), float64), actions Discrete(2), max episode steps 40"));
+            Assert.That(stdout.Result, Does.Contain("Done: 2,048 env steps"));
+            Assert.That(File.Exists(Path.Combine(dir, "run", "policy.cepolicy")), Is.True);
+            Assert.That(worker.WaitForExit(20_000), Is.True, "the worker ends with the learner");
+        }
+        finally
+        {
+            if (!worker.HasExited) worker.Kill(entireProcessTree: true);
+            if (!learner.HasExited) learner.Kill(entireProcessTree: true);
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     [Test]

@@ -72,7 +72,7 @@ public abstract class VectorEnvConformanceTests
     public void Reset_WithSeedList_SeedsEachSubEnv()
     {
         using var envs = Create("Acrobot-v1", 2, AutoresetMode.NextStep);
-        var obs = envs.Reset(new int?[] { 9, 4 }).Observations;
+        var obs = envs.Reset(new long?[] { 9, 4 }).Observations;
         using var single = Gym.Make("Acrobot-v1");
         Assert.That(obs.AsSpan(6, 6).ToArray(), Is.EqualTo(single.Reset(seed: 4).Observation));
         Assert.That(obs.AsSpan(0, 6).ToArray(), Is.EqualTo(single.Reset(seed: 9).Observation));
@@ -363,7 +363,7 @@ public abstract class VectorEnvConformanceTests
     public void Reset_WrongNumberOfSeeds_Throws()
     {
         using var envs = Create("CartPole-v1", 2, AutoresetMode.NextStep);
-        Assert.Throws<ArgumentException>(() => envs.Reset(new int?[] { 1, 2, 3 }));
+        Assert.Throws<ArgumentException>(() => envs.Reset(new long?[] { 1, 2, 3 }));
     }
 
     [Test]

@@ -8,3 +8,7 @@ class UnregisteredEnv(Error):
 
 class ResetNeeded(Error):
     """step() before reset()."""
+
+
+class NameNotFound(UnregisteredEnv):
+    """No env of that name is registered (Gymnasium's error for make('module:Name') with Name unknown)."""

@@ -35,13 +35,15 @@ def _load(entry_point):
 
 
 def make(id, max_episode_steps=None, **kwargs):
-    """make('Id-v0', **kwargs) or make('module:Class') for an unregistered entry point."""
+    """make('Id-v0', **kwargs), or make('module:Id-v0'), which imports module (registering its envs) and makes Id-v0,
+    as Gymnasium does; a module:Name that no registration knows raises NameNotFound, as in Gymnasium."""
+    if ":" in id:
+        module, id = id.split(":", 1)
+        importlib.import_module(module)
     if id in registry:
         s = registry[id]
-    elif ":" in id:
-        s = EnvSpec(id, id)
     else:
-        raise error.UnregisteredEnv(f"No registered env with id: {id}")
+        raise error.NameNotFound(f"Environment `{id}` doesn't exist.")
     env = _load(s.entry_point)(**{**s.kwargs, **kwargs})
     env.spec = EnvSpec(s.id, s.entry_point, s.reward_threshold, s.nondeterministic, max_episode_steps or s.max_episode_steps, {**s.kwargs, **kwargs})
     limit = max_episode_steps or s.max_episode_steps
