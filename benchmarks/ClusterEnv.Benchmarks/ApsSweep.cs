@@ -21,7 +21,7 @@ public static class ApsSweep
 
     public static Command Command()
     {
-        var envs = Cli.List<string>("--envs", "registry ids of the envs", "CartPole-v1,Acrobot-v1");
+        var envs = Cli.List<string>("--env", "registry ids of the envs (one or more, comma-separated)", "CartPole-v1,Acrobot-v1");
         var taus = Cli.List<string>("--taus", "strategies: always, never, every:N or a KL threshold τ", "always,0.001,0.01,0.05,0.1,never")
             .Check(ts => ts.FirstOrDefault(t => !IsStrategy(t)) is { } bad ? $"--taus: '{bad}' is not a strategy (always, never, every:N or a number)." : null);
         var seeds = Cli.List<int>("--seeds", "seeds, one run each", "1,2,3");

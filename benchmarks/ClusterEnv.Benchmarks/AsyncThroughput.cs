@@ -21,8 +21,8 @@ public static class AsyncThroughput
         var env = Cli.Option("--env", "registry id of the env", "CartPole-v1")
             .Check(id => Gym.Ids.Contains(id) ? null : $"Unknown env '{id}'. Registered: {string.Join(", ", Gym.Ids)}.");
         var workers = Cli.Option("--workers", "worker processes", 2).AtLeast(1);
-        var envs = Cli.Option("--envs", "sub-envs per worker", 64).AtLeast(1);
-        var steps = Cli.Option("--steps", "env steps each learner consumes", 1_000_000L).AtLeast(1);
+        var envs = Cli.Option("--envs-per-worker", "sub-envs per worker", 64).AtLeast(1);
+        var steps = Cli.Option("--total-steps", "env steps each learner consumes", 1_000_000L).AtLeast(1);
         var algos = Cli.List<string>("--algos", "learners, in order", "ppo-workers,impala,impact");
         var command = new Command("async-throughput", "env steps/s consumed and learner busy fraction: lockstep PPO on workers vs IMPALA vs IMPACT, same workers")
         {

@@ -46,8 +46,8 @@ public static class LearningSuite
     {
         var algos = Cli.List<string>("--algos", "learners: ppo (the learner acts locally; PPO on lockstep workers through the cluster), impala, impact", "ppo,impala,impact")
             .Check(a => a.FirstOrDefault(x => x is not ("ppo" or "impala" or "impact")) is { } bad ? $"--algos: '{bad}' is not ppo, impala or impact." : null);
-        var envs = Cli.List<string>("--envs", "registry ids", string.Join(',', AllEnvs))
-            .Check(e => e.FirstOrDefault(id => !Gym.Ids.Contains(id)) is { } bad ? $"--envs: unknown env '{bad}'. Registered: {string.Join(", ", Gym.Ids)}." : null);
+        var envs = Cli.List<string>("--env", "registry ids (one or more, comma-separated)", string.Join(',', AllEnvs))
+            .Check(e => e.FirstOrDefault(id => !Gym.Ids.Contains(id)) is { } bad ? $"--env: unknown env '{bad}'. Registered: {string.Join(", ", Gym.Ids)}." : null);
         var modes = Cli.List<string>("--modes", "local, cluster or both", "local,cluster")
             .Check(m => m.FirstOrDefault(x => x is not ("local" or "cluster")) is { } bad ? $"--modes: '{bad}' is not local or cluster." : null);
         var seeds = Cli.List<int>("--seeds", "seeds, one run each", "1,2,3,4,5");

@@ -21,8 +21,8 @@ public static class QueueThroughput
     {
         var queues = Cli.List<string>("--queue", "queues to measure: memory, redis", "memory,redis");
         var workers = Cli.Option("--workers", "worker processes", 2).AtLeast(1);
-        var envs = Cli.Option("--envs", "sub-envs per worker", 64).AtLeast(1);
-        var steps = Cli.Option("--steps", "rollout length T", 20).AtLeast(1);
+        var envs = Cli.Option("--envs-per-worker", "sub-envs per worker", 64).AtLeast(1);
+        var steps = Cli.Option("--rollout-length", "rollout length T (steps per sub-env)", 20).AtLeast(1);
         var seconds = Cli.Option("--seconds", "seconds per queue", 5.0).Positive();
         var redis = Cli.Option<string?>("--redis", "Redis endpoint host:port (default: CLUSTERENV_REDIS, or a redis-server started here)");
         var command = new Command("queue-throughput", "env steps/s through the in-memory and the Redis trajectory queue, same streaming workers")

@@ -20,8 +20,8 @@ public static class RolloutThroughput
     {
         var env = Cli.Option("--env", "registry id of the env", "CartPole-v1");
         var workers = Cli.Option("--workers", "worker processes", 2).AtLeast(1);
-        var envs = Cli.Option("--envs", "sub-envs per worker", 64).AtLeast(1);
-        var steps = Cli.Option("--steps", "rollout length T", 128).AtLeast(1);
+        var envs = Cli.Option("--envs-per-worker", "sub-envs per worker", 64).AtLeast(1);
+        var steps = Cli.Option("--rollout-length", "rollout length T (steps per sub-env)", 128).AtLeast(1);
         var seconds = Cli.Option("--seconds", "seconds per configuration", 3.0).Positive();
         var rtt = Cli.List<double>("--rtt-ms", "round-trip delays added by a relay, in ms", "0,0.5");
         var command = new Command("rollout-throughput", "worker-side rollouts vs central inference stepping, with an added round-trip delay; push bytes and latency")

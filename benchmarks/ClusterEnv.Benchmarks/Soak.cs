@@ -21,7 +21,7 @@ public static class Soak
         var minutes = Cli.Option("--minutes", "how long to train", 10.0).Positive();
         var killEvery = Cli.Option("--kill-every", "seconds between worker kills", 30.0).Positive();
         var workers = Cli.Option("--workers", "worker processes", 2).AtLeast(1);
-        var envs = Cli.Option("--envs", "sub-envs per worker", 8).AtLeast(1);
+        var envs = Cli.Option("--envs-per-worker", "sub-envs per worker", 8).AtLeast(1);
         var command = new Command("soak", "IMPALA for minutes with a worker killed every S seconds and replaced: losses, duplicates, hangs, RSS and fds")
         {
             minutes, killEvery, workers, envs,

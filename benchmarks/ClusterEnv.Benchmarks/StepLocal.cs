@@ -20,7 +20,7 @@ public static class StepLocal
     public static Command Command()
     {
         var env = Cli.Option("--env", "registry id of the env (Discrete actions)", "CartPole-v1");
-        var envs = Cli.List<int>("--envs", "sub-env counts to measure", "1,64,1024");
+        var envs = Cli.List<int>("--num-envs", "sub-env counts to measure (one measurement each)", "1,64,1024");
         var seconds = Cli.Option("--seconds", "seconds per configuration", 3.0).Positive();
         var command = new Command("step-local", "local SyncVectorEnv stepping with random actions, with and without RecordEpisodeStatistics") { env, envs, seconds };
         command.SetAction(p =>

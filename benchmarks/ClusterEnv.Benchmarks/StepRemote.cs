@@ -26,7 +26,7 @@ public static class StepRemote
     {
         var env = Cli.Option("--env", "registry id of the env (Discrete actions)", "CartPole-v1");
         var workers = Cli.List<int>("--workers", "worker counts", "1,2,4");
-        var envs = Cli.List<int>("--envs", "sub-envs per worker", "1,16,64,256");
+        var envs = Cli.List<int>("--envs-per-worker", "sub-envs per worker (one measurement each)", "1,16,64,256");
         var seconds = Cli.Option("--seconds", "seconds per configuration", 2.0).Positive();
         var inline = Cli.Option("--inline", "run the hub's socket completions inline (HubOptions.InlineCompletions)", true);
         var command = new Command("step-remote", "ClusterVecEnv.Step through local worker processes vs SyncVectorEnv and a raw TCP ping-pong")

@@ -1,6 +1,6 @@
 // A random-policy rollout through a vector env, printing episode statistics. By default the envs run in a local
 // pool of worker processes behind a ClusterVecEnv; --local runs the same loop on an in-process SyncVectorEnv.
-// Usage: dotnet run -c Release --project examples/Rollout -- [--env CartPole-v1] [--num-envs 8] [--workers 2] [--steps 20000] [--seed 0] [--local]
+// Usage: dotnet run -c Release --project examples/Rollout -- [--env CartPole-v1] [--num-envs 8] [--workers 2] [--total-steps 20000] [--seed 0] [--local]
 using System.CommandLine;
 using System.Diagnostics;
 using ClusterEnv.Cluster;
@@ -15,7 +15,7 @@ var envOption = Cli.Option("--env", "registry id of the env", "CartPole-v1")
     .Check(id => Gym.Ids.Contains(id) ? null : $"Unknown env '{id}'. Registered: {string.Join(", ", Gym.Ids)}.");
 var numEnvsOption = Cli.Option("--num-envs", "parallel envs", 8);
 var workersOption = Cli.Option("--workers", "worker processes of the local pool (0: one per core)", 0);
-var stepsOption = Cli.Option("--steps", "env steps in total", 20_000);
+var stepsOption = Cli.Option("--total-steps", "env steps in total", 20_000);
 var seedOption = Cli.Option("--seed", "random seed", 0);
 var localOption = Cli.Option("--local", "run on an in-process SyncVectorEnv instead of a cluster", false);
 var root = new RootCommand("A random-policy rollout through ClusterVecEnv (or locally with --local), printing episode statistics.")

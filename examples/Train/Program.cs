@@ -31,7 +31,7 @@ var syncOption = Cli.Option("--sync", "when workers that act get new weights (al
 var envOption = Cli.Option("--env", "id of the env: one registered here (bundled, or by --worker-assembly), or, without --local, one only the workers serve (e.g. a Python worker's Gymnasium id or module:Class; its spaces and spec come from the workers)", "CartPole-v1");
 var workerAssemblyOption = Cli.Option("--worker-assembly", "a .dll with IEnvRegistrar classes that register your own C# envs: loaded here and by every local or Slurm worker (repeatable)", Array.Empty<string>());
 var seedOption = Cli.Option("--seed", "random seed (envs, initialisation, sampling)", 1);
-var numEnvsOption = Cli.Option("--num-envs", "parallel envs (PPO: 4, or 1 for continuous actions, as CleanRL; IMPALA/IMPACT: 16)", 4);
+var numEnvsOption = Cli.Option<int?>("--num-envs", "parallel envs in total (default: PPO 4, or 1 for continuous actions, as CleanRL; IMPALA/IMPACT 16)");
 var workersOption = Cli.Option("--workers", "worker processes of the local pool", 2);
 var totalStepsOption = Cli.Option<long?>("--total-steps", "env steps to train for (default: PPO 500,000, or 1,000,000 for continuous actions; IMPALA/IMPACT 1,000,000)")
     .Check(n => n is null or > 0 ? null : $"--total-steps ({n}) must be at least 1.");
@@ -97,7 +97,7 @@ foreach (var assembly in workerAssemblies)
         return Cli.UsageError;
     }
 }
-int seed = parsed.GetValue(seedOption), numEnvs = parsed.GetValue(numEnvsOption), workers = parsed.GetValue(workersOption);
+int seed = parsed.GetValue(seedOption), numEnvs = parsed.GetValue(numEnvsOption) ?? 4, workers = parsed.GetValue(workersOption);
 long? totalSteps = parsed.GetValue(totalStepsOption);
 bool local = parsed.GetValue(localOption);
 string? outDir = parsed.GetValue(outOption);
@@ -198,7 +198,7 @@ PpoOptions PpoDefaults(bool continuousActions)
     return o;
 }
 var options = PpoDefaults(continuous);
-bool numEnvsGiven = parsed.GetResult(numEnvsOption) is not (null or { Implicit: true });
+bool numEnvsGiven = parsed.GetValue(numEnvsOption) is not null;
 if (!numEnvsGiven) numEnvs = impala ? 16 : continuous ? 1 : numEnvs; // CleanRL's continuous default: 1 env × 2048 steps
 
 // A checkpoint to resume from is found and checked whole before anything starts: a damaged newest one is named and the

@@ -455,7 +455,7 @@ public class SignalTests
     [Test]
     public void AProgramWithoutHandlers_DiesOfTheSignal_AndItsWorkersFollow([Values(Sigint, Sigterm)] int signal)
     {
-        using var rollout = Start("Rollout.dll", "--steps", "2000000000");
+        using var rollout = Start("Rollout.dll", "--total-steps", "2000000000");
         try
         {
             WaitForLine(rollout, l => l.Contains("steps", StringComparison.Ordinal), "a progress line (stepping has started)");
