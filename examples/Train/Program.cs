@@ -408,6 +408,10 @@ int Run()
         metadata["obs_clip"] = options.ObservationClip.ToString(CultureInfo.InvariantCulture);
     }
     result.Policy.Save(checkpoint, metadata);
+    // The same policy for ONNX runtimes: PPO's observation statistics become part of the graph.
+    if (result.ObservationStatistics is { } stats && result.Policy.Normalizer is null)
+        result.Policy.Normalizer = ClusterEnv.Policies.ObservationNormalizer.From(stats, options.ObservationClip);
+    WriteOnnx(result.Policy, metadata);
     Console.WriteLine();
     if (result.History.Count == 0) return StoppedBeforeTheFirstUpdate(checkpoint);
     var last = result.History[^1];
@@ -438,6 +442,12 @@ string? SaveStartingPolicy()
     string path = Path.Combine(outDir, "policy.cepolicy");
     policy.Save(path, new Dictionary<string, string> { ["env"] = envId, ["seed"] = seed.ToString(CultureInfo.InvariantCulture), ["algorithm"] = algo });
     return path;
+}
+
+// RUN/policy.onnx: the final policy for ONNX runtimes (observations in; logits or means, the action and the value out).
+void WriteOnnx(ClusterEnv.Policies.ActorCritic policy, IReadOnlyDictionary<string, string> metadata)
+{
+    if (collective.Rank == 0) ClusterEnv.Policies.OnnxExport.Write(policy, Path.Combine(outDir, "policy.onnx"), metadata);
 }
 
 // A stop that came before this run's first update (during start-up): the policy as it started, and the summary, all the same.
@@ -490,7 +500,9 @@ int RunImpala(IVectorEnv envs)
         : Impala.Train(envs, o, OnUpdate, stop.Token, resume);
     progress.Complete();
     string checkpoint = Path.Combine(outDir, "policy.cepolicy");
-    result.Policy.Save(checkpoint, new Dictionary<string, string> { ["env"] = envId, ["seed"] = seed.ToString(CultureInfo.InvariantCulture), ["algorithm"] = algo });
+    var impalaMetadata = new Dictionary<string, string> { ["env"] = envId, ["seed"] = seed.ToString(CultureInfo.InvariantCulture), ["algorithm"] = algo };
+    result.Policy.Save(checkpoint, impalaMetadata);
+    WriteOnnx(result.Policy, impalaMetadata);
     Console.WriteLine();
     if (result.History.Count == 0) return StoppedBeforeTheFirstUpdate(checkpoint);
     var last = result.History[^1];
