@@ -82,13 +82,13 @@ public static class StepRemote
         }));
     }
 
-    private static int ReplySize(int n, int obsSize)
+    internal static int ReplySize(int n, int obsSize)
     {
         var r = new VectorStepResult(new float[n * obsSize], new double[n], new bool[n], new bool[n], new VectorInfo(n, obsSize));
         return StepCodec.StepResultSize(1000, r, obsSize);
     }
 
-    private readonly record struct Timing(long Steps, double Seconds, double P50, double P99);
+    internal readonly record struct Timing(long Steps, double Seconds, double P50, double P99);
 
     private static Timing Time(IVectorEnv envs, Rng rng, int[] actions, int k, double seconds, out long allocated)
     {
@@ -115,7 +115,7 @@ public static class StepRemote
         envs.Step(actions);
     }
 
-    private static Timing Summarise(long[] samples, long count, double seconds)
+    internal static Timing Summarise(long[] samples, long count, double seconds)
     {
         var s = samples.AsSpan(0, (int)count);
         s.Sort();
@@ -124,7 +124,7 @@ public static class StepRemote
     }
 
     /// <summary>Blocking-socket ping-pong on loopback: a request of <paramref name="request"/> bytes, a reply of <paramref name="reply"/>.</summary>
-    private static Timing RawTcp(int request, int reply, double seconds)
+    internal static Timing RawTcp(int request, int reply, double seconds)
     {
         using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
