@@ -52,13 +52,13 @@ public static class ShmPingPong
 
     private static void Echo(ShmChannel channel, int reply)
     {
-        var inBuf = new byte[channel.MaxMessage];
+        var inBuf = new byte[4096];
         var outBuf = new byte[reply];
         try
         {
             while (true)
             {
-                channel.Receive(inBuf);
+                channel.Receive(ref inBuf);
                 channel.Send(outBuf);
             }
         }
@@ -107,11 +107,11 @@ public static class ShmPingPong
     private static StepRemote.Timing PingPong(ShmChannel channel, int request, double seconds)
     {
         var req = new byte[request];
-        var rep = new byte[channel.MaxMessage];
+        var rep = new byte[4096];
         for (int i = 0; i < 3000; i++)
         {
             channel.Send(req);
-            channel.Receive(rep);
+            channel.Receive(ref rep);
         }
         var samples = new long[4_000_000];
         long count = 0;
@@ -120,7 +120,7 @@ public static class ShmPingPong
         {
             long t0 = Stopwatch.GetTimestamp();
             channel.Send(req);
-            channel.Receive(rep);
+            channel.Receive(ref rep);
             samples[count++] = Stopwatch.GetTimestamp() - t0;
         }
         return StepRemote.Summarise(samples, count, sw.Elapsed.TotalSeconds);

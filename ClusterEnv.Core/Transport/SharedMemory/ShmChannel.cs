@@ -42,8 +42,8 @@ internal sealed unsafe class ShmChannel : IDisposable
     /// <summary>Bytes each direction holds.</summary>
     public int Capacity => _send.Capacity;
 
-    /// <summary>The largest message either side may send.</summary>
-    public int MaxMessage => _send.MaxMessage;
+    /// <summary>The largest message that travels as one record; longer ones are split and joined again.</summary>
+    public int MaxChunk => _send.MaxChunk;
 
     /// <summary>True once either side closed the channel.</summary>
     public bool IsClosed => _send.IsClosed || _receive.IsClosed;
@@ -117,8 +117,8 @@ internal sealed unsafe class ShmChannel : IDisposable
     /// <summary>Sends one message (waits for space up to <paramref name="timeoutMs"/>; false on timeout).</summary>
     public bool Send(ReadOnlySpan<byte> message, int timeoutMs = -1) => _send.Write(message, timeoutMs);
 
-    /// <summary>Receives one message into <paramref name="destination"/>: its length, or -1 on timeout.</summary>
-    public int Receive(Span<byte> destination, int timeoutMs = -1) => _receive.Read(destination, timeoutMs);
+    /// <summary>Receives one message into <paramref name="buffer"/> (grown when too small): its length, or -1 on timeout.</summary>
+    public int Receive(ref byte[] buffer, int timeoutMs = -1) => _receive.Read(ref buffer, timeoutMs);
 
     /// <summary>Closes both directions: the other side's waits end with <see cref="ObjectDisposedException"/> once the rings are empty.</summary>
     public void Close()

@@ -14,8 +14,8 @@ namespace ClusterEnv.Transport.SharedMemory;
 /// <remarks>
 /// Layout of the header (each hot word on its own cache line): head (long) at 0, tail (long) at 64, the data futex word
 /// and the consumer's sleeping flag at 128/132, the space futex word and the producer's sleeping flag at 192/196, the
-/// closed flag at 256. Messages are a 4-byte little-endian length, the bytes, and padding to 8; a message may wrap
-/// around the end of the data area.
+/// closed flag at 256. A record is a 4-byte little-endian length (top bit: more records of the same message follow),
+/// the bytes, and padding to 8; a record may wrap around the end of the data area.
 /// </remarks>
 internal sealed unsafe class ShmRing
 {
@@ -43,11 +43,27 @@ internal sealed unsafe class ShmRing
     /// <summary>Bytes of data the ring holds.</summary>
     public int Capacity { get; }
 
-    /// <summary>The largest message: half the capacity, less its length prefix.</summary>
-    public int MaxMessage => Capacity / 2 - 8;
+    /// <summary>The largest record: half the capacity, less its length prefix. Longer messages travel as several records.</summary>
+    public int MaxChunk => Capacity / 2 - 8;
 
-    /// <summary>How long a side spins before it sleeps on the futex.</summary>
-    public int SpinMicroseconds { get; init; } = 20;
+    /// <summary>
+    /// The longest a side spins before it sleeps on the futex. The spin adapts, as an adaptive mutex does: a wait that
+    /// ends while spinning keeps the full spin; one that has to sleep halves it, down to none, and then every 32nd wait
+    /// spins in full again to find out whether the other side has become quick. On a loaded machine, where spinning
+    /// only takes the core the other side needs, waits go straight to the futex.
+    /// </summary>
+    public int SpinMicroseconds
+    {
+        get => _maxSpinUs;
+        init => _maxSpinUs = _spinUs = Math.Max(0, value);
+    }
+
+    private readonly int _maxSpinUs = 20;
+    private int _spinUs = 20;
+    private int _probe;
+
+    /// <summary>The current spin (µs), after adapting.</summary>
+    public int CurrentSpinMicroseconds => _spinUs;
 
     private ref long Head => ref Unsafe.AsRef<long>(_header + HeadOffset);
     private ref long Tail => ref Unsafe.AsRef<long>(_header + TailOffset);
@@ -72,19 +88,36 @@ internal sealed unsafe class ShmRing
 
     private static int Footprint(int length) => (4 + length + 7) & ~7;
 
-    /// <summary>Writes one message, waiting up to <paramref name="timeoutMs"/> (negative: no limit) for space. False on timeout.</summary>
-    /// <exception cref="ArgumentException">The message is longer than <see cref="MaxMessage"/>.</exception>
+    // The length word's top bit: more records of the same message follow.
+    private const uint MoreFollows = 0x8000_0000;
+
+    /// <summary>
+    /// Writes one message of any length (longer than <see cref="MaxChunk"/>: as consecutive records the reader joins),
+    /// waiting up to <paramref name="timeoutMs"/> (negative: no limit) for space for its first record. False on that
+    /// timeout, with nothing written; once the first record is in, the rest waits as long as it takes.
+    /// </summary>
     /// <exception cref="ObjectDisposedException">The ring is closed.</exception>
     public bool Write(ReadOnlySpan<byte> message, int timeoutMs = -1)
     {
-        if (message.Length > MaxMessage)
-            throw new ArgumentException($"A message of {message.Length} bytes does not fit a ring of {Capacity} bytes (at most {MaxMessage}); give the channel a larger capacity.", nameof(message));
-        int need = Footprint(message.Length);
+        bool first = true;
+        do
+        {
+            int n = Math.Min(MaxChunk, message.Length);
+            if (!WriteRecord(message[..n], more: n < message.Length, first ? timeoutMs : -1)) return false;
+            message = message[n..];
+            first = false;
+        }
+        while (!message.IsEmpty);
+        return true;
+    }
+
+    private bool WriteRecord(ReadOnlySpan<byte> record, bool more, int timeoutMs)
+    {
+        int need = Footprint(record.Length);
         long tail = Tail; // only this side writes it
         if (!AwaitCondition(space: true, tail, need, timeoutMs)) return false;
-        long at = tail & _mask;
-        BinaryPrimitives.WriteInt32LittleEndian(new Span<byte>(_data + at, 4), message.Length);
-        CopyIn(message, (tail + 4) & _mask);
+        BinaryPrimitives.WriteUInt32LittleEndian(new Span<byte>(_data + (tail & _mask), 4), (uint)record.Length | (more ? MoreFollows : 0));
+        CopyIn(record, (tail + 4) & _mask);
         Volatile.Write(ref Tail, tail + need);               // publish
         Interlocked.Increment(ref *DataSeq);                  // full fence: orders the tail before reading the flag
         if (Volatile.Read(ref *ConsumerSleeps) != 0) Futex.Wake(DataSeq);
@@ -92,24 +125,31 @@ internal sealed unsafe class ShmRing
     }
 
     /// <summary>
-    /// Reads one message into <paramref name="destination"/>, waiting up to <paramref name="timeoutMs"/> (negative: no
-    /// limit). Returns its length, or -1 on timeout.
+    /// Reads one whole message into <paramref name="buffer"/> (grown when too small), waiting up to
+    /// <paramref name="timeoutMs"/> (negative: no limit) for its first record. Returns its length, or -1 on timeout.
     /// </summary>
-    /// <exception cref="ArgumentException">The message is longer than <paramref name="destination"/>.</exception>
     /// <exception cref="ObjectDisposedException">The ring is closed and empty.</exception>
-    public int Read(Span<byte> destination, int timeoutMs = -1)
+    public int Read(ref byte[] buffer, int timeoutMs = -1)
     {
-        long head = Head; // only this side writes it
-        if (!AwaitCondition(space: false, head, 0, timeoutMs)) return -1;
-        int length = BinaryPrimitives.ReadInt32LittleEndian(new ReadOnlySpan<byte>(_data + (head & _mask), 4));
-        if (length < 0 || length > MaxMessage) throw new InvalidDataException($"The ring holds a message of {length} bytes at {head}; the other side wrote garbage.");
-        if (length > destination.Length)
-            throw new ArgumentException($"The next message has {length} bytes; the destination holds {destination.Length}.", nameof(destination));
-        CopyOut(destination[..length], (head + 4) & _mask);
-        Volatile.Write(ref Head, head + Footprint(length));   // free the space
-        Interlocked.Increment(ref *SpaceSeq);
-        if (Volatile.Read(ref *ProducerSleeps) != 0) Futex.Wake(SpaceSeq);
-        return length;
+        int total = 0;
+        bool more;
+        do
+        {
+            long head = Head; // only this side writes it
+            if (!AwaitCondition(space: false, head, 0, total == 0 ? timeoutMs : -1)) return -1;
+            uint word = BinaryPrimitives.ReadUInt32LittleEndian(new ReadOnlySpan<byte>(_data + (head & _mask), 4));
+            more = (word & MoreFollows) != 0;
+            int length = (int)(word & ~MoreFollows);
+            if (length > MaxChunk) throw new InvalidDataException($"The ring holds a record of {length} bytes at {head}; the other side wrote garbage.");
+            if (buffer.Length < total + length) Array.Resize(ref buffer, Math.Max(total + length, buffer.Length * 2));
+            CopyOut(buffer.AsSpan(total, length), (head + 4) & _mask);
+            total += length;
+            Volatile.Write(ref Head, head + Footprint(length)); // free the space
+            Interlocked.Increment(ref *SpaceSeq);
+            if (Volatile.Read(ref *ProducerSleeps) != 0) Futex.Wake(SpaceSeq);
+        }
+        while (more);
+        return total;
     }
 
     private void CopyIn(ReadOnlySpan<byte> src, long at)
@@ -137,12 +177,24 @@ internal sealed unsafe class ShmRing
         if (Ready(space, position, need)) return true;
         int* word = space ? SpaceSeq : DataSeq, sleeps = space ? ProducerSleeps : ConsumerSleeps;
         long start = Stopwatch.GetTimestamp();
-        long spinUntil = start + SpinMicroseconds * Stopwatch.Frequency / 1_000_000;
+        // With the spin worn down to nothing, every 32nd wait still spins in full, to notice the other side answering fast again.
+        int spinUs = _spinUs > 0 || ++_probe % 32 != 0 ? _spinUs : _maxSpinUs;
+        long spinUntil = start + spinUs * Stopwatch.Frequency / 1_000_000;
         while (Stopwatch.GetTimestamp() < spinUntil)
         {
             Thread.SpinWait(8);
-            if (Ready(space, position, need)) return true;
+            if (Ready(space, position, need))
+            {
+                _spinUs = _maxSpinUs; // caught while spinning: spinning pays
+                return true;
+            }
         }
+        _spinUs /= 2; // had to sleep: spin less next time
+        return SleepUntil(space, position, need, word, sleeps, start, timeoutMs);
+    }
+
+    private bool SleepUntil(bool space, long position, int need, int* word, int* sleeps, long start, int timeoutMs)
+    {
         while (true)
         {
             ObjectDisposedException.ThrowIf(IsClosed, this);
