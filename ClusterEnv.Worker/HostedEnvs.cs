@@ -93,6 +93,7 @@ internal sealed class HostedEnvs : IDisposable
         Pid = Environment.ProcessId,
         Runtime = $".NET {Environment.Version}",
         MaxMessageSize = (uint)options.MaxMessageSize,
+        ShmHost = Transport.SharedMemory.ShmChannel.HostKey() ?? "",
         EnvSpec = SpecInfo(options.EnvId),
     };
 

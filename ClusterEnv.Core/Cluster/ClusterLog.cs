@@ -39,4 +39,7 @@ internal static partial class ClusterLog
 
     [LoggerMessage(8, LogLevel.Information, "Closed: {Count} workers told to exit")]
     public static partial void Closed(ILogger logger, int count);
+
+    [LoggerMessage(11, LogLevel.Warning, "Worker '{WorkerId}' is on this host but stays on gRPC: no shared-memory channel could be made ({Reason})")]
+    public static partial void SharedMemoryUnavailable(ILogger logger, string workerId, string reason);
 }

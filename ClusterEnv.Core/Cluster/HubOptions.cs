@@ -15,6 +15,13 @@ public sealed record HubOptions
     /// <summary>Largest message accepted from a worker, in bytes (gRPC's RESOURCE_EXHAUSTED beyond it).</summary>
     public int MaxMessageSize { get; init; } = 64 * 1024 * 1024;
 
+    /// <summary>
+    /// Offer workers on this host (same boot id, same user) a shared-memory channel (/dev/shm): after the Welcome,
+    /// commands and replies travel through it instead of the gRPC stream, which stays open to tell that both sides
+    /// live. Workers elsewhere, and hosts without /dev/shm or futexes, keep gRPC.
+    /// </summary>
+    public bool SharedMemory { get; init; }
+
     /// <summary>How long a new stream may take to send its Register.</summary>
     public TimeSpan RegisterTimeout { get; init; } = TimeSpan.FromSeconds(10);
 

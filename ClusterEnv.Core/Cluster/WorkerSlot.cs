@@ -145,7 +145,7 @@ internal sealed class WorkerSlot(int index, int offset, int count, ISlotEvents e
         lock (_lock)
         {
             if (_state != SlotState.Joining) return false;
-            if (!_connection!.Send(welcome)) return false;
+            if (!_connection!.SendWelcome(welcome)) return false;
             _state = reset is null ? SlotState.Ready : SlotState.Resetting;
             WritePendingPushLocked();
             if (reset is not null) WriteLocked(reset, WorkerMessage.ResetFieldNumber, gather: false, resetOwner);

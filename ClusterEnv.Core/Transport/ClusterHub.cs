@@ -248,6 +248,7 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
         var worker = new WorkerConnection(responses, call, registration, obsSpace, actSpace, peer, _options.MaxMessageSize, (_options.HeartbeatInterval, _options.HeartbeatTimeout));
         string? reason = _admit is { } admit ? admit(worker) : "this hub has no vector env accepting workers";
         if (reason is not null) throw Refused(peer, registration, StatusCode.FailedPrecondition, reason);
+        OfferSharedMemory(worker, registration);
 
         try
         {
@@ -256,6 +257,7 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
         }
         catch (Exception e)
         {
+            worker.DropSharedMemory();
             worker.MarkFailed(e); // whoever waits for this worker to start hears it now, not at its timeout
             throw;
         }
@@ -263,6 +265,26 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
         ClusterLog.WorkerRegistered(_logger, worker.Id, peer, registration.Host, registration.Pid, registration.Runtime, worker.NumEnvs, registration.EnvId);
         var (status, message) = await worker.RunAsync(_stopping.Token).ConfigureAwait(false);
         if (status != StatusCode.OK) throw new RpcException(new Status((StatusCode)status, message ?? ""));
+    }
+
+    private static readonly string? HostKey = SharedMemory.ShmChannel.HostKey();
+    private static int _channels;
+    private static int _staleSwept;
+
+    // A worker on this host, of this user, that can use shared memory (it sent the same host key) is offered a channel,
+    // when HubOptions.SharedMemory asks for it. A channel that cannot be made leaves the worker on gRPC, said in the log.
+    private void OfferSharedMemory(WorkerConnection worker, Register registration)
+    {
+        if (!_options.SharedMemory || HostKey is null || registration.ShmHost != HostKey) return;
+        try
+        {
+            if (Interlocked.Exchange(ref _staleSwept, 1) == 0) SharedMemory.ShmChannel.RemoveStale("clusterenv"); // files of learners that were killed
+            worker.OfferSharedMemory(SharedMemory.ShmChannel.Create($"clusterenv-{Environment.ProcessId}-{Interlocked.Increment(ref _channels)}-{Guid.NewGuid():N}"));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or PlatformNotSupportedException)
+        {
+            ClusterLog.SharedMemoryUnavailable(_logger, worker.Id, e.Message);
+        }
     }
 
     /// <summary>gRPC's own status detail, with the setting to change where there is one.</summary>

@@ -3,6 +3,7 @@ using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
 using ClusterEnv.Transport.Protos;
+using ClusterEnv.Transport.SharedMemory;
 
 namespace ClusterEnv.Transport;
 
@@ -28,6 +29,13 @@ internal sealed class HubClient : IDisposable
     private readonly WireMessage _progress = new([], 0);
     private Task _progressWrite = Task.CompletedTask;
     private CancellationToken _cancel = CancellationToken.None;
+    // After a Welcome that names a shared-memory channel: commands are read from it and replies written to it; the
+    // gRPC stream only tells that the hub lives (its end closes the channel).
+    private ShmChannel? _shm;
+    private byte[] _shmIn = new byte[64 * 1024];
+    private readonly WireMessage _shmCommand = new([], 0);
+    private volatile bool _hubEndedOk;
+    private volatile Exception? _hubFailure;
 
     public HubClient(Uri hub, string? token, int maxReceiveMessageSize, bool insecure, TimeSpan connectTimeout)
     {
@@ -109,9 +117,38 @@ internal sealed class HubClient : IDisposable
         }
     }
 
+    /// <summary>True once the worker reads and writes through a shared-memory channel.</summary>
+    public bool UsesSharedMemory => _shm is not null;
+
+    /// <summary>
+    /// Switches to the shared-memory channel the Welcome named: every later command is read from it and every reply
+    /// written to it. The gRPC stream is watched: its end (the hub's status) closes the channel.
+    /// </summary>
+    public void UseSharedMemory(string path)
+    {
+        _shm = ShmChannel.Open(path);
+        _ = WatchHubAsync();
+    }
+
+    private async Task WatchHubAsync()
+    {
+        try
+        {
+            if (await _call!.ResponseStream.MoveNext(_cancel).ConfigureAwait(false))
+                _hubFailure = new InvalidDataException("The hub sent a command over gRPC after moving this worker to shared memory.");
+            else _hubEndedOk = true;
+        }
+        catch (Exception e)
+        {
+            _hubFailure = e;
+        }
+        _shm!.Close();
+    }
+
     /// <summary>The next command, or null when the hub ended the stream with OK. Its bytes are valid until <see cref="WireMessage.Release"/>.</summary>
     public async Task<WireMessage?> ReadAsync(CancellationToken ct)
     {
+        if (_shm is not null) return ReadShared(ct);
         var commands = _call!.ResponseStream;
         try
         {
@@ -124,6 +161,32 @@ internal sealed class HubClient : IDisposable
         catch (RpcException e) when (e.StatusCode is StatusCode.Unavailable or StatusCode.Internal or StatusCode.Cancelled && IsConnectionFailure(e))
         {
             throw new IOException($"Lost the hub at {_hub}: {e.Status.DebugException?.Message ?? e.Status.Detail}", e);
+        }
+    }
+
+    // Waits on the channel in short slices so a cancellation is noticed; the channel closes when the gRPC stream ends.
+    private WireMessage? ReadShared(CancellationToken ct)
+    {
+        while (true)
+        {
+            int n;
+            try
+            {
+                n = _shm!.Receive(ref _shmIn, timeoutMs: 200);
+            }
+            catch (ObjectDisposedException)
+            {
+                if (_hubEndedOk) return null;
+                if (_hubFailure is RpcException r && r.StatusCode == StatusCode.Cancelled && ct.IsCancellationRequested) throw new OperationCanceledException(ct);
+                if (_hubFailure is RpcException hubStatus && !IsConnectionFailure(hubStatus)) throw hubStatus; // the hub's status: refused, dropped, ...
+                throw new IOException($"Lost the hub at {_hub}: {_hubFailure?.Message ?? "the shared-memory channel closed"}", _hubFailure);
+            }
+            if (n >= 0)
+            {
+                _shmCommand.Set(_shmIn, 0, n);
+                return _shmCommand;
+            }
+            ct.ThrowIfCancellationRequested();
         }
     }
 
@@ -163,8 +226,12 @@ internal sealed class HubClient : IDisposable
             int start = 0;
             foreach (int end in _replyEnds)
             {
-                _sending.Set(_out, start, end - start);
-                await _call!.RequestStream.WriteAsync(_sending, ct).ConfigureAwait(false);
+                if (_shm is not null) SendShared(_out.AsSpan(start, end - start));
+                else
+                {
+                    _sending.Set(_out, start, end - start);
+                    await _call!.RequestStream.WriteAsync(_sending, ct).ConfigureAwait(false);
+                }
                 start = end;
             }
         }
@@ -183,7 +250,8 @@ internal sealed class HubClient : IDisposable
         _writeGate.Wait(_cancel);
         try
         {
-            _call!.RequestStream.WriteAsync(new WireMessage(bytes, bytes.Length), _cancel).GetAwaiter().GetResult();
+            if (_shm is not null) SendShared(bytes);
+            else _call!.RequestStream.WriteAsync(new WireMessage(bytes, bytes.Length), _cancel).GetAwaiter().GetResult();
         }
         finally
         {
@@ -201,6 +269,15 @@ internal sealed class HubClient : IDisposable
         if (!_progressWrite.IsCompleted) return;
         var message = new WorkerMessage { Seq = seq, Progress = new Progress { StepsDone = (uint)stepsDone } };
         message.WriteTo(_progress.Reset(message.CalculateSize()));
+        if (_shm is not null)
+        {
+            // Never waits: skipped while another write holds the gate or the ring is full (the next one will do).
+            if (!_writeGate.Wait(0)) return;
+            try { _shm.Send(_progress.Span, timeoutMs: 0); }
+            catch (ObjectDisposedException) { }
+            finally { _writeGate.Release(); }
+            return;
+        }
         _progressWrite = _call!.RequestStream.WriteAsync(_progress, _cancel);
     }
 
@@ -224,8 +301,22 @@ internal sealed class HubClient : IDisposable
         };
     }
 
+    // A reply into the channel, waiting for room as long as the hub needs (it reads on a thread of its own).
+    private void SendShared(ReadOnlySpan<byte> message)
+    {
+        try
+        {
+            _shm!.Send(message);
+        }
+        catch (ObjectDisposedException)
+        {
+            throw new IOException($"Lost the hub at {_hub}: {_hubFailure?.Message ?? "the shared-memory channel closed"}", _hubFailure);
+        }
+    }
+
     public void Dispose()
     {
+        _shm?.Dispose();
         _call?.Dispose();
         _channel.Dispose();
     }

@@ -2,6 +2,7 @@ using ClusterEnv.Cluster;
 using System.Buffers;
 using ClusterEnv.Transport;
 using ClusterEnv.Transport.Protos;
+using ClusterEnv.Transport.SharedMemory;
 using Google.Protobuf;
 using Grpc.Core;
 using Microsoft.AspNetCore.Http;
@@ -43,6 +44,13 @@ public sealed class WorkerConnection
     private bool _flushing;
     private string? _closeReason;
     private StatusCode _closeStatus = StatusCode.OK;
+    // Shared memory (a worker on this host): offered at registration, used for everything after the Welcome. Sends
+    // that find the ring full (or are longer than one record) queue in _shmBacklog, written in order by a drain task.
+    private ShmChannel? _shm;
+    private bool _shmActive;
+    private bool _shmDraining;
+    private readonly Queue<byte[]> _shmBacklog = new();
+    private Thread? _shmReader;
 
     internal WorkerConnection(IServerStreamWriter<WireMessage> output, ServerCallContext call, Register registration,
         Spaces.Space observationSpace, Spaces.Space actionSpace, string remoteEndPoint, int maxMessageSize, (TimeSpan Interval, TimeSpan Timeout) heartbeat = default)
@@ -118,15 +126,51 @@ public sealed class WorkerConnection
 
     internal void Attach(IWorkerReplySink sink) => _sink = sink;
 
+    /// <summary>The shared-memory channel this worker was offered (null: gRPC only).</summary>
+    internal string? SharedMemoryPath => _shm?.Path;
+
+    /// <summary>At registration: offers the worker <paramref name="channel"/>; it is used from the Welcome on, and removed when the stream ends.</summary>
+    internal void OfferSharedMemory(ShmChannel channel) => _shm = channel;
+
+    /// <summary>The channel's file is removed (a registration that failed before its stream ran).</summary>
+    internal void DropSharedMemory()
+    {
+        _shm?.Dispose();
+        _shm = null;
+    }
+
+    /// <summary>
+    /// Sends the Welcome over gRPC, naming the shared-memory channel when one was offered; every later message then
+    /// goes through the channel, and the worker's replies are read from it. False when the stream has ended.
+    /// </summary>
+    internal bool SendWelcome(HubMessage welcome)
+    {
+        lock (_writeLock)
+        {
+            if (_shm is not null) welcome.Welcome.ShmChannel = _shm.Path;
+            if (!SendLocked(welcome.CalculateSize(), welcome, static (span, m) => { m.WriteTo(span); return span.Length; })) return false;
+            if (_shm is null) return true;
+            _shmActive = true;
+            _shmReader = new Thread(ReadSharedMemory) { IsBackground = true, Name = $"shm reader {Id}" };
+            _shmReader.Start();
+            return true;
+        }
+    }
+
     /// <summary>Writes one generated message without waiting. False when the stream has already ended.</summary>
     internal bool Send(IMessage message) => Send(message.CalculateSize(), message, static (span, m) => { m.WriteTo(span); return span.Length; });
 
     /// <summary>Writes one hand-encoded message of <paramref name="size"/> bytes without waiting. False when the stream has ended.</summary>
     internal bool Send<TState>(int size, TState state, SpanWriter<TState> write) where TState : allows ref struct
     {
-        lock (_writeLock)
+        lock (_writeLock) return SendLocked(size, state, write);
+    }
+
+    private bool SendLocked<TState>(int size, TState state, SpanWriter<TState> write) where TState : allows ref struct
+    {
         {
             if (_completed) return false;
+            if (_shmActive) return SendSharedLocked(size, state, write);
             if (_flushing)
             {
                 var copy = new byte[size];
@@ -140,6 +184,92 @@ public sealed class WorkerConnection
     }
 
     internal delegate int SpanWriter<TState>(Span<byte> destination, TState state) where TState : allows ref struct;
+
+    // Under _writeLock: straight into the ring when nothing queues ahead and it fits now; else queued for the drain task.
+    private bool SendSharedLocked<TState>(int size, TState state, SpanWriter<TState> write) where TState : allows ref struct
+    {
+        var encoded = _outgoing.Reset(size);
+        Encode(encoded, state, write);
+        try
+        {
+            if (!_shmDraining && size <= _shm!.MaxChunk && _shm.Send(encoded, timeoutMs: 0)) return true;
+        }
+        catch (ObjectDisposedException)
+        {
+            return false; // the stream is ending
+        }
+        _shmBacklog.Enqueue(encoded.ToArray());
+        if (!_shmDraining)
+        {
+            _shmDraining = true;
+            _ = Task.Run(DrainSharedMemory);
+        }
+        return true;
+    }
+
+    // Writes the queued messages in order, waiting for room as long as it takes (a worker in a long rollout reads late).
+    private void DrainSharedMemory()
+    {
+        while (true)
+        {
+            byte[] next;
+            lock (_writeLock)
+            {
+                if (_completed || !_shmBacklog.TryDequeue(out next!))
+                {
+                    _shmBacklog.Clear();
+                    _shmDraining = false;
+                    return;
+                }
+            }
+            try
+            {
+                _shm!.Send(next);
+            }
+            catch (ObjectDisposedException)
+            {
+                lock (_writeLock)
+                {
+                    _shmBacklog.Clear();
+                    _shmDraining = false;
+                }
+                return;
+            }
+        }
+    }
+
+    // The worker's replies through the channel, on a thread of their own, handed to the sink like the gRPC loop's. A
+    // reply the learner cannot take ends the stream with the same status and reason as on gRPC.
+    private void ReadSharedMemory()
+    {
+        var buffer = new byte[64 * 1024];
+        try
+        {
+            while (true)
+            {
+                int n = _shm!.Receive(ref buffer);
+                Dispatch(buffer.AsSpan(0, n));
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            // the channel closed: the stream has ended or is ending
+        }
+        catch (Exception e)
+        {
+            var (status, message, lostReason) = Classify(e);
+            lock (_writeLock)
+            {
+                if (_completed) return;
+                _closeStatus = status;
+                _closeReason = message;
+                _shmLostReason = lostReason;
+            }
+            _abort.Cancel();
+        }
+    }
+
+    private string? _shmLostReason;
 
     private static void Encode<TState>(Span<byte> destination, TState state, SpanWriter<TState> write) where TState : allows ref struct
     {
@@ -231,19 +361,9 @@ public sealed class WorkerConnection
         {
             await ReadRepliesAsync(linked.Token).ConfigureAwait(false);
         }
-        catch (BadWorkerDataException e)
+        catch (Exception e) when (e is BadWorkerDataException or InvalidDataException || (e is RpcException && !_call.CancellationToken.IsCancellationRequested))
         {
-            (status, message, lostReason) = (StatusCode.InvalidArgument, $"Bad data: {e.Message}", $"it sent bad data ({e.Message}) and was dropped");
-        }
-        catch (InvalidDataException e)
-        {
-            (status, message, lostReason) = (StatusCode.Internal, $"Malformed message: {e.Message}", $"protocol error: malformed message ({e.Message})");
-        }
-        catch (RpcException e) when (!_call.CancellationToken.IsCancellationRequested)
-        {
-            // A protocol violation, or gRPC refused what the worker sent (too large, bad compression, a broken frame): end the call with that status.
-            string detail = ClusterHub.Explain(e.Status, _maxMessageSize);
-            (status, message, lostReason) = (e.StatusCode, detail, $"protocol error: {detail}");
+            (status, message, lostReason) = Classify(e);
         }
         catch (OperationCanceledException)
         {
@@ -253,7 +373,7 @@ public sealed class WorkerConnection
             {
                 status = _closeStatus;
                 message = _closeReason;
-                lostReason = _closeReason ?? "the hub closed the stream";
+                lostReason = _shmLostReason ?? _closeReason ?? "the hub closed the stream";
             }
         }
         catch (Exception e) when (e is IOException or Microsoft.AspNetCore.Connections.ConnectionResetException or BadHttpRequestException or RpcException)
@@ -262,21 +382,36 @@ public sealed class WorkerConnection
         }
         catch (Exception e)
         {
-            // The learner failed on this worker's reply (a bug, or out of memory): end the stream and say so, rather
-            // than leave the learner waiting for a reply that was in fact delivered.
-            (status, message) = (StatusCode.Internal, "The learner could not process the worker's reply.");
-            lostReason = $"the learner failed while processing its reply ({e.GetType().Name}: {e.Message})";
+            (status, message, lostReason) = Classify(e);
         }
         lock (_writeLock)
         {
             _completed = true;
             _backlog.Clear();
         }
+        if (_shm is { } shm)
+        {
+            shm.Close(); // the reader thread and a drain task end; then the file goes
+            _shmReader?.Join(TimeSpan.FromSeconds(5));
+            shm.Dispose();
+        }
         LostReason = lostReason;
         _ended.TrySetResult();
         _sink?.OnLost(this, lostReason);
         return (status, message);
     }
+
+    // What a failed reply means: the status the stream ends with, its message, and why the worker is reported lost.
+    private (StatusCode Status, string? Message, string LostReason) Classify(Exception e) => e switch
+    {
+        BadWorkerDataException => (StatusCode.InvalidArgument, $"Bad data: {e.Message}", $"it sent bad data ({e.Message}) and was dropped"),
+        InvalidDataException => (StatusCode.Internal, $"Malformed message: {e.Message}", $"protocol error: malformed message ({e.Message})"),
+        // A protocol violation, or gRPC refused what the worker sent (too large, bad compression, a broken frame).
+        RpcException r => (r.StatusCode, ClusterHub.Explain(r.Status, _maxMessageSize), $"protocol error: {ClusterHub.Explain(r.Status, _maxMessageSize)}"),
+        // The learner failed on this worker's reply (a bug, or out of memory): end the stream and say so, rather than
+        // leave the learner waiting for a reply that was in fact delivered.
+        _ => (StatusCode.Internal, "The learner could not process the worker's reply.", $"the learner failed while processing its reply ({e.GetType().Name}: {e.Message})"),
+    };
 
     // Tells a crash from a stop: a process that dies has its socket reset by the OS at once; a stopped or hung process,
     // or a vanished host, leaves the socket open and is found by the HTTP/2 PINGs going unanswered.

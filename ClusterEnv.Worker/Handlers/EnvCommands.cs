@@ -19,6 +19,7 @@ internal sealed class EnvCommands(HostedEnvs envs, HubClient hub, ILogger logger
     {
         envs.Welcome(welcome);
         hub.MaxReplySize = welcome.MaxMessageSize;
+        if (welcome.ShmChannel.Length > 0) hub.UseSharedMemory(welcome.ShmChannel);
         var layout = ActionLayout.For(envs.Vec.SingleActionSpace);
         if (layout.IsContinuous) _floatActions = new float[envs.Vec.NumEnvs * layout.Size];
         else _intActions = new int[envs.Vec.NumEnvs * layout.Size];

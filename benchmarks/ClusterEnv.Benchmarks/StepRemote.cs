@@ -29,23 +29,26 @@ public static class StepRemote
         var envs = Cli.List<int>("--envs-per-worker", "sub-envs per worker (one measurement each)", "1,16,64,256");
         var seconds = Cli.Option("--seconds", "seconds per configuration", 2.0).Positive();
         var inline = Cli.Option("--inline", "run the hub's socket completions inline (HubOptions.InlineCompletions)", true);
+        var transports = Cli.List<string>("--transport", "grpc, shm (a shared-memory channel per worker, HubOptions.SharedMemory), or both", "grpc,shm")
+            .Check(t => t.All(x => x is "grpc" or "shm") ? null : "--transport takes grpc and/or shm.");
         var command = new Command("step-remote", "ClusterVecEnv.Step through local worker processes vs SyncVectorEnv and a raw TCP ping-pong")
         {
-            env, workers, envs, seconds, inline,
+            env, workers, envs, seconds, inline, transports,
         };
         command.SetAction(p =>
         {
             foreach (int w in p.GetValue(workers)!)
             foreach (int perWorker in p.GetValue(envs)!)
-                Measure(p.GetValue(env)!, w, perWorker, p.GetValue(seconds), p.GetValue(inline));
+            foreach (string transport in p.GetValue(transports)!)
+                Measure(p.GetValue(env)!, w, perWorker, p.GetValue(seconds), p.GetValue(inline), transport == "shm");
         });
         return command;
     }
 
-    private static void Measure(string envId, int workers, int perWorker, double seconds, bool inline)
+    private static void Measure(string envId, int workers, int perWorker, double seconds, bool inline, bool shm)
     {
         int n = workers * perWorker;
-        using var envs = new ClusterVecEnv(new ClusterOptions { EnvId = envId, NumEnvs = n, NumWorkers = workers, Hub = new HubOptions { InlineCompletions = inline } });
+        using var envs = new ClusterVecEnv(new ClusterOptions { EnvId = envId, NumEnvs = n, NumWorkers = workers, Hub = new HubOptions { InlineCompletions = inline, SharedMemory = shm } });
         var d = (ClusterEnv.Spaces.Discrete)envs.SingleActionSpace;
         var rng = new Rng(0);
         var actions = new int[n];
@@ -67,6 +70,7 @@ public static class StepRemote
             env = envId,
             workers,
             envs_per_worker = perWorker,
+            transport = shm ? "shm" : "grpc",
             num_envs = n,
             hub_inline_completions = inline,
             env_steps_per_sec = Math.Round(remote.Steps * n / remote.Seconds),

@@ -51,6 +51,45 @@ internal sealed unsafe class ShmChannel : IDisposable
     /// <summary>Where channels are created, and whether this host has it (Linux with a writable /dev/shm and futexes).</summary>
     public static string Directory => "/dev/shm";
 
+    /// <summary>
+    /// This host and user as a channel's two sides compare them: the kernel's boot id (the same for every process of
+    /// one running host, different on another) and the user name. Null where channels are unavailable.
+    /// </summary>
+    public static string? HostKey()
+    {
+        if (Unavailable() is not null) return null;
+        try
+        {
+            return File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim() + "/" + Environment.UserName;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Removes channel files named <c>{prefix}-{pid}-…</c> whose creating process no longer runs (a learner killed
+    /// before it could remove them). Returns how many went.
+    /// </summary>
+    public static int RemoveStale(string prefix)
+    {
+        if (Unavailable() is not null) return 0;
+        int removed = 0;
+        foreach (var file in System.IO.Directory.EnumerateFiles(Directory, prefix + "-*"))
+        {
+            var parts = System.IO.Path.GetFileName(file)[(prefix.Length + 1)..].Split('-');
+            if (parts.Length < 2 || !int.TryParse(parts[0], out int pid) || System.IO.Directory.Exists($"/proc/{pid}")) continue;
+            try
+            {
+                File.Delete(file);
+                removed++;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { } // another user's, or gone already
+        }
+        return removed;
+    }
+
     /// <summary>Null when shared-memory channels work here; otherwise why not.</summary>
     public static string? Unavailable()
     {

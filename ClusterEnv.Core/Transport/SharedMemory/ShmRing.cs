@@ -175,6 +175,7 @@ internal sealed unsafe class ShmRing
     private bool AwaitCondition(bool space, long position, int need, int timeoutMs)
     {
         if (Ready(space, position, need)) return true;
+        if (timeoutMs == 0) return false; // a try: no spin, no sleep
         int* word = space ? SpaceSeq : DataSeq, sleeps = space ? ProducerSleeps : ConsumerSleeps;
         long start = Stopwatch.GetTimestamp();
         // With the spin worn down to nothing, every 32nd wait still spins in full, to notice the other side answering fast again.

@@ -24,3 +24,25 @@ public class ClusterVecEnvProcessConformanceTests : Vector.VectorEnvConformanceT
             ConnectTimeout = TimeSpan.FromSeconds(60),
         });
 }
+
+/// <summary>The conformance suite against <see cref="ClusterVecEnv"/> with local worker processes on shared-memory channels.</summary>
+public class ClusterVecEnvSharedMemoryConformanceTests : Vector.VectorEnvConformanceTests
+{
+    [SetUp]
+    public void RequireSharedMemory()
+    {
+        if (ClusterEnv.Transport.SharedMemory.ShmChannel.Unavailable() is { } why) Assert.Ignore(why);
+    }
+
+    protected override IVectorEnv Create(string envId, int numEnvs, AutoresetMode mode, bool recordStatistics = true) =>
+        new ClusterVecEnv(new ClusterOptions
+        {
+            EnvId = envId,
+            NumEnvs = numEnvs,
+            NumWorkers = Math.Min(2, numEnvs),
+            AutoresetMode = mode,
+            RecordEpisodeStatistics = recordStatistics,
+            ConnectTimeout = TimeSpan.FromSeconds(60),
+            Hub = new HubOptions { SharedMemory = true },
+        });
+}

@@ -9,10 +9,13 @@ namespace ClusterEnv.Tests.Cluster;
 [NonParallelizable]
 public class ElasticTests
 {
-    [Test]
-    public void AKilledLocalWorker_IsReplaced_AndStreamingTrainingCarriesOn()
+    // sharedMemory: the workers talk to the hub through shared-memory channels (HubOptions.SharedMemory); the gRPC
+    // stream that remains tells the loss, and the replacement gets a channel of its own.
+    [TestCase(false)]
+    [TestCase(true)]
+    public void AKilledLocalWorker_IsReplaced_AndStreamingTrainingCarriesOn(bool sharedMemory)
     {
-        using var env = new ClusterVecEnv(new ClusterOptions { EnvId = "CartPole-v1", NumEnvs = 8, NumWorkers = 2, ReplaceLostWorkers = true });
+        using var env = new ClusterVecEnv(new ClusterOptions { EnvId = "CartPole-v1", NumEnvs = 8, NumWorkers = 2, ReplaceLostWorkers = true, Hub = new HubOptions { SharedMemory = sharedMemory } });
         var firstPid = env.Pool!.ProcessOf("worker-001")!.Id;
         bool killed = false;
         var generationsSeen = new HashSet<int>();
@@ -52,10 +55,11 @@ public class ElasticTests
 [NonParallelizable]
 public class LockstepElasticTests
 {
-    [Test]
-    public void ALocalWorkerKilledBetweenSteps_IsReplaced_ItsEnvsReportTruncated_AndSteppingGoesOn()
+    [TestCase(false)]
+    [TestCase(true)]
+    public void ALocalWorkerKilledBetweenSteps_IsReplaced_ItsEnvsReportTruncated_AndSteppingGoesOn(bool sharedMemory)
     {
-        using var env = new ClusterVecEnv(new ClusterOptions { EnvId = "CartPole-v1", NumEnvs = 4, NumWorkers = 2, ReplaceLostWorkers = true });
+        using var env = new ClusterVecEnv(new ClusterOptions { EnvId = "CartPole-v1", NumEnvs = 4, NumWorkers = 2, ReplaceLostWorkers = true, Hub = new HubOptions { SharedMemory = sharedMemory } });
         env.Reset(seed: 1);
         int[] actions = [0, 1, 0, 1];
         for (int t = 0; t < 5; t++) env.Step(actions);

@@ -131,6 +131,18 @@ public class ShmChannelTests
     }
 
     [Test]
+    public void FilesOfACreatorThatIsGone_AreRemoved_AndALiveOnesAreKept()
+    {
+        // A pid far above any in use here: a learner that was killed without removing its channel.
+        string dead = Path.Combine(ShmChannel.Directory, $"clusterenv-staletest-{int.MaxValue - 7}-x");
+        File.WriteAllBytes(dead, new byte[16]);
+        using var live = ShmChannel.Create($"clusterenv-staletest-{Environment.ProcessId}-y", capacity: 1024);
+        Assert.That(ShmChannel.RemoveStale("clusterenv-staletest"), Is.EqualTo(1));
+        Assert.That(File.Exists(dead), Is.False);
+        Assert.That(File.Exists(live.Path), Is.True);
+    }
+
+    [Test]
     public void TheFile_IsTheCreatorsAlone_AndGoesWithTheCreator()
     {
         string path;
@@ -141,5 +153,66 @@ public class ShmChannelTests
             Assert.Throws<IOException>(() => ShmChannel.Create(Path.GetFileName(path)), "a second channel of the same name");
         }
         Assert.That(File.Exists(path), Is.False);
+    }
+}
+
+/// <summary>The hub and its local workers on shared-memory channels: used when asked for, on gRPC otherwise, and gone after.</summary>
+public class SharedMemoryTransportTests
+{
+    private static string[] Channels() => Directory.GetFiles(ShmChannel.Directory, $"clusterenv-{Environment.ProcessId}-*");
+
+    [Test]
+    public void LocalWorkers_MoveToAChannelEach_WhenTheHubOffersIt_AndTheFilesGoWithTheVectorEnv()
+    {
+        if (ShmChannel.Unavailable() is { } why) Assert.Ignore(why);
+        var before = Channels();
+        using (var envs = new ClusterEnv.Cluster.ClusterVecEnv(new ClusterEnv.Cluster.ClusterOptions
+               {
+                   EnvId = "CartPole-v1", NumEnvs = 4, NumWorkers = 2, Hub = new ClusterEnv.Cluster.HubOptions { SharedMemory = true },
+               }))
+        {
+            envs.Reset(seed: 3);
+            using var local = ClusterEnv.Envs.Gym.MakeVec("CartPole-v1", 4);
+            local.Reset(seed: 3);
+            var actions = new int[4];
+            for (int t = 0; t < 200; t++)
+            {
+                for (int i = 0; i < 4; i++) actions[i] = (t + i) % 3 == 0 ? 1 : 0;
+                Assert.That(envs.Step(actions).Observations, Is.EqualTo(local.Step(actions).Observations), $"step {t}");
+            }
+            Assert.That(Channels().Except(before).Count(), Is.EqualTo(2), "one channel per worker");
+        }
+        Assert.That(Channels().Except(before), Is.Empty, "the channel files are removed when the vector env closes");
+        using (var grpc = new ClusterEnv.Cluster.ClusterVecEnv(new ClusterEnv.Cluster.ClusterOptions { EnvId = "CartPole-v1", NumEnvs = 2, NumWorkers = 1 }))
+        {
+            grpc.Reset(seed: 1);
+            grpc.Step(new int[2]);
+            Assert.That(Channels().Except(before), Is.Empty, "without HubOptions.SharedMemory, gRPC only");
+        }
+    }
+
+    [Test]
+    public void ImpalaOnStreamingWorkers_AndPpoOnLockstepWorkerRollouts_TrainOverTheChannels()
+    {
+        if (ShmChannel.Unavailable() is { } why) Assert.Ignore(why);
+        var options = new ClusterEnv.Cluster.ClusterOptions
+        {
+            EnvId = "CartPole-v1", NumEnvs = 8, NumWorkers = 2, Hub = new ClusterEnv.Cluster.HubOptions { SharedMemory = true },
+        };
+        using (var envs = new ClusterEnv.Cluster.ClusterVecEnv(options))
+        {
+            var r = ClusterEnv.Learners.Impala.Impala.Train(envs, new ClusterEnv.Learners.Impala.ImpalaOptions { Seed = 2, TotalTimesteps = 120_000 },
+                ClusterEnv.Sync.SyncStrategy.KlThreshold(0.01, maxLag: 6));
+            Assert.That(r.History[^1].GlobalStep, Is.GreaterThanOrEqualTo(120_000));
+            Assert.That(r.History[^1].TotalPushes, Is.GreaterThanOrEqualTo(2), "policy pushes (multi-record messages) reached both workers");
+            Assert.That(r.FinalMeanReturn20, Is.GreaterThan(60), "learning happened (random is about 22)");
+            envs.Reset(seed: 3);
+            Assert.DoesNotThrow(() => envs.Step(new int[8]), "the stream stopped cleanly over the channel");
+        }
+        using (var envs = new ClusterEnv.Cluster.ClusterVecEnv(options))
+        {
+            var r = ClusterEnv.Learners.Ppo.Ppo.TrainOnWorkers(envs, new ClusterEnv.Learners.Ppo.PpoOptions { Seed = 1, TotalTimesteps = 8192 }, ClusterEnv.Sync.SyncStrategy.Always);
+            Assert.That(r.History, Has.Count.EqualTo(8));
+        }
     }
 }
