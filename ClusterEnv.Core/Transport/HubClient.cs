@@ -146,9 +146,11 @@ internal sealed class HubClient : IDisposable
     }
 
     /// <summary>The next command, or null when the hub ended the stream with OK. Its bytes are valid until <see cref="WireMessage.Release"/>.</summary>
-    public async Task<WireMessage?> ReadAsync(CancellationToken ct)
+    public ValueTask<WireMessage?> ReadAsync(CancellationToken ct) =>
+        _shm is not null ? new ValueTask<WireMessage?>(ReadShared(ct)) : new ValueTask<WireMessage?>(ReadStreamAsync(ct));
+
+    private async Task<WireMessage?> ReadStreamAsync(CancellationToken ct)
     {
-        if (_shm is not null) return ReadShared(ct);
         var commands = _call!.ResponseStream;
         try
         {

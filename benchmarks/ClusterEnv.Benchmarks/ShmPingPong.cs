@@ -108,21 +108,10 @@ public static class ShmPingPong
     {
         var req = new byte[request];
         var rep = new byte[4096];
-        for (int i = 0; i < 3000; i++)
+        return StepRemote.TimeRoundTrips(() =>
         {
             channel.Send(req);
             channel.Receive(ref rep);
-        }
-        var samples = new long[4_000_000];
-        long count = 0;
-        var sw = Stopwatch.StartNew();
-        while (sw.Elapsed.TotalSeconds < seconds && count < samples.Length)
-        {
-            long t0 = Stopwatch.GetTimestamp();
-            channel.Send(req);
-            channel.Receive(ref rep);
-            samples[count++] = Stopwatch.GetTimestamp() - t0;
-        }
-        return StepRemote.Summarise(samples, count, sw.Elapsed.TotalSeconds);
+        }, seconds);
     }
 }

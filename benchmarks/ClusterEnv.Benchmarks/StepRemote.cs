@@ -156,20 +156,29 @@ public static class StepRemote
         var req = new byte[request];
         BinaryPrimitives.WriteUInt32BigEndian(req.AsSpan(1), (uint)(request - 5));
         var rep = new byte[reply];
-        for (int i = 0; i < 3000; i++) { c.Send(req); ReadExactly(c, rep); }
+        var timing = TimeRoundTrips(() =>
+        {
+            c.Send(req);
+            ReadExactly(c, rep);
+        }, seconds);
+        c.Shutdown(SocketShutdown.Both);
+        return timing;
+    }
+
+    /// <summary>3,000 warm-up round trips, then as many timed ones as fit in <paramref name="seconds"/>: p50 and p99.</summary>
+    internal static Timing TimeRoundTrips(Action roundTrip, double seconds)
+    {
+        for (int i = 0; i < 3000; i++) roundTrip();
         var samples = new long[4_000_000];
         long count = 0;
         var sw = Stopwatch.StartNew();
         while (sw.Elapsed.TotalSeconds < seconds && count < samples.Length)
         {
             long t0 = Stopwatch.GetTimestamp();
-            c.Send(req);
-            ReadExactly(c, rep);
+            roundTrip();
             samples[count++] = Stopwatch.GetTimestamp() - t0;
         }
-        double secs = sw.Elapsed.TotalSeconds;
-        c.Shutdown(SocketShutdown.Both);
-        return Summarise(samples, count, secs);
+        return Summarise(samples, count, sw.Elapsed.TotalSeconds);
     }
 
     private static bool ReadExactly(Socket s, byte[] buffer)

@@ -434,7 +434,8 @@ string? WriteSummary(string outcome, params string[] more) => collective.Rank ==
 // env stopped before its workers described it has no spaces to build one from: null.
 string? SaveStartingPolicy()
 {
-    (Space Obs, Space Act)? spaces = !workerOnlyEnv ? (Gym.Make(envId).ObservationSpace, Gym.Make(envId).ActionSpace)
+    using var probe = workerOnlyEnv ? null : Gym.Make(envId);
+    (Space Obs, Space Act)? spaces = probe is not null ? (probe.ObservationSpace, probe.ActionSpace)
         : cluster is not null ? (cluster.SingleObservationSpace, cluster.SingleActionSpace) : null;
     if (resume is null && spaces is null) return null;
     var policy = resume?.Policy ?? new ClusterEnv.Policies.ActorCritic(

@@ -13,6 +13,8 @@ public class ClusterVecEnvInProcessConformanceTests : Vector.VectorEnvConformanc
 /// <summary>The conformance suite against <see cref="ClusterVecEnv"/> with a local pool of worker processes.</summary>
 public class ClusterVecEnvProcessConformanceTests : Vector.VectorEnvConformanceTests
 {
+    protected virtual HubOptions Hub => new();
+
     protected override IVectorEnv Create(string envId, int numEnvs, AutoresetMode mode, bool recordStatistics = true) =>
         new ClusterVecEnv(new ClusterOptions
         {
@@ -22,11 +24,12 @@ public class ClusterVecEnvProcessConformanceTests : Vector.VectorEnvConformanceT
             AutoresetMode = mode,
             RecordEpisodeStatistics = recordStatistics,
             ConnectTimeout = TimeSpan.FromSeconds(60),
+            Hub = Hub,
         });
 }
 
 /// <summary>The conformance suite against <see cref="ClusterVecEnv"/> with local worker processes on shared-memory channels.</summary>
-public class ClusterVecEnvSharedMemoryConformanceTests : Vector.VectorEnvConformanceTests
+public class ClusterVecEnvSharedMemoryConformanceTests : ClusterVecEnvProcessConformanceTests
 {
     [SetUp]
     public void RequireSharedMemory()
@@ -34,15 +37,5 @@ public class ClusterVecEnvSharedMemoryConformanceTests : Vector.VectorEnvConform
         if (ClusterEnv.Transport.SharedMemory.ShmChannel.Unavailable() is { } why) Assert.Ignore(why);
     }
 
-    protected override IVectorEnv Create(string envId, int numEnvs, AutoresetMode mode, bool recordStatistics = true) =>
-        new ClusterVecEnv(new ClusterOptions
-        {
-            EnvId = envId,
-            NumEnvs = numEnvs,
-            NumWorkers = Math.Min(2, numEnvs),
-            AutoresetMode = mode,
-            RecordEpisodeStatistics = recordStatistics,
-            ConnectTimeout = TimeSpan.FromSeconds(60),
-            Hub = new HubOptions { SharedMemory = true },
-        });
+    protected override HubOptions Hub => new() { SharedMemory = true };
 }
