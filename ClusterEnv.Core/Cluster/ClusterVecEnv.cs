@@ -43,6 +43,7 @@ public sealed class ClusterVecEnv : IVectorEnv
     private readonly ActionLayout _actions;
     private readonly int[] _actionShape;
     private readonly StepBuffers _buffers;
+    private readonly FirstReadySteps _firstReady;
     private ulong _seq;
 
     /// <summary>Starts a hub and a local pool of workers hosting <paramref name="numEnvs"/> sub-envs of <paramref name="envId"/> in total.</summary>
@@ -100,6 +101,8 @@ public sealed class ClusterVecEnv : IVectorEnv
         Policies = new WorkerPolicies(_slots, _calls, options.StepTimeout);
         Gradients = new WorkerGradients(_slots, _calls, Rollouts, Elastic, options.StepTimeout);
         _attributes = new AttributeCalls(_slots, _calls, Rollouts, NumEnvs);
+        _firstReady = new FirstReadySteps(_slots, _calls, Elastic, _buffers, _actions, _actionShape, ObservationSize, options, logger);
+        events.FirstReady = _firstReady;
         Elastic.Seat(_slots, WelcomeFor, _buffers, Policies.GiveStartingPolicy, () => Rollouts.IsStreaming);
 
         // A worker is admitted before the hub has sent its response headers; commands may only follow them.
@@ -208,7 +211,7 @@ public sealed class ClusterVecEnv : IVectorEnv
     /// <inheritdoc />
     public VectorResetResult Reset(long? seed = null, ResetOptions? options = null)
     {
-        ThrowIfUnusable();
+        ThrowIfUnusable(firstReadyAllowed: true);
         VectorArgs.CheckSeed(seed, NumEnvs);
         return ResetCore(seed is long s ? i => s + i : _ => null, options);
     }
@@ -216,15 +219,15 @@ public sealed class ClusterVecEnv : IVectorEnv
     /// <inheritdoc />
     public VectorResetResult Reset(IReadOnlyList<long?> seeds, ResetOptions? options = null)
     {
-        ThrowIfUnusable();
+        ThrowIfUnusable(firstReadyAllowed: true);
         VectorArgs.CheckSeeds(seeds, NumEnvs);
         return ResetCore(i => seeds[i], options);
     }
 
     // Refused while a call is pending, after a failure, once closed, and while rollouts stream.
-    private void ThrowIfUnusable()
+    private void ThrowIfUnusable(bool firstReadyAllowed = false)
     {
-        _calls.ThrowIfUnusable();
+        _calls.ThrowIfUnusable(allowFirstReady: firstReadyAllowed);
         Rollouts.ThrowIfStreaming("stepping, resetting or collecting lockstep rollouts (StopStreaming, or dispose the StreamingRolloutSource)");
     }
 
@@ -232,6 +235,7 @@ public sealed class ClusterVecEnv : IVectorEnv
     {
         var mask = VectorArgs.CheckMask(options, NumEnvs);
         var commands = _slots.Select(s => StepBuffers.ResetCommandFor(s, seedOf, mask, options)).ToArray(); // a bad option fails here, before anything is sent
+        _firstReady.Drain(); // steps sent with Send and not returned by Recv: waited for, and their results dropped
         _buffers.Info.Clear();
         Elastic.AwaitReplacements();
         _calls.Begin(interruptible: true);
@@ -317,6 +321,63 @@ public sealed class ClusterVecEnv : IVectorEnv
         _buffers.Stepped(_slots);
         return _buffers.StepResult;
     }
+
+    /// <summary>
+    /// First-ready stepping (EnvPool's <c>send</c>): sends a step with integer actions to the sub-envs in
+    /// <paramref name="envIds"/> (row k of <paramref name="actions"/> for sub-env envIds[k]) and returns at once;
+    /// collect whichever answer first with <see cref="Recv"/>. The ids must make up whole workers (a worker steps all
+    /// its sub-envs at once), none of them still in flight. After a <see cref="Reset(long?, ResetOptions?)"/>, send to
+    /// every sub-env once; after that, send to the ids each <c>Recv</c> returned.
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// var obs = envs.Reset(seed: 0).Observations;
+    /// envs.Send(Act(obs), allIds);
+    /// while (training)
+    /// {
+    ///     var ready = envs.Recv(batchSize: envs.NumEnvs / 2); // the first half to answer
+    ///     envs.Send(Act(ready.ObservationRows), ready.EnvIds.AsSpan(0, ready.Count));
+    /// }
+    /// </code>
+    /// </example>
+    public void Send(ReadOnlySpan<int> actions, ReadOnlySpan<int> envIds)
+    {
+        ThrowIfNotFirstReadySteppable();
+        _firstReady.Send(actions, default, envIds);
+    }
+
+    /// <summary>First-ready stepping with continuous actions; see <see cref="Send(ReadOnlySpan{int}, ReadOnlySpan{int})"/>.</summary>
+    public void Send(ReadOnlySpan<float> actions, ReadOnlySpan<int> envIds)
+    {
+        ThrowIfNotFirstReadySteppable();
+        _firstReady.Send(default, actions, envIds);
+    }
+
+    private void ThrowIfNotFirstReadySteppable()
+    {
+        ThrowIfUnusable(firstReadyAllowed: true);
+        if (_calls.NeedsReset) throw VectorArgs.ResetNeeded();
+        Elastic.ThrowIfAReplacementIsLate();
+    }
+
+    /// <summary>
+    /// First-ready stepping (EnvPool's <c>recv</c>): waits until workers holding at least <paramref name="batchSize"/>
+    /// sub-envs have answered the steps sent with <c>Send</c> (or all that were sent, when fewer are in flight) and
+    /// returns them, whole workers in the order they answered, so a slow worker holds up only its own sub-envs. The
+    /// result's buffers are reused by the next call. A sub-env error is thrown here (a reset is needed after it); a
+    /// lost or hung worker as in <see cref="Step(ReadOnlySpan{int})"/>. Lockstep calls are refused until every sub-env
+    /// sent has been returned; <c>Reset</c> waits for them and drops their results.
+    /// </summary>
+    public ReadySteps Recv(int batchSize)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        if (_calls.IsClosed) throw VectorArgs.Closed();
+        _calls.ThrowIfUnusable(allowFirstReady: true);
+        return _firstReady.Recv(batchSize);
+    }
+
+    /// <summary>Sub-envs sent with <c>Send</c> and not yet returned by <c>Recv</c>.</summary>
+    public int EnvsInFlight => _firstReady.EnvsNotReturned;
 
     private ulong NextSeq() => Interlocked.Increment(ref _seq);
 

@@ -8,13 +8,20 @@ internal sealed class SlotEvents(VectorCallState calls, WorkerReplacements repla
 
     public void OnStreamMessage(WorkerSlot slot, int bodyField, ReadOnlySpan<byte> body) => Rollouts.OnStreamMessage(slot, bodyField, body);
 
-    public void OnGathered(WorkerSlot slot) => calls.Done();
+    /// <summary>Set once first-ready stepping exists (it needs the buffers, which come after the slots).</summary>
+    public FirstReadySteps? FirstReady { get; set; }
+
+    public void OnGathered(WorkerSlot slot)
+    {
+        if (FirstReady?.OnAnswered(slot) != true) calls.Done();
+    }
 
     public void OnLost(WorkerSlot slot, int generation, string reason) => replacements.OnLost(slot, generation, reason);
 
     public void OnReady(WorkerSlot slot)
     {
         replacements.OnReady(slot);
+        if (slot.Interrupted) FirstReady?.OnAnswered(slot); // a replacement for a worker lost during a first-ready step
         Rollouts.OnSlotReady(slot);
     }
 }

@@ -66,15 +66,51 @@ internal sealed class VectorCallState(ClusterOptions options, ILogger logger)
         _brokenBecause = reason;
     }
 
-    public void ThrowIfUnusable(bool allowPending = false)
+    public void ThrowIfUnusable(bool allowPending = false, bool allowFirstReady = false)
     {
         switch (_mode)
         {
+            case Mode.Idle or Mode.Pending when FirstReadyInFlight > 0 && !allowPending && !allowFirstReady:
+                throw new AlreadyPendingCallException("Sub-envs sent with Send(actions, envIds) have not all been returned by Recv; Recv them (or Reset, which waits for them and drops their results) first.");
             case Mode.Closed: throw VectorArgs.Closed();
             case Mode.Pending when !allowPending: throw new AlreadyPendingCallException("A step is pending; call StepWait() before calling Reset or Step again.");
             case Mode.Broken: throw new InvalidOperationException($"This vector env is unusable after an earlier failure ({_brokenBecause}); close it and create a new one.");
         }
         ThrowIfFatal();
+    }
+
+    /// <summary>First-ready stepping: workers sent a step with Send and not yet returned by Recv (the learner's thread writes it).</summary>
+    public int FirstReadyInFlight;
+
+    /// <summary>Wakes the learner waiting in <see cref="WaitWoken"/> (a first-ready answer it waits for).</summary>
+    public void Wake() => _replied.Set();
+
+    /// <summary>Before checking what to wait for: a wake after this is not missed.</summary>
+    public void ResetWake() => _replied.Reset();
+
+    /// <summary>Waits up to <paramref name="milliseconds"/> for a wake or a fatal failure.</summary>
+    public void WaitWoken(int milliseconds) => _replied.Wait(milliseconds);
+
+    /// <summary>First-ready stepping: throws the first worker or sub-env error recorded since the last (a reset is needed after it).</summary>
+    public void ThrowCallErrors()
+    {
+        if (Interlocked.Exchange(ref _workerError, null) is { } we)
+        {
+            NeedsReset = true;
+            throw we;
+        }
+        if (Interlocked.Exchange(ref _subEnvError, null) is { } se)
+        {
+            NeedsReset = true;
+            throw se;
+        }
+    }
+
+    /// <summary>Drops recorded errors (a reset after them).</summary>
+    public void ClearCallErrors()
+    {
+        _workerError = null;
+        _subEnvError = null;
     }
 
     /// <summary>Starts a gather. An <paramref name="interruptible"/> one (Step, Reset) goes on without a worker lost and being replaced.</summary>

@@ -32,6 +32,7 @@ internal sealed class HubClient : IDisposable
     // After a Welcome that names a shared-memory channel: commands are read from it and replies written to it; the
     // gRPC stream only tells that the hub lives (its end closes the channel).
     private ShmChannel? _shm;
+    private Task? _watch;
     private byte[] _shmIn = new byte[64 * 1024];
     private readonly WireMessage _shmCommand = new([], 0);
     private volatile bool _hubEndedOk;
@@ -127,7 +128,7 @@ internal sealed class HubClient : IDisposable
     public void UseSharedMemory(string path)
     {
         _shm = ShmChannel.Open(path);
-        _ = WatchHubAsync();
+        _watch = WatchHubAsync();
     }
 
     private async Task WatchHubAsync()
@@ -178,6 +179,9 @@ internal sealed class HubClient : IDisposable
             }
             catch (ObjectDisposedException)
             {
+                // The hub closes the channel as it ends the stream: how it ended (OK, a status, a broken connection)
+                // is the stream's to say, and may arrive a moment after the channel's close.
+                _watch?.Wait(TimeSpan.FromSeconds(5), CancellationToken.None);
                 if (_hubEndedOk) return null;
                 if (_hubFailure is RpcException r && r.StatusCode == StatusCode.Cancelled && ct.IsCancellationRequested) throw new OperationCanceledException(ct);
                 if (_hubFailure is RpcException hubStatus && !IsConnectionFailure(hubStatus)) throw hubStatus; // the hub's status: refused, dropped, ...

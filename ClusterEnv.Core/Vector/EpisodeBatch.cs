@@ -40,6 +40,15 @@ public sealed class EpisodeBatch
         Any = true;
     }
 
+    // First-ready stepping: the rows of the sub-envs sent a step (Any stays as it was: it may say true for rows cleared since).
+    internal void ClearRows(int offset, int count)
+    {
+        Array.Clear(Mask, offset, count);
+        Array.Clear(Return, offset, count);
+        Array.Clear(Length, offset, count);
+        Array.Clear(Seconds, offset, count);
+    }
+
     internal void Clear()
     {
         if (!Any) return;

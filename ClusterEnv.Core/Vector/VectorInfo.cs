@@ -111,6 +111,15 @@ public sealed class VectorInfo
         if (finalInfo.Episode is { } e) FinalEpisode.Set(i, e);
     }
 
+    /// <summary>Clears the rows of sub-envs offset..offset+count-1 (first-ready stepping: the sub-envs about to be stepped).</summary>
+    internal void ClearRows(int offset, int count)
+    {
+        Episode.ClearRows(offset, count);
+        FinalEpisode.ClearRows(offset, count);
+        Array.Clear(HasFinalObservation, offset, count);
+        if (_anyExtra) Array.Clear(_extras, offset, count);
+    }
+
     /// <summary>Clears everything before the next call fills it.</summary>
     public void Clear()
     {

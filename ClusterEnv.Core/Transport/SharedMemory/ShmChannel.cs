@@ -45,8 +45,22 @@ internal sealed unsafe class ShmChannel : IDisposable
     /// <summary>The largest message that travels as one record; longer ones are split and joined again.</summary>
     public int MaxChunk => _send.MaxChunk;
 
-    /// <summary>True once either side closed the channel.</summary>
-    public bool IsClosed => _send.IsClosed || _receive.IsClosed;
+    /// <summary>True once either side closed the channel (or this one was disposed).</summary>
+    public bool IsClosed
+    {
+        get
+        {
+            if (!TryEnter()) return true;
+            try
+            {
+                return _send.IsClosed || _receive.IsClosed;
+            }
+            finally
+            {
+                Exit();
+            }
+        }
+    }
 
     /// <summary>Where channels are created, and whether this host has it (Linux with a writable /dev/shm and futexes).</summary>
     public static string Directory => "/dev/shm";
@@ -154,26 +168,84 @@ internal sealed unsafe class ShmChannel : IDisposable
     }
 
     /// <summary>Sends one message (waits for space up to <paramref name="timeoutMs"/>; false on timeout).</summary>
-    public bool Send(ReadOnlySpan<byte> message, int timeoutMs = -1) => _send.Write(message, timeoutMs);
+    /// <exception cref="ObjectDisposedException">The channel is closed or disposed.</exception>
+    public bool Send(ReadOnlySpan<byte> message, int timeoutMs = -1)
+    {
+        if (!TryEnter()) throw new ObjectDisposedException(nameof(ShmChannel));
+        try
+        {
+            return _send.Write(message, timeoutMs);
+        }
+        finally
+        {
+            Exit();
+        }
+    }
 
     /// <summary>Receives one message into <paramref name="buffer"/> (grown when too small): its length, or -1 on timeout.</summary>
-    public int Receive(ref byte[] buffer, int timeoutMs = -1) => _receive.Read(ref buffer, timeoutMs);
+    /// <exception cref="ObjectDisposedException">The channel is closed and empty, or disposed.</exception>
+    public int Receive(ref byte[] buffer, int timeoutMs = -1)
+    {
+        if (!TryEnter()) throw new ObjectDisposedException(nameof(ShmChannel));
+        try
+        {
+            return _receive.Read(ref buffer, timeoutMs);
+        }
+        finally
+        {
+            Exit();
+        }
+    }
 
-    /// <summary>Closes both directions: the other side's waits end with <see cref="ObjectDisposedException"/> once the rings are empty.</summary>
+    /// <summary>Closes both directions: the other side's waits end with <see cref="ObjectDisposedException"/> once the rings are empty. A no-op once disposed.</summary>
     public void Close()
     {
-        _send.Close();
-        _receive.Close();
+        if (!TryEnter()) return;
+        try
+        {
+            _send.Close();
+            _receive.Close();
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+
+    // The mapping is released only when no call is inside it: Dispose may race a reader or writer on another thread
+    // (a worker's watch task closing the channel as its command loop ends), and touching an unmapped page kills the
+    // process. _users counts the calls inside; Disposed, once set, lets no new call in, and the last one out unmaps.
+    private const int Disposed = 1 << 30;
+    private int _users;
+
+    private bool TryEnter()
+    {
+        while (true)
+        {
+            int s = Volatile.Read(ref _users);
+            if ((s & Disposed) != 0) return false;
+            if (Interlocked.CompareExchange(ref _users, s + 1, s) == s) return true;
+        }
+    }
+
+    private void Exit()
+    {
+        if (Interlocked.Decrement(ref _users) == Disposed) Release();
     }
 
     /// <inheritdoc />
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        Close();
+        Close(); // wakes the calls waiting inside, which then leave
+        if (Interlocked.Or(ref _users, Disposed) == 0) Release();
+        if (_creator) File.Delete(Path);
+    }
+
+    private void Release()
+    {
         _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
         _file.Dispose();
-        if (_creator) File.Delete(Path);
     }
 }

@@ -74,6 +74,7 @@ public class ClusterFaultTests
     [Test]
     public void HungWorker_StepDeadlineFires_NamingTheWorker()
     {
+        TestEnvs.NewHangGate();
         var (env, _) = TestCluster.InProcess(TestEnvs.Hanging, [1, 1], stepTimeout: TimeSpan.FromSeconds(1), envArgs: w => w == 0 ? new() { ["hang"] = "true" } : []);
         using var envs = env;
         envs.Reset(seed: 0);

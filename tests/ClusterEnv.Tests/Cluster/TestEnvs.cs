@@ -12,8 +12,13 @@ internal static class TestEnvs
     public const string Info = "Test/Info-v0";
     public const string Structured = "Test/Structured-v0";
 
-    /// <summary>Released by tests so hung envs end.</summary>
-    public static readonly ManualResetEventSlim Unblock = new(false);
+    private static ManualResetEventSlim _unblock = new(false);
+
+    /// <summary>Released by tests so hung envs end (a HangingEnv waits on the gate current when it was made).</summary>
+    public static ManualResetEventSlim Unblock => Volatile.Read(ref _unblock);
+
+    /// <summary>Releases the envs hung so far and closes a fresh gate for the envs made from now on.</summary>
+    public static void NewHangGate() => Interlocked.Exchange(ref _unblock, new ManualResetEventSlim(false)).Set();
 
     private static int _registered;
 
@@ -108,12 +113,13 @@ internal static class TestEnvs
 
     private sealed class HangingEnv(bool hang) : EnvBase
     {
+        private readonly ManualResetEventSlim _gate = Unblock;
         public override Space ObservationSpace { get; } = new Box(-1f, 1f, [1]);
         public override Space ActionSpace { get; } = new Discrete(2);
         protected override EnvInfo ResetCore(Span<float> observation, ResetOptions? options) { observation[0] = 0; return default; }
         protected override StepResult StepCore(EnvAction action, Span<float> observation)
         {
-            if (hang) Unblock.Wait(TimeSpan.FromSeconds(30));
+            if (hang) _gate.Wait(TimeSpan.FromSeconds(30));
             return new StepResult(0, false, false, default);
         }
     }

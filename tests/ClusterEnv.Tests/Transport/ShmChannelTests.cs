@@ -91,6 +91,33 @@ public class ShmChannelTests
     }
 
     [Test]
+    public void DisposingWhileAnotherThreadReceives_EndsItsWait_AndLaterCallsAreRefused_NotACrash()
+    {
+        // A worker's watch task closes the channel while its command loop disposes it: a call after (or during) the
+        // unmapping once read freed memory and killed the process.
+        using var hub = ShmChannel.Create(Name(), capacity: 1024);
+        var worker = ShmChannel.Open(hub.Path);
+        Exception? seen = null;
+        var reader = new Thread(() =>
+        {
+            var b = new byte[64];
+            try { while (true) worker.Receive(ref b); }
+            catch (Exception e) { seen = e; }
+        });
+        reader.Start();
+        Thread.Sleep(50);
+        worker.Dispose();
+        Assert.That(reader.Join(5000), Is.True, "Dispose wakes the receiver");
+        Assert.That(seen, Is.InstanceOf<ObjectDisposedException>());
+        worker.Close();
+        Assert.That(worker.IsClosed, Is.True);
+        var buf = new byte[8];
+        Assert.Throws<ObjectDisposedException>(() => worker.Send([1]));
+        Assert.Throws<ObjectDisposedException>(() => worker.Receive(ref buf));
+        worker.Dispose();
+    }
+
+    [Test]
     public void MessagesLeftBeforeAClose_AreStillRead()
     {
         using var hub = ShmChannel.Create(Name(), capacity: 1024);
