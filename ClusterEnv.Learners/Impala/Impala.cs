@@ -72,7 +72,22 @@ public static class Impala
 
     /// <summary>Trains on a local vector env: the learner acts with its current policy (lag 0), through the same acting loop the workers run.</summary>
     public static ImpalaResult Train(IVectorEnv envs, ImpalaOptions options, Action<ImpalaMetrics>? onUpdate = null, CancellationToken cancellationToken = default,
-        TrainingCheckpoint? resume = null)
+        TrainingCheckpoint? resume = null) =>
+        TrainActing(envs, options, (current, seed) => new LocalRolloutSource(envs, options.UnrollLength, current, seed), onUpdate, cancellationToken, resume);
+
+    /// <summary>
+    /// Central inference on workers with first-ready stepping: the learner acts with its current policy on whichever
+    /// workers answered first (<see cref="FirstReadyRolloutSource"/>), so a slow worker holds up only its own sub-envs;
+    /// each worker's sub-envs make up its own rollouts. <paramref name="recvBatch"/> sub-envs are acted on per round
+    /// (0: half of them). The workers host envs only; no policy is pushed to them.
+    /// </summary>
+    public static ImpalaResult TrainFirstReady(ClusterVecEnv envs, ImpalaOptions options, int recvBatch = 0, Action<ImpalaMetrics>? onUpdate = null,
+        CancellationToken cancellationToken = default, TrainingCheckpoint? resume = null) =>
+        TrainActing(envs, options, (current, seed) => new FirstReadyRolloutSource(envs, options.UnrollLength, current, seed, recvBatch), onUpdate, cancellationToken, resume);
+
+    // The learner acts itself (lag 0 at each step) through the source made by `source` from the current policy and the env seed.
+    private static ImpalaResult TrainActing(IVectorEnv envs, ImpalaOptions options, Func<Func<(ActorCritic, ulong)>, int, IRolloutSource> source,
+        Action<ImpalaMetrics>? onUpdate, CancellationToken cancellationToken, TrainingCheckpoint? resume)
     {
         ArgumentNullException.ThrowIfNull(envs);
         ArgumentNullException.ThrowIfNull(options);
@@ -81,9 +96,9 @@ public static class Impala
         var policy = new ActorCritic(spec, options.Seed);
         resume = Resume(options, policy, resume);
         ulong version = 1;
-        using var source = new LocalRolloutSource(envs, options.UnrollLength, () => (policy, version), (int)DataParallel.RankSeed(options.Seed, options.Collective ?? SingleCollective.Instance));
+        using var rollouts = source(() => (policy, version), (int)DataParallel.RankSeed(options.Seed, options.Collective ?? SingleCollective.Instance));
         var threshold = options.RewardThreshold ?? envs.Spec?.RewardThreshold ?? double.PositiveInfinity;
-        return Run(source, policy, null, options, threshold, m => { version = m.PolicyVersion; onUpdate?.Invoke(m); }, cancellationToken, resume);
+        return Run(rollouts, policy, null, options, threshold, m => { version = m.PolicyVersion; onUpdate?.Invoke(m); }, cancellationToken, resume);
     }
 
     // Loads ImpalaOptions.ResumeFrom (unless the caller loaded it) into the fresh policy before anyone acts with it.

@@ -54,6 +54,8 @@ var maxRestartsOption = Cli.Option("--max-restarts", "run the learner under a su
     .Check(n => n >= 0 ? null : $"--max-restarts ({n}) must be 0 (no supervisor) or more.");
 var batchRolloutsOption = Cli.Option<int?>("--batch-rollouts", "IMPALA/IMPACT: rollouts per update (default 1: one worker's rollout of its envs)")
     .Check(n => n is null or >= 1 ? null : $"--batch-rollouts ({n}) must be at least 1.");
+var firstReadyOption = Cli.Option<int?>("--first-ready", "IMPALA/IMPACT on workers: the learner acts (central inference) and steps the workers first-ready, acting each round on the first workers to answer with at least N sub-envs (0: half of them), so a slow worker holds up only its own; without it the workers act")
+    .Check(n => n is null or >= 0 ? null : $"--first-ready ({n}) must be 0 (half the sub-envs) or a number of sub-envs.");
 var lrOption = Cli.Option<double?>("--lr", "learning rate (default: PPO 2.5e-4 or 3e-4 continuous, IMPALA 1e-3, IMPACT 7e-4)")
     .Check(v => v is null || (v > 0 && double.IsFinite(v.Value)) ? null : $"--lr ({v}) must be a positive number.");
 var logEveryOption = Cli.Option("--log-every", "seconds between points in metrics.csv and the TensorBoard events (0: every update; the last update is always written)", 0.5)
@@ -76,7 +78,7 @@ var outOption = Cli.Option<string?>("--out", "run folder for config.json, metric
 var root = new RootCommand("IMPALA (default), IMPACT or PPO (CleanRL's details) through ClusterVecEnv with a local worker pool, or locally with --local.")
 {
     algoOption, envOption, workerAssemblyOption, seedOption, numEnvsOption, workersOption, totalStepsOption, syncOption, localOption, outOption,
-    externalOption, hostOption, portOption, tokenFileOption, tlsCertOption, tlsPasswordFileOption, allowAnyWorkerOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption, logEveryOption, maxRestartsOption, batchRolloutsOption, lrOption,
+    externalOption, hostOption, portOption, tokenFileOption, tlsCertOption, tlsPasswordFileOption, allowAnyWorkerOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption, logEveryOption, maxRestartsOption, batchRolloutsOption, firstReadyOption, lrOption,
     evaluateOption, episodesOption, distributedOption, deviceOption, slurmOption, slurmPartitionOption, slurmTimeOption, slurmCpusOption, slurmNodesOption, slurmModeOption, slurmArgOption,
 };
 if (Cli.Parse(root, args, out var parsed) is int exit) return exit;
@@ -163,6 +165,12 @@ if (ppoOnWorkers && (parsed.GetValue(deviceOption) is not null || parsed.GetValu
     Console.Error.WriteLine("--algo ppo --sync trains on worker rollouts with the CPU engine in one process; drop --device and --distributed, or drop --sync to step the envs from the learner.");
     return Cli.UsageError;
 }
+int? firstReady = parsed.GetValue(firstReadyOption);
+if (firstReady is not null && (!impala || local))
+{
+    Console.Error.WriteLine($"--first-ready steps the workers of a cluster for IMPALA/IMPACT; {(local ? "drop --local" : "use --algo impala or impact")}, or drop --first-ready.");
+    return Cli.UsageError;
+}
 if (numEnvs < 1 || workers < 1)
 {
     Console.Error.WriteLine($"--num-envs ({numEnvs}) and --workers ({workers}) must be at least 1.");
@@ -200,6 +208,11 @@ PpoOptions PpoDefaults(bool continuousActions)
 var options = PpoDefaults(continuous);
 bool numEnvsGiven = parsed.GetValue(numEnvsOption) is not null;
 if (!numEnvsGiven) numEnvs = impala ? 16 : continuous ? 1 : numEnvs; // CleanRL's continuous default: 1 env × 2048 steps
+if (firstReady > numEnvs)
+{
+    Console.Error.WriteLine($"--first-ready {firstReady} is more sub-envs than the run has (--num-envs {numEnvs}); use at most {numEnvs}, or 0 for half.");
+    return Cli.UsageError;
+}
 
 // A checkpoint to resume from is found and checked whole before anything starts: a damaged newest one is named and the
 // next older one used; none usable, or one for another env, is a usage error (exit 2) with the reason.
@@ -484,7 +497,7 @@ int RunImpala(IVectorEnv envs)
     if (collective.WorldSize > 1) o = o with { Collective = collective };
     if (resume is not null) Console.WriteLine($"Resuming from {resume.Folder} (update {resume.Update:N0}, {resume.GlobalStep:N0} env steps)");
     Console.WriteLine($"{algo.ToUpperInvariant()} on {envs} | {o.TotalTimesteps:N0} steps | rollouts of {o.UnrollLength} steps | " +
-                      $"{(envs is ClusterVecEnv ? $"workers act, sync {sync}" : "the learner acts")} | seed {seed}");
+                      $"{(envs is not ClusterVecEnv ? "the learner acts" : firstReady is int b ? $"the learner acts, workers stepped first-ready (batch {(b == 0 ? envs.NumEnvs / 2 : b)})" : $"workers act, sync {sync}")} | seed {seed}");
     // A resumed run continues its metrics (the natural resubmit is --resume R --out R): append, never truncate.
     using var metrics = RunFolder.Metrics(outDir, parsed.GetValue(logEveryOption), append: resume is not null, () => cluster);
     var progress = ConsoleProgress.ForStandardOutput();
@@ -496,9 +509,9 @@ int RunImpala(IVectorEnv envs)
         progress.Report(m.GlobalStep, o.TotalTimesteps, m.Sps, $"mean-20 {m.MeanReturn20:F1}  pushes {m.TotalPushes}  lag {m.MeanPolicyLag:F1}  " +
                                                               $"busy {m.BusyFraction:P0}  queue {m.QueueDepth}");
     }
-    var result = envs is ClusterVecEnv onWorkers
-        ? Impala.Train(onWorkers, o, sync, OnUpdate, cancellationToken: stop.Token, resume: resume)
-        : Impala.Train(envs, o, OnUpdate, stop.Token, resume);
+    var result = envs is not ClusterVecEnv onWorkers ? Impala.Train(envs, o, OnUpdate, stop.Token, resume)
+        : firstReady is int batch ? Impala.TrainFirstReady(onWorkers, o, batch, OnUpdate, stop.Token, resume)
+        : Impala.Train(onWorkers, o, sync, OnUpdate, cancellationToken: stop.Token, resume: resume);
     progress.Complete();
     string checkpoint = Path.Combine(outDir, "policy.cepolicy");
     var impalaMetadata = new Dictionary<string, string> { ["env"] = envId, ["seed"] = seed.ToString(CultureInfo.InvariantCulture), ["algorithm"] = algo };
