@@ -40,6 +40,6 @@ internal static partial class ClusterLog
     [LoggerMessage(8, LogLevel.Information, "Closed: {Count} workers told to exit")]
     public static partial void Closed(ILogger logger, int count);
 
-    [LoggerMessage(11, LogLevel.Warning, "Worker '{WorkerId}' is on this host but stays on gRPC: no shared-memory channel could be made ({Reason})")]
+    [LoggerMessage(11, LogLevel.Warning, "Worker '{WorkerId}' stays on gRPC: no shared-memory channel could be made ({Reason}); workers on this host use gRPC where that happens")]
     public static partial void SharedMemoryUnavailable(ILogger logger, string workerId, string reason);
 }

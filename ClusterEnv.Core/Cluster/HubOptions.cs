@@ -18,9 +18,10 @@ public sealed record HubOptions
     /// <summary>
     /// Offer workers on this host (same boot id, same user) a shared-memory channel (/dev/shm): after the Welcome,
     /// commands and replies travel through it instead of the gRPC stream, which stays open to tell that both sides
-    /// live. Workers elsewhere, and hosts without /dev/shm or futexes, keep gRPC.
+    /// live. On by default. Workers elsewhere, workers that do not ask for it (the Python and Node workers), and hosts
+    /// without /dev/shm or futexes keep gRPC (the last said once in the log). False: gRPC for every worker.
     /// </summary>
-    public bool SharedMemory { get; init; }
+    public bool SharedMemory { get; init; } = true;
 
     /// <summary>How long a new stream may take to send its Register.</summary>
     public TimeSpan RegisterTimeout { get; init; } = TimeSpan.FromSeconds(10);

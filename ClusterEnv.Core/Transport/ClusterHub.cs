@@ -270,12 +270,20 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
     private static readonly string? HostKey = SharedMemory.ShmChannel.HostKey();
     private static int _channels;
     private static int _staleSwept;
+    private int _saidUnavailable;
 
     // A worker on this host, of this user, that can use shared memory (it sent the same host key) is offered a channel,
     // when HubOptions.SharedMemory asks for it. A channel that cannot be made leaves the worker on gRPC, said in the log.
     private void OfferSharedMemory(WorkerConnection worker, Register registration)
     {
-        if (!_options.SharedMemory || HostKey is null || registration.ShmHost != HostKey) return;
+        if (!_options.SharedMemory) return;
+        if (HostKey is null)
+        {
+            if (Interlocked.Exchange(ref _saidUnavailable, 1) == 0)
+                ClusterLog.SharedMemoryUnavailable(_logger, worker.Id, SharedMemory.ShmChannel.Unavailable() ?? "this host's boot id cannot be read");
+            return;
+        }
+        if (registration.ShmHost != HostKey) return; // another host, or a worker without shared memory (Python, Node): gRPC
         try
         {
             if (Interlocked.Exchange(ref _staleSwept, 1) == 0) SharedMemory.ShmChannel.RemoveStale("clusterenv"); // files of learners that were killed

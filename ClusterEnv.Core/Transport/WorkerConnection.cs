@@ -98,10 +98,10 @@ public sealed class WorkerConnection
         get { lock (_writeLock) return _completed; }
     }
 
-    /// <summary>True while a flush waits for the worker to read (further sends go to the backlog).</summary>
+    /// <summary>True while a flush (gRPC) or a drain (shared memory) waits for the worker to read (further sends go to the backlog).</summary>
     internal bool IsBackPressured
     {
-        get { lock (_writeLock) return _flushing; }
+        get { lock (_writeLock) return _flushing || _shmDraining; }
     }
 
     /// <summary>Called (on a thread-pool thread) when a back-pressured stream has written its whole backlog.</summary>
@@ -207,19 +207,25 @@ public sealed class WorkerConnection
         return true;
     }
 
-    // Writes the queued messages in order, waiting for room as long as it takes (a worker in a long rollout reads late).
+    // Writes the queued messages in order, waiting for room as long as it takes (a worker in a long rollout reads late);
+    // then, as the gRPC drain does, tells the slot (a policy push waits for this rather than queueing behind).
     private void DrainSharedMemory()
     {
         while (true)
         {
-            byte[] next;
+            byte[]? next;
             lock (_writeLock)
             {
-                if (_completed || !_shmBacklog.TryDequeue(out next!))
+                if (_completed)
                 {
                     _shmBacklog.Clear();
                     _shmDraining = false;
                     return;
+                }
+                if (!_shmBacklog.TryDequeue(out next))
+                {
+                    _shmDraining = false;
+                    break;
                 }
             }
             try
@@ -236,6 +242,7 @@ public sealed class WorkerConnection
                 return;
             }
         }
+        Drained?.Invoke();
     }
 
     // The worker's replies through the channel, on a thread of their own, handed to the sink like the gRPC loop's. A

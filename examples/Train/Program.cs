@@ -54,6 +54,8 @@ var maxRestartsOption = Cli.Option("--max-restarts", "run the learner under a su
     .Check(n => n >= 0 ? null : $"--max-restarts ({n}) must be 0 (no supervisor) or more.");
 var batchRolloutsOption = Cli.Option<int?>("--batch-rollouts", "IMPALA/IMPACT: rollouts per update (default 1: one worker's rollout of its envs)")
     .Check(n => n is null or >= 1 ? null : $"--batch-rollouts ({n}) must be at least 1.");
+var transportOption = Cli.Option("--transport", "how workers talk to the hub: auto (workers on this machine move to a shared-memory channel after registering; the rest use gRPC) or grpc (every worker over gRPC)", "auto")
+    .Check(t => t is "auto" or "grpc" ? null : $"--transport '{t}' must be auto or grpc.");
 var firstReadyOption = Cli.Option<int?>("--first-ready", "IMPALA/IMPACT on workers: the learner acts (central inference) and steps the workers first-ready, acting each round on the first workers to answer with at least N sub-envs (0: half of them), so a slow worker holds up only its own; without it the workers act")
     .Check(n => n is null or >= 0 ? null : $"--first-ready ({n}) must be 0 (half the sub-envs) or a number of sub-envs.");
 var lrOption = Cli.Option<double?>("--lr", "learning rate (default: PPO 2.5e-4 or 3e-4 continuous, IMPALA 1e-3, IMPACT 7e-4)")
@@ -78,7 +80,7 @@ var outOption = Cli.Option<string?>("--out", "run folder for config.json, metric
 var root = new RootCommand("IMPALA (default), IMPACT or PPO (CleanRL's details) through ClusterVecEnv with a local worker pool, or locally with --local.")
 {
     algoOption, envOption, workerAssemblyOption, seedOption, numEnvsOption, workersOption, totalStepsOption, syncOption, localOption, outOption,
-    externalOption, hostOption, portOption, tokenFileOption, tlsCertOption, tlsPasswordFileOption, allowAnyWorkerOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption, logEveryOption, maxRestartsOption, batchRolloutsOption, firstReadyOption, lrOption,
+    externalOption, hostOption, portOption, tokenFileOption, tlsCertOption, tlsPasswordFileOption, allowAnyWorkerOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption, logEveryOption, maxRestartsOption, batchRolloutsOption, firstReadyOption, transportOption, lrOption,
     evaluateOption, episodesOption, distributedOption, deviceOption, slurmOption, slurmPartitionOption, slurmTimeOption, slurmCpusOption, slurmNodesOption, slurmModeOption, slurmArgOption,
 };
 if (Cli.Parse(root, args, out var parsed) is int exit) return exit;
@@ -377,7 +379,7 @@ int Run()
             Hub = new HubOptions
             {
                 Host = hubHost.Host, Port = parsed.GetValue(portOption), AllowAnyWorker = hubHost.AllowAnyWorker,
-                Token = token, CertificatePath = tlsCert, CertificatePassword = tlsPassword,
+                Token = token, CertificatePath = tlsCert, CertificatePassword = tlsPassword, SharedMemory = parsed.GetValue(transportOption) == "auto",
             },
             HubUrlFile = parsed.GetValue(urlFileOption),
             ConnectTimeout = TimeSpan.FromSeconds(parsed.GetValue(connectTimeoutOption)),

@@ -10,10 +10,10 @@ public class ClusterVecEnvInProcessConformanceTests : Vector.VectorEnvConformanc
         TestCluster.InProcess(envId, TestCluster.Split(numEnvs), mode, recordStatistics).Env;
 }
 
-/// <summary>The conformance suite against <see cref="ClusterVecEnv"/> with a local pool of worker processes.</summary>
+/// <summary>The conformance suite against <see cref="ClusterVecEnv"/> with a local pool of worker processes over gRPC (as remote workers talk).</summary>
 public class ClusterVecEnvProcessConformanceTests : Vector.VectorEnvConformanceTests
 {
-    protected virtual HubOptions Hub => new();
+    protected virtual HubOptions Hub => new() { SharedMemory = false };
 
     protected override IVectorEnv Create(string envId, int numEnvs, AutoresetMode mode, bool recordStatistics = true) =>
         new ClusterVecEnv(new ClusterOptions
@@ -28,7 +28,7 @@ public class ClusterVecEnvProcessConformanceTests : Vector.VectorEnvConformanceT
         });
 }
 
-/// <summary>The conformance suite against <see cref="ClusterVecEnv"/> with local worker processes on shared-memory channels.</summary>
+/// <summary>The conformance suite against <see cref="ClusterVecEnv"/> with local worker processes on shared-memory channels (the default on this host).</summary>
 public class ClusterVecEnvSharedMemoryConformanceTests : ClusterVecEnvProcessConformanceTests
 {
     [SetUp]
@@ -37,5 +37,5 @@ public class ClusterVecEnvSharedMemoryConformanceTests : ClusterVecEnvProcessCon
         if (ClusterEnv.Transport.SharedMemory.ShmChannel.Unavailable() is { } why) Assert.Ignore(why);
     }
 
-    protected override HubOptions Hub => new() { SharedMemory = true };
+    protected override HubOptions Hub => new();
 }

@@ -113,7 +113,7 @@ public class ReliabilityTests
         var (env, _) = TestCluster.InProcess(TestEnvs.Slow, [1], stepTimeout: TimeSpan.FromSeconds(30), envArgs: _ => new() { ["ms"] = "1" });
         using (env)
         {
-            var spec = SpecOf(env, hidden: [512, 512]); // about 1 MB per push: two fill the worker's 2 MiB stream window
+            var spec = SpecOf(env, hidden: [512, 512]); // about 1 MB per push: two fill the 2 MiB gRPC window or the 1 MiB shared-memory ring
             var policy = new ActorCritic(spec, seed: 1);
             PushToAll(env, 1, policy);
             env.Reset(seed: 0);

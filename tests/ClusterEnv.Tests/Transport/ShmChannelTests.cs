@@ -189,13 +189,13 @@ public class SharedMemoryTransportTests
     private static string[] Channels() => Directory.GetFiles(ShmChannel.Directory, $"clusterenv-{Environment.ProcessId}-*");
 
     [Test]
-    public void LocalWorkers_MoveToAChannelEach_WhenTheHubOffersIt_AndTheFilesGoWithTheVectorEnv()
+    public void LocalWorkers_MoveToAChannelEach_ByDefault_AndTheFilesGoWithTheVectorEnv()
     {
         if (ShmChannel.Unavailable() is { } why) Assert.Ignore(why);
         var before = Channels();
         using (var envs = new ClusterEnv.Cluster.ClusterVecEnv(new ClusterEnv.Cluster.ClusterOptions
                {
-                   EnvId = "CartPole-v1", NumEnvs = 4, NumWorkers = 2, Hub = new ClusterEnv.Cluster.HubOptions { SharedMemory = true },
+                   EnvId = "CartPole-v1", NumEnvs = 4, NumWorkers = 2, // shared memory is the default
                }))
         {
             envs.Reset(seed: 3);
@@ -210,11 +210,11 @@ public class SharedMemoryTransportTests
             Assert.That(Channels().Except(before).Count(), Is.EqualTo(2), "one channel per worker");
         }
         Assert.That(Channels().Except(before), Is.Empty, "the channel files are removed when the vector env closes");
-        using (var grpc = new ClusterEnv.Cluster.ClusterVecEnv(new ClusterEnv.Cluster.ClusterOptions { EnvId = "CartPole-v1", NumEnvs = 2, NumWorkers = 1 }))
+        using (var grpc = new ClusterEnv.Cluster.ClusterVecEnv(new ClusterEnv.Cluster.ClusterOptions { EnvId = "CartPole-v1", NumEnvs = 2, NumWorkers = 1, Hub = new ClusterEnv.Cluster.HubOptions { SharedMemory = false } }))
         {
             grpc.Reset(seed: 1);
             grpc.Step(new int[2]);
-            Assert.That(Channels().Except(before), Is.Empty, "without HubOptions.SharedMemory, gRPC only");
+            Assert.That(Channels().Except(before), Is.Empty, "with HubOptions.SharedMemory off, gRPC only");
         }
     }
 
