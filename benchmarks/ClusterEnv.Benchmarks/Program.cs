@@ -6,6 +6,6 @@ using ClusterEnv.CommandLine;
 
 var root = new RootCommand("ClusterEnv benchmarks: each command prints one JSON object per line.")
 {
-    StepLocal.Command(), StepRemote.Command(), StepAsync.Command(), GemmBench.Command(), TrainBench.Command(), LearningSuite.Command(), PlotMetrics.Command(), ApsSweep.Command(), RolloutThroughput.Command(), AsyncThroughput.Command(), QueueThroughput.Command(), Soak.Command(), LearnerThroughput.Command(), LearnerThroughput.CheckCommand(), NigtExperiment.Command(), DeviceCheck.Command(), ShmPingPong.Command(), ShmPingPong.EchoCommand(),
+    StepLocal.Command(), StepRemote.Command(), StepAsync.Command(), GemmBench.Command(), GemmBench.ConvCommand(), TrainBench.Command(), LearningSuite.Command(), PlotMetrics.Command(), ApsSweep.Command(), RolloutThroughput.Command(), AsyncThroughput.Command(), QueueThroughput.Command(), Soak.Command(), LearnerThroughput.Command(), LearnerThroughput.CheckCommand(), NigtExperiment.Command(), DeviceCheck.Command(), ShmPingPong.Command(), ShmPingPong.EchoCommand(),
 };
 return Cli.Run(root, args);

@@ -18,37 +18,15 @@ public class MlpTests
         mlp.Initialize(rng, Math.Sqrt(2), 1.0);
         for (int i = 0; i < store.Count; i++) store.Values[i] += (float)(0.05 * rng.NextGaussian()); // non-zero biases too
         int batch = 4;
-        var x = Enumerable.Range(0, batch * 5).Select(_ => (float)rng.Uniform(-1, 1)).ToArray();
-        var c = Enumerable.Range(0, batch * 3).Select(_ => (float)rng.Uniform(-1, 1)).ToArray();
-        double Loss()
-        {
-            var y = mlp.Forward(x, batch);
-            double s = 0;
-            for (int i = 0; i < c.Length; i++) s += c[i] * y[i];
-            return s;
-        }
+        var x = GradientCheck.Uniform(rng, batch * 5, -1, 1);
+        var c = GradientCheck.Uniform(rng, batch * 3, -1, 1);
+        double Loss() => GradientCheck.Weighted(c, mlp.Forward(x, batch));
         Loss();
         store.ZeroGrad();
         var gx = new float[x.Length];
         mlp.Backward(c, gx);
-        const float h = 1e-2f;
-        for (int i = 0; i < store.Count; i++)
-        {
-            float keep = store.Values[i];
-            store.Values[i] = keep + h; double up = Loss();
-            store.Values[i] = keep - h; double down = Loss();
-            store.Values[i] = keep;
-            double numeric = (up - down) / (2 * h);
-            Assert.That(store.Grads[i], Is.EqualTo(numeric).Within(2e-3 + 2e-2 * Math.Abs(numeric)), $"parameter {i}");
-        }
-        for (int i = 0; i < x.Length; i++)
-        {
-            float keep = x[i];
-            x[i] = keep + h; double up = Loss();
-            x[i] = keep - h; double down = Loss();
-            x[i] = keep;
-            Assert.That(gx[i], Is.EqualTo((up - down) / (2 * h)).Within(2e-3 + 2e-2 * Math.Abs((up - down) / (2 * h))), $"input {i}");
-        }
+        GradientCheck.Against(store.Values, store.Grads, Loss, "parameter");
+        GradientCheck.Against(x, gx, Loss, "input");
     }
 
     [Test]
