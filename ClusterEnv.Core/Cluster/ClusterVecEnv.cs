@@ -371,8 +371,7 @@ public sealed class ClusterVecEnv : IVectorEnv
     public ReadySteps Recv(int batchSize)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
-        if (_calls.IsClosed) throw VectorArgs.Closed();
-        _calls.ThrowIfUnusable(allowFirstReady: true);
+        _calls.ThrowIfUnusable(allowFirstReady: true); // closed, broken or a lockstep call pending
         return _firstReady.Recv(batchSize);
     }
 
