@@ -15,11 +15,15 @@ public static class Gym
 
     static Gym()
     {
-        Register("CartPole-v1", CartPole.Create, maxEpisodeSteps: 500, rewardThreshold: 475.0);
-        Register("Acrobot-v1", Acrobot.Create, maxEpisodeSteps: 500, rewardThreshold: -100.0);
-        Register("MountainCar-v0", MountainCar.Create, maxEpisodeSteps: 200, rewardThreshold: -110.0);
-        Register("MountainCarContinuous-v0", MountainCarContinuous.Create, maxEpisodeSteps: 999, rewardThreshold: 90.0);
-        Register("Pendulum-v1", Pendulum.Create, maxEpisodeSteps: 200, rewardThreshold: null);
+        foreach (var (id, factory, steps, threshold) in new (string, Func<IReadOnlyDictionary<string, object>?, IEnv>, int, double?)[]
+                 {
+                     ("CartPole-v1", CartPole.Create, 500, 475.0),
+                     ("Acrobot-v1", Acrobot.Create, 500, -100.0),
+                     ("MountainCar-v0", MountainCar.Create, 200, -110.0),
+                     ("MountainCarContinuous-v0", MountainCarContinuous.Create, 999, 90.0),
+                     ("Pendulum-v1", Pendulum.Create, 200, null),
+                 })
+            Registry[id] = Register(id, factory, steps, threshold) with { RenderModes = RenderedEnv.RenderModes };
     }
 
     /// <summary>All registered ids, sorted.</summary>

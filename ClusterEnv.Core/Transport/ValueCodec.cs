@@ -4,7 +4,7 @@ using Google.Protobuf;
 
 namespace ClusterEnv.Transport;
 
-/// <summary>Values that cross the wire for GetAttr / SetAttr / Call: null, numbers, integers, bools, strings and 1-D numeric arrays.</summary>
+/// <summary>Values that cross the wire for GetAttr / SetAttr / Call: null, numbers, integers, bools, strings and 1-D numeric arrays, and RGB frames (uint8 H×W×3).</summary>
 internal static class ValueCodec
 {
     public static Value ToProto(object? v, string what) => v switch
@@ -20,6 +20,8 @@ internal static class ValueCodec
         int[] a => Tensor(Protos.DType.Int32, a.Length, MemoryMarshal.AsBytes(a.AsSpan())),
         long[] a => Tensor(Protos.DType.Int64, a.Length, MemoryMarshal.AsBytes(a.AsSpan())),
         bool[] a => Tensor(Protos.DType.Bool, a.Length, a.Select(x => x ? (byte)1 : (byte)0).ToArray()),
+        byte[] a => Tensor(Protos.DType.Uint8, a.Length, a),
+        Rendering.RgbFrame f => new Value { Tensor = new Protos.Tensor { Dtype = Protos.DType.Uint8, Shape = { f.Height, f.Width, 3 }, Data = ByteString.CopyFrom(f.Pixels) } },
         _ => throw new ArgumentException($"{what} is a {v.GetType().Name}, which cannot cross the wire; use a number, a bool, a string, or an array of numbers or bools."),
     };
 
@@ -40,7 +42,10 @@ internal static class ValueCodec
             Protos.DType.Int32 => MemoryMarshal.Cast<byte, int>(v.Tensor.Data.Span).ToArray(),
             Protos.DType.Int64 => MemoryMarshal.Cast<byte, long>(v.Tensor.Data.Span).ToArray(),
             Protos.DType.Bool => v.Tensor.Data.Span.ToArray().Select(b => b != 0).ToArray(),
-            var d => throw new InvalidDataException($"A value tensor of dtype {d} is not supported (float32, float64, int32, int64, bool)."),
+            Protos.DType.Uint8 when v.Tensor.Shape is [var h, var w, 3] && h * w * 3 == v.Tensor.Data.Length =>
+                new Rendering.RgbFrame((int)h, (int)w, v.Tensor.Data.ToByteArray()),
+            Protos.DType.Uint8 => v.Tensor.Data.ToByteArray(),
+            var d => throw new InvalidDataException($"A value tensor of dtype {d} is not supported (float32, float64, int32, int64, bool, uint8)."),
         },
         _ => throw new InvalidDataException($"A value of kind {v.KindCase} is not supported."),
     };

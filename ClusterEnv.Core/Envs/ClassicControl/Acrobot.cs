@@ -1,3 +1,4 @@
+using ClusterEnv.Rendering;
 using ClusterEnv.Spaces;
 
 namespace ClusterEnv.Envs.ClassicControl;
@@ -11,7 +12,7 @@ namespace ClusterEnv.Envs.ClassicControl;
 /// As in Gymnasium, the state drawn at reset is rounded to float32 (<c>.astype(np.float32)</c>) and the first
 /// observation is computed from that float32 state in float32; after a step the state is float64.
 /// </remarks>
-public sealed class Acrobot : EnvBase
+public sealed class Acrobot : RenderedEnv
 {
     private const double Dt = 0.2;
     private const double LinkLength1 = 1.0;
@@ -32,10 +33,47 @@ public sealed class Acrobot : EnvBase
     private readonly double[] _s = new double[4];
     private bool _stateIsFloat32;
 
+    private const int ScreenDim = 500;
+    private static readonly Rgb LinkColour = new(0, 204, 204), JointColour = new(204, 204, 0);
+    private bool _hasState;
+
+    /// <summary>Creates the env; <paramref name="renderMode"/> "rgb_array" draws 500×500 frames (<see cref="IRenderable"/>).</summary>
+    public Acrobot(string? renderMode = null) : base(renderMode, ScreenDim, ScreenDim) { }
+
     internal static Acrobot Create(IReadOnlyDictionary<string, object>? kwargs)
     {
-        CheckKwargs("Acrobot", kwargs);
-        return new Acrobot();
+        CheckKwargs("Acrobot", kwargs, "render_mode");
+        return new Acrobot(RenderModeArg(kwargs));
+    }
+
+    /// <inheritdoc />
+    protected override bool HasState => _hasState;
+
+    /// <inheritdoc />
+    internal override void Draw(Canvas canvas)
+    {
+        const double LinkLength2 = 1.0;
+        double bound = LinkLength1 + LinkLength2 + 0.2, scale = ScreenDim / (bound * 2), offset = ScreenDim / 2.0;
+        canvas.Fill(Rgb.White);
+        canvas.Line(-2.2 * scale + offset, 1 * scale + offset, 2.2 * scale + offset, 1 * scale + offset, Rgb.Black);
+        double p1x = LinkLength1 * Math.Sin(_s[0]) * scale, p1y = -LinkLength1 * Math.Cos(_s[0]) * scale;
+        Span<(double X, double Y)> link = stackalloc (double, double)[4];
+        for (int j = 0; j < 2; j++)
+        {
+            double x = (j == 0 ? 0 : p1x) + offset, y = (j == 0 ? 0 : p1y) + offset;
+            double th = j == 0 ? _s[0] - Math.PI / 2 : _s[0] + _s[1] - Math.PI / 2;
+            double len = (j == 0 ? LinkLength1 : LinkLength2) * scale, l = 0, r = len, t = 0.1 * scale, b = -0.1 * scale;
+            link[0] = (l, b); link[1] = (l, t); link[2] = (r, t); link[3] = (r, b);
+            foreach (ref var p in link)
+            {
+                var (rx, ry) = Geometry.Rotate(p.X, p.Y, th);
+                p = (rx + x, ry + y);
+            }
+            canvas.AaPolygon(link, LinkColour);
+            canvas.FilledPolygon(link, LinkColour);
+            canvas.AaCircle((int)x, (int)y, (int)(0.1 * scale), JointColour);
+            canvas.FilledCircle((int)x, (int)y, (int)(0.1 * scale), JointColour);
+        }
     }
 
     /// <inheritdoc />
@@ -61,6 +99,7 @@ public sealed class Acrobot : EnvBase
         var (low, high) = ResetBounds(options, -0.1, 0.1);
         for (int i = 0; i < 4; i++) _s[i] = (float)NpRandom.Uniform(low, high);
         _stateIsFloat32 = true;
+        _hasState = true;
         WriteObservation(observation);
         return default;
     }

@@ -1,3 +1,4 @@
+using ClusterEnv.Rendering;
 using ClusterEnv.Spaces;
 
 namespace ClusterEnv.Envs.ClassicControl;
@@ -7,7 +8,7 @@ namespace ClusterEnv.Envs.ClassicControl;
 /// float64 state, float32 observations; terminates when |x| &gt; 2.4 or |θ| &gt; 12°; reward +1 per step including
 /// the terminal one (or Sutton–Barto's 0 / −1 with <c>sutton_barto_reward</c>). Action 0 pushes left, 1 right.
 /// </summary>
-public sealed class CartPole : EnvBase
+public sealed class CartPole : RenderedEnv
 {
     // Gymnasium's physical constants, as settable attributes (its gravity, masscart, masspole, length, force_mag,
     // tau; SetAttr("length", 1.0) on a vector env reaches them). Unlike Gymnasium, which computes total_mass and
@@ -46,12 +47,15 @@ public sealed class CartPole : EnvBase
     private int _stepsBeyondTerminated = -1; // -1 = None
 
     /// <summary>Creates the env; <paramref name="suttonBartoReward"/> selects the 0 / −1 reward.</summary>
-    public CartPole(bool suttonBartoReward = false) => _suttonBartoReward = suttonBartoReward;
+    /// <param name="suttonBartoReward">Selects the 0 / −1 reward.</param>
+    /// <param name="renderMode">"rgb_array" to draw 400×600 frames (<see cref="Rendering.IRenderable"/>), or null.</param>
+    public CartPole(bool suttonBartoReward = false, string? renderMode = null) : base(renderMode, ScreenWidth, ScreenHeight) =>
+        _suttonBartoReward = suttonBartoReward;
 
     internal static CartPole Create(IReadOnlyDictionary<string, object>? kwargs)
     {
-        CheckKwargs("CartPole", kwargs, "sutton_barto_reward");
-        return new CartPole(BoolArg(kwargs, "sutton_barto_reward", false));
+        CheckKwargs("CartPole", kwargs, "sutton_barto_reward", "render_mode");
+        return new CartPole(BoolArg(kwargs, "sutton_barto_reward", false), RenderModeArg(kwargs));
     }
 
     /// <inheritdoc />
@@ -77,6 +81,7 @@ public sealed class CartPole : EnvBase
         _theta = rng.Uniform(low, high);
         _thetaDot = rng.Uniform(low, high);
         _stepsBeyondTerminated = -1;
+        _hasState = true;
         WriteObservation(observation);
         return default;
     }
@@ -115,6 +120,39 @@ public sealed class CartPole : EnvBase
 
         WriteObservation(observation);
         return new StepResult(reward, terminated, false, default);
+    }
+
+    private const int ScreenWidth = 600, ScreenHeight = 400;
+    private static readonly Rgb CartColour = Rgb.Black, PoleColour = new(202, 152, 101), AxleColour = new(129, 132, 203);
+    private bool _hasState;
+
+    /// <inheritdoc />
+    protected override bool HasState => _hasState;
+
+    /// <inheritdoc />
+    internal override void Draw(Canvas canvas)
+    {
+        double scale = ScreenWidth / (XThreshold * 2), poleWidth = 10.0, poleLen = scale * (2 * Length);
+        double cartWidth = 50.0, cartHeight = 30.0, axleOffset = cartHeight / 4.0;
+        double cartX = _x * scale + ScreenWidth / 2.0;
+        const double CartY = 100;
+        canvas.Fill(Rgb.White);
+        double l = -cartWidth / 2, r = cartWidth / 2, t = cartHeight / 2, b = -cartHeight / 2;
+        ReadOnlySpan<(double, double)> cart = [(l + cartX, b + CartY), (l + cartX, t + CartY), (r + cartX, t + CartY), (r + cartX, b + CartY)];
+        canvas.AaPolygon(cart, CartColour);
+        canvas.FilledPolygon(cart, CartColour);
+        l = -poleWidth / 2; r = poleWidth / 2; t = poleLen - poleWidth / 2; b = -poleWidth / 2;
+        Span<(double X, double Y)> pole = [(l, b), (l, t), (r, t), (r, b)];
+        foreach (ref var p in pole)
+        {
+            var (x, y) = Geometry.Rotate(p.X, p.Y, -_theta);
+            p = (x + cartX, y + CartY + axleOffset);
+        }
+        canvas.AaPolygon(pole, PoleColour);
+        canvas.FilledPolygon(pole, PoleColour);
+        canvas.AaCircle((int)cartX, (int)(CartY + axleOffset), (int)(poleWidth / 2), AxleColour);
+        canvas.FilledCircle((int)cartX, (int)(CartY + axleOffset), (int)(poleWidth / 2), AxleColour);
+        canvas.HLine(0, ScreenWidth, (int)CartY, Rgb.Black);
     }
 
     private void WriteObservation(Span<float> o)

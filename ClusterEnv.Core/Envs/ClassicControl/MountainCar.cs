@@ -1,3 +1,4 @@
+using ClusterEnv.Rendering;
 using ClusterEnv.Spaces;
 
 namespace ClusterEnv.Envs.ClassicControl;
@@ -7,7 +8,7 @@ namespace ClusterEnv.Envs.ClassicControl;
 /// 0.001 against gravity 0.0025·cos(3x); velocity clipped to ±0.07, position to [−1.2, 0.6]; reward −1 per step;
 /// terminates when x ≥ 0.5 with non-negative velocity.
 /// </summary>
-public sealed class MountainCar : EnvBase
+public sealed class MountainCar : RenderedEnv
 {
     private const double MinPosition = -1.2;
     private const double MaxPosition = 0.6;
@@ -22,14 +23,25 @@ public sealed class MountainCar : EnvBase
     private readonly double _goalVelocity;
     private double _position, _velocity;
 
-    /// <summary>Creates the env; <paramref name="goalVelocity"/> is Gymnasium's <c>goal_velocity</c>.</summary>
-    public MountainCar(double goalVelocity = 0) => _goalVelocity = goalVelocity;
+    /// <summary>Creates the env.</summary>
+    /// <param name="goalVelocity">Gymnasium's <c>goal_velocity</c>.</param>
+    /// <param name="renderMode">"rgb_array" to draw 400×600 frames (<see cref="IRenderable"/>), or null.</param>
+    public MountainCar(double goalVelocity = 0, string? renderMode = null) : base(renderMode, MountainCarDrawing.Width, MountainCarDrawing.Height) =>
+        _goalVelocity = goalVelocity;
 
     internal static MountainCar Create(IReadOnlyDictionary<string, object>? kwargs)
     {
-        CheckKwargs("MountainCar", kwargs, "goal_velocity");
-        return new MountainCar(DoubleArg(kwargs, "goal_velocity", 0));
+        CheckKwargs("MountainCar", kwargs, "goal_velocity", "render_mode");
+        return new MountainCar(DoubleArg(kwargs, "goal_velocity", 0), RenderModeArg(kwargs));
     }
+
+    private bool _hasState;
+
+    /// <inheritdoc />
+    protected override bool HasState => _hasState;
+
+    /// <inheritdoc />
+    internal override void Draw(Canvas canvas) => MountainCarDrawing.Draw(canvas, _position, MinPosition, MaxPosition, GoalPosition);
 
     /// <inheritdoc />
     public override Space ObservationSpace => ObsSpace;
@@ -49,6 +61,7 @@ public sealed class MountainCar : EnvBase
     {
         var (low, high) = ResetBounds(options, -0.6, -0.4);
         _position = NpRandom.Uniform(low, high);
+        _hasState = true;
         _velocity = 0;
         observation[0] = (float)_position;
         observation[1] = 0f;

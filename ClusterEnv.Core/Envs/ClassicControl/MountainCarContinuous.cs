@@ -1,3 +1,4 @@
+using ClusterEnv.Rendering;
 using ClusterEnv.Spaces;
 
 namespace ClusterEnv.Envs.ClassicControl;
@@ -11,7 +12,7 @@ namespace ClusterEnv.Envs.ClassicControl;
 /// constants cast to float32 — NumPy 2's promotion rules (NEP 50), which this class reproduces. The first step after
 /// a reset starts from a float64 state, as in Gymnasium.
 /// </remarks>
-public sealed class MountainCarContinuous : EnvBase
+public sealed class MountainCarContinuous : RenderedEnv
 {
     private const double MinPosition = -1.2;
     private const double MaxPosition = 0.6;
@@ -26,14 +27,25 @@ public sealed class MountainCarContinuous : EnvBase
     private double _position, _velocity;
     private bool _stateIsFloat32;
 
-    /// <summary>Creates the env; <paramref name="goalVelocity"/> is Gymnasium's <c>goal_velocity</c>.</summary>
-    public MountainCarContinuous(double goalVelocity = 0) => _goalVelocity = goalVelocity;
+    /// <summary>Creates the env.</summary>
+    /// <param name="goalVelocity">Gymnasium's <c>goal_velocity</c>.</param>
+    /// <param name="renderMode">"rgb_array" to draw 400×600 frames (<see cref="IRenderable"/>), or null.</param>
+    public MountainCarContinuous(double goalVelocity = 0, string? renderMode = null) : base(renderMode, MountainCarDrawing.Width, MountainCarDrawing.Height) =>
+        _goalVelocity = goalVelocity;
 
     internal static MountainCarContinuous Create(IReadOnlyDictionary<string, object>? kwargs)
     {
-        CheckKwargs("MountainCarContinuous", kwargs, "goal_velocity");
-        return new MountainCarContinuous(DoubleArg(kwargs, "goal_velocity", 0));
+        CheckKwargs("MountainCarContinuous", kwargs, "goal_velocity", "render_mode");
+        return new MountainCarContinuous(DoubleArg(kwargs, "goal_velocity", 0), RenderModeArg(kwargs));
     }
+
+    private bool _hasState;
+
+    /// <inheritdoc />
+    protected override bool HasState => _hasState;
+
+    /// <inheritdoc />
+    internal override void Draw(Canvas canvas) => MountainCarDrawing.Draw(canvas, _position, MinPosition, MaxPosition, GoalPosition);
 
     /// <inheritdoc />
     public override Space ObservationSpace => ObsSpace;
@@ -57,6 +69,7 @@ public sealed class MountainCarContinuous : EnvBase
     {
         var (low, high) = ResetBounds(options, -0.6, -0.4);
         _position = NpRandom.Uniform(low, high);
+        _hasState = true;
         _velocity = 0;
         _stateIsFloat32 = false;
         observation[0] = (float)_position;

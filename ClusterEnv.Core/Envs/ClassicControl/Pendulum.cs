@@ -1,3 +1,4 @@
+using ClusterEnv.Rendering;
 using ClusterEnv.Spaces;
 
 namespace ClusterEnv.Envs.ClassicControl;
@@ -11,7 +12,7 @@ namespace ClusterEnv.Envs.ClassicControl;
 /// The torque is float32 as in Gymnasium; the terms <c>3.0·u</c> and <c>0.001·u²</c> are float32 products under
 /// NumPy 2's promotion rules (NEP 50), which this class reproduces.
 /// </remarks>
-public sealed class Pendulum : EnvBase
+public sealed class Pendulum : RenderedEnv
 {
     private const double MaxSpeed = 8;
     private const float MaxTorque = 2.0f;
@@ -27,13 +28,47 @@ public sealed class Pendulum : EnvBase
     private readonly double _g;
     private double _theta, _thetaDot;
 
+    private const int ScreenDim = 500;
+    private static readonly Rgb RodColour = new(204, 77, 77);
+    private bool _hasState;
+
     /// <summary>Creates the env with gravity <paramref name="g"/> (Gymnasium's default 10.0).</summary>
-    public Pendulum(double g = 10.0) => _g = g;
+    /// <param name="g">Gravity.</param>
+    /// <param name="renderMode">"rgb_array" to draw 500×500 frames (<see cref="IRenderable"/>; without Gymnasium's torque arrow, which is an image file there), or null.</param>
+    public Pendulum(double g = 10.0, string? renderMode = null) : base(renderMode, ScreenDim, ScreenDim) => _g = g;
 
     internal static Pendulum Create(IReadOnlyDictionary<string, object>? kwargs)
     {
-        CheckKwargs("Pendulum", kwargs, "g");
-        return new Pendulum(DoubleArg(kwargs, "g", 10.0));
+        CheckKwargs("Pendulum", kwargs, "g", "render_mode");
+        return new Pendulum(DoubleArg(kwargs, "g", 10.0), RenderModeArg(kwargs));
+    }
+
+    /// <inheritdoc />
+    protected override bool HasState => _hasState;
+
+    /// <inheritdoc />
+    internal override void Draw(Canvas canvas)
+    {
+        const double Bound = 2.2;
+        double scale = ScreenDim / (Bound * 2), rodLength = 1 * scale, rodWidth = 0.2 * scale;
+        const int Offset = ScreenDim / 2;
+        canvas.Fill(Rgb.White);
+        double l = 0, r = rodLength, t = rodWidth / 2, b = -rodWidth / 2;
+        Span<(double X, double Y)> rod = [(l, b), (l, t), (r, t), (r, b)];
+        foreach (ref var p in rod)
+        {
+            var (x, y) = Geometry.Rotate(p.X, p.Y, _theta + Math.PI / 2);
+            p = (x + Offset, y + Offset);
+        }
+        canvas.AaPolygon(rod, RodColour);
+        canvas.FilledPolygon(rod, RodColour);
+        canvas.AaCircle(Offset, Offset, (int)(rodWidth / 2), RodColour);
+        canvas.FilledCircle(Offset, Offset, (int)(rodWidth / 2), RodColour);
+        var (ex, ey) = Geometry.Rotate(rodLength, 0, _theta + Math.PI / 2);
+        canvas.AaCircle((int)(ex + Offset), (int)(ey + Offset), (int)(rodWidth / 2), RodColour);
+        canvas.FilledCircle((int)(ex + Offset), (int)(ey + Offset), (int)(rodWidth / 2), RodColour);
+        canvas.AaCircle(Offset, Offset, (int)(0.05 * scale), Rgb.Black);
+        canvas.FilledCircle(Offset, Offset, (int)(0.05 * scale), Rgb.Black);
     }
 
     /// <inheritdoc />
@@ -60,6 +95,7 @@ public sealed class Pendulum : EnvBase
         }
         _theta = NpRandom.Uniform(-x, x);
         _thetaDot = NpRandom.Uniform(-y, y);
+        _hasState = true;
         WriteObservation(observation);
         return default;
     }
