@@ -1,0 +1,51 @@
+using ClusterEnv.Envs;
+using ClusterEnv.Spaces;
+
+namespace ClusterEnv.Wrappers;
+
+/// <summary>
+/// Gymnasium's <c>GrayscaleObservation</c>: an RGB image (H, W, 3) becomes its luminance, <c>0.2125·R + 0.7154·G +
+/// 0.0721·B</c> in float64 and truncated to uint8 as NumPy's <c>astype</c> does, of shape (H, W), or (H, W, 1) with
+/// <c>keep_dim</c>.
+/// </summary>
+public sealed class GrayscaleObservation : EnvWrapper
+{
+    private readonly Box _space;
+    private readonly float[] _inner;
+
+    /// <summary>Wraps <paramref name="env"/>, whose observations must be uint8 RGB images.</summary>
+    public GrayscaleObservation(IEnv env, bool keepDim = false) : base(env)
+    {
+        var box = ImageSpaces.Require(env, nameof(GrayscaleObservation), 3);
+        if (box.Shape[2] != 3) throw new ArgumentException($"GrayscaleObservation needs RGB images (H, W, 3); the space is {box}.");
+        _space = keepDim ? ImageSpaces.Of(box.Shape[0], box.Shape[1], 1) : ImageSpaces.Of(box.Shape[0], box.Shape[1]);
+        _inner = new float[box.EncodedSize];
+    }
+
+    /// <inheritdoc />
+    public override Space ObservationSpace => _space;
+
+    /// <inheritdoc />
+    public override EnvInfo Reset(Span<float> observation, long? seed = null, ResetOptions? options = null)
+    {
+        var info = Env.Reset(_inner, seed, options);
+        Convert(_inner, observation);
+        return info;
+    }
+
+    /// <inheritdoc />
+    public override StepResult Step(EnvAction action, Span<float> observation)
+    {
+        var r = Env.Step(action, _inner);
+        Convert(_inner, observation);
+        return r;
+    }
+
+    /// <summary>Luminance of each pixel of <paramref name="rgb"/> (3 values each) into <paramref name="gray"/>.</summary>
+    public static void Convert(ReadOnlySpan<float> rgb, Span<float> gray)
+    {
+        if (rgb.Length != gray.Length * 3) throw new ArgumentException($"{gray.Length} gray pixels come from {gray.Length * 3} RGB values, not {rgb.Length}.", nameof(rgb));
+        for (int i = 0, j = 0; i < gray.Length; i++, j += 3)
+            gray[i] = (byte)(rgb[j] * 0.2125 + rgb[j + 1] * 0.7154 + rgb[j + 2] * 0.0721); // NumPy sums the products left to right
+    }
+}

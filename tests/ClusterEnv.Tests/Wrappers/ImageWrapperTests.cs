@@ -1,0 +1,156 @@
+using System.IO.Compression;
+using System.Text.Json;
+using ClusterEnv.Envs;
+using ClusterEnv.Spaces;
+using ClusterEnv.Wrappers;
+
+namespace ClusterEnv.Tests.Wrappers;
+
+/// <summary>
+/// The image wrappers against Gymnasium 1.3.0 with Debian's OpenCV 4.6 and NumPy 1.24 (Fixtures/image_wrappers.py
+/// wrote what they returned): resizes of random images, grayscale, and the whole pixel-CartPole pipeline.
+/// </summary>
+public class ImageWrapperTests
+{
+    private static readonly Dictionary<string, object> RgbArray = new() { ["render_mode"] = "rgb_array" };
+
+    private static (JsonElement[] Cases, Stream Data) Fixture()
+    {
+        string dir = Path.Combine(TestContext.CurrentContext.TestDirectory, "Reference", "Fixtures", "render");
+        var cases = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "image_wrappers.json"))).RootElement.EnumerateArray().ToArray();
+        return (cases, new GZipStream(File.OpenRead(Path.Combine(dir, "image_wrappers.bin.gz")), CompressionMode.Decompress));
+    }
+
+    private static byte[] Read(Stream s, int n)
+    {
+        var b = new byte[n];
+        s.ReadExactly(b);
+        return b;
+    }
+
+    private static float[] Floats(byte[] b) => b.Select(x => (float)x).ToArray();
+
+    [Test]
+    public void ResizeAndGrayscale_MatchOpenCvAndNumPy()
+    {
+        var (cases, data) = Fixture();
+        using (data)
+        {
+            int checkedCases = 0;
+            foreach (var c in cases)
+            {
+                var shape = c.GetProperty("shape").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+                if (c.GetProperty("kind").GetString() == "resize")
+                {
+                    var o = c.GetProperty("out").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+                    var input = Read(data, shape[0] * shape[1] * shape[2]);
+                    var expected = Read(data, o[0] * o[1] * shape[2]);
+                    var got = new float[expected.Length];
+                    new AreaResize(shape[0], shape[1], o[0], o[1], shape[2]).Apply(Floats(input), got);
+                    Assert.That(got, Is.EqualTo(Floats(expected)), $"resize ({string.Join(", ", shape)}) to ({o[0]}, {o[1]})");
+                    checkedCases++;
+                }
+                else if (c.GetProperty("kind").GetString() == "gray")
+                {
+                    var input = Read(data, shape[0] * shape[1] * 3);
+                    var expected = Read(data, shape[0] * shape[1]);
+                    var got = new float[expected.Length];
+                    GrayscaleObservation.Convert(Floats(input), got);
+                    Assert.That(got, Is.EqualTo(Floats(expected)), "grayscale");
+                    checkedCases++;
+                }
+            }
+            Assert.That(checkedCases, Is.EqualTo(12));
+        }
+    }
+
+    [TestCase("reset", FramePadding.Reset)]
+    [TestCase("zero", FramePadding.Zero)]
+    public void PixelCartPolePipeline_MatchesGymnasium(string padding, FramePadding ours)
+    {
+        var (cases, data) = Fixture();
+        using (data)
+        {
+            foreach (var c in cases)
+            {
+                var shape = c.GetProperty("shape").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+                int n = shape.Aggregate(1, (a, b) => a * b);
+                if (c.GetProperty("kind").GetString() != "pipeline")
+                {
+                    Read(data, c.GetProperty("kind").GetString() == "gray" ? n + n / 3 : n + c.GetProperty("out").EnumerateArray().Aggregate(shape[2], (a, e) => a * e.GetInt32()));
+                    continue;
+                }
+                var frames = Enumerable.Range(0, c.GetProperty("frames").GetInt32()).Select(_ => Read(data, n)).ToArray();
+                if (c.GetProperty("padding").GetString() != padding) continue;
+                var actions = c.GetProperty("actions").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+
+                using var env = new FrameStackObservation(new ResizeObservation(new GrayscaleObservation(new AddRenderObservation(Gym.Make("CartPole-v1", RgbArray))), 84, 84), 4, ours);
+                Assert.That(env.ObservationSpace, Is.EqualTo(new Box(0f, 255f, [4, 84, 84], DType.UInt8)));
+                var obs = new float[n];
+                env.Reset(obs, seed: 3);
+                int f = 0;
+                Assert.That(obs, Is.EqualTo(Floats(frames[f++])), "reset");
+                foreach (int a in actions)
+                {
+                    var r = env.Step(a, obs);
+                    Assert.That(obs, Is.EqualTo(Floats(frames[f++])), $"frame {f - 1}");
+                    if (r.Terminated || r.Truncated)
+                    {
+                        env.Reset(obs);
+                        Assert.That(obs, Is.EqualTo(Floats(frames[f++])), $"reset at frame {f - 1}");
+                    }
+                }
+                Assert.That(f, Is.EqualTo(frames.Length));
+                return;
+            }
+            Assert.Fail($"no pipeline case with padding {padding}");
+        }
+    }
+
+    [Test]
+    public void AddRenderObservation_NotRenderOnly_AddsPixelsBesideState()
+    {
+        using var env = new AddRenderObservation(Gym.Make("CartPole-v1", RgbArray), renderOnly: false);
+        var dict = (DictSpace)env.ObservationSpace;
+        Assert.That(dict.Items.Select(kv => kv.Key), Is.EqualTo(new[] { "pixels", "state" }));
+        var obs = new float[dict.EncodedSize];
+        env.Reset(obs, seed: 5);
+        using var plain = Gym.Make("CartPole-v1", RgbArray);
+        var (state, _) = plain.Reset(seed: 5);
+        var layout = SpaceLayout.Of(dict);
+        Assert.That(layout.Slice(obs, "state").ToArray(), Is.EqualTo(state));
+        Assert.That(layout.Slice(obs, "pixels").ToArray(), Is.EqualTo(Floats(ClusterEnv.Rendering.RenderExtensions.Render(plain).Pixels)));
+    }
+
+    [Test]
+    public void FrameStack_KeepsTheLastFramesOldestFirst_AndCustomPadding()
+    {
+        using var env = new FrameStackObservation(Gym.Make("CartPole-v1"), 3, FramePadding.Custom, [1f, 2f, 0.1f, 4f]);
+        var obs = new float[12];
+        env.Reset(obs, seed: 0);
+        using var plain = Gym.Make("CartPole-v1");
+        var (o0, _) = plain.Reset(seed: 0);
+        Assert.That(obs, Is.EqualTo(new[] { 1f, 2f, 0.1f, 4f, 1f, 2f, 0.1f, 4f }.Concat(o0)));
+        env.Step(1, obs);
+        var (o1, _, _, _, _) = plain.Step(1);
+        env.Step(0, obs);
+        var (o2, _, _, _, _) = plain.Step(0);
+        env.Step(1, obs);
+        var (o3, _, _, _, _) = plain.Step(1);
+        Assert.That(obs, Is.EqualTo(o1.Concat(o2).Concat(o3)));
+        Assert.That(() => new FrameStackObservation(Gym.Make("CartPole-v1"), 3, FramePadding.Custom, [100f, 0f, 0f, 0f]), Throws.ArgumentException.With.Message.Contains("not an observation"));
+        Assert.That(() => new FrameStackObservation(Gym.Make("CartPole-v1"), 0), Throws.InstanceOf<ArgumentOutOfRangeException>());
+    }
+
+    [Test]
+    public void ImageWrappers_RefuseWhatIsNotAnImage()
+    {
+        Assert.That(() => new GrayscaleObservation(Gym.Make("CartPole-v1")), Throws.ArgumentException.With.Message.Contains("AddRenderObservation"));
+        Assert.That(() => new ResizeObservation(Gym.Make("CartPole-v1"), 8, 8), Throws.ArgumentException.With.Message.Contains("uint8 Box"));
+        Assert.That(() => new AddRenderObservation(Gym.Make("CartPole-v1")), Throws.ArgumentException.With.Message.Contains("rgb_array"));
+        var gray = new GrayscaleObservation(new AddRenderObservation(Gym.Make("CartPole-v1", RgbArray)));
+        Assert.That(() => new GrayscaleObservation(gray), Throws.ArgumentException.With.Message.Contains("(H, W, C)"));
+        Assert.That(() => new ResizeObservation(gray, 800, 800), Throws.ArgumentException.With.Message.Contains("enlarges"));
+        gray.Dispose();
+    }
+}
