@@ -154,3 +154,47 @@ public class ImageWrapperTests
         gray.Dispose();
     }
 }
+
+public class RecordVideoTests
+{
+    [Test]
+    public void RecordVideo_WritesTheTriggeredEpisodesAsPngFramesOfWhatWasRendered()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "ce-video-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var kwargs = new Dictionary<string, object> { ["render_mode"] = "rgb_array" };
+            using var env = new RecordVideo(Gym.Make("CartPole-v1", kwargs), dir, episodeTrigger: e => e % 2 == 0);
+            var renderer = ClusterEnv.Rendering.RenderExtensions.Renderer(env);
+            var expected = new List<byte[]>();
+            var obs = new float[4];
+            var frame = new byte[400 * 600 * 3];
+            for (int episode = 0; episode < 3; episode++)
+            {
+                env.Reset(obs, seed: episode);
+                if (episode == 0) { renderer.Render(frame); expected.Add((byte[])frame.Clone()); }
+                for (bool done = false; !done;)
+                {
+                    var r = env.Step(obs[2] > 0 ? 1 : 0, obs);
+                    done = r.Terminated || r.Truncated;
+                    if (episode == 0) { renderer.Render(frame); expected.Add((byte[])frame.Clone()); }
+                }
+            }
+            Assert.That(Directory.GetDirectories(dir).Select(Path.GetFileName).Order(), Is.EqualTo(new[] { "rl-video-episode-0", "rl-video-episode-2" }));
+            var files = Directory.GetFiles(Path.Combine(dir, "rl-video-episode-0")).Order().ToArray();
+            Assert.That(files, Has.Length.EqualTo(expected.Count));
+            foreach (int i in new[] { 0, files.Length / 2, files.Length - 1 })
+            {
+                var img = StbImageSharp.ImageResult.FromMemory(File.ReadAllBytes(files[i]), StbImageSharp.ColorComponents.RedGreenBlue);
+                Assert.That((img.Height, img.Width), Is.EqualTo((400, 600)));
+                Assert.That(img.Data, Is.EqualTo(expected[i]), $"frame {i}");
+            }
+            Assert.That(Enumerable.Range(0, 30).Where(RecordVideo.CappedCubicSchedule), Is.EqualTo(new[] { 0, 1, 8, 27 }));
+            Assert.That(RecordVideo.CappedCubicSchedule(2000) && !RecordVideo.CappedCubicSchedule(1331), Is.True);
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+}
