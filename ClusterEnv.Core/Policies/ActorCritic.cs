@@ -9,12 +9,21 @@ namespace ClusterEnv.Policies;
 /// <summary>
 /// CleanRL's agent: separate actor and critic MLPs (orthogonal init, gain √2 in hidden layers, 0.01 on the actor head,
 /// 1 on the critic head, zero biases) and, for continuous actions, a state-independent log-std (initialised to 0).
-/// All parameters are one flat buffer (<see cref="Parameters"/>), in this order: actor, critic, log-std.
+/// All parameters are one flat buffer (<see cref="Parameters"/>), in this order: actor, critic, log-std. With an image
+/// encoder (<see cref="PolicySpec.Encoder"/>) the actor and critic are heads on a shared convolutional torso whose
+/// parameters come first ("encoder.*"); the torso divides pixels by 255.
 /// </summary>
+/// <remarks>
+/// Learners go through <see cref="Forward"/> / <see cref="Backward"/> (both heads, the torso once) or
+/// <see cref="ForwardActor"/> / <see cref="ForwardCritic"/>; these take the network's input (observations after
+/// <see cref="Normalizer"/>, as <see cref="Prepare"/> gives them). <see cref="Actor"/> and <see cref="Critic"/> are the
+/// heads alone: on an image policy their input is the torso's features.
+/// </remarks>
 public sealed class ActorCritic
 {
     private readonly int _logStd = -1;
-    private float[] _values1 = [];
+    private readonly ConvEncoder? _encoder;
+    private float[] _values1 = [], _pixels = [], _dFeatures = [], _dFeaturesCritic = [];
 
     /// <summary>Builds the networks for <paramref name="spec"/> with CleanRL's initialisation from <paramref name="seed"/>.</summary>
     public ActorCritic(PolicySpec spec, int seed = 0)
@@ -22,11 +31,20 @@ public sealed class ActorCritic
         ArgumentNullException.ThrowIfNull(spec);
         Spec = spec;
         Store = new ParameterStore();
-        Actor = new Mlp(Store, "actor", [spec.ObservationSize, .. spec.Hidden, spec.ActionSize], spec.Activation);
-        Critic = new Mlp(Store, "critic", [spec.ObservationSize, .. spec.Hidden, 1], spec.Activation);
+        int input = spec.ObservationSize;
+        if (spec.Encoder is { } e)
+        {
+            if (e.Channels * e.Height * e.Width != spec.ObservationSize)
+                throw new ArgumentException($"The encoder reads {e.Channels}×{e.Height}×{e.Width} images, {e.Channels * e.Height * e.Width} values, but observations have {spec.ObservationSize}.", nameof(spec));
+            _encoder = e.Build(Store);
+            input = _encoder.Features;
+        }
+        Actor = new Mlp(Store, "actor", [input, .. spec.Hidden, spec.ActionSize], spec.Activation);
+        Critic = new Mlp(Store, "critic", [input, .. spec.Hidden, 1], spec.Activation);
         if (spec.Continuous) _logStd = Store.Declare("actor_logstd", spec.ActionSize);
         Store.Build();
         var rng = new Rng(seed);
+        _encoder?.Initialize(rng);
         Actor.Initialize(rng, Math.Sqrt(2), 0.01);
         Critic.Initialize(rng, Math.Sqrt(2), 1.0);
     }
@@ -43,6 +61,65 @@ public sealed class ActorCritic
     /// <summary>The value network: observations → V(s).</summary>
     public Mlp Critic { get; }
 
+    /// <summary>The shared image torso (null for vector observations).</summary>
+    public ConvEncoder? Encoder => _encoder;
+
+    // The torso's features for network input x (pixels scaled by 1/255 first), or x itself without a torso.
+    private ReadOnlySpan<float> Features(ReadOnlySpan<float> x, int batch)
+    {
+        if (_encoder is null) return x;
+        int n = batch * Spec.ObservationSize;
+        if (x.Length < n) throw new ArgumentException($"{batch} observations of {Spec.ObservationSize} values need {n}; got {x.Length}.", nameof(x));
+        if (_pixels.Length < n) _pixels = new float[n];
+        System.Numerics.Tensors.TensorPrimitives.Multiply(x[..n], 1f / 255f, _pixels.AsSpan(0, n));
+        return _encoder.Forward(_pixels.AsSpan(0, n), batch);
+    }
+
+    /// <summary>The actor's output (logits or action means, batch × ActionSize) for network input <paramref name="x"/>; a buffer of the actor's until its next call.</summary>
+    public ReadOnlySpan<float> ForwardActor(ReadOnlySpan<float> x, int batch) => Actor.Forward(Features(x, batch), batch);
+
+    /// <summary>The critic's output (batch values, scaled when <see cref="ValueScale"/> is set) for network input <paramref name="x"/>.</summary>
+    public ReadOnlySpan<float> ForwardCritic(ReadOnlySpan<float> x, int batch) => Critic.Forward(Features(x, batch), batch);
+
+    /// <summary>Both heads on one pass of the torso: what <see cref="Backward"/> differentiates.</summary>
+    public void Forward(ReadOnlySpan<float> x, int batch, out ReadOnlySpan<float> head, out ReadOnlySpan<float> values)
+    {
+        var f = Features(x, batch);
+        head = Actor.Forward(f, batch);
+        values = Critic.Forward(f, batch);
+    }
+
+    /// <summary>Accumulates the gradients of the last <see cref="Forward"/> given the losses' gradients by the heads' outputs; the torso's backward runs once on their sum.</summary>
+    public void Backward(ReadOnlySpan<float> gradHead, ReadOnlySpan<float> gradValues)
+    {
+        if (_encoder is null)
+        {
+            Actor.Backward(gradHead);
+            Critic.Backward(gradValues);
+            return;
+        }
+        int n = gradValues.Length * _encoder.Features;
+        if (_dFeatures.Length < n) (_dFeatures, _dFeaturesCritic) = (new float[n], new float[n]);
+        Actor.Backward(gradHead, _dFeatures.AsSpan(0, n));
+        Critic.Backward(gradValues, _dFeaturesCritic.AsSpan(0, n));
+        System.Numerics.Tensors.TensorPrimitives.Add(_dFeatures.AsSpan(0, n), _dFeaturesCritic.AsSpan(0, n), _dFeatures.AsSpan(0, n));
+        _encoder.Backward(_dFeatures.AsSpan(0, n));
+    }
+
+    /// <summary>Accumulates the gradients of the last <see cref="ForwardActor"/> (a policy-gradient loss with no critic).</summary>
+    public void BackwardActor(ReadOnlySpan<float> gradHead)
+    {
+        if (_encoder is null)
+        {
+            Actor.Backward(gradHead);
+            return;
+        }
+        int n = gradHead.Length / Spec.ActionSize * _encoder.Features;
+        if (_dFeatures.Length < n) (_dFeatures, _dFeaturesCritic) = (new float[n], new float[n]);
+        Actor.Backward(gradHead, _dFeatures.AsSpan(0, n));
+        _encoder.Backward(_dFeatures.AsSpan(0, n));
+    }
+
     /// <summary>All parameters, flat (what is shipped to workers).</summary>
     public float[] Parameters => Store.Values;
 
@@ -51,7 +128,15 @@ public sealed class ActorCritic
     /// <see cref="Value(ReadOnlySpan{float}, int, Span{float})"/> take raw observations and apply them;
     /// <see cref="Actor"/> and <see cref="Critic"/> called directly take normalised ones.
     /// </summary>
-    public ObservationNormalizer? Normalizer { get; set; }
+    public ObservationNormalizer? Normalizer
+    {
+        get => _normalizer;
+        set => _normalizer = value is not null && _encoder is not null
+            ? throw new InvalidOperationException("Image policies scale pixels by 1/255 and take no observation normaliser; turn observation normalisation off.")
+            : value;
+    }
+
+    private ObservationNormalizer? _normalizer;
 
     /// <summary>
     /// The scale of the critic's output (a learner that normalises returns): <see cref="Value(ReadOnlySpan{float}, int, Span{float})"/>
@@ -94,7 +179,7 @@ public sealed class ActorCritic
         Span<float> logProbs, Span<float> values, bool deterministic = false, Span<float> distributionParameters = default)
     {
         observations = Prepare(observations, batch);
-        var head = Actor.Forward(observations, batch);
+        Forward(observations, batch, out var head, out var criticOut);
         int k = Spec.ActionSize;
         if (!distributionParameters.IsEmpty) head[..(batch * k)].CopyTo(distributionParameters);
         for (int i = 0; i < batch; i++)
@@ -120,14 +205,14 @@ public sealed class ActorCritic
                 else logProbs[i] = DiagGaussian.Sample(row, LogStd, rng, act);
             }
         }
-        Critic.Forward(observations, batch)[..batch].CopyTo(values);
+        criticOut[..batch].CopyTo(values);
         Unscale(values[..batch]);
     }
 
     /// <summary>The critic's values for a batch of raw observations (normalised with <see cref="Normalizer"/> when set).</summary>
     public void Value(ReadOnlySpan<float> observations, int batch, Span<float> values)
     {
-        Critic.Forward(Prepare(observations, batch), batch)[..batch].CopyTo(values);
+        ForwardCritic(Prepare(observations, batch), batch)[..batch].CopyTo(values);
         Unscale(values[..batch]);
     }
 

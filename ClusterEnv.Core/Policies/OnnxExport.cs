@@ -63,6 +63,8 @@ public static class OnnxExport
             x = "obs_normalized";
         }
 
+        if (policy.Encoder is { } encoder) x = AddEncoder(g, policy, encoder, x);
+
         string head = AddMlp(g, policy, "actor", x, spec.Continuous ? "action_mean" : "logits");
         g.Output.Add(Value(head, TensorProto.Types.DataType.Float, "batch", spec.ActionSize));
         if (spec.Continuous)
@@ -130,6 +132,44 @@ public static class OnnxExport
             }
         }
         return x;
+    }
+
+    // The image torso: reshape the flat observation to NCHW, divide by 255, then Conv → Relu per layer, Flatten, Gemm → Relu.
+    private static string AddEncoder(GraphProto g, ActorCritic policy, ClusterEnv.Nn.ConvEncoder encoder, string input)
+    {
+        var e = policy.Spec.Encoder!;
+        var shape = new TensorProto { Name = "image_shape", DataType = (int)TensorProto.Types.DataType.Int64 };
+        shape.Dims.Add(4);
+        shape.RawData = ByteString.CopyFrom(MemoryMarshal.AsBytes(new long[] { -1, e.Channels, e.Height, e.Width }.AsSpan()));
+        g.Initializer.Add(shape);
+        g.Initializer.Add(Floats("pixel_scale", [1f / 255f]));
+        g.Node.Add(Node("Reshape", [input, "image_shape"], "image"));
+        g.Node.Add(Node("Mul", ["image", "pixel_scale"], "image_scaled"));
+        string x = "image_scaled";
+        Parameter Param(string name) => policy.Store.Parameters.Single(p => p.Name == name);
+        for (int l = 0; l < encoder.Convolutions.Count; l++)
+        {
+            var conv = encoder.Convolutions[l];
+            var (w, b) = (Param($"encoder.{2 * l}.weight"), Param($"encoder.{2 * l}.bias"));
+            g.Initializer.Add(Floats(w.Name, w.Values.ToArray(), w.Shape));
+            g.Initializer.Add(Floats(b.Name, b.Values.ToArray(), b.Shape));
+            var node = Node("Conv", [x, w.Name, b.Name], $"encoder.{2 * l}.out");
+            node.Attribute.Add(new AttributeProto { Name = "strides", Type = AttributeProto.Types.AttributeType.Ints, Ints = { conv.Stride, conv.Stride } });
+            node.Attribute.Add(new AttributeProto { Name = "kernel_shape", Type = AttributeProto.Types.AttributeType.Ints, Ints = { conv.Kernel, conv.Kernel } });
+            g.Node.Add(node);
+            g.Node.Add(Node("Relu", [$"encoder.{2 * l}.out"], $"encoder.{2 * l + 1}.out"));
+            x = $"encoder.{2 * l + 1}.out";
+        }
+        g.Node.Add(Node("Flatten", [x], "encoder.flat"));
+        int lin = 2 * encoder.Convolutions.Count + 1;
+        var (lw, lb) = (Param($"encoder.{lin}.weight"), Param($"encoder.{lin}.bias"));
+        g.Initializer.Add(Floats(lw.Name, lw.Values.ToArray(), lw.Shape));
+        g.Initializer.Add(Floats(lb.Name, lb.Values.ToArray(), lb.Shape));
+        var gemm = Node("Gemm", ["encoder.flat", lw.Name, lb.Name], $"encoder.{lin}.out");
+        gemm.Attribute.Add(new AttributeProto { Name = "transB", Type = AttributeProto.Types.AttributeType.Int, I = 1 });
+        g.Node.Add(gemm);
+        g.Node.Add(Node("Relu", [$"encoder.{lin}.out"], "features"));
+        return "features";
     }
 
     private static NodeProto Node(string op, string[] inputs, string output)

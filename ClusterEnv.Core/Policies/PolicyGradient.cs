@@ -72,11 +72,11 @@ public static class PolicyGradient
         }
         // Loss −(1/E)·Σ_t G_t log π(a_t|s_t).
         policy.Store.ZeroGrad();
-        var head = policy.Actor.Forward(CollectionsMarshal.AsSpan(obs), n);
+        var head = policy.ForwardActor(CollectionsMarshal.AsSpan(obs), n);
         var dHead = new float[n * k];
         for (int i = 0; i < n; i++)
             Categorical.Backward(head.Slice(i * k, k), actions[i], -weights[i] / settings.Episodes, 0, dHead.AsSpan(i * k, k));
-        policy.Actor.Backward(dHead);
+        policy.BackwardActor(dHead);
         return policy.Store.Grads.ToArray();
     }
 }

@@ -91,7 +91,7 @@ public sealed class ApsGate
             states.Slice(src * m, m).CopyTo(_picked.AsSpan(j * m, m));
             deployedParams.Slice(src * k, k).CopyTo(_pickedParams.AsSpan(j * k, k));
         }
-        var head = current.Actor.Forward(current.Prepare(_picked.AsSpan(0, used * m), used), used);
+        var head = current.ForwardActor(current.Prepare(_picked.AsSpan(0, used * m), used), used);
         double sum = 0;
         for (int j = 0; j < used; j++)
         {

@@ -369,10 +369,10 @@ public static class Impala
             // ---- the target policy's log-probs (IMPACT), then the learner's forward passes that backward uses ----
             if (target is not null)
             {
-                var th = target.Actor.Forward(_obs.AsSpan(0, TN * m), TN);
+                var th = target.ForwardActor(_obs.AsSpan(0, TN * m), TN);
                 th[..(TN * k)].CopyTo(_targetLogits);
             }
-            var values = policy.Critic.Forward(_obs.AsSpan(0, TN * m), TN);
+            policy.Forward(_obs.AsSpan(0, TN * m), TN, out var head, out var values);
             values[..TN].CopyTo(_values);
             if (o.NormalizeReturns)
             {
@@ -382,7 +382,6 @@ public static class Impala
                 if (policy.ValueScale is var (scaleMean, scaleStd))
                     for (int j = 0; j < TN; j++) _values[j] = (float)(scaleMean + scaleStd * _rawValues[j]);
             }
-            var head = policy.Actor.Forward(_obs.AsSpan(0, TN * m), TN);
             head[..(TN * k)].CopyTo(_logits);
             if (spec.Continuous) policy.LogStd.CopyTo(_logStd);
             for (int j = 0; j < TN; j++)
@@ -459,8 +458,7 @@ public static class Impala
                     Categorical.Backward(row, _actions[j], (float)dLogProb, (float)(-o.EntropyCost / count), _dHead.AsSpan(j * k, k));
                 }
             }
-            policy.Actor.Backward(_dHead.AsSpan(0, TN * k));
-            policy.Critic.Backward(_dValue.AsSpan(0, TN));
+            policy.Backward(_dHead.AsSpan(0, TN * k), _dValue.AsSpan(0, TN));
             if (dp.WorldSize > 1) dp.AllReduce(policy.Store.Grads, ReduceOp.Mean); // one flat buffer, between backward and clipping
             double gradNorm = Adam.ClipGradNorm(policy.Store.Grads, o.MaxGradNorm);
             if (o.MaxUpdateKl > 0)
@@ -537,7 +535,7 @@ public static class Impala
         // Mean KL(π before ‖ π after) of this step over the batch's transitions: how far one optimizer step moved the policy.
         private double UpdateKl(ActorCritic policy, int TN, int m, int k)
         {
-            var after = policy.Actor.Forward(_obs.AsSpan(0, TN * m), TN);
+            var after = policy.ForwardActor(_obs.AsSpan(0, TN * m), TN);
             double kl = 0;
             int count = 0;
             for (int j = 0; j < TN; j++)

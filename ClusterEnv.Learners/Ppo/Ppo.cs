@@ -279,8 +279,7 @@ public static partial class Ppo
                     else DataParallel.Normalize(mbAdv.AsSpan(0, B), moments![m]); // over the union of the ranks' minibatches
                 }
 
-                var head = policy.Actor.Forward(mbObs.AsSpan(0, B * obsSize), B);
-                var newValues = policy.Critic.Forward(mbObs.AsSpan(0, B * obsSize), B);
+                policy.Forward(mbObs.AsSpan(0, B * obsSize), B, out var head, out var newValues);
                 policy.Store.ZeroGrad();
                 Array.Clear(dHead);
                 pgLoss = vLoss = entropy = oldKl = kl = 0;
@@ -325,8 +324,7 @@ public static partial class Ppo
                         dValue[b] = (float)(o.VfCoef * e1 / B);
                     }
                 }
-                policy.Actor.Backward(dHead.AsSpan(0, B * k));
-                policy.Critic.Backward(dValue.AsSpan(0, B));
+                policy.Backward(dHead.AsSpan(0, B * k), dValue.AsSpan(0, B));
                 if (dp.WorldSize > 1) dp.AllReduce(policy.Store.Grads, ReduceOp.Mean); // one flat buffer, between backward and clipping
                 Adam.ClipGradNorm(policy.Store.Grads, o.MaxGradNorm);
                 adam.Step(policy.Store.Values, policy.Store.Grads);
