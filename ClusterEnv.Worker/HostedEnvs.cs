@@ -30,7 +30,8 @@ internal sealed class HostedEnvs : IDisposable
         var kwargs = options.EnvArgs.ToDictionary(kv => kv.Key, kv => ParseArg(kv.Value));
         try
         {
-            for (int i = 0; i < options.NumEnvs; i++) _envs.Add(Gym.Make(options.EnvId, kwargs.Count == 0 ? null : kwargs));
+            for (int i = 0; i < options.NumEnvs; i++)
+                _envs.Add(options.Pixels is { } pixels ? pixels.Make(options.EnvId, kwargs) : Gym.Make(options.EnvId, kwargs.Count == 0 ? null : kwargs));
         }
         catch
         {

@@ -28,6 +28,8 @@ public static class WorkerCommandLine
         var assemblies = Cli.Option<string[]>("--assembly", "load envs registered by IEnvRegistrar classes in this assembly (repeatable)");
         var envArgs = Cli.Option<string[]>("--env-arg", "constructor argument for the env, KEY=VALUE (repeatable)")
             .Check(kvs => (kvs ?? []).FirstOrDefault(kv => kv.IndexOf('=') <= 0) is { } bad ? $"--env-arg '{bad}' must look like KEY=VALUE." : null);
+        var pixels = Cli.Option<string?>("--pixels", "observe rendered frames, gray, resized and stacked: HEIGHTxWIDTHxSTACK, e.g. 84x84x4 (the env must render rgb_array)")
+            .Check(v => v is null ? null : Try(() => ClusterEnv.Wrappers.PixelObservations.Parse(v)));
         var connectTimeout = Cli.Option("--connect-timeout", "seconds to keep dialling a hub that is not up yet", 60.0)
             .Check(s => s > 0 ? null : $"--connect-timeout {s} must be a positive number of seconds.");
         var parentPid = Cli.Option<int?>("--parent-pid", "exit when the process with this id exits");
@@ -39,7 +41,7 @@ public static class WorkerCommandLine
         var root = new RootCommand("ClusterEnv.Worker: hosts envs for a ClusterVecEnv. Dials the learner's hub, registers and answers its commands. " +
                                    "Exits 0 when the hub closes the stream, 1 when refused or the connection fails, 2 on bad arguments, 3 when its parent is gone.")
         {
-            hub, env, numEnvs, workerId, tokenFile, assemblies, envArgs, connectTimeout, parentPid, maxMessage, insecure, level,
+            hub, env, numEnvs, workerId, tokenFile, assemblies, envArgs, pixels, connectTimeout, parentPid, maxMessage, insecure, level,
         };
         if (Cli.Parse(root, args, out var p) is int exit) return exit;
         logLevel = p.GetValue(level);
@@ -51,9 +53,23 @@ public static class WorkerCommandLine
             Token = string.IsNullOrEmpty(token) ? null : token,
             Assemblies = p.GetValue(assemblies) ?? [],
             EnvArgs = (p.GetValue(envArgs) ?? []).Select(kv => kv.Split('=', 2)).ToDictionary(kv => kv[0], kv => kv[1]),
+            Pixels = p.GetValue(pixels) is { } px ? ClusterEnv.Wrappers.PixelObservations.Parse(px) : null,
             ConnectTimeout = TimeSpan.FromSeconds(p.GetValue(connectTimeout)), ParentPid = p.GetValue(parentPid),
             MaxMessageSize = p.GetValue(maxMessage) * 1024 * 1024, Insecure = p.GetValue(insecure),
         };
         return null;
+    }
+
+    private static string? Try(Action parse)
+    {
+        try
+        {
+            parse();
+            return null;
+        }
+        catch (ArgumentException e)
+        {
+            return "--pixels: " + e.Message;
+        }
     }
 }

@@ -24,6 +24,9 @@ public sealed record WorkerOptions
     /// <summary>Constructor arguments for the env, as strings (numbers and true/false are converted).</summary>
     public IReadOnlyDictionary<string, string> EnvArgs { get; init; } = new Dictionary<string, string>();
 
+    /// <summary>Observe rendered frames through these wrappers instead of the env's state (null: the env's observations).</summary>
+    public ClusterEnv.Wrappers.PixelObservations? Pixels { get; init; }
+
     /// <summary>How long to keep dialling a hub that is not up yet.</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(60);
 

@@ -77,6 +77,9 @@ public sealed record ClusterOptions
     /// <summary>Local pool: constructor arguments for the env (<c>Gym.Make(EnvId, kwargs)</c>), as strings.</summary>
     public IReadOnlyDictionary<string, string> EnvArgs { get; init; } = new Dictionary<string, string>();
 
+    /// <summary>Launched workers (local pool, Slurm): observe rendered, gray, resized and stacked frames instead of the env's state (<see cref="Wrappers.PixelObservations"/>); null: the env's own observations.</summary>
+    public Wrappers.PixelObservations? Pixels { get; init; }
+
     /// <summary>Local pool: path of ClusterEnv.Worker (.dll or executable); by default found next to this application or in CLUSTERENV_WORKER.</summary>
     public string? WorkerPath { get; init; }
 

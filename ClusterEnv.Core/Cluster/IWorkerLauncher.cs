@@ -7,8 +7,9 @@ namespace ClusterEnv.Cluster;
 /// <param name="Token">The hub's token: launchers pass it in the workers' environment (CLUSTERENV_TOKEN), never on a command line.</param>
 /// <param name="Assemblies">Assemblies that register the user's own envs.</param>
 /// <param name="EnvArgs">Constructor arguments for the env, as strings.</param>
+/// <param name="Pixels">When set, the workers observe rendered frames through these wrappers instead of the env's state.</param>
 public sealed record WorkerLaunch(Uri Hub, string EnvId, IReadOnlyList<int> EnvsPerWorker, string? Token,
-    IReadOnlyList<string> Assemblies, IReadOnlyDictionary<string, string> EnvArgs);
+    IReadOnlyList<string> Assemblies, IReadOnlyDictionary<string, string> EnvArgs, Wrappers.PixelObservations? Pixels = null);
 
 /// <summary>
 /// What a vector env needs from whoever starts its workers: start them once the hub listens, say which ids to expect,

@@ -101,6 +101,7 @@ public sealed class LocalWorkerPool : IWorkerLauncher
             "--worker-id", id, "--parent-pid", Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
         foreach (var asm in launch.Assemblies) AddArgs(psi, "--assembly", Path.GetFullPath(asm));
         foreach (var (k, v) in launch.EnvArgs) AddArgs(psi, "--env-arg", $"{k}={v}");
+        if (launch.Pixels is { } pixels) AddArgs(psi, "--pixels", pixels.ToString());
         if (!string.IsNullOrEmpty(launch.Token)) psi.Environment["CLUSTERENV_TOKEN"] = launch.Token;
         // A worker has one socket and does its work in the socket's completion: run it inline on the epoll thread
         // instead of hopping to the thread pool (tens of µs per step on a busy 2-core box).

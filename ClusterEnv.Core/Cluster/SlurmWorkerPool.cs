@@ -150,6 +150,7 @@ public sealed class SlurmWorkerPool : IWorkerLauncher
         var args = new List<string>(prefixArgs) { "--hub", launch.Hub.ToString().TrimEnd('/'), "--env", launch.EnvId };
         foreach (var asm in launch.Assemblies) args.AddRange(["--assembly", Path.GetFullPath(asm)]);
         foreach (var (k, v) in launch.EnvArgs) args.AddRange(["--env-arg", $"{k}={v}"]);
+        if (launch.Pixels is { } pixels) args.AddRange(["--pixels", pixels.ToString()]);
         var sb = new StringBuilder();
         sb.Append("#!/bin/bash\n");
         sb.Append("# Written by ClusterEnv's SlurmWorkerPool: runs worker number $1 (default: SLURM_PROCID), generation $2 (default 0).\n");

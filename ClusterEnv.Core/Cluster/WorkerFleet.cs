@@ -42,7 +42,7 @@ internal sealed class WorkerFleet : IDisposable
             Launcher = options.Launcher ?? (options.LocalWorkers ? new LocalWorkerPool(options.WorkerPath) : new ExternalWorkers());
             int numWorkers = options.EffectiveNumWorkers;
             var counts = Enumerable.Range(0, numWorkers).Select(w => options.NumEnvs / numWorkers + (w < options.NumEnvs % numWorkers ? 1 : 0)).ToArray();
-            Launcher.Start(new WorkerLaunch(Hub.Url, options.EnvId, counts, options.Hub.Token, options.EffectiveWorkerAssemblies(), options.EnvArgs));
+            Launcher.Start(new WorkerLaunch(Hub.Url, options.EnvId, counts, options.Hub.Token, options.EffectiveWorkerAssemblies(), options.EnvArgs, options.Pixels));
             Say($"hub listening at {Hub.Url}; waiting up to {options.ConnectTimeout.TotalSeconds:0.#} s for {numWorkers} worker(s) of {options.EnvId} ({Launcher.Description})");
         }
         catch

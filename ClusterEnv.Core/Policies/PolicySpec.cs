@@ -52,6 +52,13 @@ public sealed record PolicySpec(int ObservationSize, bool Continuous, int Action
         };
     }
 
+    /// <summary>
+    /// The spec a learner builds from its options: <see cref="ForImages"/> with <paramref name="encoder"/> (its heads'
+    /// hidden layers <paramref name="hidden"/>, usually none), else <see cref="For"/>'s MLPs of <paramref name="hidden"/>.
+    /// </summary>
+    public static PolicySpec Of(Space observationSpace, Space actionSpace, int[] hidden, string? encoder) =>
+        encoder is null ? For(observationSpace, actionSpace, hidden) : ForImages(observationSpace, actionSpace, encoder, hidden);
+
     /// <summary>The spec as JSON (stored in checkpoints; "encoder" only when there is one).</summary>
     public string ToJson() => Encoder is { } e
         ? JsonSerializer.Serialize(new { observation_size = ObservationSize, continuous = Continuous, action_size = ActionSize, hidden = Hidden, activation = Activation.ToString(),

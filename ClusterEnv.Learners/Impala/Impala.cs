@@ -47,7 +47,7 @@ public static class Impala
         options.Validate();
         if (envs.AutoresetMode == AutoresetMode.Disabled)
             throw new ArgumentException("IMPALA needs an autoresetting vector env; create it with AutoresetMode.NextStep (the default) or SameStep.", nameof(envs));
-        var spec = PolicySpec.For(envs.SingleObservationSpace, envs.SingleActionSpace, options.Hidden);
+        var spec = PolicySpec.Of(envs.SingleObservationSpace, envs.SingleActionSpace, options.Hidden, options.Encoder);
         var policy = new ActorCritic(spec, options.Seed);
         resume = Resume(options, policy, resume);
         var publisher = new PolicyPublisher(envs, spec, strategy, learnerLagLimit: options.MaxPolicyLag > 0 ? Math.Max(1, options.MaxPolicyLag - 1) : 0);
@@ -92,7 +92,7 @@ public static class Impala
         ArgumentNullException.ThrowIfNull(envs);
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        var spec = PolicySpec.For(envs.SingleObservationSpace, envs.SingleActionSpace, options.Hidden);
+        var spec = PolicySpec.Of(envs.SingleObservationSpace, envs.SingleActionSpace, options.Hidden, options.Encoder);
         var policy = new ActorCritic(spec, options.Seed);
         resume = Resume(options, policy, resume);
         ulong version = 1;

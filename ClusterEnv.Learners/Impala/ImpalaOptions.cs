@@ -1,3 +1,4 @@
+using ClusterEnv.Policies;
 namespace ClusterEnv.Learners.Impala;
 
 /// <summary>
@@ -96,8 +97,11 @@ public sealed record ImpalaOptions
     /// <summary>Global gradient-norm clip: 40 in the paper and TorchBeast.</summary>
     public double MaxGradNorm { get; init; } = 40;
 
-    /// <summary>Hidden layer sizes of the actor and critic MLPs (CleanRL's 64 × 64 for classic control).</summary>
+    /// <summary>Hidden layer sizes of the actor and critic MLPs (CleanRL's 64 × 64 for classic control); with <see cref="Encoder"/>, of the heads on its features.</summary>
     public int[] Hidden { get; init; } = [64, 64];
+
+    /// <summary>A convolutional torso for image observations ("nature" or "small", <see cref="EncoderSpec"/>), shared by actor and critic; null: MLPs on vector observations.</summary>
+    public string? Encoder { get; init; }
 
     /// <summary>Rollouts each streaming worker may hold in flight (acting, on the wire or queued).</summary>
     public int Credit { get; init; } = 2;
@@ -186,6 +190,7 @@ public sealed record ImpalaOptions
     public void Validate()
     {
         if (HistoryLimit < 0) throw new ArgumentOutOfRangeException(nameof(HistoryLimit), HistoryLimit, "HistoryLimit must be 0 (keep all) or positive.");
+        if (Encoder is not null && !EncoderSpec.Kinds.Contains(Encoder)) throw new ArgumentException($"Encoder '{Encoder}' is not one of {string.Join(", ", EncoderSpec.Kinds)}.");
         void Positive(double v, string name) { if (!(v > 0) || !double.IsFinite(v)) throw new ArgumentOutOfRangeException(name, v, $"{name} must be a finite number > 0."); }
         Positive(UnrollLength, nameof(UnrollLength));
         Positive(BatchSize, nameof(BatchSize));

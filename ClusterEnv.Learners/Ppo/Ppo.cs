@@ -57,7 +57,7 @@ public static partial class Ppo
         o.Validate(envs.NumEnvs);
         if (envs.AutoresetMode == AutoresetMode.Disabled)
             throw new ArgumentException("PPO needs an autoresetting vector env; create it with AutoresetMode.NextStep (the default) or SameStep.", nameof(envs));
-        var policy = new ActorCritic(PolicySpec.For(envs.SingleObservationSpace, envs.SingleActionSpace, o.Hidden), o.Seed);
+        var policy = new ActorCritic(PolicySpec.Of(envs.SingleObservationSpace, envs.SingleActionSpace, o.Hidden, o.Encoder), o.Seed);
         if (o.NormalizeObservations) policy.Normalizer = ObservationNormalizer.From(new RunningMeanStd(policy.Spec.ObservationSize), o.ObservationClip);
         if (resume is not null)
         {

@@ -1,3 +1,4 @@
+using ClusterEnv.Policies;
 namespace ClusterEnv.Learners.Ppo;
 
 /// <summary>
@@ -57,8 +58,11 @@ public sealed record PpoOptions
     /// <summary>Adam's epsilon (CleanRL: 1e-5).</summary>
     public double AdamEps { get; init; } = 1e-5;
 
-    /// <summary>Hidden layer widths of the actor and of the critic.</summary>
+    /// <summary>Hidden layer widths of the actor and of the critic; with <see cref="Encoder"/>, of the heads on its features.</summary>
     public int[] Hidden { get; init; } = [64, 64];
+
+    /// <summary>A convolutional torso for image observations ("nature" or "small", <see cref="EncoderSpec"/>), shared by actor and critic; null: MLPs on vector observations.</summary>
+    public string? Encoder { get; init; }
 
     /// <summary>A folder for checkpoints (policy with its observation statistics, optimizer, random state, counters), as IMPALA writes them; null writes none.</summary>
     public string? CheckpointDirectory { get; init; }
@@ -130,7 +134,9 @@ public sealed record PpoOptions
         if (GaeLambda is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(GaeLambda), GaeLambda, "GaeLambda must be in [0, 1].");
         if (ClipCoef <= 0) throw new ArgumentOutOfRangeException(nameof(ClipCoef), ClipCoef, "ClipCoef must be positive.");
         if (MaxGradNorm <= 0) throw new ArgumentOutOfRangeException(nameof(MaxGradNorm), MaxGradNorm, "MaxGradNorm must be positive.");
-        if (Hidden is null || Hidden.Length == 0 || Hidden.Any(h => h <= 0)) throw new ArgumentException("Hidden needs at least one positive layer width, e.g. [64, 64].");
+        if (Hidden is null || (Encoder is null && Hidden.Length == 0) || Hidden.Any(h => h <= 0)) throw new ArgumentException("Hidden needs at least one positive layer width, e.g. [64, 64] (none only with an Encoder).");
+        if (Encoder is not null && !EncoderSpec.Kinds.Contains(Encoder)) throw new ArgumentException($"Encoder '{Encoder}' is not one of {string.Join(", ", EncoderSpec.Kinds)}.");
+        if (Encoder is not null && NormalizeObservations) throw new ArgumentException("An image encoder scales pixels by 1/255; turn NormalizeObservations off with it.");
     }
 
     /// <summary>Rollout size per iteration.</summary>

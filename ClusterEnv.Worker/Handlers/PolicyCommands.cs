@@ -29,7 +29,7 @@ internal sealed class PolicyCommands(HostedEnvs envs, ILogger logger, string wor
         try
         {
             var spec = PolicySpec.FromJson(update.SpecJson);
-            var expected = PolicySpec.For(vec.SingleObservationSpace, vec.SingleActionSpace, spec.Hidden, spec.Activation);
+            var expected = PolicySpec.Of(vec.SingleObservationSpace, vec.SingleActionSpace, spec.Hidden, spec.Encoder?.Kind) with { Activation = spec.Activation };
             if (!spec.Equals(expected))
                 error = $"The policy spec {update.SpecJson} does not fit this worker's envs ({expected.ToJson()}).";
             else

@@ -38,15 +38,18 @@ internal static class Evaluate
             Console.Error.WriteLine($"--evaluate {source}: env '{envId}' is not registered here. Registered: {string.Join(", ", Gym.Ids)}.");
             return 2;
         }
-        var probe = Gym.Make(envId);
+        // A policy trained on pixels names the frames it saw (metadata "pixels", e.g. 84x84x4): its envs render them the same way.
+        var pixels = metadata.TryGetValue("pixels", out var shape) ? ClusterEnv.Wrappers.PixelObservations.Parse(shape) : null;
+        IEnv Make() => pixels?.Make(envId) ?? Gym.Make(envId);
+        var probe = Make();
         var spec = PolicySpec.For(probe.ObservationSpace, probe.ActionSpace, []);
         if (spec.ObservationSize != policy.Spec.ObservationSize || spec.ActionSize != policy.Spec.ActionSize || spec.Continuous != policy.Spec.Continuous)
         {
             Console.Error.WriteLine($"--evaluate {source}: the policy takes observations of {policy.Spec.ObservationSize} and acts in {policy.Spec.ToJson()}; {envId} does not fit it. Give the env it was trained on with --env.");
             return 2;
         }
-        var deterministic = Play(policy, envId, episodes, seed, deterministic: true);
-        var stochastic = Play(policy, envId, episodes, seed, deterministic: false);
+        var deterministic = Play(policy, Make, episodes, seed, deterministic: true);
+        var stochastic = Play(policy, Make, episodes, seed, deterministic: false);
         Console.WriteLine($"{envId}, {episodes} episodes each, seeds {seed}..{seed + episodes - 1}:");
         Console.WriteLine($"  deterministic (most likely action): {deterministic.Mean:F1} ± {deterministic.Std:F1}  (min {deterministic.Min:F1}, max {deterministic.Max:F1})");
         Console.WriteLine($"  stochastic (sampled action):        {stochastic.Mean:F1} ± {stochastic.Std:F1}  (min {stochastic.Min:F1}, max {stochastic.Max:F1})");
@@ -87,9 +90,9 @@ internal static class Evaluate
     }
 
     // Episode i starts from seed + i; stochastic actions come from a generator seeded with the same seed.
-    private static Returns Play(ActorCritic policy, string envId, int episodes, int seed, bool deterministic)
+    private static Returns Play(ActorCritic policy, Func<IEnv> make, int episodes, int seed, bool deterministic)
     {
-        var env = Gym.Make(envId);
+        using var env = make();
         var rng = new Rng(seed);
         int k = policy.Spec.ActionSize;
         var obs = new float[env.ObservationSpace.EncodedSize];

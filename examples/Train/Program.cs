@@ -58,6 +58,10 @@ var transportOption = Cli.Option("--transport", "how workers talk to the hub: au
     .Check(t => t is "auto" or "grpc" ? null : $"--transport '{t}' must be auto or grpc.");
 var firstReadyOption = Cli.Option<int?>("--first-ready", "IMPALA/IMPACT on workers: the learner acts (central inference) and steps the workers first-ready, acting each round on the first workers to answer with at least N sub-envs (0: half of them), so a slow worker holds up only its own; without it the workers act")
     .Check(n => n is null or >= 0 ? null : $"--first-ready ({n}) must be 0 (half the sub-envs) or a number of sub-envs.");
+var pixelsOption = Cli.Option("--pixels", "learn from pixels: the envs render (rgb_array) and the policy sees the frames, gray, resized and stacked (--pixel-shape), through a CNN (--encoder)", false);
+var pixelShapeOption = Cli.Option("--pixel-shape", "with --pixels: HEIGHTxWIDTHxSTACK of the observed frames", "84x84x4");
+var encoderOption = Cli.Option<string?>("--encoder", "the CNN torso for image observations: small (the 2013 DQN network) or nature (the Nature DQN network); default small with --pixels")
+    .Check(e => e is null or "small" or "nature" ? null : $"--encoder '{e}' must be small or nature.");
 var lrOption = Cli.Option<double?>("--lr", "learning rate (default: PPO 2.5e-4 or 3e-4 continuous, IMPALA 1e-3, IMPACT 7e-4)")
     .Check(v => v is null || (v > 0 && double.IsFinite(v.Value)) ? null : $"--lr ({v}) must be a positive number.");
 var logEveryOption = Cli.Option("--log-every", "seconds between points in metrics.csv and the TensorBoard events (0: every update; the last update is always written)", 0.5)
@@ -80,7 +84,7 @@ var outOption = Cli.Option<string?>("--out", "run folder for config.json, metric
 var root = new RootCommand("IMPALA (default), IMPACT or PPO (CleanRL's details) through ClusterVecEnv with a local worker pool, or locally with --local.")
 {
     algoOption, envOption, workerAssemblyOption, seedOption, numEnvsOption, workersOption, totalStepsOption, syncOption, localOption, outOption,
-    externalOption, hostOption, portOption, tokenFileOption, tlsCertOption, tlsPasswordFileOption, allowAnyWorkerOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption, logEveryOption, maxRestartsOption, batchRolloutsOption, firstReadyOption, transportOption, lrOption,
+    externalOption, hostOption, portOption, tokenFileOption, tlsCertOption, tlsPasswordFileOption, allowAnyWorkerOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption, logEveryOption, maxRestartsOption, batchRolloutsOption, firstReadyOption, transportOption, lrOption, pixelsOption, pixelShapeOption, encoderOption,
     evaluateOption, episodesOption, distributedOption, deviceOption, slurmOption, slurmPartitionOption, slurmTimeOption, slurmCpusOption, slurmNodesOption, slurmModeOption, slurmArgOption,
 };
 if (Cli.Parse(root, args, out var parsed) is int exit) return exit;
@@ -198,16 +202,50 @@ if (device is not null)
         return Cli.UsageError;
     }
 }
+// --pixels: every env (the workers', --local's and the probes here) observes its rendered frames through the same wrappers.
+ClusterEnv.Wrappers.PixelObservations? pixels = null;
+if (parsed.GetValue(pixelsOption))
+{
+    try { pixels = ClusterEnv.Wrappers.PixelObservations.Parse(parsed.GetValue(pixelShapeOption)!); }
+    catch (ArgumentException e)
+    {
+        Console.Error.WriteLine($"--pixel-shape: {e.Message}");
+        return Cli.UsageError;
+    }
+    string? refusal = workerOnlyEnv ? $"--pixels renders the envs on C# workers; {envId} is served by other workers, which cannot render for it. Render in your own env instead."
+        : device is not null ? "--pixels trains a CNN, which the GPU engine (--device) does not run yet; drop --device."
+        : external > 0 ? "--pixels wraps the envs of the workers this run starts; with --workers-external, start them with --pixels " + pixels + " yourself and drop --pixels here."
+        : null;
+    if (refusal is null)
+    {
+        try { pixels.Make(envId).Dispose(); }
+        catch (ArgumentException e) { refusal = $"--pixels: {envId} cannot be observed as pixels: {e.Message}"; }
+    }
+    if (refusal is not null)
+    {
+        Console.Error.WriteLine(refusal);
+        return Cli.UsageError;
+    }
+}
+string? encoder = parsed.GetValue(encoderOption) ?? (pixels is not null ? "small" : null);
+if (encoder is not null && pixels is null)
+{
+    Console.Error.WriteLine("--encoder is the CNN for image observations; add --pixels (or drop --encoder).");
+    return Cli.UsageError;
+}
+IEnv MakeProbe() => pixels?.Make(envId) ?? Gym.Make(envId);
 // A worker-only env's action space is known once the workers register: PPO's defaults are chosen again then.
 bool continuous = !workerOnlyEnv && Gym.Make(envId).ActionSpace is Box;
 PpoOptions PpoDefaults(bool continuousActions)
 {
     var o = (continuousActions ? PpoOptions.ContinuousDefaults : new PpoOptions()) with { Seed = seed, Device = device, CheckpointEvery = parsed.GetValue(checkpointEveryOption) };
+    if (encoder is not null) o = o with { Encoder = encoder, Hidden = [], NormalizeObservations = false };
     if (totalSteps is long ts) o = o with { TotalTimesteps = ts };
     if (parsed.GetValue(lrOption) is double ppoLr) o = o with { LearningRate = ppoLr };
     return o;
 }
 var options = PpoDefaults(continuous);
+int[] PolicyHidden() => encoder is not null ? [] : impala ? new ImpalaOptions().Hidden : options.Hidden;
 bool numEnvsGiven = parsed.GetValue(numEnvsOption) is not null;
 if (!numEnvsGiven) numEnvs = impala ? 16 : continuous ? 1 : numEnvs; // CleanRL's continuous default: 1 env × 2048 steps
 if (firstReady > numEnvs)
@@ -240,8 +278,8 @@ if (resumeFrom is not null)
     ClusterEnv.Policies.PolicySpec? expected = null;
     if (!workerOnlyEnv)
     {
-        var probe = Gym.Make(envId);
-        expected = ClusterEnv.Policies.PolicySpec.For(probe.ObservationSpace, probe.ActionSpace, impala ? new ImpalaOptions().Hidden : options.Hidden);
+        using var probe = MakeProbe();
+        expected = ClusterEnv.Policies.PolicySpec.Of(probe.ObservationSpace, probe.ActionSpace, PolicyHidden(), encoder);
     }
     if (expected is not null && !resume.Policy.Spec.Equals(expected))
     {
@@ -360,10 +398,12 @@ int Run()
         .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
     // The one line that differs between a local vector env and a cluster of worker processes:
     using IVectorEnv envs = local
-        ? Gym.MakeVec(envId, numEnvs, wrap: e => new RecordEpisodeStatistics(e))
+        ? pixels is null ? Gym.MakeVec(envId, numEnvs, wrap: e => new RecordEpisodeStatistics(e))
+            : new SyncVectorEnv(Enumerable.Range(0, numEnvs).Select(_ => (Func<IEnv>)(() => new RecordEpisodeStatistics(pixels.Make(envId)))))
         : new ClusterVecEnv(new ClusterOptions
         {
             EnvId = envId,
+            Pixels = pixels,
             WorkerAssemblies = workerAssemblies,
             // External workers bring their own envs: take whatever they host.
             NumEnvs = external > 0 ? 0 : numEnvs,
@@ -416,6 +456,7 @@ int Run()
 
     string checkpoint = Path.Combine(outDir, "policy.cepolicy");
     var metadata = new Dictionary<string, string> { ["env"] = envId, ["seed"] = seed.ToString(CultureInfo.InvariantCulture), ["algorithm"] = "ppo" };
+    if (pixels is not null) metadata["pixels"] = pixels.ToString();
     if (result.ObservationStatistics is { } rms) // the policy expects observations normalised with these statistics
     {
         metadata["obs_mean"] = string.Join(",", rms.Mean.ToArray().Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
@@ -449,14 +490,16 @@ string? WriteSummary(string outcome, params string[] more) => collective.Rank ==
 // env stopped before its workers described it has no spaces to build one from: null.
 string? SaveStartingPolicy()
 {
-    using var probe = workerOnlyEnv ? null : Gym.Make(envId);
+    using var probe = workerOnlyEnv ? null : MakeProbe();
     (Space Obs, Space Act)? spaces = probe is not null ? (probe.ObservationSpace, probe.ActionSpace)
         : cluster is not null ? (cluster.SingleObservationSpace, cluster.SingleActionSpace) : null;
     if (resume is null && spaces is null) return null;
     var policy = resume?.Policy ?? new ClusterEnv.Policies.ActorCritic(
-        ClusterEnv.Policies.PolicySpec.For(spaces!.Value.Obs, spaces.Value.Act, impala ? new ImpalaOptions().Hidden : options.Hidden), seed);
+        ClusterEnv.Policies.PolicySpec.Of(spaces!.Value.Obs, spaces.Value.Act, PolicyHidden(), encoder), seed);
     string path = Path.Combine(outDir, "policy.cepolicy");
-    policy.Save(path, new Dictionary<string, string> { ["env"] = envId, ["seed"] = seed.ToString(CultureInfo.InvariantCulture), ["algorithm"] = algo });
+    var metadata = new Dictionary<string, string> { ["env"] = envId, ["seed"] = seed.ToString(CultureInfo.InvariantCulture), ["algorithm"] = algo };
+    if (pixels is not null) metadata["pixels"] = pixels.ToString();
+    policy.Save(path, metadata);
     return path;
 }
 
@@ -493,6 +536,7 @@ int RunImpala(IVectorEnv envs)
         HistoryLimit = 10_000, // every update is in metrics.csv; memory stays flat on long runs
         ResumeFrom = resume?.Folder,
     };
+    if (encoder is not null) o = o with { Encoder = encoder, Hidden = [] };
     if (algo == "impact") o = o.AsImpact();
     if (parsed.GetValue(batchRolloutsOption) is int batchRollouts) o = o with { BatchSize = batchRollouts };
     if (parsed.GetValue(lrOption) is double impalaLr) o = o with { LearningRate = impalaLr };
@@ -517,6 +561,7 @@ int RunImpala(IVectorEnv envs)
     progress.Complete();
     string checkpoint = Path.Combine(outDir, "policy.cepolicy");
     var impalaMetadata = new Dictionary<string, string> { ["env"] = envId, ["seed"] = seed.ToString(CultureInfo.InvariantCulture), ["algorithm"] = algo };
+    if (pixels is not null) impalaMetadata["pixels"] = pixels.ToString();
     result.Policy.Save(checkpoint, impalaMetadata);
     WriteOnnx(result.Policy, impalaMetadata);
     Console.WriteLine();
