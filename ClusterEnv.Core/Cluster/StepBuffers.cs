@@ -120,9 +120,7 @@ internal sealed class StepBuffers : IReplyOwner
     {
         var t = r.Observations ?? throw new InvalidDataException("ResetResult has no observations.");
         int n = s.Count * _obsSize;
-        if (t.Dtype != Transport.Protos.DType.Float32 || t.Data.Length != n * 4)
-            throw new InvalidDataException($"ResetResult observations are {t.Dtype} with {t.Data.Length} bytes; expected FLOAT32 with {n * 4}.");
-        MemoryMarshal.Cast<byte, float>(t.Data.Span).CopyTo(Observations.AsSpan(s.Offset * _obsSize, n));
+        Transport.ObservationCodec.Decode(t.Dtype, t.Data.Span, n, Observations.AsSpan(s.Offset * _obsSize, n), "ResetResult observations");
         if (r.Episode is { } ep) StepCodec.ReadEpisodeStats(Google.Protobuf.MessageExtensions.ToByteArray(ep), Info.Episode, s.Offset, s.Count);
         foreach (var entry in r.Info) InfoCodec.Decode(entry, Info, s.Offset, s.Count);
     }

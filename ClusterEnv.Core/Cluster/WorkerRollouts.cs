@@ -33,7 +33,10 @@ public sealed class WorkerRollouts : IReplyOwner
         public Exception? Failure; // the first worker error or queue failure of the stream
     }
 
-    internal WorkerRollouts(WorkerSlot[] slots, VectorCallState calls, WorkerReplacements replacements, ClusterOptions options, int numEnvs, int observationSize, Spaces.Space actionSpace)
+    private readonly int _observationElementSize; // bytes per observation value on the wire (1 for images)
+
+    internal WorkerRollouts(WorkerSlot[] slots, VectorCallState calls, WorkerReplacements replacements, ClusterOptions options, int numEnvs, int observationSize, Spaces.Space actionSpace,
+        int observationElementSize = 4)
     {
         _slots = slots;
         _calls = calls;
@@ -42,6 +45,7 @@ public sealed class WorkerRollouts : IReplyOwner
         _numEnvs = numEnvs;
         _observationSize = observationSize;
         _actionSpace = actionSpace;
+        _observationElementSize = observationElementSize;
         _delivered = new bool[slots.Length];
     }
 
@@ -117,7 +121,7 @@ public sealed class WorkerRollouts : IReplyOwner
         long limit = _options.Hub.MaxMessageSize;
         foreach (var s in _slots)
         {
-            var (fixedBytes, perStep) = RolloutBatch.MessageSize(s.Count, _observationSize, layout.IsContinuous, layout.Size, dist);
+            var (fixedBytes, perStep) = RolloutBatch.MessageSize(s.Count, _observationSize, layout.IsContinuous, layout.Size, dist, _observationElementSize);
             long bytes = fixedBytes + steps * perStep;
             if (bytes > limit)
                 throw new ArgumentOutOfRangeException(nameof(steps), steps,

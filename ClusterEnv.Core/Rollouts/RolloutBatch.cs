@@ -141,7 +141,7 @@ public sealed class RolloutBatch
     {
         if (r.Steps != Steps) throw new InvalidDataException($"Rollout has {r.Steps} steps; {Steps} were asked for.");
         int T = Steps, N = NumEnvs, m = ObservationSize;
-        Rows(r.Observations, "observations", DType.Float32, T + 1, count, m, offset, Observations);
+        ObservationRows(r.Observations, "observations", T + 1, count, m, offset, Observations);
         if (Continuous) Rows(r.Actions, "actions", DType.Float32, T, count, ActionSize, offset, ContinuousActions);
         else
         {
@@ -172,14 +172,16 @@ public sealed class RolloutBatch
         if (r.FinalMask is { } fm)
         {
             var mask = Check(fm, "final_mask", DType.Bool, T * count, 1);
-            var fo = MemoryMarshal.Cast<byte, float>(Check(r.FinalObservations, "final_observations", DType.Float32, T * count * m, 4));
+            var fo = new float[T * count * m]; // rare: only SameStep rollouts with an episode ending carry final observations
+            if (r.FinalObservations is null) throw new InvalidDataException("Rollout is missing 'final_observations'.");
+            Transport.ObservationCodec.Decode(r.FinalObservations.Dtype, r.FinalObservations.Data.Span, fo.Length, fo, "Rollout 'final_observations'");
             for (int t = 0; t < T; t++)
                 for (int i = 0; i < count; i++)
                 {
                     if (mask[t * count + i] == 0) continue;
                     int dst = t * N + offset + i;
                     HasFinalObservation[dst] = true;
-                    fo.Slice((t * count + i) * m, m).CopyTo(FinalObservations.AsSpan(dst * m, m));
+                    fo.AsSpan((t * count + i) * m, m).CopyTo(FinalObservations.AsSpan(dst * m, m));
                 }
         }
         for (int i = 0; i < count; i++) PolicyVersion[offset + i] = r.PolicyVersion;
@@ -202,8 +204,8 @@ public sealed class RolloutBatch
         }
     }
 
-    /// <summary>The rollout as the wire message a worker sends (every tensor copied), acted by <paramref name="version"/>.</summary>
-    public RolloutResult ToProto(ulong version, ReadOnlySpan<float> logStd)
+    /// <summary>The rollout as the wire message a worker sends (every tensor copied), acted by <paramref name="version"/>; observations as <paramref name="observationType"/> (uint8 for images, <see cref="Transport.ObservationCodec"/>).</summary>
+    public RolloutResult ToProto(ulong version, ReadOnlySpan<float> logStd, DType observationType = DType.Float32)
     {
         int T = Steps, n = NumEnvs, m = ObservationSize, k = DistributionSize;
         var result = new RolloutResult
@@ -211,7 +213,7 @@ public sealed class RolloutBatch
             PolicyVersion = version,
             Steps = (uint)T,
             Index = (uint)Index,
-            Observations = Tensor(DType.Float32, [T + 1, n, m], MemoryMarshal.AsBytes(Observations.AsSpan())),
+            Observations = ObservationTensor(Observations, observationType, [T + 1, n, m]),
             Rewards = Tensor(DType.Float64, [T, n], MemoryMarshal.AsBytes(Rewards.AsSpan())),
             Terminated = Tensor(DType.Bool, [T, n], MemoryMarshal.AsBytes(Terminated.AsSpan())),
             Truncated = Tensor(DType.Bool, [T, n], MemoryMarshal.AsBytes(Truncated.AsSpan())),
@@ -234,11 +236,19 @@ public sealed class RolloutBatch
         if (Array.IndexOf(HasFinalObservation, true) >= 0)
         {
             result.FinalMask = Tensor(DType.Bool, [T, n], MemoryMarshal.AsBytes(HasFinalObservation.AsSpan()));
-            result.FinalObservations = Tensor(DType.Float32, [T, n, m], MemoryMarshal.AsBytes(FinalObservations.AsSpan()));
+            result.FinalObservations = ObservationTensor(FinalObservations, observationType, [T, n, m]);
         }
         foreach (var (step, env, ep) in Episodes)
             result.Episodes.Add(new EpisodeRecord { Step = (uint)step, Env = (uint)env, Return = ep.Return, Length = ep.Length, Seconds = ep.Seconds });
         return result;
+    }
+
+    private static Tensor ObservationTensor(float[] values, DType type, long[] shape)
+    {
+        if (type == DType.Float32) return Tensor(type, shape, MemoryMarshal.AsBytes(values.AsSpan()));
+        var bytes = new byte[values.Length * Transport.ObservationCodec.ElementSize(type)];
+        Transport.ObservationCodec.Encode(values, type, bytes);
+        return Tensor(type, shape, bytes);
     }
 
     private static Tensor Tensor(DType dtype, long[] shape, ReadOnlySpan<byte> data)
@@ -255,10 +265,10 @@ public sealed class RolloutBatch
     /// A lower bound on the encoded size of one worker's rollout of T steps: <c>Fixed + T * PerStep</c> bytes (the
     /// tensors every rollout carries; final observations and episode records come on top).
     /// </summary>
-    internal static (long Fixed, long PerStep) MessageSize(int numEnvs, int observationSize, bool continuous, int actionSize, int distributionSize)
+    internal static (long Fixed, long PerStep) MessageSize(int numEnvs, int observationSize, bool continuous, int actionSize, int distributionSize, int observationElementSize = 4)
     {
         long n = numEnvs;
-        long obs = n * observationSize * 4;
+        long obs = n * observationSize * observationElementSize;
         long actions = continuous ? n * actionSize * 4 : n * 8;
         // rewards (8), terminated and truncated (1 + 1), log-prob (4), value (4), distribution parameters (4 each)
         long perStep = obs + actions + n * (8 + 1 + 1 + 4 + 4) + n * distributionSize * 4;
@@ -271,6 +281,17 @@ public sealed class RolloutBatch
         if (t.Dtype != dtype) throw new InvalidDataException($"Rollout '{name}' has dtype {t.Dtype}; expected {dtype}.");
         if (t.Data.Length != count * size) throw new InvalidDataException($"Rollout '{name}' has {t.Data.Length} bytes; expected {count * size} ({count} elements).");
         return t.Data.Span;
+    }
+
+    // Observations, float32 or uint8 (ObservationCodec), as Rows does.
+    private void ObservationRows(Tensor? t, string name, int rows, int count, int width, int offset, float[] dest)
+    {
+        if (t is null) throw new InvalidDataException($"Rollout is missing '{name}'.");
+        int n = count * width, size = Transport.ObservationCodec.ElementSize(t.Dtype);
+        if (t.Data.Length != rows * n * size)
+            throw new InvalidDataException($"Rollout '{name}' has {t.Data.Length} bytes of {t.Dtype}; expected {rows * n} values ({rows * n * size} bytes).");
+        for (int r = 0; r < rows; r++)
+            Transport.ObservationCodec.Decode(t.Dtype, t.Data.Span.Slice(r * n * size, n * size), n, dest.AsSpan((r * NumEnvs + offset) * width, n), $"Rollout '{name}'");
     }
 
     // (rows, count, width) from the worker → rows of (rows, N, width) at column offset.

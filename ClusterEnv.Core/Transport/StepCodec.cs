@@ -227,32 +227,33 @@ internal static class StepCodec
         MemoryMarshal.AsBytes(batch.Seconds.AsSpan()).CopyTo(WriteTensor(ref w, 4, DType.Float64, [n], n * 8));
     }
 
-    private static int StepResultBodySize(in VectorStepResult r, int n, int obsSize)
+    private static int StepResultBodySize(in VectorStepResult r, int n, int obsSize, DType obsType)
     {
-        int s = ProtoWire.FieldSize(TensorSize(DType.Float32, [n, obsSize], n * obsSize * 4))
+        int e = ObservationCodec.ElementSize(obsType);
+        int s = ProtoWire.FieldSize(TensorSize(obsType, [n, obsSize], n * obsSize * e))
               + ProtoWire.FieldSize(TensorSize(DType.Float64, [n], n * 8))
               + 2 * ProtoWire.FieldSize(TensorSize(DType.Bool, [n], n));
         if (r.Info.Episode.Any) s += ProtoWire.FieldSize(EpisodeStatsSize(n));
         if (Array.IndexOf(r.Info.HasFinalObservation, true) >= 0)
         {
             s += ProtoWire.FieldSize(TensorSize(DType.Bool, [n], n));
-            s += ProtoWire.FieldSize(TensorSize(DType.Float32, [n, obsSize], n * obsSize * 4));
+            s += ProtoWire.FieldSize(TensorSize(obsType, [n, obsSize], n * obsSize * e));
             if (r.Info.FinalEpisode.Any) s += ProtoWire.FieldSize(EpisodeStatsSize(n));
         }
         return s;
     }
 
-    /// <summary>Bytes of a WorkerMessage{seq, step} for a vector env's step result (<paramref name="info"/>: encoded info entries, field 9).</summary>
-    public static int StepResultSize(ulong seq, in VectorStepResult r, int obsSize, ReadOnlySpan<byte> info = default) =>
-        EnvelopeSize(seq, StepResultBodySize(r, r.Rewards.Length, obsSize) + info.Length);
+    /// <summary>Bytes of a WorkerMessage{seq, step} for a vector env's step result (<paramref name="info"/>: encoded info entries, field 9; observations as <paramref name="obsType"/>, <see cref="ObservationCodec"/>).</summary>
+    public static int StepResultSize(ulong seq, in VectorStepResult r, int obsSize, ReadOnlySpan<byte> info = default, DType obsType = DType.Float32) =>
+        EnvelopeSize(seq, StepResultBodySize(r, r.Rewards.Length, obsSize, obsType) + info.Length);
 
     /// <summary>Writes a WorkerMessage{seq, step} from a vector env's step result. Returns the bytes written.</summary>
-    public static int WriteStepResult(Span<byte> dest, ulong seq, in VectorStepResult r, int obsSize, ReadOnlySpan<byte> info = default)
+    public static int WriteStepResult(Span<byte> dest, ulong seq, in VectorStepResult r, int obsSize, ReadOnlySpan<byte> info = default, DType obsType = DType.Float32)
     {
-        int n = r.Rewards.Length;
+        int n = r.Rewards.Length, e = ObservationCodec.ElementSize(obsType);
         var w = new ProtoWriter(dest);
-        WriteEnvelope(ref w, seq, StepResultBodySize(r, n, obsSize) + info.Length);
-        MemoryMarshal.AsBytes(r.Observations.AsSpan(0, n * obsSize)).CopyTo(WriteTensor(ref w, 1, DType.Float32, [n, obsSize], n * obsSize * 4));
+        WriteEnvelope(ref w, seq, StepResultBodySize(r, n, obsSize, obsType) + info.Length);
+        ObservationCodec.Encode(r.Observations.AsSpan(0, n * obsSize), obsType, WriteTensor(ref w, 1, obsType, [n, obsSize], n * obsSize * e));
         MemoryMarshal.AsBytes(r.Rewards.AsSpan()).CopyTo(WriteTensor(ref w, 2, DType.Float64, [n], n * 8));
         MemoryMarshal.AsBytes(r.Terminated.AsSpan()).CopyTo(WriteTensor(ref w, 3, DType.Bool, [n], n));
         MemoryMarshal.AsBytes(r.Truncated.AsSpan()).CopyTo(WriteTensor(ref w, 4, DType.Bool, [n], n));
@@ -260,7 +261,7 @@ internal static class StepCodec
         if (Array.IndexOf(r.Info.HasFinalObservation, true) >= 0)
         {
             MemoryMarshal.AsBytes(r.Info.HasFinalObservation.AsSpan()).CopyTo(WriteTensor(ref w, 6, DType.Bool, [n], n));
-            MemoryMarshal.AsBytes(r.Info.FinalObservations.AsSpan(0, n * obsSize)).CopyTo(WriteTensor(ref w, 7, DType.Float32, [n, obsSize], n * obsSize * 4));
+            ObservationCodec.Encode(r.Info.FinalObservations.AsSpan(0, n * obsSize), obsType, WriteTensor(ref w, 7, obsType, [n, obsSize], n * obsSize * e));
             if (r.Info.FinalEpisode.Any) WriteEpisodeStats(ref w, 8, r.Info.FinalEpisode);
         }
         if (!info.IsEmpty)
@@ -297,7 +298,7 @@ internal static class StepCodec
             switch (field)
             {
                 case 1:
-                    MemoryMarshal.Cast<byte, float>(Expect(ReadTensor(sub), "observations", DType.Float32, n * m, 4)).CopyTo(t.Observations.AsSpan(o * m, n * m));
+                    ReadObservations(ReadTensor(sub), "observations", t.Observations.AsSpan(o * m, n * m));
                     seen |= 1;
                     break;
                 case 2:
@@ -311,7 +312,7 @@ internal static class StepCodec
                     ReadBools(ReadTensor(sub), "final_mask", t.Info.HasFinalObservation.AsSpan(o, n));
                     break;
                 case 7:
-                    MemoryMarshal.Cast<byte, float>(Expect(ReadTensor(sub), "final_observations", DType.Float32, n * m, 4)).CopyTo(t.Info.FinalObservations.AsSpan(o * m, n * m));
+                    ReadObservations(ReadTensor(sub), "final_observations", t.Info.FinalObservations.AsSpan(o * m, n * m));
                     break;
                 case 8: ReadEpisodeStats(sub, t.Info.FinalEpisode, o, n); break;
                 case 9: InfoCodec.Decode(Protos.InfoEntry.Parser.ParseFrom(sub), t.Info, o, n); break;
@@ -319,6 +320,12 @@ internal static class StepCodec
         }
         if (seen != 15)
             throw new InvalidDataException("StepResult lacks one of observations, rewards, terminated, truncated; a worker must send all four.");
+    }
+
+    private static void ReadObservations(TensorView t, string name, Span<float> dest)
+    {
+        if (t.Count != dest.Length) throw new InvalidDataException($"Tensor '{name}' has {t.Count} elements; expected {dest.Length}.");
+        ObservationCodec.Decode(t.DType, t.Data, dest.Length, dest, $"Tensor '{name}'");
     }
 
     /// <summary>Decodes EpisodeStats into <paramref name="batch"/> rows offset..offset+n.</summary>

@@ -10,7 +10,7 @@ namespace ClusterEnv.Wrappers;
 /// under <c>obs_key</c>, or its own keys when it is a Dict). The env must be made with render_mode "rgb_array".
 /// </summary>
 /// <remarks>Like Gymnasium's, the constructor resets the env once to learn the frame's shape.</remarks>
-public sealed class AddRenderObservation : EnvWrapper
+public sealed class AddRenderObservation : EnvWrapper, IByteObservationEnv
 {
     private readonly IRenderable _renderer;
     private readonly Space _space;
@@ -88,6 +88,30 @@ public sealed class AddRenderObservation : EnvWrapper
         var r = Env.Step(action, _inner);
         Write(observation);
         return r;
+    }
+
+    /// <inheritdoc />
+    /// <exception cref="InvalidOperationException">The wrapper is not render-only (its observations are a Dict).</exception>
+    public EnvInfo ResetBytes(Span<byte> observation, long? seed = null, ResetOptions? options = null)
+    {
+        RequireRenderOnly();
+        var info = Env.Reset(_inner, seed, options);
+        _renderer.Render(observation);
+        return info;
+    }
+
+    /// <inheritdoc />
+    public StepResult StepBytes(EnvAction action, Span<byte> observation)
+    {
+        RequireRenderOnly();
+        var r = Env.Step(action, _inner);
+        _renderer.Render(observation);
+        return r;
+    }
+
+    private void RequireRenderOnly()
+    {
+        if (!_renderOnly) throw new InvalidOperationException("AddRenderObservation(render_only: false) observes a Dict, not an image; use Reset and Step.");
     }
 
     private void Write(Span<float> observation)

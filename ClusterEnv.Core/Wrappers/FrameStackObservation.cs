@@ -19,13 +19,16 @@ public enum FramePadding
 /// <c>batch_space(space, stack_size)</c>; after a reset the older slots hold the padding (<see cref="FramePadding"/>).
 /// Keeps one ring of frames and writes the stack in order, so a step copies each frame once.
 /// </summary>
-public sealed class FrameStackObservation : EnvWrapper
+public sealed class FrameStackObservation : EnvWrapper, IByteObservationEnv
 {
     private readonly Space _space;
     private readonly int _stack, _frame;
     private readonly float[] _ring, _padding;
     private readonly FramePadding _paddingType;
     private int _newest;
+    // Images: the ring holds bytes from the wrapped env's byte path, widened only when a float observation is asked for.
+    private readonly IByteObservationEnv? _byteInner;
+    private readonly byte[] _byteRing = [], _bytePadding = [], _byteStack = [];
 
     /// <summary>Wraps <paramref name="env"/>, stacking <paramref name="stackSize"/> observations.</summary>
     /// <param name="env">The env; its observation space must be a Box, Discrete, MultiDiscrete or MultiBinary (flatten Dict and Tuple spaces first).</param>
@@ -41,8 +44,15 @@ public sealed class FrameStackObservation : EnvWrapper
         _stack = stackSize;
         _frame = inner.EncodedSize;
         _space = SpaceBatching.BatchSpace(inner, stackSize);
-        _ring = new float[stackSize * _frame];
+        _byteInner = ByteObservations.Of(env);
+        _ring = _byteInner is null ? new float[stackSize * _frame] : [];
         _padding = new float[_frame];
+        if (_byteInner is not null)
+        {
+            _byteRing = new byte[stackSize * _frame];
+            _bytePadding = new byte[_frame];
+            _byteStack = new byte[stackSize * _frame];
+        }
         _paddingType = padding;
         switch (padding)
         {
@@ -61,6 +71,7 @@ public sealed class FrameStackObservation : EnvWrapper
             default:
                 throw new ArgumentOutOfRangeException(nameof(padding), padding, "Padding is Reset, Zero or Custom.");
         }
+        if (_byteInner is not null) Pixels.ToBytes(_padding, _bytePadding);
     }
 
     /// <summary>Observations per stack.</summary>
@@ -72,6 +83,12 @@ public sealed class FrameStackObservation : EnvWrapper
     /// <inheritdoc />
     public override EnvInfo Reset(Span<float> observation, long? seed = null, ResetOptions? options = null)
     {
+        if (_byteInner is not null)
+        {
+            var bytesInfo = ResetBytes(_byteStack, seed, options);
+            Pixels.ToFloat(_byteStack, observation);
+            return bytesInfo;
+        }
         _newest = _stack - 1;
         var info = Env.Reset(_ring.AsSpan(_newest * _frame, _frame), seed, options);
         var pad = _paddingType == FramePadding.Reset ? _ring.AsSpan(_newest * _frame, _frame) : _padding;
@@ -83,6 +100,12 @@ public sealed class FrameStackObservation : EnvWrapper
     /// <inheritdoc />
     public override StepResult Step(EnvAction action, Span<float> observation)
     {
+        if (_byteInner is not null)
+        {
+            var bytesResult = StepBytes(action, _byteStack);
+            Pixels.ToFloat(_byteStack, observation);
+            return bytesResult;
+        }
         int slot = (_newest + 1) % _stack;
         var r = Env.Step(action, _ring.AsSpan(slot * _frame, _frame));
         _newest = slot;
@@ -90,12 +113,41 @@ public sealed class FrameStackObservation : EnvWrapper
         return r;
     }
 
-    private void Write(Span<float> observation)
+    /// <inheritdoc />
+    /// <exception cref="InvalidOperationException">The wrapped env does not observe images.</exception>
+    public EnvInfo ResetBytes(Span<byte> observation, long? seed = null, ResetOptions? options = null)
+    {
+        var inner = RequireBytes();
+        _newest = _stack - 1;
+        var info = inner.ResetBytes(_byteRing.AsSpan(_newest * _frame, _frame), seed, options);
+        var pad = _paddingType == FramePadding.Reset ? _byteRing.AsSpan(_newest * _frame, _frame) : _bytePadding;
+        for (int i = 0; i < _stack - 1; i++) pad.CopyTo(_byteRing.AsSpan(i * _frame, _frame));
+        WriteStack<byte>(_byteRing, observation);
+        return info;
+    }
+
+    /// <inheritdoc />
+    public StepResult StepBytes(EnvAction action, Span<byte> observation)
+    {
+        var inner = RequireBytes();
+        int slot = (_newest + 1) % _stack;
+        var r = inner.StepBytes(action, _byteRing.AsSpan(slot * _frame, _frame));
+        _newest = slot;
+        WriteStack<byte>(_byteRing, observation);
+        return r;
+    }
+
+    private IByteObservationEnv RequireBytes() =>
+        _byteInner ?? throw new InvalidOperationException($"{Env} does not observe images; FrameStackObservation has no byte observations over it. Use Reset and Step.");
+
+    private void Write(Span<float> observation) => WriteStack<float>(_ring, observation);
+
+    private void WriteStack<T>(T[] ring, Span<T> observation)
     {
         for (int k = 0; k < _stack; k++) // oldest first: the slot after the newest
         {
             int slot = (_newest + 1 + k) % _stack;
-            _ring.AsSpan(slot * _frame, _frame).CopyTo(observation.Slice(k * _frame, _frame));
+            ring.AsSpan(slot * _frame, _frame).CopyTo(observation.Slice(k * _frame, _frame));
         }
     }
 

@@ -8,41 +8,32 @@ namespace ClusterEnv.Wrappers;
 /// 0.0721·B</c> in float64 and truncated to uint8 as NumPy's <c>astype</c> does, of shape (H, W), or (H, W, 1) with
 /// <c>keep_dim</c>.
 /// </summary>
-public sealed class GrayscaleObservation : EnvWrapper
+public sealed class GrayscaleObservation : ImageWrapper
 {
     private readonly Box _space;
-    private readonly float[] _inner;
 
     /// <summary>Wraps <paramref name="env"/>, whose observations must be uint8 RGB images.</summary>
-    public GrayscaleObservation(IEnv env, bool keepDim = false) : base(env)
+    public GrayscaleObservation(IEnv env, bool keepDim = false) : base(env, RgbSize(env), RgbSize(env) / 3)
+    {
+        var box = (Box)env.ObservationSpace;
+        _space = keepDim ? ImageSpaces.Of(box.Shape[0], box.Shape[1], 1) : ImageSpaces.Of(box.Shape[0], box.Shape[1]);
+    }
+
+    private static int RgbSize(IEnv env)
     {
         var box = ImageSpaces.Require(env, nameof(GrayscaleObservation), 3);
         if (box.Shape[2] != 3) throw new ArgumentException($"GrayscaleObservation needs RGB images (H, W, 3); the space is {box}.");
-        _space = keepDim ? ImageSpaces.Of(box.Shape[0], box.Shape[1], 1) : ImageSpaces.Of(box.Shape[0], box.Shape[1]);
-        _inner = new float[box.EncodedSize];
+        return box.EncodedSize;
     }
 
     /// <inheritdoc />
     public override Space ObservationSpace => _space;
 
     /// <inheritdoc />
-    public override EnvInfo Reset(Span<float> observation, long? seed = null, ResetOptions? options = null)
-    {
-        var info = Env.Reset(_inner, seed, options);
-        Convert(_inner, observation);
-        return info;
-    }
-
-    /// <inheritdoc />
-    public override StepResult Step(EnvAction action, Span<float> observation)
-    {
-        var r = Env.Step(action, _inner);
-        Convert(_inner, observation);
-        return r;
-    }
+    protected override void Transform(ReadOnlySpan<byte> input, Span<byte> output) => Convert(input, output);
 
     /// <summary>Luminance of each pixel of <paramref name="rgb"/> (3 values each) into <paramref name="gray"/>.</summary>
-    public static void Convert(ReadOnlySpan<float> rgb, Span<float> gray)
+    public static void Convert(ReadOnlySpan<byte> rgb, Span<byte> gray)
     {
         if (rgb.Length != gray.Length * 3) throw new ArgumentException($"{gray.Length} gray pixels come from {gray.Length * 3} RGB values, not {rgb.Length}.", nameof(rgb));
         for (int i = 0, j = 0; i < gray.Length; i++, j += 3)

@@ -1,3 +1,4 @@
+using System.Numerics;
 using ClusterEnv.Envs;
 using ClusterEnv.Spaces;
 
@@ -9,41 +10,34 @@ namespace ClusterEnv.Wrappers;
 /// rounded half to even), which is what Gymnasium calls. Shrinking only: INTER_AREA enlarges by bilinear
 /// interpolation in OpenCV, which is not reproduced here.
 /// </summary>
-public sealed class ResizeObservation : EnvWrapper
+public sealed class ResizeObservation : ImageWrapper
 {
     private readonly Box _space;
-    private readonly float[] _inner;
     private readonly AreaResize _resize;
 
     /// <summary>Wraps <paramref name="env"/>, whose observations must be uint8 images, resizing them to <paramref name="height"/> × <paramref name="width"/>.</summary>
-    public ResizeObservation(IEnv env, int height, int width) : base(env)
+    public ResizeObservation(IEnv env, int height, int width) : base(env, Checked(env, height, width).EncodedSize, height * width * Channels(env))
+    {
+        var box = (Box)env.ObservationSpace;
+        int channels = Channels(env);
+        _resize = new AreaResize(box.Shape[0], box.Shape[1], height, width, channels);
+        _space = box.Shape.Count == 3 ? ImageSpaces.Of(height, width, channels) : ImageSpaces.Of(height, width);
+    }
+
+    private static Box Checked(IEnv env, int height, int width)
     {
         var box = ImageSpaces.Require(env, nameof(ResizeObservation), 2, 3);
         if (height <= 0 || width <= 0) throw new ArgumentOutOfRangeException(nameof(height), $"ResizeObservation's shape must be positive, not ({height}, {width}).");
-        int channels = box.Shape.Count == 3 ? box.Shape[2] : 1;
-        _resize = new AreaResize(box.Shape[0], box.Shape[1], height, width, channels);
-        _space = box.Shape.Count == 3 ? ImageSpaces.Of(height, width, channels) : ImageSpaces.Of(height, width);
-        _inner = new float[box.EncodedSize];
+        return box;
     }
+
+    private static int Channels(IEnv env) => env.ObservationSpace.Shape.Count == 3 ? env.ObservationSpace.Shape[2] : 1;
 
     /// <inheritdoc />
     public override Space ObservationSpace => _space;
 
     /// <inheritdoc />
-    public override EnvInfo Reset(Span<float> observation, long? seed = null, ResetOptions? options = null)
-    {
-        var info = Env.Reset(_inner, seed, options);
-        _resize.Apply(_inner, observation);
-        return info;
-    }
-
-    /// <inheritdoc />
-    public override StepResult Step(EnvAction action, Span<float> observation)
-    {
-        var r = Env.Step(action, _inner);
-        _resize.Apply(_inner, observation);
-        return r;
-    }
+    protected override void Transform(ReadOnlySpan<byte> input, Span<byte> output) => _resize.Apply(input, output);
 }
 
 /// <summary>OpenCV's <c>resize(..., INTER_AREA)</c> for shrinking uint8 images held in floats; the tables are built once.</summary>
@@ -86,7 +80,7 @@ internal sealed class AreaResize
         return tab.ToArray();
     }
 
-    public void Apply(ReadOnlySpan<float> src, Span<float> dst)
+    public void Apply<TIn, TOut>(ReadOnlySpan<TIn> src, Span<TOut> dst) where TIn : unmanaged, INumberBase<TIn> where TOut : unmanaged, INumberBase<TOut>
     {
         int cn = _channels, rowLen = _dstW * cn;
         if (src.Length != _srcH * _srcW * cn || dst.Length != _dstH * rowLen)
@@ -105,13 +99,13 @@ internal sealed class AreaResize
             buf.Clear();
             var row = src.Slice(sy * _srcW * cn, _srcW * cn);
             foreach (var (dx, sx, alpha) in _xTab)
-                for (int c = 0; c < cn; c++) buf[dx * cn + c] += row[sx * cn + c] * alpha;
+                for (int c = 0; c < cn; c++) buf[dx * cn + c] += float.CreateTruncating(row[sx * cn + c]) * alpha;
             if (dy != prevDy)
             {
                 var d = dst.Slice(prevDy * rowLen, rowLen);
                 for (int i = 0; i < rowLen; i++)
                 {
-                    d[i] = SaturateRound(sum[i]);
+                    d[i] = TOut.CreateTruncating(SaturateRound(sum[i]));
                     sum[i] = beta * buf[i];
                 }
                 prevDy = dy;
@@ -120,12 +114,12 @@ internal sealed class AreaResize
                 for (int i = 0; i < rowLen; i++) sum[i] += beta * buf[i];
         }
         var last = dst.Slice(prevDy * rowLen, rowLen);
-        for (int i = 0; i < rowLen; i++) last[i] = SaturateRound(sum[i]);
+        for (int i = 0; i < rowLen; i++) last[i] = TOut.CreateTruncating(SaturateRound(sum[i]));
     }
 
     // OpenCV's resizeAreaFast: the mean of each fx × fy block; 2 × 2 rounds half up (its SIMD kernel adds 2 and shifts),
     // other sizes multiply the integer sum by the float 1/area and round half to even.
-    private void BlockMeans(ReadOnlySpan<float> src, Span<float> dst)
+    private void BlockMeans<TIn, TOut>(ReadOnlySpan<TIn> src, Span<TOut> dst) where TIn : unmanaged, INumberBase<TIn> where TOut : unmanaged, INumberBase<TOut>
     {
         int cn = _channels, area = _fastX * _fastY;
         float inv = 1f / area;
@@ -138,9 +132,9 @@ internal sealed class AreaResize
                     for (int ky = 0; ky < _fastY; ky++)
                     {
                         var row = src.Slice((dy * _fastY + ky) * _srcW * cn, _srcW * cn);
-                        for (int kx = 0; kx < _fastX; kx++) sum += (int)row[(dx * _fastX + kx) * cn + c];
+                        for (int kx = 0; kx < _fastX; kx++) sum += int.CreateTruncating(row[(dx * _fastX + kx) * cn + c]);
                     }
-                    dst[(dy * _dstW + dx) * cn + c] = twoByTwo ? (sum + 2) >> 2 : SaturateRound(sum * inv);
+                    dst[(dy * _dstW + dx) * cn + c] = TOut.CreateTruncating(twoByTwo ? (sum + 2) >> 2 : SaturateRound(sum * inv));
                 }
     }
 

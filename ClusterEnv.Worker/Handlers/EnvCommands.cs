@@ -40,7 +40,10 @@ internal sealed class EnvCommands(HostedEnvs envs, HubClient hub, ILogger logger
         }
         var r = vec.Reset(seeds, options);
         envs.ResetTo(r.Observations);
-        var result = new ResetResult { Observations = Tensors.Of(DType.Float32, [vec.NumEnvs, vec.ObservationSize], MemoryMarshal.AsBytes(r.Observations.AsSpan())) };
+        var obsType = ObservationCodec.WireTypeOf(vec.SingleObservationSpace);
+        var bytes = new byte[r.Observations.Length * ObservationCodec.ElementSize(obsType)];
+        ObservationCodec.Encode(r.Observations, obsType, bytes);
+        var result = new ResetResult { Observations = Tensors.Of(obsType, [vec.NumEnvs, vec.ObservationSize], bytes) };
         if (r.Info.Episode.Any) result.Episode = Tensors.Stats(r.Info.Episode);
         result.Info.AddRange(InfoCodec.Encode(r.Info, InfoDropped));
         hub.Reply(seq, new WorkerMessage { Reset = result });
@@ -55,9 +58,10 @@ internal sealed class EnvCommands(HostedEnvs envs, HubClient hub, ILogger logger
         var r = _floatActions.Length > 0 ? vec.Step(_floatActions) : vec.Step(_intActions);
         envs.SteppedTo(r); // the actor continues from here if a rollout comes next
         var info = r.Info.HasExtra ? InfoCodec.ToField(InfoCodec.Encode(r.Info, InfoDropped), StepResult.InfoFieldNumber) : [];
-        int size = StepCodec.StepResultSize(seq, r, vec.ObservationSize, info);
+        var obsType = ObservationCodec.WireTypeOf(vec.SingleObservationSpace);
+        int size = StepCodec.StepResultSize(seq, r, vec.ObservationSize, info, obsType);
         var dest = hub.Reserve(size);
-        int written = StepCodec.WriteStepResult(dest, seq, r, vec.ObservationSize, info);
+        int written = StepCodec.WriteStepResult(dest, seq, r, vec.ObservationSize, info, obsType);
         Debug.Assert(written == size);
     }
 }

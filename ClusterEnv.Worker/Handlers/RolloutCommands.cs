@@ -32,7 +32,7 @@ internal sealed class RolloutCommands(HostedEnvs envs, PolicyCommands policy, Hu
         var actor = envs.ReadyActor();
         var throttle = envs.Throttle();
         actor.Act(p, policy.Version, batch, Rng(cmd.Seed), done => { if (throttle.Due()) hub.SendProgress(seq, done); });
-        hub.Reply(seq, new WorkerMessage { Rollout = batch.ToProto(policy.Version, p.LogStd) });
+        hub.Reply(seq, new WorkerMessage { Rollout = batch.ToProto(policy.Version, p.LogStd, ObservationCodec.WireTypeOf(envs.Vec.SingleObservationSpace)) });
     }
 
     private Rng Rng(ulong seed) => _rng ??= new Rng(seed != 0 ? (long)seed : workerId.Aggregate(17L, (h, c) => h * 31 + c));
@@ -44,7 +44,7 @@ internal sealed class RolloutCommands(HostedEnvs envs, PolicyCommands policy, Hu
         int n = vec.NumEnvs, m = vec.ObservationSize, k = p.Spec.ActionSize;
         bool continuous = p.Spec.Continuous;
         long limit = hub.MaxReplySize;
-        var (fixedBytes, perStep) = RolloutBatch.MessageSize(n, m, continuous, continuous ? k : 1, k);
+        var (fixedBytes, perStep) = RolloutBatch.MessageSize(n, m, continuous, continuous ? k : 1, k, ObservationCodec.ElementSize(ObservationCodec.WireTypeOf(vec.SingleObservationSpace)));
         long atLeast = fixedBytes + (long)steps * perStep;
         if (steps == 0 || (limit > 0 && atLeast > limit) || (steps + 1L) * n * Math.Max(m, k) > Array.MaxLength)
             throw new ArgumentOutOfRangeException(nameof(steps), steps,
@@ -156,7 +156,7 @@ internal sealed class RolloutCommands(HostedEnvs envs, PolicyCommands policy, Hu
                 {
                     break; // the rollout in progress is dropped: it was never sent, so it is neither lost nor counted twice
                 }
-                var result = batch.ToProto(policy.Version, p.LogStd);
+                var result = batch.ToProto(policy.Version, p.LogStd, ObservationCodec.WireTypeOf(envs.Vec.SingleObservationSpace));
                 result.Index = stream.Sent;
                 hub.WriteNow(new WorkerMessage { Seq = stream.Seq, Rollout = result });
                 stream.Sent++;

@@ -31,24 +31,26 @@ public static class StepRemote
         var inline = Cli.Option("--inline", "run the hub's socket completions inline (HubOptions.InlineCompletions)", true);
         var transports = Cli.List<string>("--transport", "grpc, shm (a shared-memory channel per worker, HubOptions.SharedMemory), or both", "grpc,shm")
             .Check(t => t.All(x => x is "grpc" or "shm") ? null : "--transport takes grpc and/or shm.");
+        var pixels = Cli.Option<string?>("--pixels", "observe rendered frames, gray, resized and stacked (HEIGHTxWIDTHxSTACK, e.g. 84x84x4): uint8 images on the wire");
         var command = new Command("step-remote", "ClusterVecEnv.Step through local worker processes vs SyncVectorEnv and a raw TCP ping-pong")
         {
-            env, workers, envs, seconds, inline, transports,
+            env, workers, envs, seconds, inline, transports, pixels,
         };
         command.SetAction(p =>
         {
             foreach (int w in p.GetValue(workers)!)
             foreach (int perWorker in p.GetValue(envs)!)
             foreach (string transport in p.GetValue(transports)!)
-                Measure(p.GetValue(env)!, w, perWorker, p.GetValue(seconds), p.GetValue(inline), transport == "shm");
+                Measure(p.GetValue(env)!, w, perWorker, p.GetValue(seconds), p.GetValue(inline), transport == "shm",
+                    p.GetValue(pixels) is { } px ? ClusterEnv.Wrappers.PixelObservations.Parse(px) : null);
         });
         return command;
     }
 
-    private static void Measure(string envId, int workers, int perWorker, double seconds, bool inline, bool shm)
+    private static void Measure(string envId, int workers, int perWorker, double seconds, bool inline, bool shm, ClusterEnv.Wrappers.PixelObservations? pixels)
     {
         int n = workers * perWorker;
-        using var envs = new ClusterVecEnv(new ClusterOptions { EnvId = envId, NumEnvs = n, NumWorkers = workers, Hub = new HubOptions { InlineCompletions = inline, SharedMemory = shm } });
+        using var envs = new ClusterVecEnv(new ClusterOptions { EnvId = envId, NumEnvs = n, NumWorkers = workers, Pixels = pixels, Hub = new HubOptions { InlineCompletions = inline, SharedMemory = shm } });
         var d = (ClusterEnv.Spaces.Discrete)envs.SingleActionSpace;
         var rng = new Rng(0);
         var actions = new int[n];
@@ -57,9 +59,12 @@ public static class StepRemote
 
         // Message sizes of one step: what one worker is sent and sends back (no episode ends; +5 framing each).
         int request = StepCodec.StepCommandSize(1000, [perWorker], perWorker, continuous: false) + WireMessage.PrefixSize;
-        int reply = ReplySize(perWorker, envs.ObservationSize) + WireMessage.PrefixSize;
+        var obsType = ObservationCodec.WireTypeOf(envs.SingleObservationSpace);
+        int reply = ReplySize(perWorker, envs.ObservationSize, obsType) + WireMessage.PrefixSize;
+        int float32Reply = ReplySize(perWorker, envs.ObservationSize) + WireMessage.PrefixSize;
 
-        using var local = Gym.MakeVec(envId, n, wrap: e => new ClusterEnv.Wrappers.RecordEpisodeStatistics(e));
+        using var local = pixels is null ? Gym.MakeVec(envId, n, wrap: e => new ClusterEnv.Wrappers.RecordEpisodeStatistics(e))
+            : new SyncVectorEnv(Enumerable.Range(0, n).Select(_ => (Func<IEnv>)(() => new ClusterEnv.Wrappers.RecordEpisodeStatistics(pixels.Make(envId)))));
         local.Reset(seed: 0);
         var sync = Time(local, rng, actions, d.N, Math.Min(seconds, 1), out _);
         var tcp = workers == 1 ? RawTcp(request, reply, seconds) : default;
@@ -81,22 +86,27 @@ public static class StepRemote
             raw_tcp_rtt_us_p99 = workers == 1 ? tcp.P99 : (double?)null,
             p50_over_raw_tcp = workers == 1 ? Math.Round(remote.P50 / tcp.P50, 2) : (double?)null,
             wire_bytes_per_step = (request + reply) * workers,
+            pixels = pixels?.ToString(),
+            observation_bytes = envs.ObservationSize * ObservationCodec.ElementSize(obsType),
+            wire_bytes_per_env_step = Math.Round((double)(request + reply) / perWorker, 1),
+            wire_bytes_per_env_step_as_float32 = Math.Round((double)(request + float32Reply) / perWorker, 1),
             learner_bytes_allocated_per_step = Math.Round((double)allocated / remote.Steps, 1),
             vector_steps = remote.Steps,
         }));
     }
 
-    internal static int ReplySize(int n, int obsSize)
+    internal static int ReplySize(int n, int obsSize, ClusterEnv.Transport.Protos.DType obsType = ClusterEnv.Transport.Protos.DType.Float32)
     {
         var r = new VectorStepResult(new float[n * obsSize], new double[n], new bool[n], new bool[n], new VectorInfo(n, obsSize));
-        return StepCodec.StepResultSize(1000, r, obsSize);
+        return StepCodec.StepResultSize(1000, r, obsSize, default, obsType);
     }
 
     internal readonly record struct Timing(long Steps, double Seconds, double P50, double P99);
 
     private static Timing Time(IVectorEnv envs, Rng rng, int[] actions, int k, double seconds, out long allocated)
     {
-        for (int t = 0; t < 2000; t++) StepRandom(envs, rng, actions, k); // warm up: JIT tiers, connection windows
+        var warm = Stopwatch.StartNew(); // warm up: JIT tiers, connection windows (2,000 steps, or 2 s of an expensive env)
+        for (int t = 0; t < 2000 && warm.Elapsed.TotalSeconds < 2; t++) StepRandom(envs, rng, actions, k);
         var samples = new long[4_000_000];
         long steps = 0;
         var sw = new Stopwatch();

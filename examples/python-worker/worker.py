@@ -407,6 +407,13 @@ def main():
         env_spec = pb.EnvSpecInfo(id=args.env, max_episode_steps=CartPole.max_episode_steps, has_reward_threshold=True,
                                   reward_threshold=CartPole.reward_threshold, render_modes=[])
 
+    def obs_tensor(vec, obs):
+        """Observations as the hub reads them: a uint8 Box (images) as its bytes, a quarter of float32; the rest as float32."""
+        space = getattr(vec, "obs_space", None)
+        if type(space).__name__ == "Box" and getattr(space, "dtype", None) == np.uint8:
+            return tensor(np.asarray(obs).astype(np.uint8), pb.UINT8)
+        return tensor(obs, pb.FLOAT32)
+
     def tensor(array, dtype):
         a = np.ascontiguousarray(array)
         return pb.Tensor(dtype=dtype, shape=list(a.shape), data=a.tobytes())
@@ -509,17 +516,17 @@ def main():
                     opts = dict(r.numbers)
                     opts.update(r.strings)
                     obs, extras = vec.reset(seeds, mask, opts or None)
-                    outbox.put(pb.WorkerMessage(seq=msg.seq, reset=pb.ResetResult(observations=tensor(obs, pb.FLOAT32), info=extras)))
+                    outbox.put(pb.WorkerMessage(seq=msg.seq, reset=pb.ResetResult(observations=obs_tensor(vec, obs), info=extras)))
                 elif kind == "step":
                     obs, rew, term, trunc, episode, final, extras = vec.step(msg.step.actions)
-                    result = pb.StepResult(observations=tensor(obs, pb.FLOAT32), rewards=tensor(rew.astype("<f8"), pb.FLOAT64),
+                    result = pb.StepResult(observations=obs_tensor(vec, obs), rewards=tensor(rew.astype("<f8"), pb.FLOAT64),
                                            terminated=tensor(term.astype(np.uint8), pb.BOOL), truncated=tensor(trunc.astype(np.uint8), pb.BOOL),
                                            info=extras)
                     if episode["mask"].any():
                         result.episode.CopyFrom(stats(episode))
                     if final["mask"].any():
                         result.final_mask.CopyFrom(tensor(final["mask"].astype(np.uint8), pb.BOOL))
-                        result.final_observations.CopyFrom(tensor(final["obs"], pb.FLOAT32))
+                        result.final_observations.CopyFrom(obs_tensor(vec, final["obs"]))
                         if final["episode"]["mask"].any():
                             result.final_episode.CopyFrom(stats(final["episode"]))
                     outbox.put(pb.WorkerMessage(seq=msg.seq, step=result))

@@ -38,13 +38,13 @@ internal static class TestCluster
     public static (ClusterVecEnv Env, Task[] Workers) InProcess(string envId, int[] envsPerWorker, AutoresetMode mode = AutoresetMode.NextStep,
         bool recordStatistics = true, TimeSpan? stepTimeout = null, string? token = "test-token", CancellationToken workerCancel = default,
         Func<int, Dictionary<string, string>>? envArgs = null, int? expectWorkers = null, TimeSpan? connectTimeout = null,
-        Func<ClusterOptions, ClusterOptions>? configure = null)
+        Func<ClusterOptions, ClusterOptions>? configure = null, ClusterEnv.Wrappers.PixelObservations? pixels = null)
     {
         int port = FreePort();
         var hub = new Uri($"http://127.0.0.1:{port}");
         var workers = envsPerWorker.Select((n, i) => Task.Run(async () =>
         {
-            await using var w = new WorkerService(new WorkerOptions { Hub = hub, EnvId = envId, NumEnvs = n, WorkerId = $"w{i}", Token = token, ConnectTimeout = TimeSpan.FromSeconds(20), EnvArgs = envArgs?.Invoke(i) ?? [] });
+            await using var w = new WorkerService(new WorkerOptions { Hub = hub, EnvId = envId, NumEnvs = n, WorkerId = $"w{i}", Token = token, ConnectTimeout = TimeSpan.FromSeconds(20), EnvArgs = envArgs?.Invoke(i) ?? [], Pixels = pixels });
             await w.RunAsync(workerCancel);
         })).ToArray();
         var options = new ClusterOptions

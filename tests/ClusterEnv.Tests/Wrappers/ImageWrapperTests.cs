@@ -45,18 +45,22 @@ public class ImageWrapperTests
                     var o = c.GetProperty("out").EnumerateArray().Select(e => e.GetInt32()).ToArray();
                     var input = Read(data, shape[0] * shape[1] * shape[2]);
                     var expected = Read(data, o[0] * o[1] * shape[2]);
-                    var got = new float[expected.Length];
-                    new AreaResize(shape[0], shape[1], o[0], o[1], shape[2]).Apply(Floats(input), got);
-                    Assert.That(got, Is.EqualTo(Floats(expected)), $"resize ({string.Join(", ", shape)}) to ({o[0]}, {o[1]})");
+                    var got = new byte[expected.Length];
+                    var resize = new AreaResize(shape[0], shape[1], o[0], o[1], shape[2]);
+                    resize.Apply<byte, byte>(input, got);
+                    Assert.That(got, Is.EqualTo(expected), $"resize ({string.Join(", ", shape)}) to ({o[0]}, {o[1]})");
+                    var gotFloats = new float[expected.Length];
+                    resize.Apply<float, float>(Floats(input), gotFloats);
+                    Assert.That(gotFloats, Is.EqualTo(Floats(expected)), "the same from floats");
                     checkedCases++;
                 }
                 else if (c.GetProperty("kind").GetString() == "gray")
                 {
                     var input = Read(data, shape[0] * shape[1] * 3);
                     var expected = Read(data, shape[0] * shape[1]);
-                    var got = new float[expected.Length];
-                    GrayscaleObservation.Convert(Floats(input), got);
-                    Assert.That(got, Is.EqualTo(Floats(expected)), "grayscale");
+                    var got = new byte[expected.Length];
+                    GrayscaleObservation.Convert(input, got);
+                    Assert.That(got, Is.EqualTo(expected), "grayscale");
                     checkedCases++;
                 }
             }
@@ -105,6 +109,32 @@ public class ImageWrapperTests
             }
             Assert.Fail($"no pipeline case with padding {padding}");
         }
+    }
+
+    [Test]
+    public void BytePath_GivesTheFloatPathsValues_AndStaysInBytesThroughTheWrappers()
+    {
+        IByteObservationEnv Make() => new FrameStackObservation(new ResizeObservation(new GrayscaleObservation(new AddRenderObservation(Gym.Make("CartPole-v1", RgbArray))), 84, 84), 4);
+        using var a = Make();
+        using var b = Make();
+        Assert.That(ByteObservations.Of(a), Is.SameAs(a));
+        var floats = new float[4 * 84 * 84];
+        var bytes = new byte[floats.Length];
+        a.Reset(floats, seed: 9);
+        b.ResetBytes(bytes, seed: 9);
+        Assert.That(floats, Is.EqualTo(Floats(bytes)));
+        for (int t = 0; t < 20; t++)
+        {
+            var ra = a.Step(t % 2, floats);
+            var rb = b.StepBytes(new EnvAction([t % 2]), bytes);
+            Assert.That(floats, Is.EqualTo(Floats(bytes)), $"step {t}");
+            Assert.That(ra, Is.EqualTo(rb));
+            if (ra.Terminated) break;
+        }
+        // not an image: no byte path
+        using var plain = new FrameStackObservation(Gym.Make("CartPole-v1"), 2);
+        Assert.That(ByteObservations.Of(plain), Is.Null);
+        Assert.That(() => plain.ResetBytes(new byte[8]), Throws.InvalidOperationException);
     }
 
     [Test]
