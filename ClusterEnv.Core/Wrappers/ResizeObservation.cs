@@ -45,7 +45,8 @@ internal sealed class AreaResize
 {
     private readonly int _srcH, _srcW, _dstH, _dstW, _channels;
     private readonly (int Dst, int Src, float Alpha)[] _xTab, _yTab;
-    private readonly float[] _buf, _sum;
+    private readonly float[] _buf, _sum, _row;
+    private readonly int[] _xStart; // _xTab entries of output column dx are _xStart[dx] .. _xStart[dx + 1] - 1
     private readonly int _fastX, _fastY; // whole-number scales: OpenCV's resizeAreaFast (block means), else 0
 
     public AreaResize(int srcH, int srcW, int dstH, int dstW, int channels)
@@ -61,6 +62,13 @@ internal sealed class AreaResize
         _yTab = Table(srcH, dstH, scaleY);
         _buf = new float[dstW * channels];
         _sum = new float[dstW * channels];
+        _row = new float[srcW * channels];
+        _xStart = new int[dstW + 1];
+        for (int k = 0, dx = 0; dx <= dstW; dx++)
+        {
+            while (k < _xTab.Length && _xTab[k].Dst < dx) k++;
+            _xStart[dx] = k;
+        }
     }
 
     // OpenCV's computeResizeAreaTab: for each output index, the input indices it covers with their weights.
@@ -94,12 +102,24 @@ internal sealed class AreaResize
         var sum = _sum.AsSpan();
         sum.Clear();
         int prevDy = 0;
+        var rowF = _row.AsSpan();
+        var xTab = _xTab.AsSpan();
         foreach (var (dy, sy, beta) in _yTab)
         {
-            buf.Clear();
+            // The horizontal pass of source row sy: each output column sums its inputs in table order from 0, as OpenCV's
+            // buf[dx] += S[sx]·alpha does, but in a register (the same float operations in the same order).
             var row = src.Slice(sy * _srcW * cn, _srcW * cn);
-            foreach (var (dx, sx, alpha) in _xTab)
-                for (int c = 0; c < cn; c++) buf[dx * cn + c] += float.CreateTruncating(row[sx * cn + c]) * alpha;
+            for (int i = 0; i < rowF.Length; i++) rowF[i] = float.CreateTruncating(row[i]);
+            for (int dx = 0; dx < _dstW; dx++)
+            {
+                int from = _xStart[dx], to = _xStart[dx + 1];
+                for (int c = 0; c < cn; c++)
+                {
+                    float acc = 0f;
+                    for (int k = from; k < to; k++) acc += rowF[xTab[k].Src * cn + c] * xTab[k].Alpha;
+                    buf[dx * cn + c] = acc;
+                }
+            }
             if (dy != prevDy)
             {
                 var d = dst.Slice(prevDy * rowLen, rowLen);
