@@ -169,6 +169,14 @@ public sealed record ImpalaOptions
     /// </summary>
     public static ImpalaOptions ContinuousDefaults => new() { NormalizeObservations = true, NormalizeReturns = true, EntropyCost = 0, MaxUpdateKl = 1e-3 };
 
+    /// <summary>
+    /// For image observations through a CNN torso (<see cref="Encoder"/>, default "small"): returns normalised (the
+    /// value loss of unscaled returns, back through the shared torso, swamps the policy's gradient), a smaller step
+    /// (3e-4) and CleanRL's Atari gradient clip (0.5).
+    /// </summary>
+    public static ImpalaOptions ImageDefaults(string encoder = "small") =>
+        new() { Encoder = encoder, Hidden = [], NormalizeReturns = true, LearningRate = 3e-4, MaxGradNorm = 0.5 };
+
     /// <summary><see cref="ContinuousDefaults"/> for a continuous action space, the plain defaults otherwise.</summary>
     public static ImpalaOptions DefaultsFor(ClusterEnv.Spaces.Space actionSpace) => actionSpace is ClusterEnv.Spaces.Box ? ContinuousDefaults : new();
 

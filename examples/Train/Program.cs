@@ -529,14 +529,13 @@ void SayInSync(int updates)
 // learner acts. Same outputs as PPO: metrics.csv, TensorBoard events, a checkpoint, the threshold line.
 int RunImpala(IVectorEnv envs)
 {
-    var o = ImpalaOptions.DefaultsFor(envs.SingleActionSpace) with
+    var o = (encoder is not null ? ImpalaOptions.ImageDefaults(encoder) : ImpalaOptions.DefaultsFor(envs.SingleActionSpace)) with
     {
         Seed = seed, TotalTimesteps = totalSteps ?? 1_000_000,
         CheckpointDirectory = Path.Combine(outDir, "checkpoints"), CheckpointEvery = parsed.GetValue(checkpointEveryOption),
         HistoryLimit = 10_000, // every update is in metrics.csv; memory stays flat on long runs
         ResumeFrom = resume?.Folder,
     };
-    if (encoder is not null) o = o with { Encoder = encoder, Hidden = [] };
     if (algo == "impact") o = o.AsImpact();
     if (parsed.GetValue(batchRolloutsOption) is int batchRollouts) o = o with { BatchSize = batchRollouts };
     if (parsed.GetValue(lrOption) is double impalaLr) o = o with { LearningRate = impalaLr };
