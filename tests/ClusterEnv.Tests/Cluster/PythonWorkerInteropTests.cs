@@ -277,6 +277,29 @@ public class PythonWorkerInteropTests
     }
 
     [Test]
+    public void GymnasiumWorker_ImageObservations_TravelAsBytes_AndArriveAsTheirValues()
+    {
+        var (env, worker) = Start("user_envs:Frames", 2, AutoresetMode.NextStep, standin: true);
+        using (env)
+        {
+            Assert.That(env.SingleObservationSpace, Is.EqualTo(new ClusterEnv.Spaces.Box(0f, 255f, [2, 8, 8], ClusterEnv.Spaces.DType.UInt8)));
+            var obs = env.Reset(seed: 0).Observations;
+            for (int t = 1; t <= 3; t++)
+            {
+                obs = env.Step([1, 1]).Observations;
+                for (int i = 0; i < 2; i++)
+                {
+                    var row = obs.AsSpan(i * 128, 128);
+                    Assert.That(row[64..].ToArray(), Has.All.EqualTo((float)(32 * t % 256)), $"channel 1 of sub-env {i} at step {t}");
+                    Assert.That(row[..64].ToArray().Count(v => v == 255f), Is.EqualTo(8), "one lit column of 8 pixels");
+                    Assert.That(row[..64].ToArray().Count(v => v == 7f), Is.EqualTo(56));
+                }
+            }
+        }
+        Assert.That(worker.WaitForExit(10_000), Is.True);
+    }
+
+    [Test]
     public void GymnasiumWorker_DictObservations_MultiDiscreteActions_InfoAndSpec_ArriveInCSharp()
     {
         var (env, worker) = Start("StandinDict-v0", 3, AutoresetMode.NextStep, standin: true);

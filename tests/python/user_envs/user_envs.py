@@ -37,3 +37,29 @@ class Flaky(Corridor):
         if self.fail:
             raise RuntimeError("Flaky: the simulator lost its state (seed 101)")
         return super().step(action)
+
+
+class Frames(Corridor):
+    """A Corridor seen as images: (2, 8, 8) uint8 frames, channel 0 lit (255) at the position's column and 7 elsewhere,
+    channel 1 holding 32 × the step count (mod 256), so every byte value the test reads back is known."""
+
+    def __init__(self, length=10):
+        super().__init__(length)
+        self.observation_space = gym.spaces.Box(0, 255, (2, 8, 8), np.uint8)
+        self.t = 0
+
+    def frame(self):
+        f = np.full((2, 8, 8), 7, dtype=np.uint8)
+        f[0, :, min(self.pos, 7)] = 255
+        f[1] = (32 * self.t) % 256
+        return f
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed, options=options)
+        self.t = 0
+        return self.frame(), {}
+
+    def step(self, action):
+        _, r, done, trunc, info = super().step(action)
+        self.t += 1
+        return self.frame(), r, done, trunc, info
