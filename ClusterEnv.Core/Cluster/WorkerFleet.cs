@@ -33,9 +33,9 @@ internal sealed class WorkerFleet : IDisposable
             options = options with { Hub = options.Hub with { Token = Convert.ToHexString(RandomNumberGenerator.GetBytes(16)) } };
         _options = options;
         _logger = logger;
-        Hub = ClusterHub.StartAsync(options.Hub, loggerFactory: options.LoggerFactory).GetAwaiter().GetResult();
-        Hub.OnRefused = r => Say($"refused worker {r}");
-        Hub.SetAdmission(Admit);
+        // Admission from the hub's first moment: a worker dialling as soon as the port opens (a replacement, an external
+        // worker already retrying, a local one under load) was refused in the instant before it was set, and exited.
+        Hub = ClusterHub.StartAsync(options.Hub, Admit, options.LoggerFactory, onRefused: r => Say($"refused worker {r}")).GetAwaiter().GetResult();
         try
         {
             if (options.HubUrlFile is { } file) WriteUrl(file, Hub.Url);

@@ -64,7 +64,15 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
     /// lines (registrations, refusals with the reason and the peer, losses; see <c>ClusterLog</c> for the event ids) go
     /// to <paramref name="loggerFactory"/>, category <c>ClusterEnv.Transport.ClusterHub</c>.
     /// </summary>
-    public static async Task<ClusterHub> StartAsync(HubOptions options, CancellationToken cancellationToken = default, ILoggerFactory? loggerFactory = null)
+    public static Task<ClusterHub> StartAsync(HubOptions options, CancellationToken cancellationToken = default, ILoggerFactory? loggerFactory = null) =>
+        StartAsync(options, admit: null, loggerFactory, cancellationToken);
+
+    /// <summary>
+    /// Starts a hub that admits workers through <paramref name="admit"/> (<see cref="SetAdmission"/>) from its first
+    /// moment: a worker that registers as soon as the port is open is decided on, not refused for want of a decider.
+    /// </summary>
+    internal static async Task<ClusterHub> StartAsync(HubOptions options, Func<WorkerConnection, string?>? admit, ILoggerFactory? loggerFactory,
+        CancellationToken cancellationToken = default, Action<WorkerRefusal>? onRefused = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
@@ -130,7 +138,9 @@ public sealed class ClusterHub : IAsyncDisposable, IDisposable
         builder.Services.AddSingleton<Grpc.AspNetCore.Server.Model.IServiceMethodProvider<HubService>, HubService.MethodProvider>();
         var app = builder.Build();
         hub = new ClusterHub(app, options, health, (loggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger<ClusterHub>());
-        hub.SetServing(false);
+        hub.OnRefused = onRefused;
+        hub._admit = admit;
+        hub.SetServing(admit is not null);
         app.MapGrpcService<HubService>();
         app.MapGrpcService<Grpc.HealthCheck.HealthServiceImpl>();
         app.MapGrpcService<Grpc.Reflection.ReflectionServiceImpl>();

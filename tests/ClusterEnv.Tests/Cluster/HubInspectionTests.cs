@@ -27,6 +27,25 @@ public class HubInspectionTests
         await hub.DisposeAsync();
     }
 
+    // A vector env's hub decides on workers from its first moment: with admission set after the port opened, a worker
+    // dialling in that instant (under load: a CI run refused both of a test's workers this way) was refused and exited.
+    [Test]
+    public async Task AHubStartedWithAnAdmission_ServesAndAdmitsFromItsFirstRequest()
+    {
+        int admitted = 0;
+        await using var hub = await ClusterHub.StartAsync(new HubOptions { Token = "t" }, _ => { Interlocked.Increment(ref admitted); return null; }, null);
+        using var channel = GrpcChannel.ForAddress(hub.Url);
+        Assert.That((await new Health.HealthClient(channel).CheckAsync(new HealthCheckRequest())).Status, Is.EqualTo(HealthCheckResponse.Types.ServingStatus.Serving),
+            "serving before anything else is set");
+        var worker = new ClusterEnv.Worker.WorkerService(new ClusterEnv.Worker.WorkerOptions { Hub = hub.Url, EnvId = "CartPole-v1", WorkerId = "first", Token = "t" });
+        var run = worker.RunAsync();
+        for (var sw = System.Diagnostics.Stopwatch.StartNew(); Volatile.Read(ref admitted) == 0 && sw.Elapsed < TimeSpan.FromSeconds(20);) await Task.Delay(10);
+        Assert.That(admitted, Is.EqualTo(1));
+        await hub.DisposeAsync();
+        try { await run.WaitAsync(TimeSpan.FromSeconds(20)); } catch (Exception e) when (e is Grpc.Core.RpcException or IOException) { }
+        await worker.DisposeAsync();
+    }
+
     [Test]
     public async Task Reflection_ListsTheWorkerHub_AndDescribesItsMessages()
     {
