@@ -293,6 +293,21 @@ public class SignalTests
         Assert.That(output.Result, Does.Not.Contain("hub listening").And.Not.Contain("step"), "nothing started");
     }
 
+    [TestCase("--encoder|nature", "add --pixels")]
+    [TestCase("--encoder|huge", "--encoder 'huge' must be small or nature")]
+    [TestCase("--pixels|--pixel-shape|84x84", "HEIGHTxWIDTHxSTACK")]
+    [TestCase("--pixels|--workers-external|1", "start them with --pixels 84x84x4")]
+    public void Train_RefusesPixelSettingsThatCannotWork_WithExitCodeTwo(string args, string reason)
+    {
+        using var p = Start("Train.dll", args.Split('|'));
+        var output = p.StandardOutput.ReadToEndAsync();
+        var errors = p.StandardError.ReadToEndAsync();
+        Assert.That(p.WaitForExit(60_000), Is.True, "bounds a failure only");
+        Assert.That(p.ExitCode, Is.EqualTo(2), errors.Result);
+        Assert.That(errors.Result, Does.Contain(reason));
+        Assert.That(output.Result, Does.Not.Contain("hub listening").And.Not.Contain("step"), "nothing started");
+    }
+
     [Test]
     public void Train_WithExternalWorkersOnAnOpenAddressAndNoToken_RefusesToStart_WithExitCodeTwo()
     {
