@@ -172,17 +172,10 @@ public sealed class RolloutBatch
         if (r.FinalMask is { } fm)
         {
             var mask = Check(fm, "final_mask", DType.Bool, T * count, 1);
-            var fo = new float[T * count * m]; // rare: only SameStep rollouts with an episode ending carry final observations
-            if (r.FinalObservations is null) throw new InvalidDataException("Rollout is missing 'final_observations'.");
-            Transport.ObservationCodec.Decode(r.FinalObservations.Dtype, r.FinalObservations.Data.Span, fo.Length, fo, "Rollout 'final_observations'");
+            ObservationRows(r.FinalObservations, "final_observations", T, count, m, offset, FinalObservations); // rows without a final one hold what the worker sent (zeros)
             for (int t = 0; t < T; t++)
                 for (int i = 0; i < count; i++)
-                {
-                    if (mask[t * count + i] == 0) continue;
-                    int dst = t * N + offset + i;
-                    HasFinalObservation[dst] = true;
-                    fo.AsSpan((t * count + i) * m, m).CopyTo(FinalObservations.AsSpan(dst * m, m));
-                }
+                    if (mask[t * count + i] != 0) HasFinalObservation[t * N + offset + i] = true;
         }
         for (int i = 0; i < count; i++) PolicyVersion[offset + i] = r.PolicyVersion;
         if (r.StartResets is { } sr)
@@ -248,7 +241,9 @@ public sealed class RolloutBatch
         if (type == DType.Float32) return Tensor(type, shape, MemoryMarshal.AsBytes(values.AsSpan()));
         var bytes = new byte[values.Length * Transport.ObservationCodec.ElementSize(type)];
         Transport.ObservationCodec.Encode(values, type, bytes);
-        return Tensor(type, shape, bytes);
+        var t = new Tensor { Dtype = type, Data = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(bytes) }; // bytes is this tensor's alone: no second copy
+        t.Shape.AddRange(shape);
+        return t;
     }
 
     private static Tensor Tensor(DType dtype, long[] shape, ReadOnlySpan<byte> data)

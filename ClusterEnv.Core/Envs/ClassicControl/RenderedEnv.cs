@@ -42,12 +42,7 @@ public abstract class RenderedEnv : EnvBase, IRenderable
     }
 
     /// <summary>The current frame as a new array (what <c>envs.Call("render")</c> returns for this env).</summary>
-    public RgbFrame Render()
-    {
-        var pixels = new byte[_height * _width * 3];
-        Render(pixels);
-        return new RgbFrame(_height, _width, pixels);
-    }
+    public RgbFrame Render() => RenderExtensions.Render(this);
 
     /// <summary>True once the env has a state to draw (after the first reset).</summary>
     protected abstract bool HasState { get; }
