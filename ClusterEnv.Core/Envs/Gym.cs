@@ -1,13 +1,14 @@
 using System.Collections.Concurrent;
 using ClusterEnv.Envs.ClassicControl;
+using ClusterEnv.Envs.Mujoco;
 using ClusterEnv.Vector;
 using ClusterEnv.Wrappers;
 
 namespace ClusterEnv.Envs;
 
 /// <summary>
-/// The env registry, as Gymnasium's <c>gym.make</c> / <c>gym.register</c>. The five classic-control envs are
-/// registered with Gymnasium's ids, time limits and reward thresholds; <c>Register</c> adds users' own.
+/// The env registry, as Gymnasium's <c>gym.make</c> / <c>gym.register</c>. The five classic-control envs and the five MuJoCo
+/// locomotion envs are registered with Gymnasium's ids, time limits and reward thresholds; <c>Register</c> adds users' own.
 /// </summary>
 public static class Gym
 {
@@ -24,6 +25,17 @@ public static class Gym
                      ("Pendulum-v1", Pendulum.Create, 200, null),
                  })
             Registry[id] = Register(id, factory, steps, threshold) with { RenderModes = RenderedEnv.RenderModes };
+        // MuJoCo locomotion (Gymnasium's v5 ids, limits and thresholds): registered everywhere, made only where
+        // libmujoco 2.2.2 loads; elsewhere Make says which package to install.
+        foreach (var (id, factory, threshold) in new (string, Func<IReadOnlyDictionary<string, object>?, IEnv>, double?)[]
+                 {
+                     ("HalfCheetah-v5", HalfCheetah.Create, 4800.0),
+                     ("Hopper-v5", Hopper.Create, 3800.0),
+                     ("Walker2d-v5", Walker2d.Create, null),
+                     ("Ant-v5", Ant.Create, 6000.0),
+                     ("Humanoid-v5", Humanoid.Create, null),
+                 })
+            Registry[id] = Register(id, factory, 1000, threshold);
     }
 
     /// <summary>All registered ids, sorted.</summary>
