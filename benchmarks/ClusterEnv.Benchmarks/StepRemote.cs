@@ -24,7 +24,7 @@ public static class StepRemote
 {
     public static Command Command()
     {
-        var env = Cli.Option("--env", "registry id of the env (Discrete actions)", "CartPole-v1");
+        var env = Cli.Option("--env", "registry id of the env (Discrete or Box actions; e.g. Hopper-v5 for an expensive MuJoCo env)", "CartPole-v1");
         var workers = Cli.List<int>("--workers", "worker counts", "1,2,4");
         var envs = Cli.List<int>("--envs-per-worker", "sub-envs per worker (one measurement each)", "1,16,64,256");
         var seconds = Cli.Option("--seconds", "seconds per configuration", 2.0).Positive();
@@ -51,14 +51,13 @@ public static class StepRemote
     {
         int n = workers * perWorker;
         using var envs = new ClusterVecEnv(new ClusterOptions { EnvId = envId, NumEnvs = n, NumWorkers = workers, Pixels = pixels, Hub = new HubOptions { InlineCompletions = inline, SharedMemory = shm } });
-        var d = (ClusterEnv.Spaces.Discrete)envs.SingleActionSpace;
         var rng = new Rng(0);
-        var actions = new int[n];
+        var actions = new RandomActions(envs.SingleActionSpace, n);
         envs.Reset(seed: 0);
-        var remote = Time(envs, rng, actions, d.N, seconds, out long allocated);
+        var remote = Time(envs, rng, actions, seconds, out long allocated);
 
         // Message sizes of one step: what one worker is sent and sends back (no episode ends; +5 framing each).
-        int request = StepCodec.StepCommandSize(1000, [perWorker], perWorker, continuous: false) + WireMessage.PrefixSize;
+        int request = StepCodec.StepCommandSize(1000, actions.Shape(perWorker), perWorker * actions.PerEnv, continuous: actions.Continuous) + WireMessage.PrefixSize;
         var obsType = ObservationCodec.WireTypeOf(envs.SingleObservationSpace);
         int reply = ReplySize(perWorker, envs.ObservationSize, obsType) + WireMessage.PrefixSize;
         int float32Reply = ReplySize(perWorker, envs.ObservationSize) + WireMessage.PrefixSize;
@@ -66,7 +65,7 @@ public static class StepRemote
         using var local = pixels is null ? Gym.MakeVec(envId, n, wrap: e => new ClusterEnv.Wrappers.RecordEpisodeStatistics(e))
             : new SyncVectorEnv(Enumerable.Range(0, n).Select(_ => (Func<IEnv>)(() => new ClusterEnv.Wrappers.RecordEpisodeStatistics(pixels.Make(envId)))));
         local.Reset(seed: 0);
-        var sync = Time(local, rng, actions, d.N, Math.Min(seconds, 1), out _);
+        var sync = Time(local, rng, actions, Math.Min(seconds, 1), out _);
         var tcp = workers == 1 ? RawTcp(request, reply, seconds) : default;
 
         Console.WriteLine(JsonSerializer.Serialize(new
@@ -103,10 +102,10 @@ public static class StepRemote
 
     internal readonly record struct Timing(long Steps, double Seconds, double P50, double P99);
 
-    private static Timing Time(IVectorEnv envs, Rng rng, int[] actions, int k, double seconds, out long allocated)
+    private static Timing Time(IVectorEnv envs, Rng rng, RandomActions actions, double seconds, out long allocated)
     {
         var warm = Stopwatch.StartNew(); // warm up: JIT tiers, connection windows (2,000 steps, or 2 s of an expensive env)
-        for (int t = 0; t < 2000 && warm.Elapsed.TotalSeconds < 2; t++) StepRandom(envs, rng, actions, k);
+        for (int t = 0; t < 2000 && warm.Elapsed.TotalSeconds < 2; t++) actions.Step(envs, rng);
         var samples = new long[4_000_000];
         long steps = 0;
         var sw = new Stopwatch();
@@ -115,7 +114,7 @@ public static class StepRemote
         while (sw.Elapsed.TotalSeconds < seconds && steps < samples.Length)
         {
             long t0 = Stopwatch.GetTimestamp();
-            StepRandom(envs, rng, actions, k);
+            actions.Step(envs, rng);
             samples[steps++] = Stopwatch.GetTimestamp() - t0;
         }
         sw.Stop();
@@ -123,10 +122,49 @@ public static class StepRemote
         return Summarise(samples, steps, sw.Elapsed.TotalSeconds);
     }
 
-    private static void StepRandom(IVectorEnv envs, Rng rng, int[] actions, int k)
+    /// <summary>Uniform random actions for a Discrete or a bounded Box action space, into kept buffers.</summary>
+    private sealed class RandomActions
     {
-        for (int i = 0; i < actions.Length; i++) actions[i] = rng.NextInt(k);
-        envs.Step(actions);
+        private readonly int[]? _discrete;
+        private readonly float[]? _continuous;
+        private readonly float[] _low = [], _high = [];
+        private readonly int _k;
+
+        public RandomActions(ClusterEnv.Spaces.Space space, int n)
+        {
+            switch (space)
+            {
+                case ClusterEnv.Spaces.Discrete d:
+                    (_discrete, _k, PerEnv) = (new int[n], d.N, 1);
+                    break;
+                case ClusterEnv.Spaces.Box b:
+                    (_low, _high, PerEnv) = (b.Low.ToArray(), b.High.ToArray(), b.Low.Length);
+                    if (!_low.All(float.IsFinite) || !_high.All(float.IsFinite)) throw new ArgumentException($"step-remote draws random actions from a bounded Box, not {space}.");
+                    _continuous = new float[n * PerEnv];
+                    break;
+                default:
+                    throw new ArgumentException($"step-remote draws random actions from a Discrete or a bounded Box space, not {space}.");
+            }
+        }
+
+        public int PerEnv { get; }
+
+        public bool Continuous => _continuous is not null;
+
+        public int[] Shape(int envs) => Continuous ? [envs, PerEnv] : [envs];
+
+        public void Step(IVectorEnv envs, Rng rng)
+        {
+            if (_discrete is not null)
+            {
+                for (int i = 0; i < _discrete.Length; i++) _discrete[i] = rng.NextInt(_k);
+                envs.Step(_discrete);
+                return;
+            }
+            var a = _continuous!;
+            for (int i = 0; i < a.Length; i++) { int j = i % PerEnv; a[i] = (float)rng.Uniform(_low[j], _high[j]); }
+            envs.Step(a);
+        }
     }
 
     internal static Timing Summarise(long[] samples, long count, double seconds)
