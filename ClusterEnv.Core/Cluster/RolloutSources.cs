@@ -57,27 +57,48 @@ public sealed class StreamingRolloutSource : IRolloutSource
     /// Starts the stream on every worker of <paramref name="envs"/> (each must have a policy: push one first).
     /// <paramref name="queue"/> defaults to an in-memory queue that holds every rollout credit allows (never full).
     /// </summary>
-    public StreamingRolloutSource(ClusterVecEnv envs, int steps, int credit = 2, ITrajectoryQueue? queue = null, ulong seed = 0)
+    /// <remarks>
+    /// With <paramref name="maxCredit"/> above <paramref name="credit"/>, each worker's credit window adapts, as a TCP
+    /// window does to its path: when the learner finds no rollout waiting and a rollout it then takes says its worker
+    /// waited for credit (<c>credit_wait_us</c>), that worker may hold one more in flight (up to
+    /// <paramref name="maxCredit"/>), so its rollouts in flight cover the round trip; when more rollouts wait than
+    /// there are workers, a taken rollout's credit is kept back until the window is <paramref name="credit"/> again,
+    /// so a learner that is the bottleneck does not collect stale rollouts. Workers that do not report their wait
+    /// (older ones, the Python and Node workers) keep the fixed window.
+    /// </remarks>
+    public StreamingRolloutSource(ClusterVecEnv envs, int steps, int credit = 2, ITrajectoryQueue? queue = null, ulong seed = 0, int? maxCredit = null)
     {
         ArgumentNullException.ThrowIfNull(envs);
+        if (maxCredit < credit)
+            throw new ArgumentOutOfRangeException(nameof(maxCredit), maxCredit, $"maxCredit ({maxCredit}) must be at least credit ({credit}); give the same value for a fixed window.");
         _envs = envs;
         Steps = steps;
         Credit = credit;
+        MaxCredit = maxCredit ?? credit;
         _ownsQueue = queue is null;
-        _queue = queue ?? new InMemoryTrajectoryQueue(Math.Max(1, credit * envs.Workers.Count));
+        _queue = queue ?? new InMemoryTrajectoryQueue(Math.Max(1, MaxCredit * envs.Workers.Count));
         _workers = envs.Workers.Select((w, i) => (w.WorkerId, i, w.NumEnvs)).ToDictionary(p => p.WorkerId, p => (p.NumEnvs, p.i));
         _poll = TimeSpan.FromMilliseconds(Math.Clamp(envs.Options.StepTimeout.TotalMilliseconds / 20, 5, 100));
         envs.Rollouts.StartStreaming(steps, credit, _queue, seed);
     }
 
-    /// <summary>Rollouts each worker may have in flight.</summary>
+    /// <summary>Rollouts each worker may have in flight at the start (and at least).</summary>
     public int Credit { get; }
+
+    /// <summary>Rollouts each worker may have in flight at most, once its window has widened.</summary>
+    public int MaxCredit { get; }
+
+    /// <summary>Times a worker's window grew: the learner found no rollout waiting and the worker had waited for credit.</summary>
+    public long Widenings { get; private set; }
+
+    /// <summary>Waits for credit up to this long are scheduling noise, not a window too small (100 µs).</summary>
+    internal uint CreditWaitThresholdUs { get; init; } = 100;
 
     /// <inheritdoc />
     public int Steps { get; }
 
     /// <inheritdoc />
-    public string Description => $"{_envs.Workers.Count} workers streaming, {_envs.NumEnvs} envs, credit {Credit}, queue {_queue.Description}";
+    public string Description => $"{_envs.Workers.Count} workers streaming, {_envs.NumEnvs} envs, credit {(MaxCredit > Credit ? $"{Credit}-{MaxCredit}" : Credit)}, queue {_queue.Description}";
 
     /// <inheritdoc />
     public long QueueDepth => _queue.Count;
@@ -101,20 +122,22 @@ public sealed class StreamingRolloutSource : IRolloutSource
         {
             _raw.Clear();
             _envs.Rollouts.ThrowIfStreamFailed(); // at every take: a busy queue must not hide a lost worker
+            bool starving = _queue.Count == 0; // the learner is about to wait for rollouts
             while (_queue.Take(max, _raw, _poll, cancellationToken) == 0)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 _envs.Rollouts.ThrowIfStreamFailed();
             }
-            added = Decode(into);
+            added = Decode(into, starving);
         }
         return added;
     }
 
     // The raw rollouts just taken into batches; returns how many were usable.
-    private int Decode(List<RolloutBatch> into)
+    private int Decode(List<RolloutBatch> into, bool starving)
     {
         int added = 0;
+        bool adaptive = MaxCredit > Credit, backlog = adaptive && _queue.Count > _workers.Count;
         foreach (var bytes in _raw)
         {
             var r = RolloutResult.Parser.ParseFrom(bytes);
@@ -144,7 +167,10 @@ public sealed class StreamingRolloutSource : IRolloutSource
             batch.WorkerId = r.WorkerId;
             batch.Index = r.Index;
             into.Add(batch);
-            _envs.Rollouts.GrantCredit(r.WorkerId);
+            _envs.Rollouts.GrantCredit(r.WorkerId, keepBack: backlog);
+            // The learner waited for rollouts while this worker waited for credit: its window is too small for the
+            // time a rollout and its credit take to cross (the round trip), so it may hold one more.
+            if (adaptive && starving && r.CreditWaitUs > CreditWaitThresholdUs && _envs.Rollouts.WidenCredit(r.WorkerId, MaxCredit)) Widenings++;
             Taken++;
             added++;
         }

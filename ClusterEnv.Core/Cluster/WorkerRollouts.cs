@@ -163,19 +163,56 @@ public sealed class WorkerRollouts : IReplyOwner
         if (_stream is { } stream) slot.StartStream(stream.Command(), stream.Credit);
     }
 
-    /// <summary>Gives worker <paramref name="workerId"/> credit for one more rollout (the learner has taken one of its rollouts). Unknown ids are ignored (a rollout left in a Redis queue by an earlier run).</summary>
-    public void GrantCredit(string workerId)
+    /// <summary>
+    /// Gives worker <paramref name="workerId"/> credit for one more rollout (the learner has taken one of its rollouts).
+    /// With <paramref name="keepBack"/> (rollouts are piling up at the learner), a window widened by
+    /// <see cref="WidenCredit"/> narrows by one instead, down to the stream's credit. Unknown ids are ignored (a
+    /// rollout left in a Redis queue by an earlier run).
+    /// </summary>
+    public void GrantCredit(string workerId, bool keepBack = false)
     {
-        if (_stream is null) return;
+        if (_stream is not { } stream) return;
         foreach (var s in _slots)
         {
             if (s.Id != workerId) continue;
             if (Volatile.Read(ref s.StreamSeq) == 0) return;
-            // A worker without credit is silent by design: its no-progress deadline counts from now.
-            if (Interlocked.Increment(ref s.InFlight) == 1) Volatile.Write(ref s.LastHeard, Stopwatch.GetTimestamp());
-            s.SendUntracked(new HubMessage { Credit = new Credit { Rollouts = 1 } });
+            if (keepBack && NarrowWindow(s, stream.Credit)) return;
+            SendCredit(s);
             return;
         }
+    }
+
+    /// <summary>
+    /// Widens worker <paramref name="workerId"/>'s credit window by one rollout, up to <paramref name="maxCredit"/>,
+    /// and sends it that credit: its rollouts in flight do not cover the time one takes to reach the learner and its
+    /// credit to come back. False when the window is at the maximum or the worker is not streaming.
+    /// </summary>
+    public bool WidenCredit(string workerId, int maxCredit)
+    {
+        if (_stream is null) return false;
+        foreach (var s in _slots)
+        {
+            if (s.Id != workerId) continue;
+            if (Volatile.Read(ref s.StreamSeq) == 0) return false;
+            int window = Volatile.Read(ref s.CreditWindow);
+            if (window >= maxCredit || Interlocked.CompareExchange(ref s.CreditWindow, window + 1, window) != window) return false;
+            SendCredit(s);
+            return true;
+        }
+        return false;
+    }
+
+    private static bool NarrowWindow(WorkerSlot s, int floor)
+    {
+        int window = Volatile.Read(ref s.CreditWindow);
+        return window > floor && Interlocked.CompareExchange(ref s.CreditWindow, window - 1, window) == window;
+    }
+
+    private static void SendCredit(WorkerSlot s)
+    {
+        // A worker without credit is silent by design: its no-progress deadline counts from now.
+        if (Interlocked.Increment(ref s.InFlight) == 1) Volatile.Write(ref s.LastHeard, Stopwatch.GetTimestamp());
+        s.SendUntracked(new HubMessage { Credit = new Credit { Rollouts = 1 } });
     }
 
     /// <summary>

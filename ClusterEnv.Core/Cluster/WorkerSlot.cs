@@ -85,6 +85,9 @@ internal sealed class WorkerSlot(int index, int offset, int count, ISlotEvents e
     /// <summary>Streaming: the StreamRollouts command's seq (0: not streaming), rollouts granted and not received, rollouts received (across replacements).</summary>
     public ulong StreamSeq;
     public int InFlight;
+
+    /// <summary>Streaming: the rollouts this worker may hold in flight now (its credit window: the stream's credit, widened while the learner starves).</summary>
+    public int CreditWindow;
     public long StreamReceived;
 
     /// <summary>RolloutResult.worker_id as encoded bytes, appended to every queued rollout.</summary>
@@ -228,6 +231,7 @@ internal sealed class WorkerSlot(int index, int offset, int count, ISlotEvents e
             WritePendingPushLocked();
             ulong seq = nextSeq();
             Volatile.Write(ref InFlight, credit);
+            Volatile.Write(ref CreditWindow, credit);
             Volatile.Write(ref LastHeard, Stopwatch.GetTimestamp());
             Volatile.Write(ref StreamSeq, seq); // before sending: the first rollout may arrive before Send returns
             command.Seq = seq;

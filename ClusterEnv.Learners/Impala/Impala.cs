@@ -55,7 +55,7 @@ public static class Impala
         envs.Reset(seed: (int)envSeed);
         publisher.Publish(policy); // version 1 to every worker
         envs.Policies.WaitForAcks();
-        using var source = new StreamingRolloutSource(envs, options.UnrollLength, options.Credit, queue, (ulong)envSeed);
+        using var source = new StreamingRolloutSource(envs, options.UnrollLength, options.Credit, queue, (ulong)envSeed, options.MaxCredit);
         var threshold = options.RewardThreshold ?? envs.Spec?.RewardThreshold ?? double.PositiveInfinity;
         var result = Run(source, policy, publisher, options, threshold, onUpdate, cancellationToken, resume);
         try

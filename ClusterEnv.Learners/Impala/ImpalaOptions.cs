@@ -103,8 +103,16 @@ public sealed record ImpalaOptions
     /// <summary>A convolutional torso for image observations ("nature" or "small", <see cref="EncoderSpec"/>), shared by actor and critic; null: MLPs on vector observations.</summary>
     public string? Encoder { get; init; }
 
-    /// <summary>Rollouts each streaming worker may hold in flight (acting, on the wire or queued).</summary>
+    /// <summary>Rollouts each streaming worker may hold in flight (acting, on the wire or queued) at the start, and at least.</summary>
     public int Credit { get; init; } = 2;
+
+    /// <summary>
+    /// The most rollouts a streaming worker may hold in flight: when the learner waits for rollouts while a worker
+    /// waits for credit, that worker's window widens by one rollout, up to this, so a long round trip does not starve
+    /// the learner; windows narrow back to <see cref="Credit"/> when rollouts pile up. Equal to <see cref="Credit"/>:
+    /// a fixed window.
+    /// </summary>
+    public int MaxCredit { get; init; } = 8;
 
     /// <summary>
     /// Rollouts acted by a policy more than this many versions older than the learner's are dropped and counted
@@ -208,6 +216,7 @@ public sealed record ImpalaOptions
         Positive(CBar, nameof(CBar));
         Positive(PgRhoBar, nameof(PgRhoBar));
         Positive(Credit, nameof(Credit));
+        if (MaxCredit < Credit) throw new ArgumentOutOfRangeException(nameof(MaxCredit), MaxCredit, $"MaxCredit ({MaxCredit}) must be at least Credit ({Credit}); set them equal for a fixed window.");
         if (!(Gamma >= 0 && Gamma <= 1)) throw new ArgumentOutOfRangeException(nameof(Gamma), Gamma, "Gamma must lie in [0, 1].");
         if (!(Lambda >= 0 && Lambda <= 1)) throw new ArgumentOutOfRangeException(nameof(Lambda), Lambda, "Lambda must lie in [0, 1].");
         if (CheckpointEvery < 0) throw new ArgumentOutOfRangeException(nameof(CheckpointEvery), CheckpointEvery, "CheckpointEvery must be >= 0 (0: only the final checkpoint).");

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using ClusterEnv.Common;
 using ClusterEnv.Policies;
 using ClusterEnv.Rollouts;
@@ -130,6 +131,7 @@ internal sealed class RolloutCommands(HostedEnvs envs, PolicyCommands policy, Hu
     private void RunStream(RolloutStream stream, RolloutActor actor)
     {
         var batch = _rollout!;
+        long waitingSince = 0; // when the worker ran out of credit (0: it has not)
         try
         {
             while (!stream.Stop && !_run.IsCancellationRequested)
@@ -137,10 +139,15 @@ internal sealed class RolloutCommands(HostedEnvs envs, PolicyCommands policy, Hu
                 ApplyPushes(stream);
                 if (Volatile.Read(ref stream.Credit) <= 0)
                 {
+                    if (waitingSince == 0) waitingSince = Stopwatch.GetTimestamp();
                     stream.Wake.Wait(_run);
                     continue;
                 }
                 Interlocked.Decrement(ref stream.Credit);
+                // Reported with the rollout: a worker that waits for credit while its learner waits for rollouts tells
+                // the learner that its window does not cover the round trip (StreamingRolloutSource widens it).
+                uint creditWaitUs = waitingSince == 0 ? 0 : (uint)Math.Min(uint.MaxValue, Stopwatch.GetElapsedTime(waitingSince).TotalMicroseconds);
+                waitingSince = 0;
                 var p = policy.Policy!;
                 batch.Index = stream.Sent;
                 try
@@ -158,6 +165,7 @@ internal sealed class RolloutCommands(HostedEnvs envs, PolicyCommands policy, Hu
                 }
                 var result = batch.ToProto(policy.Version, p.LogStd, ObservationCodec.WireTypeOf(envs.Vec.SingleObservationSpace));
                 result.Index = stream.Sent;
+                result.CreditWaitUs = creditWaitUs;
                 hub.WriteNow(new WorkerMessage { Seq = stream.Seq, Rollout = result });
                 stream.Sent++;
             }

@@ -8,7 +8,8 @@
 #                             central: PPO, the learner steps the envs in lockstep (central inference);
 #                             workers: PPO with the workers acting (APS, --sync); impala / impact: workers act and stream
 #   --sync "always 0.05"      APS settings for the modes where workers act (always, never, every:N, τ or τ:L)
-#   --env CartPole-v1 --steps 100000 --envs-per-worker 8 --seed 1
+#   --env CartPole-v1 --steps 100000 --central-steps STEPS --envs-per-worker 8 --seed 1
+#                             (--central-steps: env steps of the central runs, which wait a round trip per step)
 #
 # Each run: scripts/netsim/netsim.sh up, examples/Train on the learner host (--workers-external, gRPC: the hosts are
 # "remote"), one worker process per worker host dialling its link's address, then down. One JSON line per run on
@@ -21,7 +22,7 @@ root="$(cd "$here/../.." && pwd)"
 usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 
 workers_list="1 2 4 8" rtt_list="0.2 2 20" rate_list="1000 100" modes="central workers impala impact" sync_list="always 0.05"
-env=CartPole-v1 steps=100000 per=8 seed=1 out="$root/docs/results/scale-out/runs.jsonl" extra=()
+env=CartPole-v1 steps=100000 central_steps="" per=8 seed=1 out="$root/docs/results/scale-out/runs.jsonl" extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --workers) workers_list="$2"; shift 2 ;;
@@ -31,6 +32,7 @@ while [ $# -gt 0 ]; do
     --sync) sync_list="$2"; shift 2 ;;
     --env) env="$2"; shift 2 ;;
     --steps) steps="$2"; shift 2 ;;
+    --central-steps) central_steps="$2"; shift 2 ;;
     --envs-per-worker) per="$2"; shift 2 ;;
     --seed) seed="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
@@ -55,9 +57,9 @@ trap 'bash "$here/netsim.sh" down --name so >/dev/null 2>&1; rm -rf "$scratch"' 
 head -c 24 /dev/urandom | base64 > "$scratch/token"
 
 run_one() { # workers rtt rate mode sync
-  local w=$1 rtt=$2 rate=$3 mode=$4 sync=$5 run="$scratch/run-$RANDOM" algo args=()
+  local w=$1 rtt=$2 rate=$3 mode=$4 sync=$5 run="$scratch/run-$RANDOM" algo args=() total=$steps
   case "$mode" in
-    central) algo=ppo ;;
+    central) algo=ppo; total=${central_steps:-$steps} ;;
     workers) algo=ppo; args+=(--sync "$sync") ;;
     impala|impact) algo=$mode; args+=(--sync "$sync") ;;
   esac
@@ -65,9 +67,9 @@ run_one() { # workers rtt rate mode sync
   local measured
   measured=$(bash "$here/netsim.sh" ping --name so | python3 -c 'import sys,json; r=[json.loads(l) for l in sys.stdin]; print(round(sum(x.get("rtt_median_ms",0) for x in r)/len(r),3))')
   rm -f "$scratch/hub"
-  bash "$here/netsim.sh" learner --name so dotnet "$train" --algo "$algo" --env "$env" --seed "$seed" --total-steps "$steps" \
+  bash "$here/netsim.sh" learner --name so dotnet "$train" --algo "$algo" --env "$env" --seed "$seed" --total-steps "$total" \
     --workers-external "$w" --host 0.0.0.0 --token-file "$scratch/token" --hub-url-file "$scratch/hub" --transport grpc \
-    --num-envs $((w * per)) --checkpoint-every 0 --log-every 1 --out "$run" "${args[@]}" "${extra[@]}" >"$scratch/train.log" 2>&1 &
+    --num-envs $((w * per)) --checkpoint-every 0 --log-every 0.25 --out "$run" "${args[@]}" "${extra[@]}" >"$scratch/train.log" 2>&1 &
   local learner=$!
   for _ in $(seq 600); do [ -s "$scratch/hub" ] && break; kill -0 $learner 2>/dev/null || break; sleep 0.1; done
   local port pids=()
@@ -87,7 +89,7 @@ run_one() { # workers rtt rate mode sync
     tail -5 "$scratch/train.log" >&2
     return 1
   fi
-  python3 - "$run/metrics.csv" "$links" "$env" "$mode" "$sync" "$w" "$per" "$rtt" "$measured" "$rate" "$steps" "$seed" <<'PY' | tee -a "$out"
+  python3 - "$run/metrics.csv" "$links" "$env" "$mode" "$sync" "$w" "$per" "$rtt" "$measured" "$rate" "$total" "$seed" <<'PY' | tee -a "$out"
 import csv, json, sys
 metrics, links, env, mode, sync, w, per, rtt, measured, rate, steps, seed = sys.argv[1:]
 rows = list(csv.DictReader(open(metrics)))

@@ -31,13 +31,10 @@ public sealed class HalfCheetah : MujocoEnv
     protected override int ObservationSize => Simulation.Nq + Simulation.Nv - (_excludeX ? 1 : 0);
 
     /// <inheritdoc />
-    protected override EnvInfo ResetCore(Span<float> observation, ResetOptions? options)
-    {
-        Simulation.ResetData();
-        ResetWithNoise(gaussianVelocity: true);
-        WriteObservation(observation);
-        return new EnvInfo { Extra = new Dictionary<string, object> { ["x_position"] = Simulation.Qpos[0] } };
-    }
+    protected override bool GaussianVelocityNoise => true;
+
+    /// <inheritdoc />
+    protected override Dictionary<string, object> ResetInfo() => new() { ["x_position"] = Simulation.Qpos[0] };
 
     /// <inheritdoc />
     protected override StepResult StepCore(EnvAction action, Span<float> observation)
@@ -56,7 +53,8 @@ public sealed class HalfCheetah : MujocoEnv
         return new StepResult(forward - ctrl, false, false, new EnvInfo { Extra = info });
     }
 
-    private void WriteObservation(Span<float> o)
+    /// <inheritdoc />
+    protected override void WriteObservation(Span<float> o)
     {
         int k = Write(o, 0, Simulation.Qpos[(_excludeX ? 1 : 0)..]);
         Write(o, k, Simulation.Qvel);
@@ -109,13 +107,7 @@ public abstract class PlanarWalker : MujocoEnv
     }
 
     /// <inheritdoc />
-    protected override EnvInfo ResetCore(Span<float> observation, ResetOptions? options)
-    {
-        Simulation.ResetData();
-        ResetWithNoise(gaussianVelocity: false);
-        WriteObservation(observation);
-        return new EnvInfo { Extra = new Dictionary<string, object> { ["x_position"] = Simulation.Qpos[0], ["z_distance_from_origin"] = Simulation.Qpos[1] - InitQpos[1] } };
-    }
+    protected override Dictionary<string, object> ResetInfo() => new() { ["x_position"] = Simulation.Qpos[0], ["z_distance_from_origin"] = Simulation.Qpos[1] - InitQpos[1] };
 
     /// <inheritdoc />
     protected override StepResult StepCore(EnvAction action, Span<float> observation)
@@ -136,7 +128,8 @@ public abstract class PlanarWalker : MujocoEnv
         return new StepResult(forward + survive - ctrl, !healthy && _terminateWhenUnhealthy, false, new EnvInfo { Extra = info });
     }
 
-    private void WriteObservation(Span<float> o)
+    /// <inheritdoc />
+    protected override void WriteObservation(Span<float> o)
     {
         int k = Write(o, 0, Simulation.Qpos[(_excludeX ? 1 : 0)..]);
         Write(o, k, Simulation.Qvel, clip: 10);
@@ -256,14 +249,10 @@ public sealed class Ant : MujocoEnv
     }
 
     /// <inheritdoc />
-    protected override EnvInfo ResetCore(Span<float> observation, ResetOptions? options)
-    {
-        Simulation.ResetData();
-        ResetWithNoise(gaussianVelocity: true);
-        WriteObservation(observation);
-        var q = Simulation.Qpos;
-        return new EnvInfo { Extra = new Dictionary<string, object> { ["x_position"] = q[0], ["y_position"] = q[1], ["distance_from_origin"] = Math.Sqrt(q[0] * q[0] + q[1] * q[1]) } };
-    }
+    protected override bool GaussianVelocityNoise => true;
+
+    /// <inheritdoc />
+    protected override Dictionary<string, object> ResetInfo() => PositionInfo();
 
     /// <inheritdoc />
     protected override StepResult StepCore(EnvAction action, Span<float> observation)
@@ -278,17 +267,15 @@ public sealed class Ant : MujocoEnv
         bool healthy = IsHealthy;
         double forward = xVelocity * _forwardWeight, survive = healthy ? _healthyReward : 0, ctrl = _ctrlWeight * SumOfSquares(a);
         contact *= _contactWeight;
-        var q = Simulation.Qpos;
-        var info = new Dictionary<string, object>
-        {
-            ["x_position"] = q[0], ["y_position"] = q[1], ["distance_from_origin"] = Math.Sqrt(q[0] * q[0] + q[1] * q[1]),
-            ["x_velocity"] = xVelocity, ["y_velocity"] = yVelocity,
-            ["reward_forward"] = forward, ["reward_ctrl"] = -ctrl, ["reward_contact"] = -contact, ["reward_survive"] = survive,
-        };
+        var info = PositionInfo();
+        info["x_velocity"] = xVelocity;
+        info["y_velocity"] = yVelocity;
+        (info["reward_forward"], info["reward_ctrl"], info["reward_contact"], info["reward_survive"]) = (forward, -ctrl, -contact, survive);
         return new StepResult(forward + survive - (ctrl + contact), !healthy && _terminateWhenUnhealthy, false, new EnvInfo { Extra = info });
     }
 
-    private void WriteObservation(Span<float> o)
+    /// <inheritdoc />
+    protected override void WriteObservation(Span<float> o)
     {
         int k = Write(o, 0, Simulation.Qpos[(_excludeXy ? 2 : 0)..]);
         k = Write(o, k, Simulation.Qvel);
@@ -370,14 +357,7 @@ public sealed class Humanoid : MujocoEnv
     }
 
     /// <inheritdoc />
-    protected override EnvInfo ResetCore(Span<float> observation, ResetOptions? options)
-    {
-        Simulation.ResetData();
-        ResetWithNoise(gaussianVelocity: false);
-        WriteObservation(observation);
-        var q = Simulation.Qpos;
-        return new EnvInfo { Extra = new Dictionary<string, object> { ["x_position"] = q[0], ["y_position"] = q[1], ["distance_from_origin"] = Math.Sqrt(q[0] * q[0] + q[1] * q[1]) } };
-    }
+    protected override Dictionary<string, object> ResetInfo() => PositionInfo();
 
     /// <inheritdoc />
     protected override StepResult StepCore(EnvAction action, Span<float> observation)
@@ -396,17 +376,15 @@ public sealed class Humanoid : MujocoEnv
         contact = Math.Clamp(_contactWeight * contact, _contactCostRange.Low, _contactCostRange.High);
         bool healthy = IsHealthy;
         double forward = _forwardWeight * xVelocity, survive = healthy ? _healthyReward : 0;
-        var q = Simulation.Qpos;
-        var info = new Dictionary<string, object>
-        {
-            ["x_position"] = q[0], ["y_position"] = q[1], ["distance_from_origin"] = Math.Sqrt(q[0] * q[0] + q[1] * q[1]),
-            ["x_velocity"] = xVelocity, ["y_velocity"] = yVelocity,
-            ["reward_survive"] = survive, ["reward_forward"] = forward, ["reward_ctrl"] = -ctrl, ["reward_contact"] = -contact,
-        };
+        var info = PositionInfo();
+        info["x_velocity"] = xVelocity;
+        info["y_velocity"] = yVelocity;
+        (info["reward_survive"], info["reward_forward"], info["reward_ctrl"], info["reward_contact"]) = (survive, forward, -ctrl, -contact);
         return new StepResult(forward + survive - (ctrl + contact), !healthy && _terminateWhenUnhealthy, false, new EnvInfo { Extra = info });
     }
 
-    private void WriteObservation(Span<float> o)
+    /// <inheritdoc />
+    protected override void WriteObservation(Span<float> o)
     {
         int k = Write(o, 0, Simulation.Qpos[(_excludeXy ? 2 : 0)..]);
         k = Write(o, k, Simulation.Qvel);

@@ -83,11 +83,36 @@ public abstract class MujocoEnv : EnvBase
         Simulation.Forward();
     }
 
+    /// <summary>Writes the observation of the current state.</summary>
+    protected abstract void WriteObservation(Span<float> observation);
+
+    /// <summary>What <c>Reset</c> puts in <c>info</c> (Gymnasium's <c>_get_reset_info</c>).</summary>
+    protected abstract Dictionary<string, object> ResetInfo();
+
+    /// <summary>Whether the reset noise on velocities is s·N(0, 1) (HalfCheetah, Ant) rather than U(−s, s).</summary>
+    protected virtual bool GaussianVelocityNoise => false;
+
+    /// <summary>x, y and their distance from the origin, for the free-floating bodies' <c>info</c>.</summary>
+    protected Dictionary<string, object> PositionInfo()
+    {
+        var q = Simulation.Qpos;
+        return new Dictionary<string, object> { ["x_position"] = q[0], ["y_position"] = q[1], ["distance_from_origin"] = Math.Sqrt(q[0] * q[0] + q[1] * q[1]) };
+    }
+
+    /// <summary><c>mj_resetData</c>, the noise around the initial state (Gymnasium's <c>reset_model</c>), the observation.</summary>
+    protected sealed override EnvInfo ResetCore(Span<float> observation, ResetOptions? options)
+    {
+        Simulation.ResetData();
+        ResetWithNoise(GaussianVelocityNoise);
+        WriteObservation(observation);
+        return new EnvInfo { Extra = ResetInfo() };
+    }
+
     /// <summary>
     /// Gymnasium's usual <c>reset_model</c>: qpos += U(−s, s) per coordinate, then qvel += U(−s, s), or
     /// s·N(0, 1) when <paramref name="gaussianVelocity"/>.
     /// </summary>
-    protected void ResetWithNoise(bool gaussianVelocity)
+    private void ResetWithNoise(bool gaussianVelocity)
     {
         double s = ResetNoiseScale;
         var qpos = Simulation.Qpos;
