@@ -61,8 +61,9 @@ public sealed class StreamingRolloutSource : IRolloutSource
     /// With <paramref name="maxCredit"/> above <paramref name="credit"/>, each worker's credit window adapts, as a TCP
     /// window does to its path: when the learner finds no rollout waiting and a rollout it then takes says its worker
     /// waited for credit (<c>credit_wait_us</c>), that worker may hold one more in flight (up to
-    /// <paramref name="maxCredit"/>), so its rollouts in flight cover the round trip; when more rollouts wait than
-    /// there are workers, a taken rollout's credit is kept back until the window is <paramref name="credit"/> again,
+    /// <paramref name="maxCredit"/>), so its rollouts in flight cover the round trip; when more rollouts wait than a
+    /// fixed window of <paramref name="credit"/> could ever queue (credit × workers; rollouts that crossed a long link
+    /// arrive in bursts), a taken rollout's credit is kept back until the window is <paramref name="credit"/> again,
     /// so a learner that is the bottleneck does not collect stale rollouts. Workers that do not report their wait
     /// (older ones, the Python and Node workers) keep the fixed window.
     /// </remarks>
@@ -137,7 +138,7 @@ public sealed class StreamingRolloutSource : IRolloutSource
     private int Decode(List<RolloutBatch> into, bool starving)
     {
         int added = 0;
-        bool adaptive = MaxCredit > Credit, backlog = adaptive && _queue.Count > _workers.Count;
+        bool adaptive = MaxCredit > Credit, backlog = adaptive && _queue.Count > Credit * _workers.Count;
         foreach (var bytes in _raw)
         {
             var r = RolloutResult.Parser.ParseFrom(bytes);

@@ -16,15 +16,17 @@ DASHES = {0: "", 1: "6 3", 2: "2 3", 3: "8 3 2 3"}
 
 
 def label(r):
-    return r["mode"] if r["mode"] == "central" else f'{r["mode"]} {r["sync"]}'
+    if r["mode"] == "central":
+        return "central"
+    return f'{r["mode"]} {r["sync"]}' + (f' credit {r["credit"]}' if r.get("credit") else "")
 
 
 def table(rows):
-    out = ["| env | Mbit/s | RTT ms (measured) | mode | sync | workers × envs | env-steps/s | learner busy | pushes | push bytes | policy lag | mean-20 | bytes to workers | bytes to learner |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    key = lambda r: (r["env"], -r["rate_mbit"], r["rtt_ms"], r["mode"], str(r["sync"]), r["workers"])
+    out = ["| env | Mbit/s | RTT ms (measured) | mode | sync | credit | workers × envs | env-steps/s | learner busy | pushes | push bytes | policy lag | mean-20 | bytes to workers | bytes to learner |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    key = lambda r: (r["env"], -r["rate_mbit"], r["rtt_ms"], r["mode"], str(r["sync"]), str(r.get("credit")), r["workers"], r["seed"])
     for r in sorted(rows, key=key):
-        out.append(f'| {r["env"]} | {r["rate_mbit"]:g} | {r["rtt_ms"]:g} ({r["rtt_measured_ms"]:.2f}) | {r["mode"]} | {r["sync"] or "–"} | '
+        out.append(f'| {r["env"]} | {r["rate_mbit"]:g} | {r["rtt_ms"]:g} ({r["rtt_measured_ms"]:.2f}) | {r["mode"]} | {r["sync"] or "–"} | {r.get("credit") or "–"} | '
                    f'{r["workers"]} × {r["envs_per_worker"]} | {r["env_steps_per_sec"]:,.0f} | {r["learner_busy_fraction"]:.2f} | {r["pushes"]} | '
                    f'{r["push_bytes"]:,} | {r["mean_policy_lag"]:.2f} | {r["mean_return_20"]:.1f} | {r["link_bytes_to_workers"]:,} | {r["link_bytes_to_learner"]:,} |')
     return "\n".join(out) + "\n"

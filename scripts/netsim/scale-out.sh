@@ -8,6 +8,7 @@
 #                             central: PPO, the learner steps the envs in lockstep (central inference);
 #                             workers: PPO with the workers acting (APS, --sync); impala / impact: workers act and stream
 #   --sync "always 0.05"      APS settings for the modes where workers act (always, never, every:N, τ or τ:L)
+#   --train-arg ARG           one more flag for examples/Train, repeatable (e.g. --train-arg --max-credit --train-arg 32)
 #   --env CartPole-v1 --steps 100000 --central-steps STEPS --envs-per-worker 8 --seed 1
 #                             (--central-steps: env steps of the central runs, which wait a round trip per step)
 #
@@ -19,7 +20,7 @@
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 
 workers_list="1 2 4 8" rtt_list="0.2 2 20" rate_list="1000 100" modes="central workers impala impact" sync_list="always 0.05"
 env=CartPole-v1 steps=100000 central_steps="" per=8 seed=1 out="$root/docs/results/scale-out/runs.jsonl" extra=()
@@ -89,9 +90,9 @@ run_one() { # workers rtt rate mode sync
     tail -5 "$scratch/train.log" >&2
     return 1
   fi
-  python3 - "$run/metrics.csv" "$links" "$env" "$mode" "$sync" "$w" "$per" "$rtt" "$measured" "$rate" "$total" "$seed" <<'PY' | tee -a "$out"
+  python3 - "$run/metrics.csv" "$links" "$env" "$mode" "$sync" "$w" "$per" "$rtt" "$measured" "$rate" "$total" "$seed" "${extra[*]:-}" <<'PY' | tee -a "$out"
 import csv, json, sys
-metrics, links, env, mode, sync, w, per, rtt, measured, rate, steps, seed = sys.argv[1:]
+metrics, links, env, mode, sync, w, per, rtt, measured, rate, steps, seed, train_args = sys.argv[1:]
 rows = list(csv.DictReader(open(metrics)))
 num = lambda r, k: float(r[k]) if r.get(k) not in (None, "") else 0.0
 last = rows[-1]
@@ -99,16 +100,19 @@ start = next((r for r in rows if num(r, "global_step") >= 0.2 * num(last, "globa
 span = num(last, "seconds") - num(start, "seconds")
 sps = (num(last, "global_step") - num(start, "global_step")) / span if span > 0 else num(last, "SPS")
 wire = json.load(open(links))
+words = train_args.split()
+max_credit = words[words.index("--max-credit") + 1] if "--max-credit" in words[:-1] else "32"  # Train's default
 down = sum(v["bytes"] for k, v in wire.items() if k.startswith("l"))
 up = sum(v["bytes"] for k, v in wire.items() if k.startswith("w"))
 print(json.dumps({
     "bench": "scale-out", "env": env, "mode": mode, "sync": sync if mode != "central" else None,
+    "credit": None if mode in ("central", "workers") else f"2-{max_credit}",
     "workers": int(w), "envs_per_worker": int(per), "rtt_ms": float(rtt), "rtt_measured_ms": float(measured), "rate_mbit": float(rate),
     "steps": int(num(last, "global_step")), "seconds": round(num(last, "seconds"), 2), "env_steps_per_sec": round(sps, 1),
     "learner_busy_fraction": round(num(last, "learner_busy_fraction"), 3),
     "pushes": int(num(last, "total_pushes")), "push_bytes": int(num(last, "bytes_pushed")),
     "mean_policy_lag": round(num(last, "mean_policy_lag"), 3), "mean_return_20": round(num(last, "mean_return_20"), 2),
-    "link_bytes_to_workers": down, "link_bytes_to_learner": up, "seed": int(seed),
+    "link_bytes_to_workers": down, "link_bytes_to_learner": up, "seed": int(seed), "train_args": train_args,
 }))
 PY
 }

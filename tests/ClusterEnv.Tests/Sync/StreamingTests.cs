@@ -83,7 +83,7 @@ public class StreamingTests
             Assert.That(queue.Count, Is.EqualTo(3));
             Assert.That(env.Rollouts.StreamedRollouts.Sum() - got.Count, Is.EqualTo(3));
 
-            // Three waiting for one worker: the first take leaves two behind (more than one per worker), so its credit
+            // Three waiting for one worker: the first take leaves two behind (more than credit × workers = 1), so its credit
             // is kept back and the window narrows to 2; the next two are granted. Nothing was in flight, so 2 come back.
             for (int i = 0; i < 3; i++) source.Take(1, got);
             WaitUntilStill(queue);
