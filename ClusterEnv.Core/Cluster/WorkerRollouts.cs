@@ -202,6 +202,9 @@ public sealed class WorkerRollouts : IReplyOwner
         return false;
     }
 
+    /// <summary>Each worker's credit window now (streaming), in worker order.</summary>
+    internal int[] CreditWindows => _slots.Select(s => Volatile.Read(ref s.CreditWindow)).ToArray();
+
     private static bool NarrowWindow(WorkerSlot s, int floor)
     {
         int window = Volatile.Read(ref s.CreditWindow);

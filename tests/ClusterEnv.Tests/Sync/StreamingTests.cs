@@ -63,31 +63,38 @@ public class StreamingTests
     [Test]
     public void CreditWindow_WidensWhileTheLearnerWaits_AndNarrowsWhenRolloutsPileUp()
     {
-        // One worker (so the queue is empty whenever the learner has taken everything), and rollouts of at least
-        // 4 steps × 2 envs × 5 ms, so a learner that takes at once always waits for the next.
+        // One worker, rollouts of at least 4 steps × 2 envs × 5 ms: a learner that takes at once waits for the next.
         var (env, _, _) = Start([2], TestEnvs.Slow);
         using (env)
         {
             var queue = new InMemoryTrajectoryQueue(64);
-            // With credit 1 the worker waits for credit after each rollout, however short the round trip; the threshold
-            // of 0 counts any wait (a real run ignores waits under 100 µs as noise).
+            // With credit 1 the worker runs out of credit after each rollout; the threshold of 0 counts any wait for
+            // it (a real run ignores waits under 100 µs as noise).
             using var source = new StreamingRolloutSource(env, steps: 4, credit: 1, queue: queue, maxCredit: 3) { CreditWaitThresholdUs = 0 };
             var got = new List<RolloutBatch>();
             var sw = Stopwatch.StartNew();
-            while (source.Widenings < 2 && sw.Elapsed < TimeSpan.FromSeconds(30)) source.Take(1, got);
-            for (int i = 0; i < 4; i++) source.Take(1, got);
-            Assert.That(source.Widenings, Is.EqualTo(2), "the learner waited while the worker waited for credit: its window grew 1 → 3, and no further");
+            while (source.Widenings < 1 && sw.Elapsed < TimeSpan.FromSeconds(30)) source.Take(1, got);
+            Assert.That(source.Widenings, Is.InRange(1, 2), "the learner waited while the worker waited for credit: its window grew, at most to 3");
+            int window = env.Rollouts.CreditWindows[0];
+            Assert.That(window, Is.InRange(2, 3));
 
-            // Stop taking: the worker fills exactly its window, now 3, and no more.
+            // Stop taking: the worker fills exactly its window, and no more.
+            WaitUntilStill(queue);
+            Assert.That(queue.Count, Is.EqualTo(window));
+            Assert.That(env.Rollouts.StreamedRollouts.Sum() - got.Count, Is.EqualTo(window));
+
+            // Widened to the maximum, it sends what the window allows and stops again at 3.
+            while (env.Rollouts.WidenCredit("w0", maxCredit: 3)) { }
+            Assert.That(env.Rollouts.WidenCredit("w0", maxCredit: 3), Is.False, "never beyond the maximum");
             WaitUntilStill(queue);
             Assert.That(queue.Count, Is.EqualTo(3));
-            Assert.That(env.Rollouts.StreamedRollouts.Sum() - got.Count, Is.EqualTo(3));
 
-            // Three waiting for one worker: the first take leaves two behind (more than credit × workers = 1), so its credit
-            // is kept back and the window narrows to 2; the next two are granted. Nothing was in flight, so 2 come back.
+            // Three waiting for one worker: the first take leaves two behind (more than credit × workers = 1), so its
+            // credit is kept back and the window narrows to 2; the next two are granted. Nothing was in flight, so 2 come back.
             for (int i = 0; i < 3; i++) source.Take(1, got);
             WaitUntilStill(queue);
             Assert.That(queue.Count, Is.EqualTo(2));
+            Assert.That(env.Rollouts.CreditWindows, Is.EqualTo(new[] { 2 }));
             var sent = source.Stop();
             Assert.That(sent.Sum() - got.Count, Is.EqualTo(queue.Count), "none lost, none twice");
         }
