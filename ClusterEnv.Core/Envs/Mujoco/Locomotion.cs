@@ -40,11 +40,7 @@ public sealed class HalfCheetah : MujocoEnv
     protected override StepResult StepCore(EnvAction action, Span<float> observation)
     {
         var a = ContinuousAction(action);
-        double before = Simulation.Qpos[0];
-        DoSimulation(a);
-        double after = Simulation.Qpos[0];
-        double xVelocity = (after - before) / Dt;
-        WriteObservation(observation);
+        double xVelocity = SimulateAlongX(a, observation), after = Simulation.Qpos[0];
         double forward = _forwardWeight * xVelocity, ctrl = _ctrlWeight * SumOfSquares(a);
         var info = new Dictionary<string, object>
         {
@@ -113,11 +109,7 @@ public abstract class PlanarWalker : MujocoEnv
     protected override StepResult StepCore(EnvAction action, Span<float> observation)
     {
         var a = ContinuousAction(action);
-        double before = Simulation.Qpos[0];
-        DoSimulation(a);
-        double after = Simulation.Qpos[0];
-        double xVelocity = (after - before) / Dt;
-        WriteObservation(observation);
+        double xVelocity = SimulateAlongX(a, observation), after = Simulation.Qpos[0];
         bool healthy = IsHealthy;
         double forward = _forwardWeight * xVelocity, survive = healthy ? _healthyReward : 0, ctrl = _ctrlWeight * SumOfSquares(a);
         var info = new Dictionary<string, object>

@@ -131,6 +131,15 @@ public abstract class MujocoEnv : EnvBase
         Simulation.RnePostConstraint();
     }
 
+    /// <summary>The planar bodies' step: simulates, writes the observation, and returns ẋ of the root (qpos[0]) over the step.</summary>
+    protected double SimulateAlongX(ReadOnlySpan<float> action, Span<float> observation)
+    {
+        double before = Simulation.Qpos[0];
+        DoSimulation(action);
+        WriteObservation(observation);
+        return (Simulation.Qpos[0] - before) / Dt;
+    }
+
     /// <summary>Σ aᵢ² of the action, in float64 as NumPy sums the squares of a float32 action promoted by the weight.</summary>
     protected static double SumOfSquares(ReadOnlySpan<float> action)
     {
