@@ -62,8 +62,9 @@ public sealed class StreamingRolloutSource : IRolloutSource
     /// window does to its path: when the learner finds no rollout waiting and a rollout it then takes says its worker
     /// waited for credit (<c>credit_wait_us</c>), that worker may hold one more in flight (up to
     /// <paramref name="maxCredit"/>), so its rollouts in flight cover the round trip; when more rollouts wait than a
-    /// fixed window of <paramref name="credit"/> could ever queue (credit × workers; rollouts that crossed a long link
-    /// arrive in bursts), a taken rollout's credit is kept back until the window is <paramref name="credit"/> again,
+    /// fixed window of <paramref name="credit"/> could ever queue (credit × workers) and the learner has taken a whole
+    /// window's worth since it last found the queue empty (a backlog, not one of the bursts in which rollouts that
+    /// crossed a long link arrive), a taken rollout's credit is kept back until the window is <paramref name="credit"/> again,
     /// so a learner that is the bottleneck does not collect stale rollouts. Workers that do not report their wait
     /// (older ones, the Python and Node workers) keep the fixed window.
     /// </remarks>
@@ -134,11 +135,18 @@ public sealed class StreamingRolloutSource : IRolloutSource
         return added;
     }
 
+    private long _sinceEmpty; // rollouts taken since the learner last found the queue empty
+
     // The raw rollouts just taken into batches; returns how many were usable.
     private int Decode(List<RolloutBatch> into, bool starving)
     {
         int added = 0;
-        bool adaptive = MaxCredit > Credit, backlog = adaptive && _queue.Count > Credit * _workers.Count;
+        bool adaptive = MaxCredit > Credit;
+        if (starving) _sinceEmpty = 0;
+        _sinceEmpty += _raw.Count;
+        // A backlog, not a burst: more waiting than a fixed window could queue, and a whole window's worth of rollouts
+        // (every worker's, as they stand) taken since the learner last found the queue empty.
+        bool backlog = adaptive && _queue.Count > Credit * _workers.Count && _sinceEmpty > _envs.Rollouts.TotalCreditWindow;
         foreach (var bytes in _raw)
         {
             var r = RolloutResult.Parser.ParseFrom(bytes);

@@ -202,6 +202,17 @@ public sealed class WorkerRollouts : IReplyOwner
         return false;
     }
 
+    /// <summary>The sum of the workers' credit windows (streaming).</summary>
+    internal int TotalCreditWindow
+    {
+        get
+        {
+            int sum = 0;
+            foreach (var s in _slots) sum += Volatile.Read(ref s.CreditWindow);
+            return sum;
+        }
+    }
+
     /// <summary>Each worker's credit window now (streaming), in worker order.</summary>
     internal int[] CreditWindows => _slots.Select(s => Volatile.Read(ref s.CreditWindow)).ToArray();
 

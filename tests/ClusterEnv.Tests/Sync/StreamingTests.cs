@@ -89,12 +89,17 @@ public class StreamingTests
             WaitUntilStill(queue);
             Assert.That(queue.Count, Is.EqualTo(3));
 
-            // Three waiting for one worker: the first take leaves two behind (more than credit × workers = 1), so its
-            // credit is kept back and the window narrows to 2; the next two are granted. Nothing was in flight, so 2 come back.
-            for (int i = 0; i < 3; i++) source.Take(1, got);
+            // A learner that takes one rollout at a time from a full queue, never finding it empty: once a whole window's
+            // worth (3) has been taken since it last waited, and more wait than credit × workers (1), a taken rollout's
+            // credit is kept back and the window narrows to 2; with 2 waiting, credit flows again, so it stays there.
+            for (int i = 0; i < 6; i++)
+            {
+                WaitUntilStill(queue);
+                source.Take(1, got);
+            }
             WaitUntilStill(queue);
-            Assert.That(queue.Count, Is.EqualTo(2));
             Assert.That(env.Rollouts.CreditWindows, Is.EqualTo(new[] { 2 }));
+            Assert.That(queue.Count, Is.EqualTo(2));
             var sent = source.Stop();
             Assert.That(sent.Sum() - got.Count, Is.EqualTo(queue.Count), "none lost, none twice");
         }
