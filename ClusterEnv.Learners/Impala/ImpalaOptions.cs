@@ -112,7 +112,7 @@ public sealed record ImpalaOptions
     /// the learner; windows narrow back to <see cref="Credit"/> when rollouts pile up. Equal to <see cref="Credit"/>:
     /// a fixed window. Memory: up to this many rollouts per worker can wait at the learner before the windows narrow
     /// (an in-memory queue is sized for it). On the 20 ms links of scripts/netsim, 8 kept 0.45-0.95× of the 0.2 ms
-    /// throughput and 32 kept 0.70-1.05× (docs/results/scale-out).
+    /// throughput and 32 kept 0.69-1.02× (docs/results/scale-out).
     /// </summary>
     public int MaxCredit { get; init; } = 32;
 
