@@ -50,7 +50,8 @@ public static class Impala
         var spec = PolicySpec.Of(envs.SingleObservationSpace, envs.SingleActionSpace, options.Hidden, options.Encoder);
         var policy = new ActorCritic(spec, options.Seed);
         resume = Resume(options, policy, resume);
-        var publisher = new PolicyPublisher(envs, spec, strategy, learnerLagLimit: options.MaxPolicyLag > 0 ? Math.Max(1, options.MaxPolicyLag - 1) : 0);
+        int lagLimit = options.PolicyLagLimit(strategy);
+        var publisher = new PolicyPublisher(envs, spec, strategy, learnerLagLimit: lagLimit > 0 ? Math.Max(1, lagLimit - 1) : 0);
         long envSeed = DataParallel.RankSeed(options.Seed, options.Collective ?? SingleCollective.Instance); // ranks act on different episodes
         envs.Reset(seed: (int)envSeed);
         publisher.Publish(policy); // version 1 to every worker
@@ -126,6 +127,7 @@ public static class Impala
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(policy);
         o.Validate();
+        int maxLag = o.PolicyLagLimit(publisher?.Strategy);
         var spec = policy.Spec;
         var adam = new Adam(policy.Store.Count, o.LearningRate, eps: o.AdamEps);
         var target = o.Impact ? new ActorCritic(spec) : null;
@@ -183,7 +185,7 @@ public static class Impala
                 for (int j = taken.Count - 1; j >= before; j--)
                 {
                     ulong lag = version - Math.Min(version, taken[j].PolicyVersion[0]);
-                    if (o.MaxPolicyLag > 0 && lag > (ulong)o.MaxPolicyLag)
+                    if (maxLag > 0 && lag > (ulong)maxLag)
                     {
                         dropped++;
                         source.Return(taken[j]);

@@ -1,4 +1,5 @@
 using ClusterEnv.Policies;
+using ClusterEnv.Sync;
 namespace ClusterEnv.Learners.Impala;
 
 /// <summary>
@@ -112,15 +113,31 @@ public sealed record ImpalaOptions
     /// the learner; windows narrow back to <see cref="Credit"/> when rollouts pile up. Equal to <see cref="Credit"/>:
     /// a fixed window. Memory: up to this many rollouts per worker can wait at the learner before the windows narrow
     /// (an in-memory queue is sized for it). On the 20 ms links of scripts/netsim, 8 kept 0.45-0.95× of the 0.2 ms
-    /// throughput and 32 kept 0.69-1.02× (docs/results/scale-out).
+    /// throughput in single runs and 32 kept 0.97-1.05× in the median of five pairs (docs/results/scale-out).
     /// </summary>
     public int MaxCredit { get; init; } = 32;
 
     /// <summary>
     /// Rollouts acted by a policy more than this many versions older than the learner's are dropped and counted
-    /// (sample-factory's <c>max_policy_lag</c>). 0 means no limit.
+    /// (sample-factory's <c>max_policy_lag</c>), and a worker that falls one version short of it is pushed the newest
+    /// weights whatever the sync strategy says, so its next rollouts are kept. 0 means no limit. Null (the default):
+    /// <see cref="DefaultMaxPolicyLag"/>, except under a plain KL threshold (τ without a lag cap), where APS's KL
+    /// already bounds how far the acting policy may drift from the learner's: a version limit there pushes every 49
+    /// updates whatever the KL says (on CartPole across 20 ms links: 256-285 pushes in 1M steps with it, 8-63 without) and would drop
+    /// rollouts that are close to on-policy. <see cref="PolicyLagLimit"/> says which limit is in force.
     /// </summary>
-    public int MaxPolicyLag { get; init; } = 50;
+    public int? MaxPolicyLag { get; init; }
+
+    /// <summary>The version limit of <see cref="MaxPolicyLag"/> when it is not set and the strategy is not a plain KL threshold.</summary>
+    public const int DefaultMaxPolicyLag = 50;
+
+    /// <summary>
+    /// The version limit in force with workers acting under <paramref name="strategy"/> (null: the learner acts):
+    /// <see cref="MaxPolicyLag"/> when set; otherwise none under a KL threshold without a lag cap, and
+    /// <see cref="DefaultMaxPolicyLag"/> under every other strategy.
+    /// </summary>
+    public int PolicyLagLimit(SyncStrategy? strategy) =>
+        MaxPolicyLag ?? (strategy is { Kind: SyncKind.KlThreshold, MaxLag: 0 } ? 0 : DefaultMaxPolicyLag);
 
     /// <summary>Overrides the env's registry threshold for reporting steps to threshold (null: the registry's).</summary>
     public double? RewardThreshold { get; init; }

@@ -56,6 +56,8 @@ var batchRolloutsOption = Cli.Option<int?>("--batch-rollouts", "IMPALA/IMPACT: r
     .Check(n => n is null or >= 1 ? null : $"--batch-rollouts ({n}) must be at least 1.");
 var maxCreditOption = Cli.Option<int?>("--max-credit", "IMPALA/IMPACT on workers: the most rollouts a worker may hold in flight; its window starts at 2 and widens while the learner waits for rollouts and the worker for credit (a long round trip), so a long round trip does not starve the learner (default 32)")
     .Check(n => n is null or >= 2 ? null : $"--max-credit ({n}) must be at least 2 (the starting window).");
+var maxPolicyLagOption = Cli.Option<int?>("--max-policy-lag", "IMPALA/IMPACT: drop rollouts acted by a policy more than N versions older than the learner's, and push a worker that falls N-1 behind whatever --sync says (default: 50, or none under a plain KL threshold such as --sync 0.1, whose KL already bounds how stale the acting policy is; 0: no limit)")
+    .Check(n => n is null or >= 0 ? null : $"--max-policy-lag ({n}) must be 0 (no limit) or more.");
 var transportOption = Cli.Option("--transport", "how workers talk to the hub: auto (workers on this machine move to a shared-memory channel after registering; the rest use gRPC) or grpc (every worker over gRPC)", "auto")
     .Check(t => t is "auto" or "grpc" ? null : $"--transport '{t}' must be auto or grpc.");
 var firstReadyOption = Cli.Option<int?>("--first-ready", "IMPALA/IMPACT on workers: the learner acts (central inference) and steps the workers first-ready, acting each round on the first workers to answer with at least N sub-envs (0: half of them), so a slow worker holds up only its own; without it the workers act")
@@ -86,7 +88,7 @@ var outOption = Cli.Option<string?>("--out", "run folder for config.json, metric
 var root = new RootCommand("IMPALA (default), IMPACT or PPO (CleanRL's details) through ClusterVecEnv with a local worker pool, or locally with --local.")
 {
     algoOption, envOption, workerAssemblyOption, seedOption, numEnvsOption, workersOption, totalStepsOption, syncOption, localOption, outOption,
-    externalOption, hostOption, portOption, tokenFileOption, tlsCertOption, tlsPasswordFileOption, allowAnyWorkerOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption, logEveryOption, maxRestartsOption, batchRolloutsOption, maxCreditOption, firstReadyOption, transportOption, lrOption, pixelsOption, pixelShapeOption, encoderOption,
+    externalOption, hostOption, portOption, tokenFileOption, tlsCertOption, tlsPasswordFileOption, allowAnyWorkerOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption, logEveryOption, maxRestartsOption, batchRolloutsOption, maxCreditOption, maxPolicyLagOption, firstReadyOption, transportOption, lrOption, pixelsOption, pixelShapeOption, encoderOption,
     evaluateOption, episodesOption, distributedOption, deviceOption, slurmOption, slurmPartitionOption, slurmTimeOption, slurmCpusOption, slurmNodesOption, slurmModeOption, slurmArgOption,
 };
 if (Cli.Parse(root, args, out var parsed) is int exit) return exit;
@@ -541,6 +543,7 @@ int RunImpala(IVectorEnv envs)
     if (algo == "impact") o = o.AsImpact();
     if (parsed.GetValue(batchRolloutsOption) is int batchRollouts) o = o with { BatchSize = batchRollouts };
     if (parsed.GetValue(maxCreditOption) is int maxCredit) o = o with { MaxCredit = maxCredit };
+    if (parsed.GetValue(maxPolicyLagOption) is int maxLag) o = o with { MaxPolicyLag = maxLag };
     if (parsed.GetValue(lrOption) is double impalaLr) o = o with { LearningRate = impalaLr };
     if (collective.WorldSize > 1) o = o with { Collective = collective };
     if (resume is not null) Console.WriteLine($"Resuming from {resume.Folder} (update {resume.Update:N0}, {resume.GlobalStep:N0} env steps)");

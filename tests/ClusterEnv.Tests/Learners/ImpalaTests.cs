@@ -111,6 +111,46 @@ public class ImpalaTests
     }
 
     [Test]
+    public void UnderAPlainKlThreshold_NoVersionLimit_PushesOnlyWhatTheKlAsksFor()
+    {
+        // τ so high that the KL never asks for a push: without a version limit the first deployment is the only push,
+        // and rollouts far more than 50 versions behind are learned from, not dropped.
+        var (env, _) = TestCluster.InProcess("CartPole-v1", [4, 4]);
+        using (env)
+        {
+            var o = new ImpalaOptions { Seed = 3, TotalTimesteps = 16_000 };
+            var r = Impala.Train(env, o, SyncStrategy.KlThreshold(1e9));
+            var last = r.History[^1];
+            Assert.That(r.History.Count, Is.GreaterThan(ImpalaOptions.DefaultMaxPolicyLag + 20), "enough updates to pass the default limit");
+            Assert.That(last.TotalPushes, Is.EqualTo(2), "the first deployment to each worker, nothing after it");
+            Assert.That(last.DroppedStale, Is.EqualTo(0));
+            Assert.That(r.History.Max(h => h.MaxPolicyLag), Is.GreaterThan((ulong)ImpalaOptions.DefaultMaxPolicyLag), "old rollouts were learned from");
+        }
+        // The same strategy with the limit set: pushes by lag keep every worker within it.
+        (env, _) = TestCluster.InProcess("CartPole-v1", [4, 4]);
+        using (env)
+        {
+            var o = new ImpalaOptions { Seed = 3, TotalTimesteps = 16_000, MaxPolicyLag = 20 };
+            var r = Impala.Train(env, o, SyncStrategy.KlThreshold(1e9));
+            Assert.That(r.History[^1].TotalPushes, Is.GreaterThan(2), "pushed by lag");
+            Assert.That(r.History.Max(h => h.MaxPolicyLag), Is.LessThanOrEqualTo(20UL));
+        }
+    }
+
+    [Test]
+    public void PolicyLagLimit_IsTheSettingElseNoneUnderAPlainKlThresholdElseTheDefault()
+    {
+        var o = new ImpalaOptions();
+        Assert.That(o.PolicyLagLimit(SyncStrategy.KlThreshold(0.05)), Is.EqualTo(0));
+        Assert.That(o.PolicyLagLimit(SyncStrategy.KlThreshold(0.05, maxLag: 8)), Is.EqualTo(ImpalaOptions.DefaultMaxPolicyLag));
+        Assert.That(o.PolicyLagLimit(SyncStrategy.Always), Is.EqualTo(ImpalaOptions.DefaultMaxPolicyLag));
+        Assert.That(o.PolicyLagLimit(SyncStrategy.Never), Is.EqualTo(ImpalaOptions.DefaultMaxPolicyLag));
+        Assert.That(o.PolicyLagLimit(null), Is.EqualTo(ImpalaOptions.DefaultMaxPolicyLag), "the learner acts: the limit only guards a queue");
+        Assert.That((o with { MaxPolicyLag = 7 }).PolicyLagLimit(SyncStrategy.KlThreshold(0.05)), Is.EqualTo(7));
+        Assert.That((o with { MaxPolicyLag = 0 }).PolicyLagLimit(SyncStrategy.Always), Is.EqualTo(0));
+    }
+
+    [Test]
     public void RolloutsOlderThanMaxPolicyLag_AreDroppedAndCounted_AndNotConsumed()
     {
         // A source whose every other rollout was acted 5 versions behind the learner.
