@@ -209,6 +209,8 @@ public sealed class ClusterVecEnv : IVectorEnv
     /// <summary>Commands written to worker <paramref name="workerIndex"/> and not yet answered (a command is counted once it is on the wire).</summary>
     internal int OutstandingCommands(int workerIndex) => _slots[workerIndex].OutstandingCount;
 
+    internal Transport.WorkerConnection WorkerConnection(int workerIndex) => _slots[workerIndex].Connection;
+
     /// <inheritdoc />
     public VectorResetResult Reset(long? seed = null, ResetOptions? options = null)
     {

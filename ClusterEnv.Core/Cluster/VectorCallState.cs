@@ -175,6 +175,7 @@ internal sealed class VectorCallState(ClusterOptions options, ILogger logger)
     public void End(string operation)
     {
         Done();
+        if (!_replied.IsSet) ReadInline();
         long timeout = (long)(options.StepTimeout.TotalSeconds * Stopwatch.Frequency);
         while (true)
         {
@@ -210,6 +211,56 @@ internal sealed class VectorCallState(ClusterOptions options, ILogger logger)
             NeedsReset = true;
             throw se;
         }
+    }
+
+    private Transport.WorkerConnection[] _inline = new Transport.WorkerConnection[4];
+    private int _inlineSpinUs = MaxInlineSpinUs, _inlineProbe;
+    private const int MaxInlineSpinUs = 200;
+
+    // Workers on shared memory: the learner's thread reads their replies itself for a short while, rather than sleep
+    // until the connection's reader thread has read and handed them over (two thread wake-ups per step, most of a
+    // same-host step's cost). The spin adapts like the ring's: kept while replies come within it, halved when they do
+    // not, and tried in full every 32nd gather once worn down. Streaming workers are left to their reader threads
+    // (their rollouts are queued from there, and a full queue waits for the learner). Then End's wait as before.
+    private void ReadInline()
+    {
+        int spinUs = _inlineSpinUs > 0 || ++_inlineProbe % 32 != 0 ? _inlineSpinUs : MaxInlineSpinUs;
+        int taken = 0;
+        for (int g = 0; g < _gatheredCount; g++)
+        {
+            var slot = _gathered[g];
+            if (Volatile.Read(ref slot.StreamSeq) != 0 || slot.Connection is not { } c || !c.TakeRing()) continue;
+            if (taken == _inline.Length) Array.Resize(ref _inline, taken * 2);
+            _inline[taken++] = c;
+        }
+        if (taken == 0) return;
+        if (spinUs == 0)
+        {
+            for (int i = 0; i < taken; i++) ReleaseInline(i, keep: false); // kept since the last gather: back to their reader threads
+            return;
+        }
+        long until = Stopwatch.GetTimestamp() + spinUs * Stopwatch.Frequency / 1_000_000;
+        bool done = false;
+        for (int round = 1; ; round++)
+        {
+            for (int i = 0; i < taken; i++) _inline[i].PollRing();
+            if (_replied.IsSet)
+            {
+                done = true;
+                break;
+            }
+            if (Stopwatch.GetTimestamp() > until) break;
+            if (round % 64 == 0) Thread.Yield(); // a worker waiting for this core gets it
+            else Thread.SpinWait(8);
+        }
+        for (int i = 0; i < taken; i++) ReleaseInline(i, keep: done);
+        _inlineSpinUs = done ? MaxInlineSpinUs : _inlineSpinUs / 2;
+    }
+
+    private void ReleaseInline(int i, bool keep)
+    {
+        _inline[i].ReleaseRing(keep);
+        _inline[i] = null!;
     }
 
     // Kept out of End: its lambdas capture locals, and a closure in End would be allocated on every step.

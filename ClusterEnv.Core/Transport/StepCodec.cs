@@ -298,7 +298,7 @@ internal static class StepCodec
             switch (field)
             {
                 case 1:
-                    ReadObservations(ReadTensor(sub), "observations", t.Observations.AsSpan(o * m, n * m));
+                    ReadObservations(ReadTensor(sub), "Tensor 'observations'", t.Observations.AsSpan(o * m, n * m));
                     seen |= 1;
                     break;
                 case 2:
@@ -312,7 +312,7 @@ internal static class StepCodec
                     ReadBools(ReadTensor(sub), "final_mask", t.Info.HasFinalObservation.AsSpan(o, n));
                     break;
                 case 7:
-                    ReadObservations(ReadTensor(sub), "final_observations", t.Info.FinalObservations.AsSpan(o * m, n * m));
+                    ReadObservations(ReadTensor(sub), "Tensor 'final_observations'", t.Info.FinalObservations.AsSpan(o * m, n * m));
                     break;
                 case 8: ReadEpisodeStats(sub, t.Info.FinalEpisode, o, n); break;
                 case 9: InfoCodec.Decode(Protos.InfoEntry.Parser.ParseFrom(sub), t.Info, o, n); break;
@@ -322,10 +322,11 @@ internal static class StepCodec
             throw new InvalidDataException("StepResult lacks one of observations, rewards, terminated, truncated; a worker must send all four.");
     }
 
-    private static void ReadObservations(TensorView t, string name, Span<float> dest)
+    // what: "Tensor 'name'" as a literal, so that naming it costs nothing on the hot path.
+    private static void ReadObservations(TensorView t, string what, Span<float> dest)
     {
-        if (t.Count != dest.Length) throw new InvalidDataException($"Tensor '{name}' has {t.Count} elements; expected {dest.Length}.");
-        ObservationCodec.Decode(t.DType, t.Data, dest.Length, dest, $"Tensor '{name}'");
+        if (t.Count != dest.Length) throw new InvalidDataException($"{what} has {t.Count} elements; expected {dest.Length}.");
+        ObservationCodec.Decode(t.DType, t.Data, dest.Length, dest, what);
     }
 
     /// <summary>Decodes EpisodeStats into <paramref name="batch"/> rows offset..offset+n.</summary>

@@ -245,8 +245,80 @@ public sealed class WorkerConnection
         Drained?.Invoke();
     }
 
-    // The worker's replies through the channel, on a thread of their own, handed to the sink like the gRPC loop's. A
-    // reply the learner cannot take ends the stream with the same status and reason as on gRPC.
+    // Who reads the channel's replies: the reader thread, or the learner's thread while it waits for a gather
+    // (TakeRing/PollRing/ReleaseRing), which saves the hand-off from one thread to the other on every step. Exactly one
+    // side reads at a time (the ring has one consumer). The learner keeps the ring between gathers (Idle) and the
+    // reader thread, parked meanwhile, takes it back once the learner has not come back for RingIdleTakeBack.
+    private const int RingReader = 0, RingLearner = 1, RingLearnerIdle = 2;
+    private int _ringRole;
+    private volatile bool _ringWanted;
+    private long _ringIdleSince;
+    private readonly ManualResetEventSlim _ringReturned = new(false);
+    private static readonly long RingIdleTakeBack = System.Diagnostics.Stopwatch.Frequency / 200; // 5 ms
+    private byte[] _inlineBuffer = new byte[64 * 1024];
+
+    /// <summary>
+    /// The learner's thread asks to read this worker's replies itself while it waits for a gather. True when it now
+    /// holds the ring (then <see cref="PollRing"/> it and <see cref="ReleaseRing"/> it); false when the worker is not
+    /// on shared memory, or the reader thread holds the ring (it hands it over after its next message, for next time).
+    /// </summary>
+    internal bool TakeRing()
+    {
+        if (!_shmActive) return false;
+        if (Interlocked.CompareExchange(ref _ringRole, RingLearner, RingLearnerIdle) == RingLearnerIdle) return true;
+        if (Volatile.Read(ref _ringRole) == RingReader) _ringWanted = true;
+        return false;
+    }
+
+    /// <summary>Messages the learner's thread read from the ring itself (the rest went through the reader thread).</summary>
+    internal long RepliesReadByTheLearner;
+
+    /// <summary>Dispatches the replies waiting in the ring now (on the learner's thread, which holds it); returns how many.</summary>
+    internal int PollRing()
+    {
+        int count = 0;
+        try
+        {
+            int n;
+            while ((n = _shm!.Receive(ref _inlineBuffer, timeoutMs: 0)) >= 0)
+            {
+                Dispatch(_inlineBuffer.AsSpan(0, n));
+                count++;
+                RepliesReadByTheLearner++;
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            // the channel closed: the stream has ended or is ending
+        }
+        catch (Exception e)
+        {
+            FailFromSharedMemory(e);
+        }
+        return count;
+    }
+
+    /// <summary>
+    /// The learner's thread is done reading: it keeps the ring for its next gather (<paramref name="keep"/>; the reader
+    /// thread takes it back if that does not come soon) or hands it straight back (it is going to block).
+    /// </summary>
+    internal void ReleaseRing(bool keep)
+    {
+        if (keep)
+        {
+            Volatile.Write(ref _ringIdleSince, System.Diagnostics.Stopwatch.GetTimestamp());
+            Volatile.Write(ref _ringRole, RingLearnerIdle);
+        }
+        else
+        {
+            Volatile.Write(ref _ringRole, RingReader);
+            _ringReturned.Set();
+        }
+    }
+
+    // The worker's replies through the channel, on a thread of their own, handed to the sink like the gRPC loop's,
+    // except while the learner's thread holds the ring. A reply the learner cannot take ends the stream with the same
+    // status and reason as on gRPC.
     private void ReadSharedMemory()
     {
         var buffer = new byte[64 * 1024];
@@ -254,6 +326,13 @@ public sealed class WorkerConnection
         {
             while (true)
             {
+                if (_ringWanted)
+                {
+                    _ringWanted = false;
+                    ReleaseRing(keep: true); // to the learner, until it stops coming back for it
+                    if (!ParkWhileTheLearnerReads()) return;
+                    continue;
+                }
                 int n = _shm!.Receive(ref buffer);
                 Dispatch(buffer.AsSpan(0, n));
             }
@@ -264,16 +343,36 @@ public sealed class WorkerConnection
         }
         catch (Exception e)
         {
-            var (status, message, lostReason) = Classify(e);
-            lock (_writeLock)
-            {
-                if (_completed) return;
-                _closeStatus = status;
-                _closeReason = message;
-                _shmLostReason = lostReason;
-            }
-            _abort.Cancel();
+            FailFromSharedMemory(e);
         }
+    }
+
+    // Waits while the learner's thread holds the ring; false once the channel has closed.
+    private bool ParkWhileTheLearnerReads()
+    {
+        while (true)
+        {
+            _ringReturned.Wait(5);
+            _ringReturned.Reset();
+            if (_shm!.IsClosed) return false;
+            int role = Volatile.Read(ref _ringRole);
+            if (role == RingReader) return true;
+            if (role == RingLearnerIdle && System.Diagnostics.Stopwatch.GetTimestamp() - Volatile.Read(ref _ringIdleSince) > RingIdleTakeBack &&
+                Interlocked.CompareExchange(ref _ringRole, RingReader, RingLearnerIdle) == RingLearnerIdle) return true;
+        }
+    }
+
+    private void FailFromSharedMemory(Exception e)
+    {
+        var (status, message, lostReason) = Classify(e);
+        lock (_writeLock)
+        {
+            if (_completed) return;
+            _closeStatus = status;
+            _closeReason = message;
+            _shmLostReason = lostReason;
+        }
+        _abort.Cancel();
     }
 
     private string? _shmLostReason;

@@ -67,6 +67,7 @@ public static class StepRemote
         local.Reset(seed: 0);
         var sync = Time(local, rng, actions, Math.Min(seconds, 1), out _);
         var tcp = workers == 1 ? RawTcp(request, reply, seconds) : default;
+        var stalls = CpuStalls(0.5);
 
         Console.WriteLine(JsonSerializer.Serialize(new
         {
@@ -79,11 +80,15 @@ public static class StepRemote
             hub_inline_completions = inline,
             env_steps_per_sec = Math.Round(remote.Steps * n / remote.Seconds),
             rtt_us_p50 = remote.P50,
+            rtt_us_p90 = remote.P90,
             rtt_us_p99 = remote.P99,
+            rtt_us_p999 = remote.P999,
             local_env_steps_per_sec = Math.Round(sync.Steps * n / sync.Seconds),
             raw_tcp_rtt_us_p50 = workers == 1 ? tcp.P50 : (double?)null,
             raw_tcp_rtt_us_p99 = workers == 1 ? tcp.P99 : (double?)null,
             p50_over_raw_tcp = workers == 1 ? Math.Round(remote.P50 / tcp.P50, 2) : (double?)null,
+            cpu_stalls_per_sec = stalls.PerSecond,
+            cpu_stall_us_mean = stalls.MeanUs,
             wire_bytes_per_step = (request + reply) * workers,
             pixels = pixels?.ToString(),
             observation_bytes = envs.ObservationSize * ObservationCodec.ElementSize(obsType),
@@ -100,7 +105,7 @@ public static class StepRemote
         return StepCodec.StepResultSize(1000, r, obsSize, default, obsType);
     }
 
-    internal readonly record struct Timing(long Steps, double Seconds, double P50, double P99);
+    internal readonly record struct Timing(long Steps, double Seconds, double P50, double P99, double P90 = 0, double P999 = 0);
 
     private static Timing Time(IVectorEnv envs, Rng rng, RandomActions actions, double seconds, out long allocated)
     {
@@ -169,10 +174,9 @@ public static class StepRemote
 
     internal static Timing Summarise(long[] samples, long count, double seconds)
     {
-        var s = samples.AsSpan(0, (int)count);
-        s.Sort();
-        double us(long ticks) => Math.Round(ticks * 1e6 / Stopwatch.Frequency, 1);
-        return new Timing(count, seconds, us(s[(int)(count * 0.50)]), us(s[Math.Min((int)(count * 0.99), (int)count - 1)]));
+        Array.Sort(samples, 0, (int)count);
+        double at(double q) => Math.Round(samples[Math.Min((int)(count * q), (int)count - 1)] * 1e6 / Stopwatch.Frequency, 1);
+        return new Timing(count, seconds, at(0.50), at(0.99), at(0.90), at(0.999));
     }
 
     /// <summary>Blocking-socket ping-pong on loopback: a request of <paramref name="request"/> bytes, a reply of <paramref name="reply"/>.</summary>
@@ -211,6 +215,28 @@ public static class StepRemote
         }, seconds);
         c.Shutdown(SocketShutdown.Both);
         return timing;
+    }
+
+    /// <summary>
+    /// How often the machine takes the CPU from a thread that never yields, and for how long: a single thread reads the
+    /// clock in a loop for <paramref name="seconds"/> and counts the gaps over 10 µs (interrupts, the hypervisor, other
+    /// threads). Every such stall inside a timed step lands in its tail, so p99 cannot beat them.
+    /// </summary>
+    internal static (double PerSecond, double MeanUs) CpuStalls(double seconds)
+    {
+        long threshold = Stopwatch.Frequency / 100_000, end = Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
+        long last = Stopwatch.GetTimestamp(), count = 0, total = 0;
+        while (last < end)
+        {
+            long now = Stopwatch.GetTimestamp();
+            if (now - last > threshold)
+            {
+                count++;
+                total += now - last;
+            }
+            last = now;
+        }
+        return (Math.Round(count / seconds), count == 0 ? 0 : Math.Round(total * 1e6 / Stopwatch.Frequency / count, 1));
     }
 
     /// <summary>3,000 warm-up round trips, then as many timed ones as fit in <paramref name="seconds"/>: p50 and p99.</summary>

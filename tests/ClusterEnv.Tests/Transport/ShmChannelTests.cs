@@ -219,6 +219,36 @@ public class SharedMemoryTransportTests
     }
 
     [Test]
+    public void TheLearnersThreadReadsStepReplies_AndHandsTheChannelBack_AcrossPausesAndAStream()
+    {
+        if (ShmChannel.Unavailable() is { } why) Assert.Ignore(why);
+        using var envs = new ClusterEnv.Cluster.ClusterVecEnv(new ClusterEnv.Cluster.ClusterOptions { EnvId = "CartPole-v1", NumEnvs = 4, NumWorkers = 2 });
+        using var local = ClusterEnv.Envs.Gym.MakeVec("CartPole-v1", 4);
+        var actions = new int[4];
+        // Pauses below and above the 5 ms after which a connection's reader thread takes its ring back from the learner.
+        int[] pausesMs = [0, 0, 0, 1, 7, 0, 12, 0, 3, 0];
+        for (int round = 0; round < 2; round++)
+        {
+            envs.Reset(seed: 10 + round);
+            local.Reset(seed: 10 + round);
+            for (int t = 0; t < 300; t++)
+            {
+                if (t % 10 == 0) Thread.Sleep(pausesMs[t / 10 % pausesMs.Length]);
+                for (int i = 0; i < 4; i++) actions[i] = (t * 7 + i) % 5 < 2 ? 1 : 0;
+                var remote = envs.Step(actions);
+                var expected = local.Step(actions);
+                Assert.That(remote.Observations, Is.EqualTo(expected.Observations), $"round {round}, step {t}");
+                Assert.That(remote.Terminated, Is.EqualTo(expected.Terminated), $"round {round}, step {t}");
+            }
+            // Streaming in between: its rollouts are read by the workers' reader threads, whoever held the rings last.
+            var r = ClusterEnv.Learners.Impala.Impala.Train(envs, new ClusterEnv.Learners.Impala.ImpalaOptions { Seed = 1, TotalTimesteps = 4_000 });
+            Assert.That(r.History[^1].GlobalStep, Is.GreaterThanOrEqualTo(4_000));
+        }
+        long inline = envs.WorkerConnection(0).RepliesReadByTheLearner + envs.WorkerConnection(1).RepliesReadByTheLearner;
+        Assert.That(inline, Is.GreaterThan(0), "some step replies were read on the learner's thread");
+    }
+
+    [Test]
     public void ImpalaOnStreamingWorkers_AndPpoOnLockstepWorkerRollouts_TrainOverTheChannels()
     {
         if (ShmChannel.Unavailable() is { } why) Assert.Ignore(why);
