@@ -76,8 +76,12 @@ public static class LearnerThroughput
             if (gpu is null) Ppo.Update(policy, adam, o, indices, rng, obs, 8, actions, [], logProbs, values, adv, ret);
             else gpu.Update(o, o.LearningRate, indices, rng, obs, actions, [], logProbs, values, adv, ret);
         }
-        // Warm up (JIT, kernel compilation), then run until every rank agrees the time is up (the ranks must make the same number of updates).
-        Update();
+        // Warm up for 2 s (kernel compilation, and .NET's tiered JIT: its background recompilation of the hot methods
+        // takes a core from one rank and stalls the other at every all-reduce while it runs), then run until every rank
+        // agrees the time is up (the ranks must make the same number of updates).
+        var warm = Stopwatch.StartNew();
+        do Update();
+        while (!DataParallel.AnyStopped(dp, warm.Elapsed.TotalSeconds >= 2));
         dp.Reset();
         var clock = Stopwatch.StartNew();
         long updates = 0;
