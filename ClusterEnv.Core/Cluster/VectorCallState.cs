@@ -225,18 +225,27 @@ internal sealed class VectorCallState(ClusterOptions options, ILogger logger)
     private void ReadInline()
     {
         int spinUs = _inlineSpinUs > 0 || ++_inlineProbe % 32 != 0 ? _inlineSpinUs : MaxInlineSpinUs;
+        // With the spin worn down, rings are asked for only ahead of a probe (a reader thread hands its ring over
+        // after its next message, so the request comes one gather early); otherwise only the ones kept since the last
+        // gather are given back.
+        bool request = spinUs > 0 || (_inlineProbe + 1) % 32 == 0;
         int taken = 0;
         for (int g = 0; g < _gatheredCount; g++)
         {
             var slot = _gathered[g];
-            if (Volatile.Read(ref slot.StreamSeq) != 0 || slot.Connection is not { } c || !c.TakeRing()) continue;
+            if (Volatile.Read(ref slot.StreamSeq) != 0 || slot.Connection is not { } c || !c.TakeRing(request)) continue;
             if (taken == _inline.Length) Array.Resize(ref _inline, taken * 2);
             _inline[taken++] = c;
         }
         if (taken == 0) return;
         if (spinUs == 0)
         {
-            for (int i = 0; i < taken; i++) ReleaseInline(i, keep: false); // kept since the last gather: back to their reader threads
+            for (int i = 0; i < taken; i++)
+            {
+                var c = _inline[i];
+                ReleaseInline(i, keep: false); // back to its reader thread for this gather's wait
+                if (request) c.TakeRing(); // ahead of a probe: asked back for the next gather
+            }
             return;
         }
         long until = Stopwatch.GetTimestamp() + spinUs * Stopwatch.Frequency / 1_000_000;

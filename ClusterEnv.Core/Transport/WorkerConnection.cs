@@ -260,13 +260,14 @@ public sealed class WorkerConnection
     /// <summary>
     /// The learner's thread asks to read this worker's replies itself while it waits for a gather. True when it now
     /// holds the ring (then <see cref="PollRing"/> it and <see cref="ReleaseRing"/> it); false when the worker is not
-    /// on shared memory, or the reader thread holds the ring (it hands it over after its next message, for next time).
+    /// on shared memory, or the reader thread holds the ring (with <paramref name="request"/>, it hands it over after
+    /// its next message, for next time).
     /// </summary>
-    internal bool TakeRing()
+    internal bool TakeRing(bool request = true)
     {
         if (!_shmActive) return false;
         if (Interlocked.CompareExchange(ref _ringRole, RingLearner, RingLearnerIdle) == RingLearnerIdle) return true;
-        if (Volatile.Read(ref _ringRole) == RingReader) _ringWanted = true;
+        if (request && Volatile.Read(ref _ringRole) == RingReader) _ringWanted = true;
         return false;
     }
 
