@@ -274,17 +274,15 @@ public sealed class WorkerConnection
     /// <summary>Messages the learner's thread read from the ring itself (the rest went through the reader thread).</summary>
     internal long RepliesReadByTheLearner;
 
-    /// <summary>Dispatches the replies waiting in the ring now (on the learner's thread, which holds it); returns how many.</summary>
-    internal int PollRing()
+    /// <summary>Dispatches the replies waiting in the ring now (on the learner's thread, which holds it).</summary>
+    internal void PollRing()
     {
-        int count = 0;
         try
         {
             int n;
             while ((n = _shm!.Receive(ref _inlineBuffer, timeoutMs: 0)) >= 0)
             {
                 Dispatch(_inlineBuffer.AsSpan(0, n));
-                count++;
                 RepliesReadByTheLearner++;
             }
         }
@@ -296,7 +294,6 @@ public sealed class WorkerConnection
         {
             FailFromSharedMemory(e);
         }
-        return count;
     }
 
     /// <summary>

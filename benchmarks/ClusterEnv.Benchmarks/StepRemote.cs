@@ -105,7 +105,7 @@ public static class StepRemote
         return StepCodec.StepResultSize(1000, r, obsSize, default, obsType);
     }
 
-    internal readonly record struct Timing(long Steps, double Seconds, double P50, double P99, double P90 = 0, double P999 = 0);
+    internal readonly record struct Timing(long Steps, double Seconds, double P50, double P90, double P99, double P999);
 
     private static Timing Time(IVectorEnv envs, Rng rng, RandomActions actions, double seconds, out long allocated)
     {
@@ -176,7 +176,7 @@ public static class StepRemote
     {
         Array.Sort(samples, 0, (int)count);
         double at(double q) => Math.Round(samples[Math.Min((int)(count * q), (int)count - 1)] * 1e6 / Stopwatch.Frequency, 1);
-        return new Timing(count, seconds, at(0.50), at(0.99), at(0.90), at(0.999));
+        return new Timing(count, seconds, at(0.50), at(0.90), at(0.99), at(0.999));
     }
 
     /// <summary>Blocking-socket ping-pong on loopback: a request of <paramref name="request"/> bytes, a reply of <paramref name="reply"/>.</summary>
@@ -239,7 +239,7 @@ public static class StepRemote
         return (Math.Round(count / seconds), count == 0 ? 0 : Math.Round(total * 1e6 / Stopwatch.Frequency / count, 1));
     }
 
-    /// <summary>3,000 warm-up round trips, then as many timed ones as fit in <paramref name="seconds"/>: p50 and p99.</summary>
+    /// <summary>3,000 warm-up round trips, then as many timed ones as fit in <paramref name="seconds"/>: p50, p90, p99, p99.9.</summary>
     internal static Timing TimeRoundTrips(Action roundTrip, double seconds)
     {
         for (int i = 0; i < 3000; i++) roundTrip();
