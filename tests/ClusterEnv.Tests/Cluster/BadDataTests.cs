@@ -71,13 +71,27 @@ public class BadDataTests
         var (env, flag) = Start();
         using (env)
         {
-            var result = Impala.Train(env, new ImpalaOptions { Seed = 1, TotalTimesteps = 30_000 }, SyncStrategy.Parse("0.05:8"));
+            // The run ends once the replacement has streamed (not at a fixed budget: the other worker alone can finish
+            // any budget before a new process registers on a loaded machine, and then nothing was replaced yet).
+            using var stop = new CancellationTokenSource();
+            long streamedAtReplacement = -1;
+            int replaced = -1, updatesAfter = 0;
+            var result = Impala.Train(env, new ImpalaOptions { Seed = 1, TotalTimesteps = 20_000_000 }, SyncStrategy.Parse("0.05:8"), m =>
+            {
+                if (env.Elastic.WorkersReplaced == 1 && replaced < 0)
+                {
+                    replaced = env.Elastic.Generation(0) == 1 ? 0 : 1;
+                    streamedAtReplacement = env.Rollouts.StreamedRollouts[replaced];
+                }
+                if (replaced >= 0 && env.Rollouts.StreamedRollouts[replaced] > streamedAtReplacement && ++updatesAfter >= 20) stop.Cancel();
+            }, cancellationToken: stop.Token);
             Assert.That(File.Exists(flag + ".taken"), Is.True, "a worker sent its NaN");
             Assert.That(env.Elastic.Evictions, Has.Count.EqualTo(1));
             Assert.That(env.Elastic.Evictions[0], Does.Match("worker 'worker-00[01]': rollout \\d+: a non-finite observation \\(NaN"));
             Assert.That(env.Elastic.WorkersLost, Is.EqualTo(1));
             Assert.That(env.Elastic.WorkersReplaced, Is.EqualTo(1), "and replaced");
-            Assert.That(result.History[^1].GlobalStep, Is.GreaterThanOrEqualTo(30_000), "training went on to its budget");
+            Assert.That(result.Stopped, Is.True, "stopped by the test after the replacement, within the budget");
+            Assert.That(env.Rollouts.StreamedRollouts[replaced], Is.GreaterThan(streamedAtReplacement), "the replacement streamed and training went on");
             Assert.That(ActorCritic.IndexOfNonFinite(result.Policy.Parameters), Is.EqualTo(-1), "no NaN reached the weights");
             Assert.That(result.History.All(h => double.IsFinite(h.PolicyLoss) && double.IsFinite(h.ValueLoss)), Is.True, "nor any loss");
         }
