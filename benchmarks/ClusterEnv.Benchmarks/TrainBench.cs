@@ -69,6 +69,7 @@ public static class TrainBench
                 updates_after_threshold = r.Hold.After,
                 updates_below_floor_after_threshold = r.Hold.Below,
                 min_mean_return_20_after_threshold = r.Hold.After > 0 ? Math.Round(r.Hold.Min, 1) : (double?)null,
+                min_entropy = Json(r.MinEntropy, 4),
             }));
         }
     }
@@ -101,7 +102,7 @@ public static class TrainRun
     /// <summary>What one run measured; <see cref="Curve"/> has a point per update or iteration.</summary>
     public sealed record Result(int NumEnvs, int Workers, string? Sync, double? Threshold, long? StepsToThreshold, double? SecondsToThreshold,
         double FinalMeanReturn20, double FinalMeanReturn100, long EnvSteps, double WallSeconds, double Sps, HoldTracker Hold,
-        IReadOnlyList<(long Step, double Seconds, double MeanReturn20)> Curve);
+        IReadOnlyList<(long Step, double Seconds, double MeanReturn20)> Curve, double MinEntropy = double.NaN);
 
     public static Result Execute(Spec spec)
     {
@@ -118,8 +119,10 @@ public static class TrainRun
         double threshold = envs.Spec?.RewardThreshold ?? double.PositiveInfinity;
         var hold = new HoldTracker(threshold, spec.Floor ?? threshold - 0.15 * Math.Abs(threshold));
         var curve = new List<(long, double, double)>();
-        void Observe(long step, double seconds, double mean20)
+        double minEntropy = double.PositiveInfinity; // the lowest policy entropy of any update: a collapse to one action shows as ~0
+        void Observe(long step, double seconds, double mean20, double entropy)
         {
+            if (double.IsFinite(entropy)) minEntropy = Math.Min(minEntropy, entropy);
             curve.Add((step, seconds, mean20));
             hold.Add(mean20);
             if (spec.UntilThreshold && mean20 >= threshold) stop.Cancel();
@@ -131,7 +134,7 @@ public static class TrainRun
             if (algo == "impact") o = o.AsImpact();
             if (spec.TotalSteps is long ts) o = o with { TotalTimesteps = ts };
             o = OptionOverrides.Apply(o, spec.Sets);
-            void OnUpdate(ImpalaMetrics x) => Observe(x.GlobalStep, x.Seconds, x.MeanReturn20);
+            void OnUpdate(ImpalaMetrics x) => Observe(x.GlobalStep, x.Seconds, x.MeanReturn20, x.Entropy);
             var res = envs is ClusterVecEnv c ? Impala.Train(c, o, spec.Sync, OnUpdate, cancellationToken: stop.Token) : Impala.Train(envs, o, OnUpdate, stop.Token);
             var last = res.History[^1];
             r = (res.StepsToThreshold, res.SecondsToThreshold, res.FinalMeanReturn20, res.FinalMeanReturn100, last.GlobalStep, last.Seconds, last.Sps);
@@ -141,13 +144,13 @@ public static class TrainRun
             var o = (continuous ? PpoOptions.ContinuousDefaults : new PpoOptions()) with { Seed = seed };
             if (spec.TotalSteps is long ts) o = o with { TotalTimesteps = ts };
             o = OptionOverrides.Apply(o, spec.Sets);
-            void OnIteration(PpoMetrics x) => Observe(x.GlobalStep, x.Seconds, x.MeanReturn20);
+            void OnIteration(PpoMetrics x) => Observe(x.GlobalStep, x.Seconds, x.MeanReturn20, x.Entropy);
             var res = algo == "ppo-workers" ? Ppo.TrainOnWorkers((ClusterVecEnv)envs, o, spec.Sync, OnIteration, stop.Token) : Ppo.Train(envs, o, OnIteration, stop.Token);
             var last = res.History[^1];
             r = (res.StepsToThreshold, res.SecondsToThreshold, res.FinalMeanReturn20, res.FinalMeanReturn100, last.GlobalStep, last.Seconds, last.Sps);
         }
         return new Result(numEnvs, m == "local" ? 0 : workers, algo is "ppo" || m == "local" ? null : spec.Sync.ToString(), envs.Spec?.RewardThreshold,
-            r.Steps, r.Seconds, r.Final, r.Final100, r.EnvSteps, r.WallSeconds, r.Sps, hold, curve);
+            r.Steps, r.Seconds, r.Final, r.Final100, r.EnvSteps, r.WallSeconds, r.Sps, hold, curve, minEntropy);
     }
 
     /// <summary>Whether a run keeps what it learned: after the mean-20 return first reaches the threshold, how many updates fall below the floor, and the lowest value.</summary>

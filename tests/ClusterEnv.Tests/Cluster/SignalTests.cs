@@ -241,7 +241,7 @@ public class SignalTests
             {
                 "missing" => "nope' does not exist",
                 "another env" => "not for Acrobot-v1",
-                "ppo" => "was written by impala; resume it with --algo impala",
+                "ppo" => "was written by impact; resume it with --algo impact",
                 _ => "Every checkpoint in",
             }).And.Not.Contain("   at "), "the reason, and no stack trace");
             Assert.That(output.Result, Does.Not.Contain("step"), "nothing started");
