@@ -24,7 +24,7 @@ using ClusterEnv.Vector;
 using ClusterEnv.Wrappers;
 using Microsoft.Extensions.Logging;
 
-var algoOption = Cli.Option<string?>("--algo", "impact or impala (the workers act and stream rollouts), or ppo (the learner steps the envs) (default: impact; impala with --pixels, the configuration measured from pixels)")
+var algoOption = Cli.Option<string?>("--algo", "impact or impala (the workers act and stream rollouts), or ppo (the learner steps the envs) (default: impact)")
     .Check(a => a is null or "ppo" or "impala" or "impact" ? null : $"--algo '{a}' must be ppo, impala or impact.");
 var syncOption = Cli.Option("--sync", "when workers that act get new weights (always, never, every:N, a KL threshold τ, or τ:maxLag); IMPALA/IMPACT always act on the workers, PPO does when --sync is given (APS, the paper's configuration)", "0.05:8")
     .Check(t => { try { SyncStrategy.Parse(t); return null; } catch (FormatException e) { return e.Message; } });
@@ -113,9 +113,10 @@ int seed = parsed.GetValue(seedOption), numEnvs = parsed.GetValue(numEnvsOption)
 long? totalSteps = parsed.GetValue(totalStepsOption);
 bool local = parsed.GetValue(localOption);
 string? outDir = parsed.GetValue(outOption);
-// IMPACT by default: on CartPole through the workers IMPALA's policy collapses to one action in about 3 runs in 20
-// (more on a loaded machine), IMPACT's target network and clipped surrogate in none (docs/results/learning).
-string algo = parsed.GetValue(algoOption) ?? (parsed.GetValue(pixelsOption) ? "impala" : "impact");
+// IMPACT by default: on CartPole through the workers IMPALA's policy collapsed to one action in 4 runs in 20 (more
+// on a loaded machine), IMPACT's in none (docs/results/learning); from pixels IMPALA's collapsed in 4 of 4, IMPACT's
+// did not (docs/results/pixels).
+string algo = parsed.GetValue(algoOption) ?? "impact";
 int external = parsed.GetValue(externalOption);
 // An env this process does not know: the workers serve it and describe it (spaces, spec) when they register.
 bool workerOnlyEnv = !Gym.Ids.Contains(envId);
@@ -358,7 +359,7 @@ options = options with { CheckpointDirectory = Path.Combine(outDir, "checkpoints
 if (collective.Rank == 0)
     RunFolder.WriteConfig(outDir, root, parsed, args, new Dictionary<string, object?>
     {
-        ["num_envs"] = numEnvs, ["total_steps"] = impala ? totalSteps ?? 1_000_000 : options.TotalTimesteps, ["out"] = Path.GetFullPath(outDir),
+        ["algo"] = algo, ["num_envs"] = numEnvs, ["total_steps"] = impala ? totalSteps ?? 1_000_000 : options.TotalTimesteps, ["out"] = Path.GetFullPath(outDir),
         ["workers_act"] = impala || ppoOnWorkers, ["resume_from"] = resume?.Folder, ["world_size"] = collective.WorldSize,
     });
 
@@ -542,7 +543,7 @@ int RunImpala(IVectorEnv envs)
         HistoryLimit = 10_000, // every update is in metrics.csv; memory stays flat on long runs
         ResumeFrom = resume?.Folder,
     };
-    if (algo == "impact") o = o.AsImpact();
+    if (algo == "impact") o = encoder is not null ? o with { Impact = true } : o.AsImpact(); // images keep ImageDefaults' rate (3e-4; AsImpact's 7e-4 is CartPole's MLP)
     if (parsed.GetValue(batchRolloutsOption) is int batchRollouts) o = o with { BatchSize = batchRollouts };
     if (parsed.GetValue(maxCreditOption) is int maxCredit) o = o with { MaxCredit = maxCredit };
     if (parsed.GetValue(maxPolicyLagOption) is int maxLag) o = o with { MaxPolicyLag = maxLag };
