@@ -66,7 +66,7 @@ var pixelsOption = Cli.Option("--pixels", "learn from pixels: the envs render (r
 var pixelShapeOption = Cli.Option("--pixel-shape", "with --pixels: HEIGHTxWIDTHxSTACK of the observed frames", "84x84x4");
 var encoderOption = Cli.Option<string?>("--encoder", "the CNN torso for image observations: small (the 2013 DQN network) or nature (the Nature DQN network); default small with --pixels")
     .Check(e => e is null or "small" or "nature" ? null : $"--encoder '{e}' must be small or nature.");
-var lrOption = Cli.Option<double?>("--lr", "learning rate (default: PPO 2.5e-4 or 3e-4 continuous, IMPALA 1e-3, IMPACT 7e-4)")
+var lrOption = Cli.Option<double?>("--lr", "learning rate (default: PPO 2.5e-4 or 3e-4 continuous, IMPALA 1e-3, IMPACT 7e-4; IMPALA and IMPACT 3e-4 with --pixels)")
     .Check(v => v is null || (v > 0 && double.IsFinite(v.Value)) ? null : $"--lr ({v}) must be a positive number.");
 var logEveryOption = Cli.Option("--log-every", "seconds between points in metrics.csv and the TensorBoard events (0: every update; the last update is always written)", 0.5)
     .Check(t => t >= 0 && double.IsFinite(t) ? null : $"--log-every ({t}) must be 0 (every update) or a positive number of seconds.");
