@@ -543,7 +543,7 @@ int RunImpala(IVectorEnv envs)
         HistoryLimit = 10_000, // every update is in metrics.csv; memory stays flat on long runs
         ResumeFrom = resume?.Folder,
     };
-    if (algo == "impact") o = encoder is not null ? o with { Impact = true } : o.AsImpact(); // images keep ImageDefaults' rate (3e-4; AsImpact's 7e-4 is CartPole's MLP)
+    if (algo == "impact") o = o.AsImpact();
     if (parsed.GetValue(batchRolloutsOption) is int batchRollouts) o = o with { BatchSize = batchRollouts };
     if (parsed.GetValue(maxCreditOption) is int maxCredit) o = o with { MaxCredit = maxCredit };
     if (parsed.GetValue(maxPolicyLagOption) is int maxLag) o = o with { MaxPolicyLag = maxLag };

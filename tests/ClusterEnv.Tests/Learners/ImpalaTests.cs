@@ -197,6 +197,16 @@ public class ImpalaTests
     }
 
     [Test]
+    public void AsImpact_LowersOnlyImpalasDefaultRate_AndKeepsARateChosenElsewhere()
+    {
+        Assert.That(new ImpalaOptions().AsImpact().LearningRate, Is.EqualTo(7e-4));
+        Assert.That(ImpalaOptions.ContinuousDefaults.AsImpact().LearningRate, Is.EqualTo(7e-4));
+        Assert.That(ImpalaOptions.ImageDefaults().AsImpact().LearningRate, Is.EqualTo(3e-4), "the image defaults' rate");
+        Assert.That(new ImpalaOptions { LearningRate = 5e-4 }.AsImpact().LearningRate, Is.EqualTo(5e-4), "the caller's rate");
+        Assert.That(ImpalaOptions.ImageDefaults().AsImpact().Impact, Is.True);
+    }
+
+    [Test]
     public void BadOptions_AreNamed()
     {
         Assert.That(() => new ImpalaOptions { UnrollLength = 0 }.Validate(), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("UnrollLength"));
