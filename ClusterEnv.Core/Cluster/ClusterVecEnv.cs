@@ -96,8 +96,7 @@ public sealed class ClusterVecEnv : IVectorEnv
         _buffers = new StepBuffers(_calls, NumEnvs, ObservationSize);
         Spec = Gym.Ids.Contains(options.EnvId) ? Gym.Spec(options.EnvId) : RemoteSpec(joined[0].Registration.EnvSpec);
 
-        Rollouts = new WorkerRollouts(_slots, _calls, Elastic, options, NumEnvs, ObservationSize, SingleActionSpace,
-            Transport.ObservationCodec.ElementSize(Transport.ObservationCodec.WireTypeOf(SingleObservationSpace)));
+        Rollouts = new WorkerRollouts(_slots, _calls, Elastic, options, NumEnvs, SingleObservationSpace, SingleActionSpace);
         events.Rollouts = Rollouts;
         Policies = new WorkerPolicies(_slots, _calls, options.StepTimeout);
         Gradients = new WorkerGradients(_slots, _calls, Rollouts, Elastic, options.StepTimeout);

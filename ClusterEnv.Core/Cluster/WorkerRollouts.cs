@@ -34,18 +34,19 @@ public sealed class WorkerRollouts : IReplyOwner
     }
 
     private readonly int _observationElementSize; // bytes per observation value on the wire (1 for images)
+    private readonly Spaces.Space _observationSpace;
 
-    internal WorkerRollouts(WorkerSlot[] slots, VectorCallState calls, WorkerReplacements replacements, ClusterOptions options, int numEnvs, int observationSize, Spaces.Space actionSpace,
-        int observationElementSize = 4)
+    internal WorkerRollouts(WorkerSlot[] slots, VectorCallState calls, WorkerReplacements replacements, ClusterOptions options, int numEnvs, Spaces.Space observationSpace, Spaces.Space actionSpace)
     {
         _slots = slots;
         _calls = calls;
         _replacements = replacements;
         _options = options;
         _numEnvs = numEnvs;
-        _observationSize = observationSize;
+        _observationSpace = observationSpace;
+        _observationSize = observationSpace.EncodedSize;
         _actionSpace = actionSpace;
-        _observationElementSize = observationElementSize;
+        _observationElementSize = ObservationCodec.ElementSize(ObservationCodec.WireTypeOf(observationSpace));
         _delivered = new bool[slots.Length];
     }
 
@@ -75,7 +76,7 @@ public sealed class WorkerRollouts : IReplyOwner
         if (_batch is null || _batch.Steps != steps)
         {
             CheckRolloutSize(steps, layout, dist);
-            _batch = new RolloutBatch(steps, _numEnvs, _observationSize, layout.IsContinuous, layout.Size, dist);
+            _batch = new RolloutBatch(steps, _numEnvs, _observationSize, layout.IsContinuous, layout.Size, dist, RolloutActor.StorageType(_observationSpace));
         }
         _batch.Episodes.Clear();
         _replacements.AwaitReplacements();

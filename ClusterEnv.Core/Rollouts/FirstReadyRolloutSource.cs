@@ -130,7 +130,7 @@ public sealed class FirstReadyRolloutSource : IRolloutSource
             if (r.Info.HasFinalObservation[id])
             {
                 b.HasFinalObservation[idx] = true;
-                r.Info.FinalObservation(id).CopyTo(b.FinalObservations.AsSpan(idx * m, m));
+                b.WriteFinalObservations(idx, r.Info.FinalObservation(id));
             }
         }
         for (int j = 0; j < r.WorkerCount; j++)
@@ -140,7 +140,7 @@ public sealed class FirstReadyRolloutSource : IRolloutSource
             // The rollout is full: its last observation (the bootstrap) is the one the next rollout starts from.
             var b = _filling[w]!;
             int row = RowOf(r, _workers[w].Offset);
-            r.Observations.AsSpan(row * m, b.NumEnvs * m).CopyTo(b.Observations.AsSpan(Steps * b.NumEnvs * m, b.NumEnvs * m));
+            b.WriteObservations(Steps * b.NumEnvs, r.Observations.AsSpan(row * m, b.NumEnvs * m));
             b.NextStepResets = _nextStep;
             if (!_nextStep) Array.Clear(b.StartResets);
             _ready.Enqueue(b);
@@ -176,7 +176,7 @@ public sealed class FirstReadyRolloutSource : IRolloutSource
             int id = ids[row], w = _workerOfEnv[id], i = id - _workers[w].Offset;
             var b = _filling[w] ??= Start(w, policy, version);
             int idx = _step[w] * b.NumEnvs + i;
-            observations.Slice(row * m, m).CopyTo(b.Observations.AsSpan(idx * m, m));
+            b.WriteObservations(idx, observations.Slice(row * m, m));
             b.LogProbs[idx] = _logProbs[row];
             b.Values[idx] = _values[row];
             _parameters.AsSpan(row * k, k).CopyTo(b.DistributionParameters.AsSpan(idx * k, k));
@@ -198,7 +198,7 @@ public sealed class FirstReadyRolloutSource : IRolloutSource
         var spec = policy.Spec;
         var b = _free.TryGetValue(n, out var stack) && stack.Count > 0
             ? stack.Pop()
-            : new RolloutBatch(Steps, n, _envs.ObservationSize, spec.Continuous, spec.Continuous ? spec.ActionSize : 1, spec.ActionSize);
+            : new RolloutBatch(Steps, n, _envs.ObservationSize, spec.Continuous, spec.Continuous ? spec.ActionSize : 1, spec.ActionSize, RolloutActor.StorageType(_envs.SingleObservationSpace));
         b.Episodes.Clear();
         Array.Clear(b.HasFinalObservation);
         Array.Copy(_resetNext, offset, b.StartResets, 0, n);

@@ -49,10 +49,13 @@ public sealed class RolloutActor
 
     /// <summary>Creates a batch of <paramref name="steps"/> steps shaped for these envs and <paramref name="spec"/>.</summary>
     public RolloutBatch CreateBatch(int steps, PolicySpec spec) =>
-        new(steps, _envs.NumEnvs, _envs.ObservationSize, spec.Continuous, spec.Continuous ? spec.ActionSize : 1, spec.ActionSize)
+        new(steps, _envs.NumEnvs, _envs.ObservationSize, spec.Continuous, spec.Continuous ? spec.ActionSize : 1, spec.ActionSize, StorageType(_envs.SingleObservationSpace))
         {
             NextStepResets = _envs.AutoresetMode == AutoresetMode.NextStep,
         };
+
+    /// <summary>How a rollout of <paramref name="observationSpace"/> stores its observations: bytes for a uint8 Box (images), else float32.</summary>
+    public static DType StorageType(Space observationSpace) => observationSpace is Box { DType: DType.UInt8 } ? DType.UInt8 : DType.Float32;
 
     /// <summary>
     /// Acts <see cref="RolloutBatch.Steps"/> steps with <paramref name="policy"/> (tagged <paramref name="version"/>)
@@ -71,8 +74,8 @@ public sealed class RolloutActor
         Array.Clear(batch.HasFinalObservation);
         for (int t = 0; t < T; t++)
         {
-            var obs = batch.Observations.AsSpan(t * n * m, n * m);
-            _last.AsSpan(0, n * m).CopyTo(obs);
+            var obs = _last.AsSpan(0, n * m);
+            batch.WriteObservations(t * n, obs);
             policy.Act(obs, n, rng, continuous ? default : batch.DiscreteActions.AsSpan(t * n, n), continuous ? batch.ContinuousActions.AsSpan(t * n * k, n * k) : default,
                 batch.LogProbs.AsSpan(t * n, n), batch.Values.AsSpan(t * n, n), distributionParameters: batch.DistributionParameters.AsSpan(t * n * k, n * k));
             VectorStepResult r;
@@ -94,13 +97,13 @@ public sealed class RolloutActor
                 if (r.Info.HasFinalObservation[i])
                 {
                     batch.HasFinalObservation[idx] = true;
-                    r.Info.FinalObservation(i).CopyTo(batch.FinalObservations.AsSpan(idx * m, m));
+                    batch.WriteFinalObservations(idx, r.Info.FinalObservation(i));
                 }
             }
             r.Observations.AsSpan(0, n * m).CopyTo(_last);
             afterStep?.Invoke(t + 1);
         }
-        _last.AsSpan(0, n * m).CopyTo(batch.Observations.AsSpan(T * n * m, n * m));
+        batch.WriteObservations(T * n, _last.AsSpan(0, n * m));
         if (continuous)
             for (int i = 0; i < n; i++) policy.LogStd.CopyTo(batch.LogStd.AsSpan(i * k, k));
         Array.Fill(batch.PolicyVersion, version);

@@ -11,11 +11,24 @@ namespace ClusterEnv.Rollouts;
 /// <see cref="Observations"/> has T + 1 rows (the last is the observation after the last step). Every sub-env records the
 /// policy version that acted, so staleness is visible.
 /// </summary>
+/// <remarks>
+/// Observations keep their space's dtype: a uint8 image space's rollouts hold bytes (<see cref="ObservationBytes"/>,
+/// a quarter of the float32 size, copied from and to the wire as they are) and leave <see cref="Observations"/> empty;
+/// every other space's hold float32. Read either kind as floats with <see cref="ObservationRows"/> (no copy for
+/// float32) and write with <see cref="WriteObservations"/>.
+/// </remarks>
 public sealed class RolloutBatch
 {
-    /// <summary>Creates empty storage.</summary>
-    public RolloutBatch(int steps, int numEnvs, int observationSize, bool continuous, int actionSize, int distributionSize)
+    /// <summary>Creates empty storage for <paramref name="steps"/> steps of <paramref name="numEnvs"/> sub-envs with
+    /// observations of <paramref name="observationSize"/> values, <paramref name="actionSize"/> action slots (floats
+    /// when <paramref name="continuous"/>) and <paramref name="distributionSize"/> distribution parameters; observations
+    /// stored as <paramref name="observationType"/>: Float32 (the default) or UInt8 (images).</summary>
+    public RolloutBatch(int steps, int numEnvs, int observationSize, bool continuous, int actionSize, int distributionSize, Spaces.DType observationType = Spaces.DType.Float32)
     {
+        if (observationType is not (Spaces.DType.Float32 or Spaces.DType.UInt8))
+            throw new ArgumentOutOfRangeException(nameof(observationType), observationType, "Rollouts store observations as Float32 or UInt8 (images); other Box dtypes are stored as Float32.");
+        ObservationType = observationType;
+        bool bytes = observationType == Spaces.DType.UInt8;
         Steps = steps;
         NumEnvs = numEnvs;
         ObservationSize = observationSize;
@@ -23,7 +36,8 @@ public sealed class RolloutBatch
         ActionSize = actionSize;
         DistributionSize = distributionSize;
         int tn = checked(steps * numEnvs);
-        Observations = new float[(steps + 1) * numEnvs * observationSize];
+        Observations = bytes ? [] : new float[(steps + 1) * numEnvs * observationSize];
+        ObservationBytes = bytes ? new byte[(steps + 1) * numEnvs * observationSize] : [];
         DiscreteActions = continuous ? [] : new int[tn];
         ContinuousActions = continuous ? new float[tn * actionSize] : [];
         Rewards = new double[tn];
@@ -34,7 +48,8 @@ public sealed class RolloutBatch
         LogStd = continuous ? new float[numEnvs * distributionSize] : [];
         Values = new float[tn];
         HasFinalObservation = new bool[tn];
-        FinalObservations = new float[tn * observationSize];
+        FinalObservations = bytes ? [] : new float[tn * observationSize];
+        FinalObservationBytes = bytes ? new byte[tn * observationSize] : [];
         PolicyVersion = new ulong[numEnvs];
         StartResets = new bool[numEnvs];
     }
@@ -51,8 +66,12 @@ public sealed class RolloutBatch
     public int ActionSize { get; }
     /// <summary>Distribution parameters per sample: logits (discrete) or means (continuous).</summary>
     public int DistributionSize { get; }
-    /// <summary>(T + 1, N, obs).</summary>
+    /// <summary>How observations are stored: Float32 in <see cref="Observations"/>, UInt8 in <see cref="ObservationBytes"/>.</summary>
+    public Spaces.DType ObservationType { get; }
+    /// <summary>(T + 1, N, obs) float32 observations; empty when <see cref="ObservationType"/> is UInt8.</summary>
     public float[] Observations { get; }
+    /// <summary>(T + 1, N, obs) uint8 observations when <see cref="ObservationType"/> is UInt8; else empty.</summary>
+    public byte[] ObservationBytes { get; }
     /// <summary>(T, N) discrete actions.</summary>
     public int[] DiscreteActions { get; }
     /// <summary>(T, N, act) continuous actions as sampled (before clipping to the bounds).</summary>
@@ -73,8 +92,43 @@ public sealed class RolloutBatch
     public float[] Values { get; }
     /// <summary>(T, N) SameStep: an episode ended at this step and its final observation is in <see cref="FinalObservations"/>.</summary>
     public bool[] HasFinalObservation { get; }
-    /// <summary>(T, N, obs).</summary>
+    /// <summary>(T, N, obs) float32 final observations; empty when <see cref="ObservationType"/> is UInt8.</summary>
     public float[] FinalObservations { get; }
+    /// <summary>(T, N, obs) uint8 final observations when <see cref="ObservationType"/> is UInt8; else empty.</summary>
+    public byte[] FinalObservationBytes { get; }
+
+    /// <summary>
+    /// Rows <paramref name="firstRow"/>..+<paramref name="rows"/> of the (T + 1, N) observations (row t·N + i is step t
+    /// of sub-env i) as floats: the batch's own memory for float32, else widened into <paramref name="scratch"/>
+    /// (at least rows × <see cref="ObservationSize"/> floats) and returned from it.
+    /// </summary>
+    public ReadOnlySpan<float> ObservationRows(int firstRow, int rows, Span<float> scratch) =>
+        AsFloats(Observations, ObservationBytes, firstRow, rows, scratch);
+
+    /// <summary><see cref="ObservationRows"/> for the (T, N) final observations.</summary>
+    public ReadOnlySpan<float> FinalObservationRows(int firstRow, int rows, Span<float> scratch) =>
+        AsFloats(FinalObservations, FinalObservationBytes, firstRow, rows, scratch);
+
+    /// <summary>Writes float observations (0..255 integers for a UInt8 batch) into rows from <paramref name="firstRow"/> of the observations.</summary>
+    public void WriteObservations(int firstRow, ReadOnlySpan<float> values) => Write(Observations, ObservationBytes, firstRow, values);
+
+    /// <summary>Writes float observations into rows from <paramref name="firstRow"/> of the final observations.</summary>
+    public void WriteFinalObservations(int firstRow, ReadOnlySpan<float> values) => Write(FinalObservations, FinalObservationBytes, firstRow, values);
+
+    private ReadOnlySpan<float> AsFloats(float[] floats, byte[] bytes, int firstRow, int rows, Span<float> scratch)
+    {
+        int m = ObservationSize;
+        if (ObservationType == Spaces.DType.Float32) return floats.AsSpan(firstRow * m, rows * m);
+        var dest = scratch[..(rows * m)];
+        Wrappers.Pixels.ToFloat(bytes.AsSpan(firstRow * m, rows * m), dest);
+        return dest;
+    }
+
+    private void Write(float[] floats, byte[] bytes, int firstRow, ReadOnlySpan<float> values)
+    {
+        if (ObservationType == Spaces.DType.Float32) values.CopyTo(floats.AsSpan(firstRow * ObservationSize));
+        else Wrappers.Pixels.ToBytes(values, bytes.AsSpan(firstRow * ObservationSize, values.Length));
+    }
     /// <summary>(N) the policy version that acted for each sub-env.</summary>
     public ulong[] PolicyVersion { get; }
     /// <summary>(N) NextStep autoreset: the sub-env's first step in this rollout is a reset step (its action was ignored, its reward is 0).</summary>
@@ -109,7 +163,7 @@ public sealed class RolloutBatch
     public string? Problem(int offset, int count, ulong newestVersion = 0)
     {
         int T = Steps, N = NumEnvs, m = ObservationSize;
-        for (int t = 0; t <= T; t++)
+        for (int t = 0; t <= T && ObservationType == Spaces.DType.Float32; t++) // bytes are always finite
             if (Bad(Observations.AsSpan((t * N + offset) * m, count * m)) is int j and >= 0)
                 return $"a non-finite observation ({Observations[(t * N + offset) * m + j]} at step {t}, sub-env {offset + j / m})";
         for (int t = 0; t < T; t++)
@@ -125,7 +179,7 @@ public sealed class RolloutBatch
                 for (int i = 0; i < count; i++)
                     if ((uint)DiscreteActions[row + i] >= (uint)DistributionSize) return $"action {DiscreteActions[row + i]} at step {t}, outside the {DistributionSize} actions of the space";
             for (int i = 0; i < count; i++)
-                if (HasFinalObservation[row + i] && Bad(FinalObservations.AsSpan((row + i) * m, m)) >= 0) return $"a non-finite final observation at step {t}";
+                if (HasFinalObservation[row + i] && ObservationType == Spaces.DType.Float32 && Bad(FinalObservations.AsSpan((row + i) * m, m)) >= 0) return $"a non-finite final observation at step {t}";
         }
         if (Continuous && Bad(LogStd.AsSpan(offset * DistributionSize, count * DistributionSize)) >= 0) return "a non-finite log standard deviation";
         for (int i = 0; i < count; i++)
@@ -141,7 +195,7 @@ public sealed class RolloutBatch
     {
         if (r.Steps != Steps) throw new InvalidDataException($"Rollout has {r.Steps} steps; {Steps} were asked for.");
         int T = Steps, N = NumEnvs, m = ObservationSize;
-        ObservationRows(r.Observations, "observations", T + 1, count, m, offset, Observations);
+        FillObservations(r.Observations, "observations", T + 1, count, m, offset, Observations, ObservationBytes);
         if (Continuous) Rows(r.Actions, "actions", DType.Float32, T, count, ActionSize, offset, ContinuousActions);
         else
         {
@@ -172,7 +226,7 @@ public sealed class RolloutBatch
         if (r.FinalMask is { } fm)
         {
             var mask = Check(fm, "final_mask", DType.Bool, T * count, 1);
-            ObservationRows(r.FinalObservations, "final_observations", T, count, m, offset, FinalObservations); // rows without a final one hold what the worker sent (zeros)
+            FillObservations(r.FinalObservations, "final_observations", T, count, m, offset, FinalObservations, FinalObservationBytes); // rows without a final one hold what the worker sent (zeros)
             for (int t = 0; t < T; t++)
                 for (int i = 0; i < count; i++)
                     if (mask[t * count + i] != 0) HasFinalObservation[t * N + offset + i] = true;
@@ -206,7 +260,7 @@ public sealed class RolloutBatch
             PolicyVersion = version,
             Steps = (uint)T,
             Index = (uint)Index,
-            Observations = ObservationTensor(Observations, observationType, [T + 1, n, m]),
+            Observations = ObservationTensor(Observations, ObservationBytes, observationType, [T + 1, n, m]),
             Rewards = Tensor(DType.Float64, [T, n], MemoryMarshal.AsBytes(Rewards.AsSpan())),
             Terminated = Tensor(DType.Bool, [T, n], MemoryMarshal.AsBytes(Terminated.AsSpan())),
             Truncated = Tensor(DType.Bool, [T, n], MemoryMarshal.AsBytes(Truncated.AsSpan())),
@@ -229,15 +283,22 @@ public sealed class RolloutBatch
         if (Array.IndexOf(HasFinalObservation, true) >= 0)
         {
             result.FinalMask = Tensor(DType.Bool, [T, n], MemoryMarshal.AsBytes(HasFinalObservation.AsSpan()));
-            result.FinalObservations = ObservationTensor(FinalObservations, observationType, [T, n, m]);
+            result.FinalObservations = ObservationTensor(FinalObservations, FinalObservationBytes, observationType, [T, n, m]);
         }
         foreach (var (step, env, ep) in Episodes)
             result.Episodes.Add(new EpisodeRecord { Step = (uint)step, Env = (uint)env, Return = ep.Return, Length = ep.Length, Seconds = ep.Seconds });
         return result;
     }
 
-    private static Tensor ObservationTensor(float[] values, DType type, long[] shape)
+    private Tensor ObservationTensor(float[] values, byte[] stored, DType type, long[] shape)
     {
+        if (ObservationType == Spaces.DType.UInt8)
+        {
+            if (type == DType.Uint8) return Tensor(type, shape, stored);
+            var floats = new float[stored.Length];
+            Wrappers.Pixels.ToFloat(stored, floats);
+            values = floats;
+        }
         if (type == DType.Float32) return Tensor(type, shape, MemoryMarshal.AsBytes(values.AsSpan()));
         var bytes = new byte[values.Length * Transport.ObservationCodec.ElementSize(type)];
         Transport.ObservationCodec.Encode(values, type, bytes);
@@ -278,15 +339,24 @@ public sealed class RolloutBatch
         return t.Data.Span;
     }
 
-    // Observations, float32 or uint8 (ObservationCodec), as Rows does.
-    private void ObservationRows(Tensor? t, string name, int rows, int count, int width, int offset, float[] dest)
+    // Observations, float32 or uint8 on the wire (ObservationCodec), into this batch's storage, as Rows does: uint8 into
+    // a uint8 batch as they are; a float32 tensor into a uint8 batch narrowed (a worker that sends float images).
+    private void FillObservations(Tensor? t, string name, int rows, int count, int width, int offset, float[] dest, byte[] destBytes)
     {
         if (t is null) throw new InvalidDataException($"Rollout is missing '{name}'.");
         int n = count * width, size = Transport.ObservationCodec.ElementSize(t.Dtype);
         if (t.Data.Length != rows * n * size)
             throw new InvalidDataException($"Rollout '{name}' has {t.Data.Length} bytes of {t.Dtype}; expected {rows * n} values ({rows * n * size} bytes).");
         for (int r = 0; r < rows; r++)
-            Transport.ObservationCodec.Decode(t.Dtype, t.Data.Span.Slice(r * n * size, n * size), n, dest.AsSpan((r * NumEnvs + offset) * width, n), $"Rollout '{name}'");
+        {
+            var src = t.Data.Span.Slice(r * n * size, n * size);
+            int at = (r * NumEnvs + offset) * width;
+            if (ObservationType == Spaces.DType.Float32)
+                Transport.ObservationCodec.Decode(t.Dtype, src, n, dest.AsSpan(at, n), $"Rollout '{name}'");
+            else if (t.Dtype == DType.Uint8) src.CopyTo(destBytes.AsSpan(at, n));
+            else if (t.Dtype == DType.Float32) Wrappers.Pixels.ToBytes(MemoryMarshal.Cast<byte, float>(src), destBytes.AsSpan(at, n));
+            else throw new InvalidDataException($"Rollout '{name}' has dtype {t.Dtype}; expected FLOAT32 or UINT8 observations.");
+        }
     }
 
     // (rows, count, width) from the worker → rows of (rows, N, width) at column offset.

@@ -46,7 +46,6 @@ public sealed class PolicyPublisher
     private readonly Lock _lock = new();
     private float[] _latest = [];
     private ObservationNormalizer? _latestNormalizer;
-    private float[] _scratch = [];
 
     /// <summary>
     /// A publisher for the workers of <paramref name="envs"/>, acting with policies of <paramref name="spec"/>. The lag
@@ -124,50 +123,40 @@ public sealed class PolicyPublisher
     public void Observe(RolloutBatch rollout)
     {
         ArgumentNullException.ThrowIfNull(rollout);
-        int m = Spec.ObservationSize, k = Spec.ActionSize, n = rollout.NumEnvs, T = rollout.Steps;
+        int k = Spec.ActionSize, n = rollout.NumEnvs;
         if (rollout.DistributionSize != k) throw new ArgumentException($"The rollout carries {rollout.DistributionSize} distribution parameters per step; the policy has {k}.", nameof(rollout));
         lock (_lock)
         {
             if (rollout.WorkerId.Length > 0)
             {
-                if (_index.TryGetValue(rollout.WorkerId, out int w))
-                    Keep(_workers[w], rollout.Observations.AsSpan(0, T * n * m), rollout.DistributionParameters.AsSpan(0, T * n * k), rollout.LogStd, T * n, rollout.PolicyVersion[0]);
+                if (_index.TryGetValue(rollout.WorkerId, out int w)) Keep(_workers[w], rollout, 0, n);
                 return;
             }
             var workers = _envs.Workers;
             for (int w = 0; w < workers.Count; w++)
             {
                 var (_, offset, count) = workers[w];
-                // This worker's columns of every row, then evenly spaced states of them.
-                if (_scratch.Length < T * count * m) _scratch = new float[T * count * m];
-                if (_scratchParams.Length < T * count * k) _scratchParams = new float[T * count * k];
-                for (int t = 0; t < T; t++)
-                {
-                    rollout.Observations.AsSpan((t * n + offset) * m, count * m).CopyTo(_scratch.AsSpan(t * count * m));
-                    rollout.DistributionParameters.AsSpan((t * n + offset) * k, count * k).CopyTo(_scratchParams.AsSpan(t * count * k));
-                }
-                Keep(_workers[w], _scratch.AsSpan(0, T * count * m), _scratchParams.AsSpan(0, T * count * k), Spec.Continuous ? rollout.LogStd.AsSpan(offset * k) : default,
-                    T * count, rollout.PolicyVersion[offset]);
+                Keep(_workers[w], rollout, offset, count); // this worker's columns of every row
             }
         }
     }
 
-    private float[] _scratchParams = [];
-
-    private void Keep(WorkerSync w, ReadOnlySpan<float> observations, ReadOnlySpan<float> parameters, ReadOnlySpan<float> logStd, int count, ulong version)
+    // Evenly spaced states of sub-envs offset..offset+count of every step of the rollout (state s is step s / count of
+    // sub-env offset + s % count), read straight into the worker's buffer (images widened to floats there).
+    private void Keep(WorkerSync w, RolloutBatch rollout, int offset, int count)
     {
-        int m = Spec.ObservationSize, k = Spec.ActionSize, room = w.States.Length / m;
-        int take = Math.Min(count, room);
-        // Evenly spaced over the rollout when it has more states than the buffer holds.
+        int m = Spec.ObservationSize, k = Spec.ActionSize, n = rollout.NumEnvs, total = rollout.Steps * count, room = w.States.Length / m;
+        int take = Math.Min(total, room);
         for (int j = 0; j < take; j++)
         {
-            int src = (int)((long)j * count / take);
-            observations.Slice(src * m, m).CopyTo(w.States.AsSpan(j * m, m));
-            parameters.Slice(src * k, k).CopyTo(w.Params.AsSpan(j * k, k));
+            int s = (int)((long)j * total / take), row = s / count * n + offset + s % count;
+            var state = w.States.AsSpan(j * m, m);
+            rollout.ObservationRows(row, 1, state).CopyTo(state);
+            rollout.DistributionParameters.AsSpan(row * k, k).CopyTo(w.Params.AsSpan(j * k, k));
         }
-        if (Spec.Continuous) logStd[..k].CopyTo(w.LogStd);
+        if (Spec.Continuous) rollout.LogStd.AsSpan(offset * k, k).CopyTo(w.LogStd);
+        w.StatesVersion = rollout.PolicyVersion[offset];
         w.StateCount = take;
-        w.StatesVersion = version;
     }
 
     /// <summary>

@@ -337,7 +337,8 @@ public static class Impala
                     for (int i = 0; i < n; i++)
                     {
                         int src = t * n + i, dst = t * N + col + i;
-                        b.Observations.AsSpan(src * m, m).CopyTo(_obs.AsSpan(dst * m, m));
+                        var into = _obs.AsSpan(dst * m, m);
+                        b.ObservationRows(src, 1, into).CopyTo(into); // images widen to floats here, at the policy's input
                         _mu[dst] = b.LogProbs[src];
                         double r = b.Rewards[src];
                         _rewards[dst] = (float)(o.ClipRewards ? Math.Clamp(r, -1, 1) : r);
@@ -349,12 +350,14 @@ public static class Impala
                         else _actions[dst] = b.DiscreteActions[src];
                         if (b.HasFinalObservation[src])
                         {
-                            b.FinalObservations.AsSpan(src * m, m).CopyTo(_final.AsSpan(finals * m, m));
+                            var final = _final.AsSpan(finals * m, m);
+                            b.FinalObservationRows(src, 1, final).CopyTo(final);
                             _finalIndex[dst] = finals++; // its value bootstraps the truncation (SameStep autoreset)
                         }
                         else _finalIndex[dst] = -1;
                     }
-                for (int i = 0; i < n; i++) b.Observations.AsSpan((T * n + i) * m, m).CopyTo(_boot.AsSpan((col + i) * m, m));
+                var boot = _boot.AsSpan(col * m, n * m);
+                b.ObservationRows(T * n, n, boot).CopyTo(boot);
                 col += n;
             }
 

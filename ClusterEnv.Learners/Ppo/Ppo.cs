@@ -109,6 +109,7 @@ public static partial class Ppo
         var pendingReset = new bool[n];                 // NextStep: the sub-env's next step is its autoreset step
         var obsRms = o.NormalizeObservations ? new RunningMeanStd(m) : null;
         var normalized = new float[T * n * m];          // what the update's networks see
+        float[] rawObs = [], finalObs = new float[m];   // image batches widened to floats (float32 ones are read in place)
         var returnRms = o.NormalizeRewards ? new RunningMeanStd(1) : null;
         var discountedReturn = new double[n];
         var episodeLog = new EpisodeLog(threshold);
@@ -145,7 +146,8 @@ public static partial class Ppo
             double lag = 0;
             for (int i = 0; i < n; i++) lag += version.Value - Math.Min(version.Value, batch.PolicyVersion[i]);
             lag /= n;
-            var obs = batch.Observations.AsSpan(0, T * n * m);
+            if (batch.ObservationType != DType.Float32 && rawObs.Length < (T + 1) * n * m) rawObs = new float[(T + 1) * n * m];
+            var obs = batch.ObservationRows(0, T * n, rawObs); // images widen to floats here, at the policy's input
             if (obsRms is not null)
             {
                 // The statistics move with the raw observations; the values and the update below use the new snapshot.
@@ -170,13 +172,13 @@ public static partial class Ppo
 
             // ---- advantages with the learner's current critic; a truncated episode bootstraps from its final observation ----
             policy.Value(obs, T * n, values);
-            policy.Value(batch.Observations.AsSpan(T * n * m, n * m), n, lastValues);
+            policy.Value(batch.ObservationRows(T * n, n, rawObs.AsSpan(Math.Min(T * n * m, rawObs.Length))), n, lastValues);
             for (int t = 0; t < T; t++)
                 for (int i = 0; i < n; i++)
                 {
                     int idx = t * n + i;
                     nextValues[idx] = batch.HasFinalObservation[idx] && !o.TruncationAsTermination
-                        ? policy.Value(batch.FinalObservations.AsSpan(idx * m, m))
+                        ? policy.Value(batch.FinalObservationRows(idx, 1, finalObs))
                         : t + 1 < T ? values[idx + n] : lastValues[i];
                 }
             Gae.Compute(rewards, values, nextValues, terminated, done, T, n, o.Gamma, o.GaeLambda, advantages, returns);

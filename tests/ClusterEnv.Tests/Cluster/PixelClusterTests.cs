@@ -58,15 +58,17 @@ public class PixelClusterTests
                 Assert.That(x.Terminated, Is.EqualTo(y.Terminated), $"step {t}");
             }
 
-            // Workers acting with a CNN ship rollouts whose observations are whole pixel values, as they observed them.
+            // Workers acting with a CNN ship rollouts of the pixels as they observed them, kept as bytes on the learner.
             var policy = new ActorCritic(PolicySpec.ForImages(cluster.SingleObservationSpace, cluster.SingleActionSpace, "small"), seed: 2);
             for (int w = 0; w < cluster.Workers.Count; w++) cluster.Policies.Push(w, 1, policy.Spec, policy.Parameters);
             cluster.Policies.WaitForAcks();
             cluster.Reset(seed: 3);
             var batch = cluster.Rollouts.Collect(8);
             var (start, _) = local.Reset(seed: 3);
-            Assert.That(batch.Observations.AsSpan(0, 3 * batch.ObservationSize).ToArray(), Is.EqualTo(start), "the rollout starts at the reset");
-            Assert.That(batch.Observations.All(v => v >= 0 && v <= 255 && v == MathF.Floor(v)), Is.True);
+            Assert.That(batch.ObservationType, Is.EqualTo(ClusterEnv.Spaces.DType.UInt8));
+            Assert.That(batch.ObservationBytes, Has.Length.EqualTo(9 * 3 * batch.ObservationSize));
+            Assert.That(batch.Observations, Is.Empty, "no float copy of the images");
+            Assert.That(batch.ObservationRows(0, 3, new float[3 * batch.ObservationSize]).ToArray(), Is.EqualTo(start), "the rollout starts at the reset");
         }
         Task.WaitAll(workers, TimeSpan.FromSeconds(20));
     }

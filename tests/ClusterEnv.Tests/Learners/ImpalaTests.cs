@@ -236,8 +236,31 @@ public class ImpalaTests
         Assert.That(capped.Count(k => k > cap * 0.5), Is.GreaterThan(0), "the capped steps are shrunk to about the cap, not to nothing");
     }
 
-    private sealed class FakeSource(PolicySpec spec, int[] lagPattern) : IRolloutSource
+    [Test]
+    public void ImageRollouts_StoredAsBytes_TrainExactlyAsTheSameValuesInFloats()
     {
+        // The learner widens uint8 observations at its input: a quarter of the memory in rollouts and IMPACT's replay,
+        // the same numbers in every pass, so the weights after training agree to the bit.
+        var space = new ClusterEnv.Spaces.Box(0f, 255f, [2, 42, 42], ClusterEnv.Spaces.DType.UInt8);
+        var spec = PolicySpec.ForImages(space, new ClusterEnv.Spaces.Discrete(2), "small");
+        float[] Train(ClusterEnv.Spaces.DType storage)
+        {
+            var policy = new ActorCritic(spec, seed: 1);
+            var source = new FakeSource(spec, [0], storage);
+            var o = new ImpalaOptions { Seed = 1, TotalTimesteps = 20 * 4 * 4, UnrollLength = 20, BatchSize = 1 }.AsImpact();
+            Impala.Run(source, policy, null, o, double.PositiveInfinity, m => source.Version = m.PolicyVersion);
+            Assert.That(source.Served, Has.All.Matches<RolloutBatch>(b => b.ObservationType == storage));
+            return policy.Parameters.ToArray();
+        }
+        var bytes = Train(ClusterEnv.Spaces.DType.UInt8);
+        var floats = Train(ClusterEnv.Spaces.DType.Float32);
+        Assert.That(bytes, Is.EqualTo(floats));
+        Assert.That(bytes, Is.Not.EqualTo(new ActorCritic(spec, seed: 1).Parameters.ToArray()), "training moved the weights");
+    }
+
+    private sealed class FakeSource(PolicySpec spec, int[] lagPattern, ClusterEnv.Spaces.DType storage = ClusterEnv.Spaces.DType.Float32) : IRolloutSource
+    {
+        public List<RolloutBatch> Served { get; } = [];
         private readonly Common.Rng _rng = new(3);
         private int _served;
         public ulong Version { get; set; } = 1;
@@ -249,8 +272,12 @@ public class ImpalaTests
 
         public int Take(int max, List<RolloutBatch> into, CancellationToken cancellationToken = default)
         {
-            var b = new RolloutBatch(Steps, 4, spec.ObservationSize, false, 1, spec.ActionSize) { WorkerId = "w" };
-            for (int j = 0; j < b.Observations.Length; j++) b.Observations[j] = (float)_rng.Uniform(-1, 1);
+            var b = new RolloutBatch(Steps, 4, spec.ObservationSize, false, 1, spec.ActionSize, storage) { WorkerId = "w" };
+            var obs = new float[(Steps + 1) * 4 * spec.ObservationSize];
+            bool images = spec.Encoder is not null;
+            for (int j = 0; j < obs.Length; j++) obs[j] = images ? _rng.NextInt(256) : (float)_rng.Uniform(-1, 1);
+            b.WriteObservations(0, obs);
+            Served.Add(b);
             for (int j = 0; j < b.LogProbs.Length; j++)
             {
                 b.DiscreteActions[j] = _rng.NextInt(2);
