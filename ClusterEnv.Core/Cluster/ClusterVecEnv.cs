@@ -93,7 +93,8 @@ public sealed class ClusterVecEnv : IVectorEnv
         ObservationSize = SingleObservationSpace.EncodedSize;
         ObservationSpace = SingleObservationSpace.Batch(NumEnvs);
         ActionSpace = SingleActionSpace.Batch(NumEnvs);
-        _buffers = new StepBuffers(_calls, NumEnvs, ObservationSize);
+        ObservationDType = ObservationStorage.Of(SingleObservationSpace);
+        _buffers = new StepBuffers(_calls, NumEnvs, ObservationSize, keepBytes: ObservationDType == Spaces.DType.UInt8);
         Spec = Gym.Ids.Contains(options.EnvId) ? Gym.Spec(options.EnvId) : RemoteSpec(joined[0].Registration.EnvSpec);
 
         Rollouts = new WorkerRollouts(_slots, _calls, Elastic, options, NumEnvs, SingleObservationSpace, SingleActionSpace);
@@ -167,6 +168,12 @@ public sealed class ClusterVecEnv : IVectorEnv
 
     /// <inheritdoc />
     public int ActionSize => _actions.Size;
+
+    /// <inheritdoc />
+    public Spaces.DType ObservationDType { get; }
+
+    /// <inheritdoc />
+    public ReadOnlySpan<byte> ObservationBytes => _buffers.ObservationBytes ?? System.Runtime.InteropServices.MemoryMarshal.AsBytes(_buffers.Observations.AsSpan());
 
     /// <inheritdoc />
     public AutoresetMode AutoresetMode => _options.AutoresetMode;

@@ -199,7 +199,7 @@ public sealed class StreamingRolloutSource : IRolloutSource
         }
         var layout = Vector.ActionLayout.For(_envs.SingleActionSpace);
         int dist = _envs.SingleActionSpace is Spaces.Discrete d ? d.N : layout.Size;
-        return new RolloutBatch(Steps, numEnvs, _envs.ObservationSize, layout.IsContinuous, layout.Size, dist, RolloutActor.StorageType(_envs.SingleObservationSpace))
+        return new RolloutBatch(Steps, numEnvs, _envs.ObservationSize, layout.IsContinuous, layout.Size, dist, Vector.ObservationStorage.Of(_envs.SingleObservationSpace))
         {
             NextStepResets = _envs.AutoresetMode == Vector.AutoresetMode.NextStep,
         };

@@ -17,8 +17,9 @@ internal sealed class StepBuffers : IReplyOwner
     private readonly VectorCallState _calls;
     private readonly int _numEnvs, _obsSize;
 
-    public StepBuffers(VectorCallState calls, int numEnvs, int observationSize)
+    public StepBuffers(VectorCallState calls, int numEnvs, int observationSize, bool keepBytes = false)
     {
+        ObservationBytes = keepBytes ? new byte[numEnvs * observationSize] : null;
         _calls = calls;
         _numEnvs = numEnvs;
         _obsSize = observationSize;
@@ -31,6 +32,8 @@ internal sealed class StepBuffers : IReplyOwner
     }
 
     public float[] Observations { get; }
+    /// <summary>Images: the observations as bytes, as the workers sent them (null for other spaces).</summary>
+    public byte[]? ObservationBytes { get; }
     public double[] Rewards { get; }
     public bool[] Terminated { get; }
     public bool[] Truncated { get; }
@@ -102,7 +105,7 @@ internal sealed class StepBuffers : IReplyOwner
         switch (bodyField)
         {
             case WorkerMessage.StepFieldNumber when command.ReplyField == WorkerMessage.StepFieldNumber:
-                StepCodec.ReadStepResult(body, new StepCodec.StepTarget(Observations, Rewards, Terminated, Truncated, Info, slot.Offset, slot.Count, _obsSize));
+                StepCodec.ReadStepResult(body, new StepCodec.StepTarget(Observations, Rewards, Terminated, Truncated, Info, slot.Offset, slot.Count, _obsSize, ObservationBytes));
                 break;
             case WorkerMessage.ResetFieldNumber when command.ReplyField == WorkerMessage.ResetFieldNumber:
                 ReadReset(slot, Transport.Protos.ResetResult.Parser.ParseFrom(body));
@@ -120,7 +123,8 @@ internal sealed class StepBuffers : IReplyOwner
     {
         var t = r.Observations ?? throw new InvalidDataException("ResetResult has no observations.");
         int n = s.Count * _obsSize;
-        Transport.ObservationCodec.Decode(t.Dtype, t.Data.Span, n, Observations.AsSpan(s.Offset * _obsSize, n), "ResetResult observations");
+        Transport.ObservationCodec.Decode(t.Dtype, t.Data.Span, n, Observations.AsSpan(s.Offset * _obsSize, n),
+            ObservationBytes is { } kept ? kept.AsSpan(s.Offset * _obsSize, n) : default, "ResetResult observations");
         if (r.Episode is { } ep) StepCodec.ReadEpisodeStats(Google.Protobuf.MessageExtensions.ToByteArray(ep), Info.Episode, s.Offset, s.Count);
         foreach (var entry in r.Info) InfoCodec.Decode(entry, Info, s.Offset, s.Count);
     }

@@ -76,7 +76,7 @@ public sealed class WorkerRollouts : IReplyOwner
         if (_batch is null || _batch.Steps != steps)
         {
             CheckRolloutSize(steps, layout, dist);
-            _batch = new RolloutBatch(steps, _numEnvs, _observationSize, layout.IsContinuous, layout.Size, dist, RolloutActor.StorageType(_observationSpace));
+            _batch = new RolloutBatch(steps, _numEnvs, _observationSize, layout.IsContinuous, layout.Size, dist, Vector.ObservationStorage.Of(_observationSpace));
         }
         _batch.Episodes.Clear();
         _replacements.AwaitReplacements();

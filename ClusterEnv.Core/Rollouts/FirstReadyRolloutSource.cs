@@ -198,7 +198,7 @@ public sealed class FirstReadyRolloutSource : IRolloutSource
         var spec = policy.Spec;
         var b = _free.TryGetValue(n, out var stack) && stack.Count > 0
             ? stack.Pop()
-            : new RolloutBatch(Steps, n, _envs.ObservationSize, spec.Continuous, spec.Continuous ? spec.ActionSize : 1, spec.ActionSize, RolloutActor.StorageType(_envs.SingleObservationSpace));
+            : new RolloutBatch(Steps, n, _envs.ObservationSize, spec.Continuous, spec.Continuous ? spec.ActionSize : 1, spec.ActionSize, ObservationStorage.Of(_envs.SingleObservationSpace));
         b.Episodes.Clear();
         Array.Clear(b.HasFinalObservation);
         Array.Copy(_resetNext, offset, b.StartResets, 0, n);

@@ -17,6 +17,7 @@ public sealed class RolloutActor
     private readonly float[] _clipped;
     private readonly Box? _box;
     private float[] _last = [];
+    private byte[] _lastBytes = []; // images: the last observations as the vector env keeps them
     private readonly bool[] _resetNext;
 
     /// <summary>An actor over <paramref name="envs"/>; call <see cref="Begin"/> with the observations of a reset before acting.</summary>
@@ -43,19 +44,21 @@ public sealed class RolloutActor
         if (observations.Length < size) throw new ArgumentException($"Expected {size} observation floats; got {observations.Length}.", nameof(observations));
         if (_last.Length != size) _last = new float[size];
         observations[..size].CopyTo(_last);
+        if (_envs.ObservationDType == DType.UInt8)
+        {
+            if (_lastBytes.Length != size) _lastBytes = new byte[size];
+            ClusterEnv.Wrappers.Pixels.ToBytes(observations[..size], _lastBytes);
+        }
         for (int i = 0; i < _resetNext.Length; i++)
             _resetNext[i] = (!terminated.IsEmpty && terminated[i]) || (!truncated.IsEmpty && truncated[i]);
     }
 
     /// <summary>Creates a batch of <paramref name="steps"/> steps shaped for these envs and <paramref name="spec"/>.</summary>
     public RolloutBatch CreateBatch(int steps, PolicySpec spec) =>
-        new(steps, _envs.NumEnvs, _envs.ObservationSize, spec.Continuous, spec.Continuous ? spec.ActionSize : 1, spec.ActionSize, StorageType(_envs.SingleObservationSpace))
+        new(steps, _envs.NumEnvs, _envs.ObservationSize, spec.Continuous, spec.Continuous ? spec.ActionSize : 1, spec.ActionSize, ObservationStorage.Of(_envs.SingleObservationSpace))
         {
             NextStepResets = _envs.AutoresetMode == AutoresetMode.NextStep,
         };
-
-    /// <summary>How a rollout of <paramref name="observationSpace"/> stores its observations: bytes for a uint8 Box (images), else float32.</summary>
-    public static DType StorageType(Space observationSpace) => observationSpace is Box { DType: DType.UInt8 } ? DType.UInt8 : DType.Float32;
 
     /// <summary>
     /// Acts <see cref="RolloutBatch.Steps"/> steps with <paramref name="policy"/> (tagged <paramref name="version"/>)
@@ -68,14 +71,15 @@ public sealed class RolloutActor
         int T = batch.Steps, n = _envs.NumEnvs, m = _envs.ObservationSize, k = policy.Spec.ActionSize;
         if (batch.NumEnvs != n || batch.ObservationSize != m || batch.DistributionSize != k)
             throw new ArgumentException($"The batch is shaped for {batch.NumEnvs} envs × {batch.ObservationSize} floats and {batch.DistributionSize} distribution parameters; the envs and policy need {n} × {m} and {k}.", nameof(batch));
-        bool continuous = policy.Spec.Continuous;
+        bool continuous = policy.Spec.Continuous, images = _lastBytes.Length == n * m; // images go into the batch as the envs keep them
         batch.Episodes.Clear();
         Array.Copy(_resetNext, batch.StartResets, n);
         Array.Clear(batch.HasFinalObservation);
         for (int t = 0; t < T; t++)
         {
             var obs = _last.AsSpan(0, n * m);
-            batch.WriteObservations(t * n, obs);
+            if (images) batch.WriteObservations(t * n, _lastBytes);
+            else batch.WriteObservations(t * n, obs);
             policy.Act(obs, n, rng, continuous ? default : batch.DiscreteActions.AsSpan(t * n, n), continuous ? batch.ContinuousActions.AsSpan(t * n * k, n * k) : default,
                 batch.LogProbs.AsSpan(t * n, n), batch.Values.AsSpan(t * n, n), distributionParameters: batch.DistributionParameters.AsSpan(t * n * k, n * k));
             VectorStepResult r;
@@ -101,9 +105,11 @@ public sealed class RolloutActor
                 }
             }
             r.Observations.AsSpan(0, n * m).CopyTo(_last);
+            if (images) _envs.ObservationBytes[..(n * m)].CopyTo(_lastBytes);
             afterStep?.Invoke(t + 1);
         }
-        batch.WriteObservations(T * n, _last.AsSpan(0, n * m));
+        if (images) batch.WriteObservations(T * n, _lastBytes);
+        else batch.WriteObservations(T * n, _last.AsSpan(0, n * m));
         if (continuous)
             for (int i = 0; i < n; i++) policy.LogStd.CopyTo(batch.LogStd.AsSpan(i * k, k));
         Array.Fill(batch.PolicyVersion, version);

@@ -15,7 +15,7 @@ namespace ClusterEnv.Rollouts;
 /// Observations keep their space's dtype: a uint8 image space's rollouts hold bytes (<see cref="ObservationBytes"/>,
 /// a quarter of the float32 size, copied from and to the wire as they are) and leave <see cref="Observations"/> empty;
 /// every other space's hold float32. Read either kind as floats with <see cref="ObservationRows"/> (no copy for
-/// float32) and write with <see cref="WriteObservations"/>.
+/// float32) and write with <c>WriteObservations</c> (floats, or bytes as a vector env keeps images).
 /// </remarks>
 public sealed class RolloutBatch
 {
@@ -111,6 +111,13 @@ public sealed class RolloutBatch
 
     /// <summary>Writes float observations (0..255 integers for a UInt8 batch) into rows from <paramref name="firstRow"/> of the observations.</summary>
     public void WriteObservations(int firstRow, ReadOnlySpan<float> values) => Write(Observations, ObservationBytes, firstRow, values);
+
+    /// <summary>Writes uint8 observations (images as a vector env keeps them) into rows from <paramref name="firstRow"/>: copied as they are, or widened in a Float32 batch.</summary>
+    public void WriteObservations(int firstRow, ReadOnlySpan<byte> values)
+    {
+        if (ObservationType == Spaces.DType.UInt8) values.CopyTo(ObservationBytes.AsSpan(firstRow * ObservationSize));
+        else Wrappers.Pixels.ToFloat(values, Observations.AsSpan(firstRow * ObservationSize, values.Length));
+    }
 
     /// <summary>Writes float observations into rows from <paramref name="firstRow"/> of the final observations.</summary>
     public void WriteFinalObservations(int firstRow, ReadOnlySpan<float> values) => Write(FinalObservations, FinalObservationBytes, firstRow, values);

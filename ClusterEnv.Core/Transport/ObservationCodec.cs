@@ -7,8 +7,9 @@ namespace ClusterEnv.Transport;
 
 /// <summary>
 /// How observations cross the wire: as float32, or — for a uint8 Box, i.e. images — as their bytes, a quarter of the
-/// size (28,224 bytes for an 84×84×4 frame stack instead of 112,896). Buffers on both sides stay float32 (the values
-/// 0..255 are exact in it); receivers take either dtype, so a worker that sends float32 images still works.
+/// size (28,224 bytes for an 84×84×4 frame stack instead of 112,896). Vector envs keep images as bytes and widen them
+/// into their float32 buffers (the values 0..255 are exact in it); rollouts keep the bytes alone. Receivers take
+/// either dtype, so a worker that sends float32 images still works.
 /// </summary>
 internal static class ObservationCodec
 {
@@ -39,5 +40,14 @@ internal static class ObservationCodec
             default:
                 throw new InvalidDataException($"{what} has {data.Length} data bytes of {type}; expected {count} observation values as FLOAT32 ({count * 4} bytes) or UINT8 ({count} bytes).");
         }
+    }
+
+    /// <summary><see cref="Decode(WireType, ReadOnlySpan{byte}, int, Span{float}, string)"/>, keeping the bytes of images in <paramref name="destBytes"/> too (empty: not kept).</summary>
+    public static void Decode(WireType type, ReadOnlySpan<byte> data, int count, Span<float> dest, Span<byte> destBytes, string what)
+    {
+        Decode(type, data, count, dest, what);
+        if (destBytes.IsEmpty) return;
+        if (type == WireType.Uint8) data.CopyTo(destBytes[..count]);
+        else Pixels.ToBytes(dest[..count], destBytes[..count]);
     }
 }

@@ -247,13 +247,20 @@ internal static class StepCodec
     public static int StepResultSize(ulong seq, in VectorStepResult r, int obsSize, ReadOnlySpan<byte> info = default, DType obsType = DType.Float32) =>
         EnvelopeSize(seq, StepResultBodySize(r, r.Rewards.Length, obsSize, obsType) + info.Length);
 
-    /// <summary>Writes a WorkerMessage{seq, step} from a vector env's step result. Returns the bytes written.</summary>
-    public static int WriteStepResult(Span<byte> dest, ulong seq, in VectorStepResult r, int obsSize, ReadOnlySpan<byte> info = default, DType obsType = DType.Float32)
+    /// <summary>
+    /// Writes a WorkerMessage{seq, step} from a vector env's step result. Returns the bytes written. Images sent as
+    /// uint8 are copied from <paramref name="observationBytes"/> when given (the vector env's own bytes), else narrowed
+    /// from the float32 observations.
+    /// </summary>
+    public static int WriteStepResult(Span<byte> dest, ulong seq, in VectorStepResult r, int obsSize, ReadOnlySpan<byte> info = default, DType obsType = DType.Float32,
+        ReadOnlySpan<byte> observationBytes = default)
     {
         int n = r.Rewards.Length, e = ObservationCodec.ElementSize(obsType);
         var w = new ProtoWriter(dest);
         WriteEnvelope(ref w, seq, StepResultBodySize(r, n, obsSize, obsType) + info.Length);
-        ObservationCodec.Encode(r.Observations.AsSpan(0, n * obsSize), obsType, WriteTensor(ref w, 1, obsType, [n, obsSize], n * obsSize * e));
+        var observations = WriteTensor(ref w, 1, obsType, [n, obsSize], n * obsSize * e);
+        if (obsType == DType.Uint8 && observationBytes.Length == n * obsSize) observationBytes.CopyTo(observations);
+        else ObservationCodec.Encode(r.Observations.AsSpan(0, n * obsSize), obsType, observations);
         MemoryMarshal.AsBytes(r.Rewards.AsSpan()).CopyTo(WriteTensor(ref w, 2, DType.Float64, [n], n * 8));
         MemoryMarshal.AsBytes(r.Terminated.AsSpan()).CopyTo(WriteTensor(ref w, 3, DType.Bool, [n], n));
         MemoryMarshal.AsBytes(r.Truncated.AsSpan()).CopyTo(WriteTensor(ref w, 4, DType.Bool, [n], n));
@@ -273,9 +280,10 @@ internal static class StepCodec
     }
 
     /// <summary>Where a worker's step result lands in the vector env's buffers: its rows start at <see cref="Offset"/>.</summary>
-    public readonly struct StepTarget(float[] observations, double[] rewards, bool[] terminated, bool[] truncated, VectorInfo info, int offset, int count, int obsSize)
+    public readonly struct StepTarget(float[] observations, double[] rewards, bool[] terminated, bool[] truncated, VectorInfo info, int offset, int count, int obsSize, byte[]? observationBytes = null)
     {
         public readonly float[] Observations = observations;
+        public readonly byte[]? ObservationBytes = observationBytes; // images: kept as bytes too
         public readonly double[] Rewards = rewards;
         public readonly bool[] Terminated = terminated;
         public readonly bool[] Truncated = truncated;
@@ -298,7 +306,7 @@ internal static class StepCodec
             switch (field)
             {
                 case 1:
-                    ReadObservations(ReadTensor(sub), "Tensor 'observations'", t.Observations.AsSpan(o * m, n * m));
+                    ReadObservations(ReadTensor(sub), "Tensor 'observations'", t.Observations.AsSpan(o * m, n * m), t.ObservationBytes is { } kept ? kept.AsSpan(o * m, n * m) : default);
                     seen |= 1;
                     break;
                 case 2:
@@ -323,10 +331,10 @@ internal static class StepCodec
     }
 
     // what: "Tensor 'name'" as a literal, so that naming it costs nothing on the hot path.
-    private static void ReadObservations(TensorView t, string what, Span<float> dest)
+    private static void ReadObservations(TensorView t, string what, Span<float> dest, Span<byte> destBytes = default)
     {
         if (t.Count != dest.Length) throw new InvalidDataException($"{what} has {t.Count} elements; expected {dest.Length}.");
-        ObservationCodec.Decode(t.DType, t.Data, dest.Length, dest, what);
+        ObservationCodec.Decode(t.DType, t.Data, dest.Length, dest, destBytes, what);
     }
 
     /// <summary>Decodes EpisodeStats into <paramref name="batch"/> rows offset..offset+n.</summary>

@@ -61,6 +61,16 @@ public interface IVectorEnv : IDisposable
     /// <summary>Floats per sub-env observation (<c>SingleObservationSpace.EncodedSize</c>).</summary>
     int ObservationSize { get; }
 
+    /// <summary>
+    /// The type this vector env keeps observations in: <see cref="DType.UInt8"/> when it keeps an image space's (a
+    /// uint8 Box's) frames as bytes in <see cref="ObservationBytes"/> (<see cref="SyncVectorEnv"/> and the cluster
+    /// proxy do: <see cref="ObservationStorage.Of"/>); <see cref="DType.Float32"/> when it keeps only the float32
+    /// observations its calls return (every other space, and vector envs that do not implement this).
+    /// </summary>
+    DType ObservationDType => DType.Float32;
+
+    ReadOnlySpan<byte> ObservationBytes => throw new NotSupportedException($"{GetType().Name} does not implement ObservationBytes; read the float32 observations its calls return.");
+
     /// <summary>Action slots per sub-env (<c>SingleActionSpace.EncodedSize</c>).</summary>
     int ActionSize { get; }
 
@@ -104,4 +114,11 @@ public interface IVectorEnv : IDisposable
 
     /// <summary>Gymnasium's <c>set_attr(name, value)</c>: the same value on every sub-env.</summary>
     void SetAttr(string name, object? value) => SetAttr(name, Enumerable.Repeat(value, NumEnvs).ToArray());
+}
+
+/// <summary>How observations are stored in vector envs and rollouts.</summary>
+public static class ObservationStorage
+{
+    /// <summary><see cref="DType.UInt8"/> for a uint8 Box (images: a quarter of the float32 size), else <see cref="DType.Float32"/>.</summary>
+    public static DType Of(Space observationSpace) => observationSpace is Box { DType: DType.UInt8 } ? DType.UInt8 : DType.Float32;
 }

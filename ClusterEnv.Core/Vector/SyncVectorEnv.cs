@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using ClusterEnv.Envs;
 using ClusterEnv.Spaces;
+using ClusterEnv.Wrappers;
 
 namespace ClusterEnv.Vector;
 
@@ -14,6 +15,8 @@ public sealed class SyncVectorEnv : IVectorEnv
     private readonly IEnv[] _envs;
     private readonly ActionLayout _actions;
     private readonly float[] _observations;
+    private readonly byte[] _bytes;                    // images: the frames as the sub-envs drew them (ObservationBytes)
+    private readonly IByteObservationEnv?[] _byteEnvs; // images: the sub-envs that draw into bytes directly
     private readonly double[] _rewards;
     private readonly bool[] _terminated;
     private readonly bool[] _truncated;
@@ -48,6 +51,9 @@ public sealed class SyncVectorEnv : IVectorEnv
         ObservationSpace = SingleObservationSpace.Batch(NumEnvs);
         ActionSpace = SingleActionSpace.Batch(NumEnvs);
         _observations = new float[NumEnvs * ObservationSize];
+        ObservationDType = ObservationStorage.Of(SingleObservationSpace);
+        _bytes = ObservationDType == DType.UInt8 ? new byte[NumEnvs * ObservationSize] : [];
+        _byteEnvs = _envs.Select(e => ObservationDType == DType.UInt8 ? ByteObservations.Of(e) : null).ToArray();
         _rewards = new double[NumEnvs];
         _terminated = new bool[NumEnvs];
         _truncated = new bool[NumEnvs];
@@ -72,6 +78,12 @@ public sealed class SyncVectorEnv : IVectorEnv
 
     /// <inheritdoc />
     public int ObservationSize { get; }
+
+    /// <inheritdoc />
+    public DType ObservationDType { get; }
+
+    /// <inheritdoc />
+    public ReadOnlySpan<byte> ObservationBytes => ObservationDType == DType.UInt8 ? _bytes : MemoryMarshal.AsBytes(_observations.AsSpan());
 
     /// <inheritdoc />
     public int ActionSize => _actions.Size;
@@ -114,7 +126,7 @@ public sealed class SyncVectorEnv : IVectorEnv
             if (mask is not null && !mask[i]) continue;
             try
             {
-                var info = _envs[i].Reset(ObservationRow(i), seedOf(i), options);
+                var info = ResetOne(i, seedOf(i), options);
                 _info.Set(i, info);
             }
             catch (Exception e) when (e is not SubEnvException)
@@ -164,27 +176,26 @@ public sealed class SyncVectorEnv : IVectorEnv
 
     private void StepOne(int i, EnvAction action)
     {
-        var env = _envs[i];
         var obs = ObservationRow(i);
         try
         {
             if (AutoresetMode == AutoresetMode.NextStep && _autoreset[i])
             {
-                _info.Set(i, env.Reset(obs));
+                _info.Set(i, ResetOne(i));
                 _rewards[i] = 0.0;
                 _terminated[i] = false;
                 _truncated[i] = false;
             }
             else
             {
-                var r = env.Step(action, obs);
+                var r = StepEnv(i, action);
                 _rewards[i] = r.Reward;
                 _terminated[i] = r.Terminated;
                 _truncated[i] = r.Truncated;
                 if (AutoresetMode == AutoresetMode.SameStep && (r.Terminated || r.Truncated))
                 {
                     _info.SetFinal(i, obs, r.Info);
-                    _info.Set(i, env.Reset(obs));
+                    _info.Set(i, ResetOne(i));
                 }
                 else
                 {
@@ -201,6 +212,36 @@ public sealed class SyncVectorEnv : IVectorEnv
     }
 
     private Span<float> ObservationRow(int i) => _observations.AsSpan(i * ObservationSize, ObservationSize);
+
+    // Images are drawn into the byte row (by the env itself when it can) and widened into the float row; other spaces
+    // go straight to the float row.
+    private EnvInfo ResetOne(int i, long? seed = null, ResetOptions? options = null)
+    {
+        if (_byteEnvs[i] is { } b)
+        {
+            var info = b.ResetBytes(ByteRow(i), seed, options);
+            Pixels.ToFloat(ByteRow(i), ObservationRow(i));
+            return info;
+        }
+        var result = _envs[i].Reset(ObservationRow(i), seed, options);
+        if (_bytes.Length > 0) Pixels.ToBytes(ObservationRow(i), ByteRow(i));
+        return result;
+    }
+
+    private StepResult StepEnv(int i, EnvAction action)
+    {
+        if (_byteEnvs[i] is { } b)
+        {
+            var r = b.StepBytes(action, ByteRow(i));
+            Pixels.ToFloat(ByteRow(i), ObservationRow(i));
+            return r;
+        }
+        var result = _envs[i].Step(action, ObservationRow(i));
+        if (_bytes.Length > 0) Pixels.ToBytes(ObservationRow(i), ByteRow(i));
+        return result;
+    }
+
+    private Span<byte> ByteRow(int i) => _bytes.AsSpan(i * ObservationSize, ObservationSize);
 
     private void ThrowIfClosed()
     {

@@ -6,10 +6,14 @@ namespace ClusterEnv.Wrappers;
 /// <summary>
 /// Puts the return, length and duration of each episode into <see cref="EnvInfo.Episode"/> at its last step, as
 /// Gymnasium's <c>RecordEpisodeStatistics</c> does with <c>info["episode"]</c>; keeps the last
-/// <see cref="BufferLength"/> episodes in <see cref="ReturnQueue"/> and <see cref="LengthQueue"/>.
+/// <see cref="BufferLength"/> episodes in <see cref="ReturnQueue"/> and <see cref="LengthQueue"/>. Around an image env
+/// it passes the frames on as bytes (<see cref="IByteObservationEnv"/>), so a vector env keeps them without a round
+/// trip through floats.
 /// </summary>
-public sealed class RecordEpisodeStatistics : EnvWrapper
+public sealed class RecordEpisodeStatistics : EnvWrapper, IByteObservationEnv
 {
+    private readonly IByteObservationEnv? _byteInner;
+    private float[] _floats = [];
     private readonly Queue<double> _returns;
     private readonly Queue<int> _lengths;
     private double _episodeReturn;
@@ -23,6 +27,7 @@ public sealed class RecordEpisodeStatistics : EnvWrapper
         BufferLength = bufferLength;
         _returns = new Queue<double>(bufferLength);
         _lengths = new Queue<int>(bufferLength);
+        _byteInner = ByteObservations.Of(env);
     }
 
     /// <summary>How many finished episodes the queues keep.</summary>
@@ -35,19 +40,41 @@ public sealed class RecordEpisodeStatistics : EnvWrapper
     public IReadOnlyCollection<int> LengthQueue => _lengths;
 
     /// <inheritdoc />
-    public override EnvInfo Reset(Span<float> observation, long? seed = null, ResetOptions? options = null)
+    public override EnvInfo Reset(Span<float> observation, long? seed = null, ResetOptions? options = null) => Started(Env.Reset(observation, seed, options));
+
+    /// <inheritdoc />
+    public override StepResult Step(EnvAction action, Span<float> observation) => Stepped(Env.Step(action, observation));
+
+    /// <inheritdoc />
+    public EnvInfo ResetBytes(Span<byte> observation, long? seed = null, ResetOptions? options = null)
     {
-        var info = Env.Reset(observation, seed, options);
+        if (_byteInner is not null) return Started(_byteInner.ResetBytes(observation, seed, options));
+        var info = Started(Env.Reset(Floats(observation.Length), seed, options));
+        Pixels.ToBytes(_floats, observation);
+        return info;
+    }
+
+    /// <inheritdoc />
+    public StepResult StepBytes(EnvAction action, Span<byte> observation)
+    {
+        if (_byteInner is not null) return Stepped(_byteInner.StepBytes(action, observation));
+        var r = Stepped(Env.Step(action, Floats(observation.Length)));
+        Pixels.ToBytes(_floats, observation);
+        return r;
+    }
+
+    private Span<float> Floats(int size) => _floats.Length == size ? _floats : _floats = new float[size];
+
+    private EnvInfo Started(EnvInfo info)
+    {
         _episodeReturn = 0;
         _episodeLength = 0;
         _episodeStart = Stopwatch.GetTimestamp();
         return info;
     }
 
-    /// <inheritdoc />
-    public override StepResult Step(EnvAction action, Span<float> observation)
+    private StepResult Stepped(StepResult r)
     {
-        var r = Env.Step(action, observation);
         _episodeReturn += r.Reward;
         _episodeLength++;
         if (!r.Terminated && !r.Truncated) return r;

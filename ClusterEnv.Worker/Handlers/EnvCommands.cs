@@ -41,9 +41,7 @@ internal sealed class EnvCommands(HostedEnvs envs, HubClient hub, ILogger logger
         var r = vec.Reset(seeds, options);
         envs.ResetTo(r.Observations);
         var obsType = ObservationCodec.WireTypeOf(vec.SingleObservationSpace);
-        var bytes = new byte[r.Observations.Length * ObservationCodec.ElementSize(obsType)];
-        ObservationCodec.Encode(r.Observations, obsType, bytes);
-        var result = new ResetResult { Observations = Tensors.Of(obsType, [vec.NumEnvs, vec.ObservationSize], bytes) };
+        var result = new ResetResult { Observations = Tensors.Of(obsType, [vec.NumEnvs, vec.ObservationSize], obsType == DType.Uint8 ? vec.ObservationBytes : MemoryMarshal.AsBytes(r.Observations.AsSpan())) };
         if (r.Info.Episode.Any) result.Episode = Tensors.Stats(r.Info.Episode);
         result.Info.AddRange(InfoCodec.Encode(r.Info, InfoDropped));
         hub.Reply(seq, new WorkerMessage { Reset = result });
@@ -61,7 +59,7 @@ internal sealed class EnvCommands(HostedEnvs envs, HubClient hub, ILogger logger
         var obsType = ObservationCodec.WireTypeOf(vec.SingleObservationSpace);
         int size = StepCodec.StepResultSize(seq, r, vec.ObservationSize, info, obsType);
         var dest = hub.Reserve(size);
-        int written = StepCodec.WriteStepResult(dest, seq, r, vec.ObservationSize, info, obsType);
+        int written = StepCodec.WriteStepResult(dest, seq, r, vec.ObservationSize, info, obsType, obsType == DType.Uint8 ? vec.ObservationBytes : default);
         Debug.Assert(written == size);
     }
 }

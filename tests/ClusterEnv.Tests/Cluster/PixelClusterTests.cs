@@ -38,6 +38,46 @@ public class PixelClusterTests
     }
 
     [Test]
+    public void VectorEnvs_KeepImagesAsBytes_AndReturnThemWidened()
+    {
+        using var pixels = new SyncVectorEnv(Enumerable.Range(0, 2).Select(_ => (Func<IEnv>)(() => Small.Make("CartPole-v1"))), AutoresetMode.SameStep);
+        Assert.That(pixels.ObservationDType, Is.EqualTo(ClusterEnv.Spaces.DType.UInt8));
+        Assert.That(((IVectorEnv)pixels).ObservationDType, Is.EqualTo(ClusterEnv.Spaces.DType.UInt8));
+        var (obs, _) = pixels.Reset(seed: 4);
+        Assert.That(pixels.ObservationBytes.Length, Is.EqualTo(2 * pixels.ObservationSize), "one byte per pixel");
+        Assert.That(pixels.ObservationBytes.ToArray().Select(b => (float)b), Is.EqualTo(obs));
+        bool ended = false;
+        for (int t = 0; t < 60; t++)
+        {
+            var r = pixels.Step([1, 1]);
+            Assert.That(pixels.ObservationBytes.ToArray().Select(b => (float)b), Is.EqualTo(r.Observations), $"step {t}");
+            ended |= r.Info.HasFinalObservation.Any(f => f);
+        }
+        Assert.That(ended, Is.True, "pushing right ends episodes: the reset frames are kept as bytes too");
+
+        // Episode statistics (as workers wrap their envs) pass the frames on as bytes, and record the same episodes.
+        using var recorded = new SyncVectorEnv(Enumerable.Range(0, 2).Select(_ => (Func<IEnv>)(() => new RecordEpisodeStatistics(Small.Make("CartPole-v1")))));
+        Assert.That(ByteObservations.Of(recorded.Envs[0]), Is.Not.Null);
+        using var plain = new SyncVectorEnv(Enumerable.Range(0, 2).Select(_ => (Func<IEnv>)(() => Small.Make("CartPole-v1"))));
+        recorded.Reset(seed: 9);
+        plain.Reset(seed: 9);
+        int episodes = 0;
+        for (int t = 0; t < 40; t++)
+        {
+            var r = recorded.Step([t % 3 == 0 ? 0 : 1, 1]);
+            plain.Step([t % 3 == 0 ? 0 : 1, 1]);
+            Assert.That(recorded.ObservationBytes.ToArray(), Is.EqualTo(plain.ObservationBytes.ToArray()), $"step {t}");
+            for (int i = 0; i < 2; i++) if (r.Info.TryGetEpisode(i, out _)) episodes++;
+        }
+        Assert.That(episodes, Is.GreaterThan(0));
+
+        using var floats = Gym.MakeVec("CartPole-v1", numEnvs: 2);
+        Assert.That(floats.ObservationDType, Is.EqualTo(ClusterEnv.Spaces.DType.Float32));
+        var (f, _) = floats.Reset(seed: 4);
+        Assert.That(floats.ObservationBytes.ToArray(), Is.EqualTo(System.Runtime.InteropServices.MemoryMarshal.AsBytes(f.AsSpan()).ToArray()), "float32: the buffer's own bytes");
+    }
+
+    [Test]
     public void PixelWorkers_ResetStepAndRollouts_MatchLocalPixelEnvs()
     {
         var (cluster, workers) = TestCluster.InProcess("CartPole-v1", [2, 1], pixels: Small);
@@ -56,6 +96,7 @@ public class PixelClusterTests
                 var y = local.Step(actions);
                 Assert.That(x.Observations, Is.EqualTo(y.Observations), $"step {t}");
                 Assert.That(x.Terminated, Is.EqualTo(y.Terminated), $"step {t}");
+                Assert.That(cluster.ObservationBytes.ToArray(), Is.EqualTo(local.ObservationBytes.ToArray()), $"step {t}: the frames as bytes");
             }
 
             // Workers acting with a CNN ship rollouts of the pixels as they observed them, kept as bytes on the learner.
