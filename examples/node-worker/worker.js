@@ -4,7 +4,11 @@
 // protocol needs nothing but a stock gRPC library and the .proto.
 //
 //   npm install @grpc/grpc-js @grpc/proto-loader
-//   node worker.js --hub 127.0.0.1:5555 --num-envs 4 --worker-id node0 [--token T | CLUSTERENV_TOKEN=T]
+//   node worker.js --hub 127.0.0.1:5555 --num-envs 4 --worker-id node0 [--token T | CLUSTERENV_TOKEN=T] [--frames HxW]
+//
+// --frames HxW observes H×W gray frames (a uint8 Box of shape [1, H, W]) instead of the four floats, sent as their
+// bytes: the cart is a 3-pixel bar on the bottom row at column floor((x + 2.4) / 4.8 · W), the pole's tip a pixel
+// of 128 on the top row, shifted from the cart by round(θ / 0.2095 · W / 4) columns (x and θ rounded to float32).
 //
 // Exit codes as the C# worker: 0 when the hub closes the stream, 1 when it refuses the worker or the connection
 // fails, 2 on bad arguments.
@@ -15,7 +19,7 @@ const protoLoader = require('@grpc/proto-loader');
 
 function parseArgs(argv) {
   const a = { hub: null, numEnvs: 1, workerId: `node-${process.pid}`, token: process.env.CLUSTERENV_TOKEN || '', env: 'CartPole-v1',
-    proto: path.join(__dirname, '..', '..', 'ClusterEnv.Core', 'Transport', 'Protos', 'clusterenv.proto') };
+    frames: null, proto: path.join(__dirname, '..', '..', 'ClusterEnv.Core', 'Transport', 'Protos', 'clusterenv.proto') };
   for (let i = 2; i < argv.length; i++) {
     const v = argv[i + 1];
     switch (argv[i]) {
@@ -25,7 +29,12 @@ function parseArgs(argv) {
       case '--token': a.token = v; i++; break;
       case '--env': a.env = v; i++; break;
       case '--proto': a.proto = v; i++; break;
-      default: console.error(`Unknown argument '${argv[i]}'. Use --hub, --num-envs, --worker-id, --token, --env, --proto.`); process.exit(2);
+      case '--frames': {
+        const m = /^(\d+)x(\d+)$/.exec(v || '');
+        if (!m || +m[1] < 2 || +m[2] < 3) { console.error(`--frames takes HEIGHTxWIDTH (at least 2x3), e.g. 8x16; got '${v}'.`); process.exit(2); }
+        a.frames = { h: +m[1], w: +m[2] }; i++; break;
+      }
+      default: console.error(`Unknown argument '${argv[i]}'. Use --hub, --num-envs, --worker-id, --token, --env, --frames, --proto.`); process.exit(2);
     }
   }
   if (!a.hub) { console.error('--hub HOST:PORT is required.'); process.exit(2); }
@@ -65,6 +74,16 @@ function mulberry32(a) {
 
 function tensor(dtype, shape, buffer) { return { dtype, shape, data: buffer }; }
 
+// One gray frame of a CartPole state into `out` at `at` (h × w bytes), as --frames describes.
+function drawFrame(state, h, w, out, at) {
+  out.fill(0, at, at + h * w);
+  const x = Math.fround(state[0]), th = Math.fround(state[2]);
+  const cx = Math.min(w - 1, Math.max(0, Math.floor((x + 2.4) / 4.8 * w)));
+  for (let c = Math.max(0, cx - 1); c <= Math.min(w - 1, cx + 1); c++) out[at + (h - 1) * w + c] = 255;
+  const tip = Math.min(w - 1, Math.max(0, cx + Math.round(th / 0.2095 * w / 4)));
+  out[at + tip] = 128;
+}
+
 function main() {
   const args = parseArgs(process.argv);
   const def = protoLoader.loadSync(args.proto, { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true });
@@ -80,21 +99,32 @@ function main() {
   let nextStep = true; // Welcome.autoreset_mode
   let closing = false;
 
+  const frames = args.frames;
   const box = (low, high) => {
     const lo = Buffer.alloc(16), hi = Buffer.alloc(16);
     low.forEach((v, i) => lo.writeFloatLE(v, i * 4)); high.forEach((v, i) => hi.writeFloatLE(v, i * 4));
     return { box: { low: tensor('FLOAT32', [4], lo), high: tensor('FLOAT32', [4], hi), dtype: 'FLOAT32' } };
   };
+  const imageBox = (h, w) => { // bounds travel as float32 whatever the dtype
+    const lo = Buffer.alloc(h * w * 4), hi = Buffer.alloc(h * w * 4);
+    for (let i = 0; i < h * w; i++) hi.writeFloatLE(255, i * 4);
+    return { box: { low: tensor('FLOAT32', [1, h, w], lo), high: tensor('FLOAT32', [1, h, w], hi), dtype: 'UINT8' } };
+  };
   const big = 3.4028234663852886e38;
   call.write({ seq: 0, register: {
     protocol_version: 1, worker_id: args.workerId, token: '', env_id: args.env, num_envs: n,
-    observation_space: box([-4.8, -big, -0.41887903, -big], [4.8, big, 0.41887903, big]),
+    observation_space: frames ? imageBox(frames.h, frames.w) : box([-4.8, -big, -0.41887903, -big], [4.8, big, 0.41887903, big]),
     action_space: { discrete: { n: 2, start: 0 } },
     host: require('os').hostname(), pid: process.pid, runtime: `node ${process.version} grpc-js ${require('@grpc/grpc-js/package.json').version}`,
     max_message_size: 64 * 1024 * 1024,
   } });
 
   const observations = () => {
+    if (frames) { // uint8 frames travel as their bytes, a quarter of float32
+      const size = frames.h * frames.w, b = Buffer.alloc(n * size);
+      envs.forEach((e, i) => drawFrame(e.state, frames.h, frames.w, b, i * size));
+      return tensor('UINT8', [n, size], b);
+    }
     const b = Buffer.alloc(n * 16);
     envs.forEach((e, i) => e.state.forEach((v, j) => b.writeFloatLE(v, (i * 4 + j) * 4)));
     return tensor('FLOAT32', [n, 4], b);

@@ -27,6 +27,62 @@ public class NodeWorkerInteropTests
     }
 
     [Test]
+    public void NodeWorker_SendsImageFrames_AsBytes()
+    {
+        // Two Node workers with the same seeds, one observing the four floats and one 8×16 frames drawn from them
+        // (examples/node-worker: --frames): the frames arrive as a uint8 Box's bytes, equal to the drawing of the floats.
+        const int h = 8, w = 16;
+        int portA = TestCluster.FreePort(), portB = TestCluster.FreePort();
+        // Each worker starts just before its hub (a Node worker that finds no hub exits with 1).
+        using var floats = StartNode(portA, "--num-envs", "2", "--worker-id", "node-floats", "--token", "js-token");
+        Process? images = null;
+        try
+        {
+            ClusterVecEnv Open(int port) => new(new ClusterOptions
+            {
+                EnvId = "CartPole-v1", NumEnvs = 2, NumWorkers = 1, LocalWorkers = false,
+                Hub = new HubOptions { Port = port, Token = "js-token", SharedMemory = false }, ConnectTimeout = TimeSpan.FromSeconds(60), StepTimeout = TimeSpan.FromSeconds(30),
+            });
+            using var a = Open(portA);
+            images = StartNode(portB, "--num-envs", "2", "--worker-id", "node-frames", "--token", "js-token", "--frames", $"{h}x{w}");
+            using var b = Open(portB);
+            Assert.That(b.SingleObservationSpace, Is.EqualTo(new ClusterEnv.Spaces.Box(0f, 255f, [1, h, w], ClusterEnv.Spaces.DType.UInt8)));
+            Assert.That(b.ObservationDType, Is.EqualTo(ClusterEnv.Spaces.DType.UInt8));
+            var sa = a.Reset(seed: 5).Observations;
+            b.Reset(seed: 5);
+            var seen = new HashSet<string>();
+            for (int t = 0; t <= 60; t++)
+            {
+                for (int i = 0; i < 2; i++)
+                    Assert.That(b.ObservationBytes.Slice(i * h * w, h * w).ToArray(), Is.EqualTo(Frame(sa[i * 4], sa[i * 4 + 2], h, w)), $"step {t}, env {i}");
+                if (t == 60) break;
+                var actions = new[] { t % 4 == 0 ? 0 : 1, t % 2 };
+                sa = a.Step(actions).Observations;
+                b.Step(actions);
+                seen.Add(Convert.ToHexString(b.ObservationBytes));
+            }
+            Assert.That(seen, Has.Count.GreaterThan(3), "the frames change as the carts move and the poles tilt");
+        }
+        finally
+        {
+            if (!floats.WaitForExit(10_000)) floats.Kill();
+            if (images is not null && !images.WaitForExit(10_000)) images.Kill();
+        }
+        using (images) Assert.That(images!.ExitCode, Is.Zero, images.StandardError.ReadToEnd());
+    }
+
+    // The frame examples/node-worker draws for --frames, from the float32 observation.
+    private static byte[] Frame(float x, float theta, int h, int w)
+    {
+        var f = new byte[h * w];
+        int cx = Math.Clamp((int)Math.Floor(((double)x + 2.4) / 4.8 * w), 0, w - 1);
+        for (int c = Math.Max(0, cx - 1); c <= Math.Min(w - 1, cx + 1); c++) f[(h - 1) * w + c] = 255;
+        int tip = Math.Clamp(cx + (int)Math.Floor((double)theta / 0.2095 * w / 4 + 0.5), 0, w - 1); // JavaScript's Math.round
+        f[tip] = 128;
+        return f;
+    }
+
+    [Test]
     public void NodeWorker_IsSteppedByAClusterVecEnv_WithNextStepAutoreset()
     {
         int port = TestCluster.FreePort();
