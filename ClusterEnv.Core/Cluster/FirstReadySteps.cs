@@ -184,6 +184,7 @@ internal sealed class FirstReadySteps
         }
         int size = _actions.Size;
         _shape[0] = s.Count;
+        s.Connection?.ReturnRing(); // Recv waits on the reader threads' replies: a ring the lockstep calls kept goes back now
         bool sent = continuous
             ? s.SendStep(_shape, default, _floats.AsSpan(s.Offset * size, s.Count * size), _buffers)
             : s.SendStep(_shape, _ints.AsSpan(s.Offset * size, s.Count * size), default, _buffers);

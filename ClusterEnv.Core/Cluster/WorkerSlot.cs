@@ -235,7 +235,8 @@ internal sealed class WorkerSlot(int index, int offset, int count, ISlotEvents e
             Volatile.Write(ref LastHeard, Stopwatch.GetTimestamp());
             Volatile.Write(ref StreamSeq, seq); // before sending: the first rollout may arrive before Send returns
             command.Seq = seq;
-            _connection!.Send(command);
+            _connection!.ReturnRing(); // rollouts are read on the reader thread from the first one
+            _connection.Send(command);
             _state = SlotState.Streaming;
             return true;
         }

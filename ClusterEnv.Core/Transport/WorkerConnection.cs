@@ -314,6 +314,15 @@ public sealed class WorkerConnection
         }
     }
 
+    /// <summary>
+    /// The learner's thread will not come back for the ring (the worker's rollouts stream, or first-ready steps are
+    /// read on the reader thread): a ring it kept is handed straight back, not after <c>RingIdleTakeBack</c>.
+    /// </summary>
+    internal void ReturnRing()
+    {
+        if (Interlocked.CompareExchange(ref _ringRole, RingReader, RingLearnerIdle) == RingLearnerIdle) _ringReturned.Set();
+    }
+
     // The worker's replies through the channel, on a thread of their own, handed to the sink like the gRPC loop's,
     // except while the learner's thread holds the ring. A reply the learner cannot take ends the stream with the same
     // status and reason as on gRPC.
