@@ -69,6 +69,11 @@ public interface IVectorEnv : IDisposable
     /// </summary>
     DType ObservationDType => DType.Float32;
 
+    /// <summary>
+    /// The observations of the last reset or step as the vector env keeps them: for <see cref="ObservationDType"/>
+    /// UInt8, <c>NumEnvs × ObservationSize</c> bytes, the frames as the sub-envs drew them (the float32 observations
+    /// the calls return are these, widened); for Float32, the bytes of the float32 buffer. Overwritten by the next call.
+    /// </summary>
     ReadOnlySpan<byte> ObservationBytes => throw new NotSupportedException($"{GetType().Name} does not implement ObservationBytes; read the float32 observations its calls return.");
 
     /// <summary>Action slots per sub-env (<c>SingleActionSpace.EncodedSize</c>).</summary>
