@@ -109,6 +109,12 @@ public sealed class RolloutBatch
     public ReadOnlySpan<float> FinalObservationRows(int firstRow, int rows, Span<float> scratch) =>
         AsFloats(FinalObservations, FinalObservationBytes, firstRow, rows, scratch);
 
+    /// <summary>Rows <paramref name="firstRow"/>..+<paramref name="rows"/> of the observations as floats into <paramref name="dest"/> (copied, or widened from bytes).</summary>
+    public void CopyObservations(int firstRow, int rows, Span<float> dest) => CopyAsFloats(Observations, ObservationBytes, firstRow, rows, dest);
+
+    /// <summary><see cref="CopyObservations"/> for the final observations.</summary>
+    public void CopyFinalObservations(int firstRow, int rows, Span<float> dest) => CopyAsFloats(FinalObservations, FinalObservationBytes, firstRow, rows, dest);
+
     /// <summary>Writes float observations (0..255 integers for a UInt8 batch) into rows from <paramref name="firstRow"/> of the observations.</summary>
     public void WriteObservations(int firstRow, ReadOnlySpan<float> values) => Write(Observations, ObservationBytes, firstRow, values);
 
@@ -129,6 +135,13 @@ public sealed class RolloutBatch
         var dest = scratch[..(rows * m)];
         Wrappers.Pixels.ToFloat(bytes.AsSpan(firstRow * m, rows * m), dest);
         return dest;
+    }
+
+    private void CopyAsFloats(float[] floats, byte[] bytes, int firstRow, int rows, Span<float> dest)
+    {
+        int m = ObservationSize;
+        if (ObservationType == Spaces.DType.Float32) floats.AsSpan(firstRow * m, rows * m).CopyTo(dest);
+        else Wrappers.Pixels.ToFloat(bytes.AsSpan(firstRow * m, rows * m), dest[..(rows * m)]);
     }
 
     private void Write(float[] floats, byte[] bytes, int firstRow, ReadOnlySpan<float> values)

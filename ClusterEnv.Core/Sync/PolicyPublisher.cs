@@ -150,8 +150,7 @@ public sealed class PolicyPublisher
         for (int j = 0; j < take; j++)
         {
             int s = (int)((long)j * total / take), row = s / count * n + offset + s % count;
-            var state = w.States.AsSpan(j * m, m);
-            rollout.ObservationRows(row, 1, state).CopyTo(state);
+            rollout.CopyObservations(row, 1, w.States.AsSpan(j * m, m));
             rollout.DistributionParameters.AsSpan(row * k, k).CopyTo(w.Params.AsSpan(j * k, k));
         }
         if (Spec.Continuous) rollout.LogStd.AsSpan(offset * k, k).CopyTo(w.LogStd);

@@ -14,7 +14,7 @@ namespace ClusterEnv.Transport;
 internal static class ObservationCodec
 {
     /// <summary>The dtype observations of <paramref name="space"/> travel as.</summary>
-    public static WireType WireTypeOf(Space space) => space is Box { DType: DType.UInt8 } ? WireType.Uint8 : WireType.Float32;
+    public static WireType WireTypeOf(Space space) => Vector.ObservationStorage.Of(space) == DType.UInt8 ? WireType.Uint8 : WireType.Float32;
 
     /// <summary>Bytes per observation element on the wire.</summary>
     public static int ElementSize(WireType type) => type == WireType.Uint8 ? 1 : 4;

@@ -337,8 +337,7 @@ public static class Impala
                     for (int i = 0; i < n; i++)
                     {
                         int src = t * n + i, dst = t * N + col + i;
-                        var into = _obs.AsSpan(dst * m, m);
-                        b.ObservationRows(src, 1, into).CopyTo(into); // images widen to floats here, at the policy's input
+                        b.CopyObservations(src, 1, _obs.AsSpan(dst * m, m)); // images widen to floats here, at the policy's input
                         _mu[dst] = b.LogProbs[src];
                         double r = b.Rewards[src];
                         _rewards[dst] = (float)(o.ClipRewards ? Math.Clamp(r, -1, 1) : r);
@@ -350,14 +349,12 @@ public static class Impala
                         else _actions[dst] = b.DiscreteActions[src];
                         if (b.HasFinalObservation[src])
                         {
-                            var final = _final.AsSpan(finals * m, m);
-                            b.FinalObservationRows(src, 1, final).CopyTo(final);
+                            b.CopyFinalObservations(src, 1, _final.AsSpan(finals * m, m));
                             _finalIndex[dst] = finals++; // its value bootstraps the truncation (SameStep autoreset)
                         }
                         else _finalIndex[dst] = -1;
                     }
-                var boot = _boot.AsSpan(col * m, n * m);
-                b.ObservationRows(T * n, n, boot).CopyTo(boot);
+                b.CopyObservations(T * n, n, _boot.AsSpan(col * m, n * m));
                 col += n;
             }
 

@@ -147,7 +147,8 @@ public static partial class Ppo
             for (int i = 0; i < n; i++) lag += version.Value - Math.Min(version.Value, batch.PolicyVersion[i]);
             lag /= n;
             if (batch.ObservationType != DType.Float32 && rawObs.Length < (T + 1) * n * m) rawObs = new float[(T + 1) * n * m];
-            var obs = batch.ObservationRows(0, T * n, rawObs); // images widen to floats here, at the policy's input
+            var rows = batch.ObservationRows(0, (T + 1) * n, rawObs); // images widen to floats here, at the policy's input
+            var obs = rows[..(T * n * m)];
             if (obsRms is not null)
             {
                 // The statistics move with the raw observations; the values and the update below use the new snapshot.
@@ -172,7 +173,7 @@ public static partial class Ppo
 
             // ---- advantages with the learner's current critic; a truncated episode bootstraps from its final observation ----
             policy.Value(obs, T * n, values);
-            policy.Value(batch.ObservationRows(T * n, n, rawObs.AsSpan(Math.Min(T * n * m, rawObs.Length))), n, lastValues);
+            policy.Value(rows[(T * n * m)..], n, lastValues);
             for (int t = 0; t < T; t++)
                 for (int i = 0; i < n; i++)
                 {

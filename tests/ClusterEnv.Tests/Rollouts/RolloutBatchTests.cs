@@ -33,6 +33,11 @@ public class RolloutBatchTests
         Assert.That(bytes.ObservationRows(0, (T + 1) * N, scratch).ToArray(), Is.EqualTo(floats.Observations));
         Assert.That(bytes.ObservationRows(2, 3, scratch).ToArray(), Is.EqualTo(floats.Observations.AsSpan(2 * M, 3 * M).ToArray()));
         Assert.That(bytes.FinalObservationRows(1, 1, scratch).ToArray(), Is.EqualTo(new float[] { 250, 251, 252, 253, 254 }));
+        var copied = new float[3 * M];
+        bytes.CopyObservations(2, 3, copied);
+        Assert.That(copied, Is.EqualTo(floats.Observations.AsSpan(2 * M, 3 * M).ToArray()), "copied straight into a destination, widened");
+        floats.CopyFinalObservations(1, 1, copied);
+        Assert.That(copied.AsSpan(0, M).ToArray(), Is.EqualTo(new float[] { 250, 251, 252, 253, 254 }));
         Assert.That(floats.ObservationRows(1, 1, default).ToArray(), Is.EqualTo(floats.Observations.AsSpan(M, M).ToArray()), "float32 is read in place, no scratch needed");
         Assert.That(bytes.Problem(0, N), Is.Null);
         Assert.That(() => new RolloutBatch(T, N, M, false, 1, 2, SpaceType.Float64),
