@@ -116,6 +116,9 @@ public sealed class Conv2d
         }
     }
 
+    /// <summary>Where the layer's weight and bias sit in the store's flat buffers (declared together, so one range).</summary>
+    internal (int Offset, int Length) ParameterRange => (_store[_weight].Offset, _store[_weight].Length + _store[_bias].Length);
+
     /// <summary>
     /// Backward pass for the last <see cref="Forward"/>: accumulates the weight and bias gradients from
     /// <paramref name="gradOutput"/> (batch, C', H', W') and writes the input gradient (batch, C, H, W) when

@@ -96,7 +96,13 @@ public sealed class ConvEncoder
     }
 
     /// <summary>Backward pass for the last <see cref="Forward"/>: accumulates every parameter's gradient; writes the image gradient when <paramref name="gradInput"/> is given.</summary>
-    public void Backward(ReadOnlySpan<float> gradOutput, Span<float> gradInput = default)
+    public void Backward(ReadOnlySpan<float> gradOutput, Span<float> gradInput = default) => Backward(gradOutput, gradInput, null);
+
+    /// <summary>
+    /// <see cref="Backward(ReadOnlySpan{float}, Span{float})"/>, telling <paramref name="ready"/> each layer's weight and
+    /// bias gradients as soon as they are final (the linear layer first, then the convolutions from the last).
+    /// </summary>
+    public void Backward(ReadOnlySpan<float> gradOutput, Span<float> gradInput, IGradientReady? ready)
     {
         int batch = _batch;
         if (gradOutput.Length < batch * Features)
@@ -112,6 +118,7 @@ public sealed class ConvEncoder
         Gemm.Multiply(delta, true, flat, false, _store[_weight].Grad, Features, batch, FlatSize, accumulate: true);
         var db = _store[_bias].Grad;
         for (int r = 0; r < batch; r++) TensorPrimitives.Add(db, delta.Slice(r * Features, Features), db);
+        ready?.Ready(_store[_weight].Offset, _store[_weight].Length + _store[_bias].Length);
         var next = _gradB.AsSpan(0, batch * FlatSize);
         Gemm.Multiply(delta, false, _store[_weight].Values, false, next, batch, Features, FlatSize);
         delta = next;
@@ -122,12 +129,21 @@ public sealed class ConvEncoder
             if (l == 0)
             {
                 _convs[0].Backward(delta, gradInput);
+                Tell(ready, _convs[0]);
                 break;
             }
             var into = (delta.Overlaps(_gradA) ? _gradB : _gradA).AsSpan(0, batch * _convs[l].InputSize);
             _convs[l].Backward(delta, into);
+            Tell(ready, _convs[l]);
             delta = into;
         }
+    }
+
+    private static void Tell(IGradientReady? ready, Conv2d conv)
+    {
+        if (ready is null) return;
+        var (offset, length) = conv.ParameterRange;
+        ready.Ready(offset, length);
     }
 
     private static void Grow(ref float[] buffer, int size)

@@ -16,7 +16,7 @@ public enum Activation
 /// A multi-layer perceptron <c>Linear → act → … → Linear</c> (no activation after the last layer), the
 /// <c>nn.Sequential(layer_init(nn.Linear(...)), nn.Tanh(), ...)</c> of CleanRL, with a hand-written backward pass.
 /// Weights are (out, in) as in PyTorch and live in a <see cref="ParameterStore"/>. <see cref="Forward"/> keeps what
-/// <see cref="Backward"/> needs in buffers that grow to the largest batch seen and are then reused: no allocation per call.
+/// <see cref="Backward(ReadOnlySpan{float}, Span{float})"/> needs in buffers that grow to the largest batch seen and are then reused: no allocation per call.
 /// </summary>
 public sealed class Mlp
 {
@@ -107,7 +107,13 @@ public sealed class Mlp
     /// <paramref name="gradOutput"/> (batch, out), and writes the input gradient (batch, in) when
     /// <paramref name="gradInput"/> is not empty.
     /// </summary>
-    public void Backward(ReadOnlySpan<float> gradOutput, Span<float> gradInput = default)
+    public void Backward(ReadOnlySpan<float> gradOutput, Span<float> gradInput = default) => Backward(gradOutput, gradInput, null);
+
+    /// <summary>
+    /// <see cref="Backward(ReadOnlySpan{float}, Span{float})"/>, telling <paramref name="ready"/> each layer's weight and
+    /// bias gradients as soon as they are final (the last layer first).
+    /// </summary>
+    public void Backward(ReadOnlySpan<float> gradOutput, Span<float> gradInput, IGradientReady? ready)
     {
         int batch = _batch;
         if (gradOutput.Length < batch * OutputSize)
@@ -124,6 +130,7 @@ public sealed class Mlp
             Gemm.Multiply(delta, true, x, false, _store[_weight[l]].Grad, outSize, batch, inSize, accumulate: true);
             var db = _store[_bias[l]].Grad;
             for (int r = 0; r < batch; r++) TensorPrimitives.Add(db, delta.Slice(r * outSize, outSize), db);
+            ready?.Ready(_store[_weight[l]].Offset, _store[_weight[l]].Length + _store[_bias[l]].Length); // declared together: contiguous
             if (l == 0 && gradInput.IsEmpty) break;
             // dx (batch, in) = delta (batch, out) · W (out, in)
             var next = (l == 0 ? gradInput : (delta.Overlaps(_deltaA) ? _deltaB : _deltaA).AsSpan(0, batch * inSize));

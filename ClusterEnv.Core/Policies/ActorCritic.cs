@@ -14,7 +14,7 @@ namespace ClusterEnv.Policies;
 /// parameters come first ("encoder.*"); the torso divides pixels by 255.
 /// </summary>
 /// <remarks>
-/// Learners go through <see cref="Forward"/> / <see cref="Backward"/> (both heads, the torso once) or
+/// Learners go through <see cref="Forward"/> / <see cref="Backward(ReadOnlySpan{float}, ReadOnlySpan{float})"/> (both heads, the torso once) or
 /// <see cref="ForwardActor"/> / <see cref="ForwardCritic"/>; these take the network's input (observations after
 /// <see cref="Normalizer"/>, as <see cref="Prepare"/> gives them). <see cref="Actor"/> and <see cref="Critic"/> are the
 /// heads alone: on an image policy their input is the torso's features.
@@ -81,7 +81,7 @@ public sealed class ActorCritic
     /// <summary>The critic's output (batch values, scaled when <see cref="ValueScale"/> is set) for network input <paramref name="x"/>.</summary>
     public ReadOnlySpan<float> ForwardCritic(ReadOnlySpan<float> x, int batch) => Critic.Forward(Features(x, batch), batch);
 
-    /// <summary>Both heads on one pass of the torso: what <see cref="Backward"/> differentiates.</summary>
+    /// <summary>Both heads on one pass of the torso: what <see cref="Backward(ReadOnlySpan{float}, ReadOnlySpan{float})"/> differentiates.</summary>
     public void Forward(ReadOnlySpan<float> x, int batch, out ReadOnlySpan<float> head, out ReadOnlySpan<float> values)
     {
         var f = Features(x, batch);
@@ -90,20 +90,28 @@ public sealed class ActorCritic
     }
 
     /// <summary>Accumulates the gradients of the last <see cref="Forward"/> given the losses' gradients by the heads' outputs; the torso's backward runs once on their sum.</summary>
-    public void Backward(ReadOnlySpan<float> gradHead, ReadOnlySpan<float> gradValues)
+    public void Backward(ReadOnlySpan<float> gradHead, ReadOnlySpan<float> gradValues) => Backward(gradHead, gradValues, null);
+
+    /// <summary>
+    /// <see cref="Backward(ReadOnlySpan{float}, ReadOnlySpan{float})"/>, telling <paramref name="ready"/> each range of
+    /// gradients as soon as it is final: the log-std (a continuous policy's, accumulated by the loss before this call),
+    /// the actor's layers from the last, the critic's, then the torso's. Together they cover every parameter once.
+    /// </summary>
+    public void Backward(ReadOnlySpan<float> gradHead, ReadOnlySpan<float> gradValues, IGradientReady? ready)
     {
+        if (ready is not null && _logStd >= 0) ready.Ready(Store[_logStd].Offset, Store[_logStd].Length);
         if (_encoder is null)
         {
-            Actor.Backward(gradHead);
-            Critic.Backward(gradValues);
+            Actor.Backward(gradHead, default, ready);
+            Critic.Backward(gradValues, default, ready);
             return;
         }
         int n = gradValues.Length * _encoder.Features;
         if (_dFeatures.Length < n) (_dFeatures, _dFeaturesCritic) = (new float[n], new float[n]);
-        Actor.Backward(gradHead, _dFeatures.AsSpan(0, n));
-        Critic.Backward(gradValues, _dFeaturesCritic.AsSpan(0, n));
+        Actor.Backward(gradHead, _dFeatures.AsSpan(0, n), ready);
+        Critic.Backward(gradValues, _dFeaturesCritic.AsSpan(0, n), ready);
         System.Numerics.Tensors.TensorPrimitives.Add(_dFeatures.AsSpan(0, n), _dFeaturesCritic.AsSpan(0, n), _dFeatures.AsSpan(0, n));
-        _encoder.Backward(_dFeatures.AsSpan(0, n));
+        _encoder.Backward(_dFeatures.AsSpan(0, n), default, ready);
     }
 
     /// <summary>Accumulates the gradients of the last <see cref="ForwardActor"/> (a policy-gradient loss with no critic).</summary>

@@ -1,3 +1,5 @@
+using ClusterEnv.Policies;
+
 namespace ClusterEnv.Learners.Distributed;
 
 /// <summary>The steps a data-parallel learner shares between PPO and IMPALA: the same start, the same stop, the same statistics.</summary>
@@ -20,6 +22,30 @@ public static class DataParallel
         if (sizes[2] != -sizes[3])
             throw new CollectiveException($"Rank {dp.Rank}: the ranks built networks of different sizes ({weights.Length} parameters here); every rank needs the same env and network.");
         dp.Broadcast(weights, 0);
+    }
+
+    /// <summary>
+    /// The backward pass of the last <see cref="ActorCritic.Forward"/> and, over several ranks, the average of the
+    /// gradients: bucketed while backward runs when <paramref name="bucketSize"/> &gt; 0 (<paramref name="buckets"/>
+    /// is created on first use and kept by the caller), else one all-reduce of the whole buffer afterwards.
+    /// </summary>
+    public static void BackwardAndAverage(ICollective dp, ActorCritic policy, ReadOnlySpan<float> gradHead, ReadOnlySpan<float> gradValues,
+        int bucketSize, ref GradientBuckets? buckets)
+    {
+        if (dp.WorldSize == 1)
+        {
+            policy.Backward(gradHead, gradValues);
+            return;
+        }
+        if (bucketSize == 0)
+        {
+            policy.Backward(gradHead, gradValues);
+            dp.AllReduce(policy.Store.Grads, ReduceOp.Mean); // one flat buffer, between backward and clipping
+            return;
+        }
+        if (buckets is null || !buckets.Covers(policy.Store.Grads, dp)) buckets = new GradientBuckets(dp, policy.Store.Grads, bucketSize);
+        policy.Backward(gradHead, gradValues, buckets);
+        buckets.Finish();
     }
 
     /// <summary>Whether any rank wants to stop (a signal reached one of them): all ranks stop at the same update.</summary>

@@ -44,6 +44,20 @@ public interface ICollective : IDisposable
 
     /// <summary>Returns once every rank has called it.</summary>
     void Barrier();
+
+    /// <summary>
+    /// Starts an all-reduce of <paramref name="buffer"/>[<paramref name="start"/> .. + <paramref name="length"/>) in
+    /// place that ends by <see cref="WaitAllReduces"/>; until then the caller must not touch that range. Every rank
+    /// starts the same all-reduces in the same order. Backends without non-blocking collectives run it now (the
+    /// default), which is correct, only without overlap.
+    /// </summary>
+    void StartAllReduce(float[] buffer, int start, int length, ReduceOp op) => AllReduce(buffer.AsSpan(start, length), op);
+
+    /// <summary>Lets started all-reduces advance (MPI moves a non-blocking collective only inside its own calls); never waits.</summary>
+    void ProgressAllReduces() { }
+
+    /// <summary>Returns once every all-reduce started by <see cref="StartAllReduce"/> has ended (and, for <see cref="ReduceOp.Mean"/>, been scaled).</summary>
+    void WaitAllReduces() { }
 }
 
 /// <summary>A world of one rank: every collective is the identity.</summary>

@@ -26,6 +26,9 @@ public sealed unsafe class MpiCollective : ICollective
     private static delegate* unmanaged<IntPtr, int*, int> _commRank, _commSize;
     private static delegate* unmanaged<void*, void*, int, IntPtr, IntPtr, IntPtr, int> _allreduce;
     private static delegate* unmanaged<void*, int, IntPtr, int, IntPtr, int> _bcast;
+    private static delegate* unmanaged<void*, void*, int, IntPtr, IntPtr, IntPtr, IntPtr*, int> _iallreduce;
+    private static delegate* unmanaged<int, IntPtr*, int*, void*, int> _testall;
+    private static delegate* unmanaged<int, IntPtr*, void*, int> _waitall;
     private static delegate* unmanaged<IntPtr, int> _barrier;
     private static delegate* unmanaged<IntPtr, int, int> _abort;
     private static delegate* unmanaged<int, byte*, int*, int> _errorString;
@@ -140,6 +143,9 @@ public sealed unsafe class MpiCollective : ICollective
         _commSize = (delegate* unmanaged<IntPtr, int*, int>)Export("MPI_Comm_size");
         _allreduce = (delegate* unmanaged<void*, void*, int, IntPtr, IntPtr, IntPtr, int>)Export("MPI_Allreduce");
         _bcast = (delegate* unmanaged<void*, int, IntPtr, int, IntPtr, int>)Export("MPI_Bcast");
+        _iallreduce = (delegate* unmanaged<void*, void*, int, IntPtr, IntPtr, IntPtr, IntPtr*, int>)Export("MPI_Iallreduce");
+        _testall = (delegate* unmanaged<int, IntPtr*, int*, void*, int>)Export("MPI_Testall");
+        _waitall = (delegate* unmanaged<int, IntPtr*, void*, int>)Export("MPI_Waitall");
         _barrier = (delegate* unmanaged<IntPtr, int>)Export("MPI_Barrier");
         _abort = (delegate* unmanaged<IntPtr, int, int>)Export("MPI_Abort");
         _errorString = (delegate* unmanaged<int, byte*, int*, int>)Export("MPI_Error_string");
@@ -184,6 +190,71 @@ public sealed unsafe class MpiCollective : ICollective
         End();
         if (op == ReduceOp.Mean)
             for (int i = 0; i < values.Length; i++) values[i] /= WorldSize;
+    }
+
+    // Non-blocking all-reduces in flight: their requests (Open MPI's are pointers), and each one's pinned buffer and range.
+    private IntPtr[] _requests = new IntPtr[8];
+    private (GCHandle Pin, int Start, int Length, ReduceOp Op)[] _inFlight = new (GCHandle, int, int, ReduceOp)[8];
+    private int _inFlightCount;
+
+    /// <inheritdoc />
+    public void StartAllReduce(float[] buffer, int start, int length, ReduceOp op)
+    {
+        ArgumentNullException.ThrowIfNull(buffer);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan((uint)start + (ulong)(uint)length, (ulong)buffer.Length, nameof(length));
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_inFlightCount == _requests.Length)
+        {
+            Array.Resize(ref _requests, _requests.Length * 2);
+            Array.Resize(ref _inFlight, _inFlight.Length * 2);
+        }
+        var pin = GCHandle.Alloc(buffer, GCHandleType.Pinned); // MPI writes into it after this call returns
+        float* p = (float*)pin.AddrOfPinnedObject() + start;
+        IntPtr request;
+        int code = _iallreduce((void*)1 /* MPI_IN_PLACE */, p, length, _float, Op(op), _comm, &request);
+        if (code != 0)
+        {
+            pin.Free();
+            Check(code, Rank, "MPI_Iallreduce");
+        }
+        _requests[_inFlightCount] = request;
+        _inFlight[_inFlightCount++] = (pin, start, length, op);
+    }
+
+    /// <inheritdoc />
+    public void ProgressAllReduces()
+    {
+        if (_inFlightCount == 0) return;
+        int done;
+        fixed (IntPtr* r = _requests) Check(_testall(_inFlightCount, r, &done, null /* MPI_STATUSES_IGNORE */), Rank, "MPI_Testall");
+    }
+
+    /// <inheritdoc />
+    public void WaitAllReduces()
+    {
+        if (_inFlightCount == 0) return;
+        Begin("MPI_Waitall (all-reduces started with MPI_Iallreduce)");
+        try
+        {
+            fixed (IntPtr* r = _requests) Check(_waitall(_inFlightCount, r, null), Rank, "MPI_Waitall");
+        }
+        finally
+        {
+            End();
+            for (int i = 0; i < _inFlightCount; i++)
+            {
+                var (pin, start, length, op) = _inFlight[i];
+                if (op == ReduceOp.Mean)
+                {
+                    var values = new Span<float>((float*)pin.AddrOfPinnedObject() + start, length);
+                    float inv = 1f / WorldSize;
+                    for (int j = 0; j < values.Length; j++) values[j] *= inv;
+                }
+                pin.Free();
+                _inFlight[i] = default;
+            }
+            _inFlightCount = 0;
+        }
     }
 
     /// <inheritdoc />

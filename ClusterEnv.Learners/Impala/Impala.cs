@@ -318,6 +318,7 @@ public static class Impala
         private float[] _obs = [], _boot = [], _final = [], _logits = [], _targetLogits = [];
         private float[] _mu = [], _pi = [], _rewards = [], _values = [], _next = [], _discounts = [], _vs = [], _pg = [], _rho = [];
         private float[] _dHead = [], _dValue = [], _bootValues = [], _finalValues = [];
+        private GradientBuckets? _buckets;
         private bool[] _ends = [], _valid = [];
         private int[] _actions = [], _finalIndex = [];
         private float[] _continuous = [];
@@ -460,8 +461,7 @@ public static class Impala
                     Categorical.Backward(row, _actions[j], (float)dLogProb, (float)(-o.EntropyCost / count), _dHead.AsSpan(j * k, k));
                 }
             }
-            policy.Backward(_dHead.AsSpan(0, TN * k), _dValue.AsSpan(0, TN));
-            if (dp.WorldSize > 1) dp.AllReduce(policy.Store.Grads, ReduceOp.Mean); // one flat buffer, between backward and clipping
+            DataParallel.BackwardAndAverage(dp, policy, _dHead.AsSpan(0, TN * k), _dValue.AsSpan(0, TN), o.GradientBucketSize, ref _buckets);
             double gradNorm = Adam.ClipGradNorm(policy.Store.Grads, o.MaxGradNorm);
             if (o.MaxUpdateKl > 0)
             {

@@ -224,9 +224,19 @@ public sealed record ImpalaOptions
     /// </summary>
     public Distributed.ICollective? Collective { get; init; }
 
+    /// <summary>
+    /// With <see cref="Collective"/>: gradients are all-reduced in buckets of up to this many floats while backward still
+    /// runs (<see cref="Distributed.GradientBuckets"/>: a bucket starts once its layers' gradients are final, so the
+    /// actor's travel while the critic's backward runs). 0: one all-reduce of the whole buffer after backward. Either
+    /// way every rank takes the same step. Default 262,144 floats (1 MiB).
+    /// </summary>
+    public int GradientBucketSize { get; init; } = Distributed.GradientBuckets.DefaultCapacity;
+
     /// <summary>Throws, naming the setting and the fix, when a value cannot work.</summary>
     public void Validate()
     {
+        if (GradientBucketSize < 0) throw new ArgumentOutOfRangeException(nameof(GradientBucketSize), GradientBucketSize, "GradientBucketSize must be >= 0 (0: one all-reduce of all gradients after backward).");
+
         if (HistoryLimit < 0) throw new ArgumentOutOfRangeException(nameof(HistoryLimit), HistoryLimit, "HistoryLimit must be 0 (keep all) or positive.");
         if (Encoder is not null && !EncoderSpec.Kinds.Contains(Encoder)) throw new ArgumentException($"Encoder '{Encoder}' is not one of {string.Join(", ", EncoderSpec.Kinds)}.");
         void Positive(double v, string name) { if (!(v > 0) || !double.IsFinite(v)) throw new ArgumentOutOfRangeException(name, v, $"{name} must be a finite number > 0."); }

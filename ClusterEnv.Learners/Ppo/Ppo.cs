@@ -261,6 +261,7 @@ public static partial class Ppo
         var dHead = new float[maxMb * k];
         var dValue = new float[maxMb];
         double pgLoss = 0, vLoss = 0, entropy = 0, oldKl = 0, kl = 0, clipped = 0, clipCount = 0;
+        GradientBuckets? buckets = null;
         for (int epoch = 0; epoch < o.UpdateEpochs; epoch++)
         {
             Shuffle(indices, rng);
@@ -327,8 +328,7 @@ public static partial class Ppo
                         dValue[b] = (float)(o.VfCoef * e1 / B);
                     }
                 }
-                policy.Backward(dHead.AsSpan(0, B * k), dValue.AsSpan(0, B));
-                if (dp.WorldSize > 1) dp.AllReduce(policy.Store.Grads, ReduceOp.Mean); // one flat buffer, between backward and clipping
+                DataParallel.BackwardAndAverage(dp, policy, dHead.AsSpan(0, B * k), dValue.AsSpan(0, B), o.GradientBucketSize, ref buckets);
                 Adam.ClipGradNorm(policy.Store.Grads, o.MaxGradNorm);
                 adam.Step(policy.Store.Values, policy.Store.Grads);
                 int per = Math.Max(B, 1);

@@ -104,6 +104,14 @@ public sealed record PpoOptions
     public Distributed.ICollective? Collective { get; init; }
 
     /// <summary>
+    /// With <see cref="Collective"/>: gradients are all-reduced in buckets of up to this many floats while backward still
+    /// runs (<see cref="Distributed.GradientBuckets"/>: a bucket starts once its layers' gradients are final, so the
+    /// actor's travel while the critic's backward runs). 0: one all-reduce of the whole buffer after backward. Either
+    /// way every rank takes the same step. Default 262,144 floats (1 MiB).
+    /// </summary>
+    public int GradientBucketSize { get; init; } = Distributed.GradientBuckets.DefaultCapacity;
+
+    /// <summary>
     /// Where the update runs: null (the default) on this project's CPU engine; "cuda" / "cuda:N" on an NVIDIA GPU
     /// (<see cref="Gpu.GpuDevice"/>: networks, gradients and Adam in device memory, GEMMs on cuBLAS); "cpu-kernels" runs
     /// the same device kernels on ILGPU's CPU accelerator (for checking, not speed). The acting policy stays on the CPU
@@ -122,6 +130,8 @@ public sealed record PpoOptions
     /// <summary>Throws naming the first invalid setting.</summary>
     public void Validate(int numEnvs)
     {
+        if (GradientBucketSize < 0) throw new ArgumentOutOfRangeException(nameof(GradientBucketSize), GradientBucketSize, "GradientBucketSize must be >= 0 (0: one all-reduce of all gradients after backward).");
+
         if (TotalTimesteps <= 0) throw new ArgumentOutOfRangeException(nameof(TotalTimesteps), TotalTimesteps, "TotalTimesteps must be positive.");
         if (CheckpointEvery < 0) throw new ArgumentOutOfRangeException(nameof(CheckpointEvery), CheckpointEvery, "CheckpointEvery must be >= 0 (0: only the final checkpoint).");
         if (KeepCheckpoints < 1) throw new ArgumentOutOfRangeException(nameof(KeepCheckpoints), KeepCheckpoints, "KeepCheckpoints must be >= 1.");

@@ -24,13 +24,14 @@ public static class LearnerThroughput
         var batch = Cli.Option("--batch", "samples per rank per update (split into --minibatches)", 512);
         var minibatches = Cli.Option("--minibatches", "minibatches per update (one all-reduce each)", 4);
         var seconds = Cli.Option("--seconds", "how long to run", 5.0).Positive();
+        var buckets = Cli.Option("--bucket-floats", "gradients all-reduced in buckets of up to this many floats while backward runs (0: one all-reduce after backward)", ClusterEnv.Learners.Distributed.GradientBuckets.DefaultCapacity);
         var device = Cli.Option<string?>("--device", "run the update on a device: cuda, cuda:N, or cpu-kernels (ILGPU's CPU accelerator); default: the CPU engine");
         var command = new Command("learner-throughput", "PPO updates per second on a synthetic batch, under mpirun -np R: samples/s over all ranks and all-reduce time per minibatch")
         {
-            hidden, batch, minibatches, seconds, device,
+            hidden, batch, minibatches, seconds, device, buckets,
         };
         command.SetAction(p => Console.WriteLine(JsonSerializer.Serialize(
-            Measure(p.GetValue(hidden), p.GetValue(batch), p.GetValue(minibatches), p.GetValue(seconds), p.GetValue(device)) ?? new object())));
+            Measure(p.GetValue(hidden), p.GetValue(batch), p.GetValue(minibatches), p.GetValue(seconds), p.GetValue(device), bucketFloats: p.GetValue(buckets)) ?? new object())));
         return command;
     }
 
@@ -48,7 +49,7 @@ public static class LearnerThroughput
     /// returns the record rank 0 prints (null on the other ranks).
     /// </summary>
     internal static object? Measure(int hidden, int batch, int minibatches, double seconds, string? deviceName, ICollective? collective = null,
-        ClusterEnv.Learners.Gpu.GpuDevice? sharedDevice = null)
+        ClusterEnv.Learners.Gpu.GpuDevice? sharedDevice = null, int bucketFloats = ClusterEnv.Learners.Distributed.GradientBuckets.DefaultCapacity)
     {
         using var inner = collective is null ? Open() : null;
         using var ownDevice = deviceName is null || sharedDevice is not null ? null : ClusterEnv.Learners.Gpu.GpuDevice.Open(deviceName == "cpu-kernels" ? "cpu" : deviceName);
@@ -67,7 +68,7 @@ public static class LearnerThroughput
         var adv = Enumerable.Range(0, n).Select(_ => (float)rng.Uniform(-1, 1)).ToArray();
         var ret = values.Select((v, i) => v + adv[i]).ToArray();
         var indices = Enumerable.Range(0, n).ToArray();
-        var o = new PpoOptions { NumMinibatches = minibatches, UpdateEpochs = 1, Collective = dp.WorldSize > 1 || collective is not null ? dp : null };
+        var o = new PpoOptions { NumMinibatches = minibatches, UpdateEpochs = 1, Collective = dp.WorldSize > 1 || collective is not null ? dp : null, GradientBucketSize = bucketFloats };
         DataParallel.Start(dp, policy.Store.Values, n);
         using var model = device is null ? null : new ClusterEnv.Learners.Gpu.GpuActorCritic(device, policy);
         using var gpu = model is null ? null : new ClusterEnv.Learners.Gpu.GpuPpo(model);
@@ -99,8 +100,12 @@ public static class LearnerThroughput
             bench = "learner-throughput", device = device?.Name ?? "cpu-engine", world_size = dp.WorldSize, backend = dp.Backend, hidden, parameters = policy.Store.Count,
             samples_per_rank_per_update = n, minibatches, updates = updates, updates_per_sec = Math.Round(updates / elapsed, 2),
             samples_per_sec = Math.Round(updates * (double)n * dp.WorldSize / elapsed),
+            gradient_bucket_floats = device is null ? bucketFloats : (int?)null,
+            // The time a minibatch waits for its gradients' average after backward: the whole all-reduce without
+            // buckets, only what backward did not hide with them.
             allreduce_us_p50 = dp.WorldSize > 1 ? Math.Round(dp.GradientP50Microseconds(policy.Store.Count), 1) : 0,
             allreduces = dp.GradientCount(policy.Store.Count),
+            bucketed_allreduces = dp.Started,
         };
     }
 
@@ -121,6 +126,19 @@ public static class LearnerThroughput
         var b = new float[] { r, r };
         dp.Broadcast(b, root: size - 1);
         if (b[0] != size - 1) throw new InvalidOperationException($"rank {r}: broadcast gave {b[0]}");
+        // Non-blocking all-reduces of three ranges of one buffer, started in order, progressed, then waited for.
+        var y = Enumerable.Range(0, 3000).Select(i => (float)((r + 1) * (i % 5 + 1))).ToArray();
+        dp.StartAllReduce(y, 0, 1000, ReduceOp.Sum);
+        dp.ProgressAllReduces();
+        dp.StartAllReduce(y, 1000, 1000, ReduceOp.Mean);
+        dp.StartAllReduce(y, 2000, 1000, ReduceOp.Max);
+        dp.ProgressAllReduces();
+        dp.WaitAllReduces();
+        for (int i = 0; i < y.Length; i++)
+        {
+            float want = (i % 5 + 1) * (i < 1000 ? expect : i < 2000 ? expect / size : size);
+            if (Math.Abs(y[i] - want) > 1e-5f * want) throw new InvalidOperationException($"rank {r}: non-blocking all-reduce [{i}] = {y[i]}, expected {want}");
+        }
         dp.Barrier();
         Console.WriteLine(JsonSerializer.Serialize(new { bench = "collective-check", rank = r, world_size = size, backend = dp.Backend, ok = true }));
     }
@@ -132,13 +150,34 @@ public static class LearnerThroughput
         public int Rank => inner.Rank;
         public int WorldSize => inner.WorldSize;
         public string Backend => inner.Backend;
-        public void Reset() => _times.Clear();
+        public void Reset()
+        {
+            _times.Clear();
+            Started = 0;
+        }
         public double GradientP50Microseconds(int length)
         {
             var t = _times.Where(x => x.Length == length).Select(x => x.Us).Order().ToArray();
             return t.Length == 0 ? 0 : t[t.Length / 2];
         }
         public int GradientCount(int length) => _times.Count(x => x.Length == length);
+        public int Started { get; private set; }
+        // Buckets: started while backward runs; the wait after it is timed as the gradient buffer's exposed all-reduce.
+        public void StartAllReduce(float[] buffer, int start, int length, ReduceOp op)
+        {
+            Started++;
+            _bucketed += length;
+            inner.StartAllReduce(buffer, start, length, op);
+        }
+        public void ProgressAllReduces() => inner.ProgressAllReduces();
+        public void WaitAllReduces()
+        {
+            long start = Stopwatch.GetTimestamp();
+            inner.WaitAllReduces();
+            _times.Add((_bucketed, Stopwatch.GetElapsedTime(start).TotalMicroseconds));
+            _bucketed = 0;
+        }
+        private int _bucketed;
         public void AllReduce(Span<float> values, ReduceOp op)
         {
             long start = Stopwatch.GetTimestamp();

@@ -65,7 +65,7 @@ public static class StepRemote
         using var local = pixels is null ? Gym.MakeVec(envId, n, wrap: e => new ClusterEnv.Wrappers.RecordEpisodeStatistics(e))
             : new SyncVectorEnv(Enumerable.Range(0, n).Select(_ => (Func<IEnv>)(() => new ClusterEnv.Wrappers.RecordEpisodeStatistics(pixels.Make(envId)))));
         local.Reset(seed: 0);
-        var sync = Time(local, rng, actions, Math.Min(seconds, 1), out _);
+        var sync = Time(local, rng, actions, Math.Min(seconds, 2), out _);
         var tcp = workers == 1 ? RawTcp(request, reply, seconds) : default;
         var stalls = CpuStalls(0.5);
 
@@ -84,6 +84,10 @@ public static class StepRemote
             rtt_us_p99 = remote.P99,
             rtt_us_p999 = remote.P999,
             local_env_steps_per_sec = Math.Round(sync.Steps * n / sync.Seconds),
+            local_step_us_p50 = sync.P50,
+            local_step_us_p99 = sync.P99,
+            rtt_us_p95 = remote.P95,
+            rtt_us_p98 = remote.P98,
             raw_tcp_rtt_us_p50 = workers == 1 ? tcp.P50 : (double?)null,
             raw_tcp_rtt_us_p99 = workers == 1 ? tcp.P99 : (double?)null,
             p50_over_raw_tcp = workers == 1 ? Math.Round(remote.P50 / tcp.P50, 2) : (double?)null,
@@ -105,7 +109,7 @@ public static class StepRemote
         return StepCodec.StepResultSize(1000, r, obsSize, default, obsType);
     }
 
-    internal readonly record struct Timing(long Steps, double Seconds, double P50, double P90, double P99, double P999);
+    internal readonly record struct Timing(long Steps, double Seconds, double P50, double P90, double P99, double P999, double P95 = 0, double P98 = 0);
 
     private static Timing Time(IVectorEnv envs, Rng rng, RandomActions actions, double seconds, out long allocated)
     {
@@ -176,7 +180,7 @@ public static class StepRemote
     {
         Array.Sort(samples, 0, (int)count);
         double at(double q) => Math.Round(samples[Math.Min((int)(count * q), (int)count - 1)] * 1e6 / Stopwatch.Frequency, 1);
-        return new Timing(count, seconds, at(0.50), at(0.90), at(0.99), at(0.999));
+        return new Timing(count, seconds, at(0.50), at(0.90), at(0.99), at(0.999), at(0.95), at(0.98));
     }
 
     /// <summary>Blocking-socket ping-pong on loopback: a request of <paramref name="request"/> bytes, a reply of <paramref name="reply"/>.</summary>

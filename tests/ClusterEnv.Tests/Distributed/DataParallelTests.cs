@@ -111,4 +111,110 @@ public class DataParallelTests
         Assert.That(results[0].History[^1].GlobalStep, Is.LessThan(40_000 + 2 * 8 * 20 * new ImpalaOptions().BatchSize + 1), "both ranks' steps count toward one budget");
         Assert.That(results[1].History, Has.Count.EqualTo(results[0].History.Count));
     }
+
+    [Test]
+    public void GradientsAllReducedInBucketsWhileBackwardRuns_TakeTheStepOfOneAllReduceAfterIt_BitForBit()
+    {
+        var d = MakeData(64);
+        var o = new PpoOptions { NumMinibatches = 2, UpdateEpochs = 2 };
+        float[][] Ranks(int bucketSize)
+        {
+            var world = ThreadCollective.Create(2);
+            var ranks = new float[2][];
+            Parallel.For(0, 2, new ParallelOptions { MaxDegreeOfParallelism = 2 }, r =>
+                ranks[r] = UpdateOnce(o with { Collective = world[r], GradientBucketSize = bucketSize }, d, Enumerable.Range(r * 32, 32).ToArray()));
+            Assert.That(ranks[1], Is.EqualTo(ranks[0]), $"buckets of {bucketSize}: every rank took the same step");
+            return ranks;
+        }
+        var flat = Ranks(0)[0];
+        Assert.That(Ranks(GradientBuckets.DefaultCapacity)[0], Is.EqualTo(flat), "actor and critic a bucket each");
+        Assert.That(Ranks(100)[0], Is.EqualTo(flat), "a bucket per layer (and the 64×64 layers alone, over the cap)");
+    }
+
+    // Records what GradientBuckets asks of the collective, in order: "start offset+length", "progress", "wait".
+    private sealed class RecordingCollective : ICollective
+    {
+        public readonly List<string> Events = [];
+        public int Rank => 0;
+        public int WorldSize => 2;
+        public string Backend => "recording";
+        public void AllReduce(Span<float> values, ReduceOp op) => Events.Add($"allreduce {values.Length}");
+        public void AllReduce(Span<double> values, ReduceOp op) => Events.Add($"allreduce {values.Length}");
+        public void Broadcast(Span<float> values, int root) { }
+        public void Broadcast(Span<byte> bytes, int root) { }
+        public void Barrier() { }
+        public void StartAllReduce(float[] buffer, int start, int length, ReduceOp op)
+        {
+            Assert.That(op, Is.EqualTo(ReduceOp.Mean));
+            Events.Add($"start {start}+{length}");
+        }
+        public void ProgressAllReduces() => Events.Add("progress");
+        public void WaitAllReduces() => Events.Add("wait");
+        public void Dispose() { }
+    }
+
+    [Test]
+    public void Buckets_StartTheActorsAllReduceBeforeTheCriticsBackward_AndCoverEveryGradientOnce()
+    {
+        var policy = new ActorCritic(Spec, seed: 1); // actor 4→64→64→2, then critic 4→64→64→1
+        var dp = new RecordingCollective();
+        var buckets = new GradientBuckets(dp, policy.Store.Grads);
+        var obs = new float[8 * 4];
+        policy.Forward(obs, 8, out _, out _);
+        policy.Backward(new float[8 * 2], new float[8], buckets);
+        buckets.Finish();
+        int actor = policy.Store.Parameters.Where(p => p.Name.StartsWith("actor", StringComparison.Ordinal)).Sum(p => p.Length);
+        Assert.That(dp.Events, Is.EqualTo(new[]
+        {
+            "progress", "progress", "progress",       // the actor's layers 2, 1, 0 come in, adjacent: one bucket
+            $"start 0+{actor}",                       // the critic's last layer is not adjacent: the actor's bucket goes
+            "progress", "progress", "progress",       // while the critic's layers are differentiated
+            $"start {actor}+{policy.Store.Count - actor}", "wait",
+        }));
+        Assert.That(buckets.LastBuckets, Is.EqualTo(2));
+    }
+
+    [Test]
+    public void Buckets_OfAnImagePolicyWithALogStd_CoverEveryGradientOnce_AndAForgottenRangeIsNamed()
+    {
+        var images = new ClusterEnv.Spaces.Box(0, 255, [1, 36, 36], ClusterEnv.Spaces.DType.UInt8);
+        var spec = PolicySpec.ForImages(images, new ClusterEnv.Spaces.Box(-1, 1, [2]), "small");
+        var policy = new ActorCritic(spec, seed: 1);
+        var dp = new RecordingCollective();
+        var buckets = new GradientBuckets(dp, policy.Store.Grads, capacity: 5_000);
+        policy.Forward(new float[3 * 36 * 36], 3, out _, out _);
+        policy.Backward(new float[3 * 2], new float[3], buckets);
+        buckets.Finish();
+        var ranges = dp.Events.Where(e => e.StartsWith("start", StringComparison.Ordinal))
+            .Select(e => e[6..].Split('+')).Select(x => (Start: int.Parse(x[0]), Length: int.Parse(x[1]))).OrderBy(x => x.Start).ToArray();
+        var layers = policy.Store.Parameters.GroupBy(p => p.Name.Replace(".weight", "").Replace(".bias", "")).Select(g => g.Sum(p => p.Length)).ToHashSet();
+        int next = 0;
+        foreach (var (start, length) in ranges)
+        {
+            Assert.That(start, Is.EqualTo(next), "no gap, no overlap");
+            Assert.That(length <= 5_000 || layers.Contains(length), $"a bucket of {length} holds up to the cap, or one layer larger than it");
+            next = start + length;
+        }
+        Assert.That(next, Is.EqualTo(policy.Store.Count));
+        Assert.That(ranges, Has.Length.GreaterThan(4), "the encoder's big linear layer, convolutions, heads and log-std in several buckets");
+
+        // A backward that leaves a range untold (a layer without the hook) is refused by name, not averaged in part.
+        policy.Forward(new float[3 * 36 * 36], 3, out _, out _);
+        Assert.That(() =>
+        {
+            policy.Backward(new float[3 * 2], new float[3], new PartialReady(buckets));
+            buckets.Finish();
+        }, Throws.InvalidOperationException.With.Message.Contains("every gradient"));
+    }
+
+    // Passes on every range but the first.
+    private sealed class PartialReady(IGradientReady inner) : IGradientReady
+    {
+        private bool _skipped;
+        public void Ready(int offset, int length)
+        {
+            if (_skipped) inner.Ready(offset, length);
+            _skipped = true;
+        }
+    }
 }
