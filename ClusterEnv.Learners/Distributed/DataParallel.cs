@@ -12,15 +12,23 @@ public static class DataParallel
     /// Before the first update: every rank takes rank 0's initial weights, and every rank must bring the same batch
     /// shape (<paramref name="batchSize"/> samples per update), or the ranks would disagree on the number of all-reduces.
     /// </summary>
-    public static void Start(ICollective dp, Span<float> weights, int batchSize)
+    public static void Start(ICollective dp, Span<float> weights, int batchSize) => Start(dp, weights, batchSize, 0);
+
+    /// <summary>
+    /// <see cref="Start(ICollective, Span{float}, int)"/>, also checking that every rank buckets its gradients the same
+    /// way (<paramref name="gradientBucketSize"/>): ranks that cut the buffer differently would start different all-reduces.
+    /// </summary>
+    public static void Start(ICollective dp, Span<float> weights, int batchSize, int gradientBucketSize)
     {
         if (dp.WorldSize == 1) return;
-        Span<double> sizes = [batchSize, -batchSize, weights.Length, -weights.Length];
+        Span<double> sizes = [batchSize, -batchSize, weights.Length, -weights.Length, gradientBucketSize, -gradientBucketSize];
         dp.AllReduce(sizes, ReduceOp.Max);
         if (sizes[0] != -sizes[1])
             throw new CollectiveException($"Rank {dp.Rank}: the ranks collect batches of different sizes (this one {batchSize}, others up to {sizes[0]} and down to {-sizes[1]}); give every rank the same number of envs and steps.");
         if (sizes[2] != -sizes[3])
             throw new CollectiveException($"Rank {dp.Rank}: the ranks built networks of different sizes ({weights.Length} parameters here); every rank needs the same env and network.");
+        if (sizes[4] != -sizes[5])
+            throw new CollectiveException($"Rank {dp.Rank}: the ranks bucket their gradients differently (GradientBucketSize {gradientBucketSize} here, others up to {sizes[4]} and down to {-sizes[5]}); give every rank the same setting.");
         dp.Broadcast(weights, 0);
     }
 

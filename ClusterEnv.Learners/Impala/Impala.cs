@@ -160,7 +160,7 @@ public static class Impala
         if (o.NormalizeObservations && policy.Normalizer is null) policy.Normalizer = ObservationNormalizer.From(learner.Observations, o.ObservationClip);
         var dp = o.Collective ?? SingleCollective.Instance;
         if (dp.WorldSize > 1 && resume is not null) consumed /= dp.WorldSize; // a checkpoint counts every rank's steps
-        DataParallel.Start(dp, policy.Store.Values, o.BatchSize);
+        DataParallel.Start(dp, policy.Store.Values, o.BatchSize, o.GradientBucketSize);
         long globalConsumed = consumed * dp.WorldSize;
         if (target is not null) target.LoadParameters(policy.Parameters);
         long startConsumed = globalConsumed;

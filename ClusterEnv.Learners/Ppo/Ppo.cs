@@ -91,7 +91,7 @@ public static partial class Ppo
         var adam = new Adam(policy.Store.Count, o.LearningRate, eps: o.AdamEps);
         var dp = o.Collective ?? SingleCollective.Instance;
         var rng = new Rng(DataParallel.RankSeed(o.Seed, dp) + 1); // minibatch shuffling (acting has the source's own stream)
-        DataParallel.Start(dp, policy.Store.Values, T * n);
+        DataParallel.Start(dp, policy.Store.Values, T * n, o.GradientBucketSize);
         using var device = o.Device is { } deviceName ? Gpu.GpuDevice.Open(deviceName == "cpu-kernels" ? "cpu" : deviceName) : null;
         using var gpuModel = device is null ? null : new Gpu.GpuActorCritic(device, policy);
         using var gpuPpo = gpuModel is null ? null : new Gpu.GpuPpo(gpuModel);

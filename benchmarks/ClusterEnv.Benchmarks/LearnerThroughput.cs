@@ -69,7 +69,7 @@ public static class LearnerThroughput
         var ret = values.Select((v, i) => v + adv[i]).ToArray();
         var indices = Enumerable.Range(0, n).ToArray();
         var o = new PpoOptions { NumMinibatches = minibatches, UpdateEpochs = 1, Collective = dp.WorldSize > 1 || collective is not null ? dp : null, GradientBucketSize = bucketFloats };
-        DataParallel.Start(dp, policy.Store.Values, n);
+        DataParallel.Start(dp, policy.Store.Values, n, bucketFloats);
         using var model = device is null ? null : new ClusterEnv.Learners.Gpu.GpuActorCritic(device, policy);
         using var gpu = model is null ? null : new ClusterEnv.Learners.Gpu.GpuPpo(model);
         void Update()

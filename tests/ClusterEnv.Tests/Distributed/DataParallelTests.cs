@@ -207,6 +207,21 @@ public class DataParallelTests
         }, Throws.InvalidOperationException.With.Message.Contains("every gradient"));
     }
 
+    [Test]
+    public void RanksThatBucketTheirGradientsDifferently_AreRefusedAtTheStart_OnEveryRank()
+    {
+        var world = ThreadCollective.Create(2);
+        var errors = new Exception?[2];
+        Parallel.For(0, 2, new ParallelOptions { MaxDegreeOfParallelism = 2 }, r =>
+        {
+            var weights = new float[10];
+            try { DataParallel.Start(world[r], weights, 64, r == 0 ? GradientBuckets.DefaultCapacity : 0); }
+            catch (Exception e) { errors[r] = e; }
+        });
+        foreach (var e in errors)
+            Assert.That(e, Is.TypeOf<CollectiveException>().With.Message.Contains("GradientBucketSize").And.Message.Contains("same setting"));
+    }
+
     // Passes on every range but the first.
     private sealed class PartialReady(IGradientReady inner) : IGradientReady
     {
