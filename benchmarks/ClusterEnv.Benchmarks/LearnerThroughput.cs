@@ -24,7 +24,7 @@ public static class LearnerThroughput
         var batch = Cli.Option("--batch", "samples per rank per update (split into --minibatches)", 512);
         var minibatches = Cli.Option("--minibatches", "minibatches per update (one all-reduce each)", 4);
         var seconds = Cli.Option("--seconds", "how long to run", 5.0).Positive();
-        var buckets = Cli.Option("--bucket-floats", "gradients all-reduced in buckets of up to this many floats while backward runs (0: one all-reduce after backward)", ClusterEnv.Learners.Distributed.GradientBuckets.DefaultCapacity);
+        var buckets = Cli.Option("--bucket-floats", "gradients all-reduced in buckets of up to this many floats while backward runs (0, the learners' default: one all-reduce after backward)", 0);
         var device = Cli.Option<string?>("--device", "run the update on a device: cuda, cuda:N, or cpu-kernels (ILGPU's CPU accelerator); default: the CPU engine");
         var command = new Command("learner-throughput", "PPO updates per second on a synthetic batch, under mpirun -np R: samples/s over all ranks and all-reduce time per minibatch")
         {
@@ -49,7 +49,7 @@ public static class LearnerThroughput
     /// returns the record rank 0 prints (null on the other ranks).
     /// </summary>
     internal static object? Measure(int hidden, int batch, int minibatches, double seconds, string? deviceName, ICollective? collective = null,
-        ClusterEnv.Learners.Gpu.GpuDevice? sharedDevice = null, int bucketFloats = ClusterEnv.Learners.Distributed.GradientBuckets.DefaultCapacity)
+        ClusterEnv.Learners.Gpu.GpuDevice? sharedDevice = null, int bucketFloats = 0)
     {
         using var inner = collective is null ? Open() : null;
         using var ownDevice = deviceName is null || sharedDevice is not null ? null : ClusterEnv.Learners.Gpu.GpuDevice.Open(deviceName == "cpu-kernels" ? "cpu" : deviceName);

@@ -80,6 +80,8 @@ var slurmModeOption = Cli.Option("--slurm-mode", "Slurm: auto (srun inside an al
     .Check(m => m is "auto" or "sbatch" or "srun" ? null : $"--slurm-mode '{m}' must be auto, sbatch or srun.");
 var slurmArgOption = Cli.Option("--slurm-arg", "Slurm: one more sbatch/srun flag, as it is (repeatable, e.g. --slurm-arg=--account=rl)", Array.Empty<string>());
 var distributedOption = Cli.Option("--distributed", "data-parallel learners: one rank per process started by `mpirun -np N` or `srun --mpi=pmix -n N`, each with its own workers; gradients are all-reduced over MPI", false);
+var bucketsOption = Cli.Option("--gradient-buckets", "--distributed: all-reduce gradients in buckets of up to this many floats while backward runs (as PyTorch DDP; pays across nodes); 0: one all-reduce after backward", 0)
+    .Check(v => v >= 0 ? null : "--gradient-buckets must be >= 0 (0: one all-reduce after backward).");
 var deviceOption = Cli.Option<string?>("--device", "PPO: where the update runs: cuda or cuda:N (an NVIDIA GPU: networks, gradients and Adam in device memory), cpu-kernels (the same kernels on ILGPU's CPU accelerator, for checking); default: this project's CPU engine");
 var evaluateOption = Cli.Option<string?>("--evaluate", "instead of training: play a trained policy (a run folder, a checkpoint folder or a .cepolicy file) for --episodes episodes, deterministic and sampled, and write RUN/evaluation.json");
 var episodesOption = Cli.Option("--episodes", "with --evaluate: episodes per mode", 100)
@@ -89,7 +91,7 @@ var root = new RootCommand("IMPACT (default), IMPALA or PPO (CleanRL's details) 
 {
     algoOption, envOption, workerAssemblyOption, seedOption, numEnvsOption, workersOption, totalStepsOption, syncOption, localOption, outOption,
     externalOption, hostOption, portOption, tokenFileOption, tlsCertOption, tlsPasswordFileOption, allowAnyWorkerOption, urlFileOption, connectTimeoutOption, checkpointEveryOption, resumeOption, logEveryOption, maxRestartsOption, batchRolloutsOption, maxCreditOption, maxPolicyLagOption, firstReadyOption, transportOption, lrOption, pixelsOption, pixelShapeOption, encoderOption,
-    evaluateOption, episodesOption, distributedOption, deviceOption, slurmOption, slurmPartitionOption, slurmTimeOption, slurmCpusOption, slurmNodesOption, slurmModeOption, slurmArgOption,
+    evaluateOption, episodesOption, distributedOption, bucketsOption, deviceOption, slurmOption, slurmPartitionOption, slurmTimeOption, slurmCpusOption, slurmNodesOption, slurmModeOption, slurmArgOption,
 };
 if (Cli.Parse(root, args, out var parsed) is int exit) return exit;
 if (parsed.GetValue(evaluateOption) is { } evaluateRun)
@@ -343,7 +345,7 @@ using ClusterEnv.Learners.Distributed.ICollective collective = parsed.GetValue(d
 string? rankScratch = null;
 if (collective.WorldSize > 1)
 {
-    options = options with { Collective = collective };
+    options = options with { Collective = collective, GradientBucketSize = parsed.GetValue(bucketsOption) };
     if (collective.Rank == 0)
         Console.WriteLine($"Data-parallel over {collective.WorldSize} ranks ({collective.Backend}); each rank has its own {(local ? "envs" : "workers")}, gradients are averaged every step.");
     else
@@ -442,7 +444,7 @@ int Run()
     {
         Console.WriteLine($"{envId} is served by the workers: observations {envs.SingleObservationSpace}, actions {envs.SingleActionSpace}, " +
                           $"max episode steps {envs.Spec?.MaxEpisodeSteps?.ToString(CultureInfo.InvariantCulture) ?? "none"}, reward threshold {envs.Spec?.RewardThreshold?.ToString(CultureInfo.InvariantCulture) ?? "none"}.");
-        if (envs.SingleActionSpace is Box) options = PpoDefaults(true) with { Collective = options.Collective, CheckpointDirectory = options.CheckpointDirectory };
+        if (envs.SingleActionSpace is Box) options = PpoDefaults(true) with { Collective = options.Collective, GradientBucketSize = options.GradientBucketSize, CheckpointDirectory = options.CheckpointDirectory };
     }
     if (impala) return RunImpala(envs);
     Console.WriteLine($"PPO on {envs} | {options.TotalTimesteps:N0} steps | {numEnvs} envs × {options.NumSteps} steps per rollout | " +
@@ -548,7 +550,7 @@ int RunImpala(IVectorEnv envs)
     if (parsed.GetValue(maxCreditOption) is int maxCredit) o = o with { MaxCredit = maxCredit };
     if (parsed.GetValue(maxPolicyLagOption) is int maxLag) o = o with { MaxPolicyLag = maxLag };
     if (parsed.GetValue(lrOption) is double impalaLr) o = o with { LearningRate = impalaLr };
-    if (collective.WorldSize > 1) o = o with { Collective = collective };
+    if (collective.WorldSize > 1) o = o with { Collective = collective, GradientBucketSize = parsed.GetValue(bucketsOption) };
     if (resume is not null) Console.WriteLine($"Resuming from {resume.Folder} (update {resume.Update:N0}, {resume.GlobalStep:N0} env steps)");
     Console.WriteLine($"{algo.ToUpperInvariant()} on {envs} | {o.TotalTimesteps:N0} steps | rollouts of {o.UnrollLength} steps | " +
                       $"{(envs is not ClusterVecEnv ? "the learner acts" : firstReady is int b ? $"the learner acts, workers stepped first-ready (batch {(b == 0 ? envs.NumEnvs / 2 : b)})" : $"workers act, sync {sync}")} | seed {seed}");

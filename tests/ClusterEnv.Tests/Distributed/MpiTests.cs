@@ -58,6 +58,18 @@ public class MpiTests
     }
 
     [Test]
+    public void TwoPpoRanks_AllReducingGradientBucketsWhileBackwardRuns_TrainOneModel()
+    {
+        // Buckets of 1,000 floats: the 64×64 layers alone, the rest in several; MPI_Iallreduce, progressed and waited for.
+        string dir = Path.Combine(Path.GetTempPath(), $"clusterenv-mpi-{Guid.NewGuid():N}");
+        var (code, output) = RunToEnd(dir, "--local", "--algo", "ppo", "--total-steps", "8192", "--log-every", "0", "--gradient-buckets", "1000");
+        TestContext.Out.WriteLine(output);
+        Assert.That(code, Is.EqualTo(0), output);
+        Assert.That(output, Does.Contain("Weights identical on all 2 ranks after each of the 8 updates"));
+        Directory.Delete(dir, recursive: true);
+    }
+
+    [Test]
     public void TwoImpalaRanks_EachWithItsOwnWorkers_TrainOneModel()
     {
         string dir = Path.Combine(Path.GetTempPath(), $"clusterenv-mpi-{Guid.NewGuid():N}");
