@@ -40,15 +40,10 @@ public static class DataParallel
     public static void BackwardAndAverage(ICollective dp, ActorCritic policy, ReadOnlySpan<float> gradHead, ReadOnlySpan<float> gradValues,
         int bucketSize, ref GradientBuckets? buckets)
     {
-        if (dp.WorldSize == 1)
+        if (dp.WorldSize == 1 || bucketSize == 0)
         {
             policy.Backward(gradHead, gradValues);
-            return;
-        }
-        if (bucketSize == 0)
-        {
-            policy.Backward(gradHead, gradValues);
-            dp.AllReduce(policy.Store.Grads, ReduceOp.Mean); // one flat buffer, between backward and clipping
+            if (dp.WorldSize > 1) dp.AllReduce(policy.Store.Grads, ReduceOp.Mean); // one flat buffer, between backward and clipping
             return;
         }
         if (buckets is null || !buckets.Covers(policy.Store.Grads, dp)) buckets = new GradientBuckets(dp, policy.Store.Grads, bucketSize);
